@@ -1,0 +1,104 @@
+//! What one measurement is of: framework x device x precision x preset.
+
+use std::fmt;
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+use crate::measure::MeasureSettings;
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Framework {
+    Mlx,
+    Torch,
+}
+
+/// `Gpu` is the accelerator: CUDA, or Metal (MLX) / MPS (PyTorch) on macOS.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Cpu,
+    Gpu,
+}
+
+/// Numeric precision, applied alike to both twins. `F32` is strict float32
+/// (no TF32 anywhere); `Tf32` lets float32 matmuls use TF32 on CUDA.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    Tf32,
+    Bf16,
+    F16,
+}
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Small sizes: seconds per benchmark on a 2-core CPU.
+    Quick,
+    /// The sizes of the original study.
+    Paper,
+}
+
+macro_rules! display_as_value_name {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let value = self.to_possible_value().expect("no skipped variants");
+                f.write_str(value.get_name())
+            }
+        }
+    )*};
+}
+display_as_value_name!(Framework, DeviceKind, Precision, Preset);
+
+impl Framework {
+    /// The name used in reports.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Framework::Mlx => "MLX",
+            Framework::Torch => "PyTorch",
+        }
+    }
+}
+
+/// Everything one benchmark run needs to know about its cell.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    pub framework: Framework,
+    pub device: DeviceKind,
+    pub precision: Precision,
+    pub preset: Preset,
+    /// CPU threads, the same for both frameworks.
+    pub threads: usize,
+    pub measure: MeasureSettings,
+    pub seed: u64,
+}
+
+impl Cell {
+    /// The cell's settings as `key=value` pairs for the result record.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        let m = &self.measure;
+        vec![
+            ("threads".into(), self.threads.to_string()),
+            ("warmup".into(), m.warmup.to_string()),
+            ("repetitions".into(), m.repetitions.to_string()),
+            ("min_repetitions".into(), m.min_repetitions.to_string()),
+            (
+                "time_budget_s".into(),
+                m.time_budget.as_secs_f64().to_string(),
+            ),
+            ("seed".into(), self.seed.to_string()),
+        ]
+    }
+}

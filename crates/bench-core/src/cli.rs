@@ -1,0 +1,244 @@
+//! The command line shared by every benchmark's runner binary.
+//!
+//! A runner measures one benchmark for the frameworks asked, on one device
+//! and precision, and appends a CSV row per measured case as soon as it has
+//! it. A cell that fails becomes a failed row with its reason; the runner
+//! goes on with the next cell and exits with [`EXIT_FAILURES_RECORDED`].
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Parser;
+
+use crate::cell::{Cell, DeviceKind, Framework, Precision, Preset};
+use crate::env::{self, Environment};
+use crate::error::unavailable_reason;
+use crate::measure::MeasureSettings;
+use crate::record::{CaseResult, CsvAppender, Record, RecordHeader};
+
+/// Exit status of a runner that recorded at least one failed cell.
+pub const EXIT_FAILURES_RECORDED: u8 = 3;
+
+/// A benchmark: twins behind one name.
+pub trait Benchmark {
+    /// The name used on the command line and in reports, e.g. "transfer".
+    fn name(&self) -> &'static str;
+
+    /// Warm-up, repetitions and time budget for a preset.
+    fn measure_settings(&self, preset: Preset) -> MeasureSettings {
+        let _ = preset;
+        MeasureSettings::default()
+    }
+
+    /// Runs one cell and returns its measured cases.
+    fn run(&self, cell: &Cell) -> Result<CellOutput>;
+}
+
+/// What a cell produced.
+#[derive(Debug)]
+pub struct CellOutput {
+    /// E.g. "cpu (8 threads)" or "cuda:0 NVIDIA H100 80GB HBM3".
+    pub device_name: String,
+    pub cases: Vec<CaseResult>,
+}
+
+/// What the harness needs of a framework adapter before anything runs.
+#[derive(Clone, Copy)]
+pub struct FrameworkHooks {
+    pub framework: Framework,
+    /// Library version, read without initialising a device.
+    pub version: fn() -> String,
+    /// Applies process-wide settings that must precede the framework's
+    /// first use: CPU threads and the TF32 switch.
+    pub configure_process: fn(Precision, usize),
+}
+
+#[derive(Parser, Debug, Clone)]
+pub struct RunnerArgs {
+    #[arg(long, value_enum, default_value_t = Preset::Quick)]
+    pub preset: Preset,
+    /// Frameworks to run, one after the other (default: all).
+    #[arg(long, value_enum, num_args = 1..)]
+    pub framework: Vec<Framework>,
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+    /// One per process: TF32 switches are read once, at framework start-up.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
+    /// CPU threads for both frameworks (default: physical cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    #[arg(long)]
+    pub repetitions: Option<usize>,
+    #[arg(long)]
+    pub min_repetitions: Option<usize>,
+    /// Seconds of timed work after which no further repetition starts.
+    #[arg(long)]
+    pub time_budget: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// CSV file to append rows to (default: reports/raw/<timestamp>.csv).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Groups the rows of one suite run.
+    #[arg(long)]
+    pub run_id: Option<String>,
+}
+
+impl RunnerArgs {
+    fn measure_settings(&self, defaults: MeasureSettings) -> MeasureSettings {
+        let mut settings = MeasureSettings {
+            warmup: self.warmup.unwrap_or(defaults.warmup),
+            repetitions: self.repetitions.unwrap_or(defaults.repetitions),
+            min_repetitions: self.min_repetitions.unwrap_or(defaults.min_repetitions),
+            time_budget: self
+                .time_budget
+                .map(Duration::from_secs_f64)
+                .unwrap_or(defaults.time_budget),
+        };
+        settings.min_repetitions = settings.min_repetitions.min(settings.repetitions);
+        settings
+    }
+}
+
+/// The `main` of a benchmark's runner binary.
+pub fn main(
+    suite_version: &str,
+    benchmark: &dyn Benchmark,
+    frameworks: &[FrameworkHooks],
+) -> ExitCode {
+    let args = RunnerArgs::parse();
+    match run(suite_version, benchmark, frameworks, &args) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(EXIT_FAILURES_RECORDED),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs every asked cell; returns how many failed.
+pub fn run(
+    suite_version: &str,
+    benchmark: &dyn Benchmark,
+    frameworks: &[FrameworkHooks],
+    args: &RunnerArgs,
+) -> Result<usize> {
+    let threads = args.threads.unwrap_or_else(env::default_threads);
+    anyhow::ensure!(threads >= 1, "--threads must be at least 1");
+    for hooks in frameworks {
+        (hooks.configure_process)(args.precision, threads);
+    }
+    let mut environment = Environment::capture(suite_version);
+    for hooks in frameworks {
+        let version = (hooks.version)();
+        match hooks.framework {
+            Framework::Mlx => environment.mlx_version = version,
+            Framework::Torch => environment.libtorch_version = version,
+        }
+    }
+    let run_id = args
+        .run_id
+        .clone()
+        .unwrap_or_else(|| chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string());
+    let csv_path = args
+        .csv
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("reports/raw/{run_id}.csv")));
+    let mut csv = CsvAppender::open(&csv_path)?;
+    let asked: Vec<Framework> = if args.framework.is_empty() {
+        frameworks.iter().map(|hooks| hooks.framework).collect()
+    } else {
+        args.framework.clone()
+    };
+    let mut failures = 0;
+    for framework in asked {
+        let hooks = frameworks
+            .iter()
+            .find(|hooks| hooks.framework == framework)
+            .ok_or_else(|| anyhow::anyhow!("{} has no {framework} twin", benchmark.name()))?;
+        let cell = Cell {
+            framework,
+            device: args.device,
+            precision: args.precision,
+            preset: args.preset,
+            threads,
+            measure: args.measure_settings(benchmark.measure_settings(args.preset)),
+            seed: args.seed,
+        };
+        let mut header = RecordHeader::for_cell(&run_id, benchmark.name(), &cell);
+        header.framework_version = (hooks.version)();
+        for record in run_cell(benchmark, &cell, &mut header, &environment) {
+            failures += usize::from(record.status == crate::record::Status::Failed);
+            print_row(&record);
+            csv.append(&record)?;
+        }
+    }
+    eprintln!("rows appended to {}", csv_path.display());
+    Ok(failures)
+}
+
+fn run_cell(
+    benchmark: &dyn Benchmark,
+    cell: &Cell,
+    header: &mut RecordHeader,
+    env: &Environment,
+) -> Vec<Record> {
+    env::reset_peak_rss();
+    let outcome = catch_unwind(AssertUnwindSafe(|| benchmark.run(cell)));
+    let output = match outcome {
+        Ok(Ok(output)) => output,
+        Ok(Err(error)) => {
+            return vec![match unavailable_reason(&error) {
+                Some(reason) => header.skipped(&reason, env),
+                None => header.failed(&format!("{error:#}"), env),
+            }]
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            return vec![header.failed(&format!("panicked: {message}"), env)];
+        }
+    };
+    header.device_name = output.device_name;
+    let peak_rss = env::peak_rss_bytes();
+    output
+        .cases
+        .iter()
+        .map(|case| {
+            header
+                .measured(case, peak_rss, env)
+                .unwrap_or_else(|error| header.failed(&format!("{error:#}"), env))
+        })
+        .collect()
+}
+
+fn print_row(record: &Record) {
+    let figure = match (record.median_s, record.throughput) {
+        (Some(median), Some(throughput)) => format!(
+            "median {median:.4} s (IQR {:.4}, n={}), {throughput:.2} {}",
+            record.iqr_s.unwrap_or_default(),
+            record.repetitions.unwrap_or_default(),
+            record.throughput_unit
+        ),
+        (Some(median), None) => format!(
+            "median {median:.4} s (IQR {:.4}, n={})",
+            record.iqr_s.unwrap_or_default(),
+            record.repetitions.unwrap_or_default()
+        ),
+        _ => format!("{:?}: {}", record.status, record.reason),
+    };
+    eprintln!(
+        "{} {} {} {} {}: {figure}",
+        record.benchmark, record.case, record.framework, record.device, record.precision
+    );
+}

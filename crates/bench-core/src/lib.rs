@@ -1,0 +1,20 @@
+//! The measurement harness shared by every benchmark. It knows no framework:
+//! the frameworks reach it through the [`runtime::Runtime`] trait that the
+//! adapter crates (`fw-mlx`, `fw-torch`) implement.
+
+pub mod cell;
+pub mod cli;
+pub mod env;
+pub mod error;
+pub mod host;
+pub mod measure;
+pub mod record;
+pub mod runtime;
+pub mod stats;
+
+pub use cell::{Cell, DeviceKind, Framework, Precision, Preset};
+pub use error::Unavailable;
+pub use measure::{measure, MeasureSettings};
+pub use record::{CaseResult, Record, Throughput};
+pub use runtime::Runtime;
+pub use stats::Summary;

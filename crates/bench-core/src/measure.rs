@@ -1,0 +1,69 @@
+//! The measurement loop: untimed warm-up, then timed repetitions, each
+//! bracketed by device synchronisations so that the clock sees all the work.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Result};
+
+use crate::runtime::Runtime;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeasureSettings {
+    /// Untimed runs before timing starts (compilation, caches, allocator).
+    pub warmup: usize,
+    /// Timed runs at most.
+    pub repetitions: usize,
+    /// Timed runs at least, even past the time budget.
+    pub min_repetitions: usize,
+    /// Stop adding repetitions once this much timed work has been done.
+    pub time_budget: Duration,
+}
+
+impl Default for MeasureSettings {
+    fn default() -> Self {
+        Self {
+            warmup: 2,
+            repetitions: 10,
+            min_repetitions: 3,
+            time_budget: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Times `step` and returns one duration in seconds per timed repetition.
+///
+/// The device is synchronised before each clock start (so earlier queued
+/// work is not billed to this step) and before each clock stop (so lazy or
+/// asynchronous work is). Warm-up runs are synchronised too, but not timed.
+pub fn measure(
+    settings: &MeasureSettings,
+    runtime: &dyn Runtime,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<Vec<f64>> {
+    ensure!(settings.repetitions >= 1, "repetitions must be at least 1");
+    ensure!(
+        settings.min_repetitions <= settings.repetitions,
+        "min_repetitions ({}) exceeds repetitions ({})",
+        settings.min_repetitions,
+        settings.repetitions
+    );
+    for _ in 0..settings.warmup {
+        step()?;
+        runtime.synchronize()?;
+    }
+    let mut samples = Vec::with_capacity(settings.repetitions);
+    let mut spent = Duration::ZERO;
+    while samples.len() < settings.repetitions {
+        if samples.len() >= settings.min_repetitions.max(1) && spent >= settings.time_budget {
+            break;
+        }
+        runtime.synchronize()?;
+        let start = Instant::now();
+        step()?;
+        runtime.synchronize()?;
+        let elapsed = start.elapsed();
+        spent += elapsed;
+        samples.push(elapsed.as_secs_f64());
+    }
+    Ok(samples)
+}

@@ -1,0 +1,74 @@
+//! Criterion harness: the quick preset's switch loop and matmul ceiling on
+//! the CPU, both twins, float32. `cargo xtask bench` is the suite's runner;
+//! this gives Criterion's statistics and regression tracking for one crate.
+
+use std::time::{Duration, Instant};
+
+use bench_core::{DeviceKind, Precision, Preset, Runtime};
+use bench_transfer::{mlx, torch, CeilingConfig, SwitchConfig};
+use criterion::{criterion_group, criterion_main, Criterion};
+use fw_mlx::MlxRuntime;
+use fw_torch::TorchRuntime;
+
+/// Times `iters` steps between two synchronisations.
+fn timed(runtime: &dyn Runtime, iters: u64, mut step: impl FnMut()) -> Duration {
+    runtime.synchronize().expect("synchronise");
+    let start = Instant::now();
+    for _ in 0..iters {
+        step();
+    }
+    runtime.synchronize().expect("synchronise");
+    start.elapsed()
+}
+
+fn transfer(c: &mut Criterion) {
+    let threads = bench_core::env::default_threads();
+    for hooks in [fw_mlx::HOOKS, fw_torch::HOOKS] {
+        (hooks.configure_process)(Precision::F32, threads);
+    }
+    let switch = SwitchConfig::for_preset(Preset::Quick);
+    let ceilings = CeilingConfig::for_preset(Preset::Quick);
+    let inputs = switch.inputs(0);
+    let mut group = c.benchmark_group("transfer-cpu-f32");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+
+    let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX on CPU");
+    let mut mlx_switch = mlx::Switch::new(&mlx_rt, &inputs).expect("MLX inputs");
+    group.bench_function("switch-iteration/mlx", |b| {
+        b.iter_custom(|iters| {
+            timed(&mlx_rt, iters, || {
+                mlx_switch.iterate().expect("MLX iteration")
+            })
+        })
+    });
+    let mlx_matmul = mlx::Matmul::new(&mlx_rt, ceilings.matmul_size, 0).expect("MLX matmul");
+    group.bench_function("matmul/mlx", |b| {
+        b.iter_custom(|iters| timed(&mlx_rt, iters, || mlx_matmul.run().expect("MLX matmul")))
+    });
+
+    let torch_rt =
+        TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("PyTorch on CPU");
+    let mut torch_switch = torch::Switch::new(&torch_rt, &inputs).expect("PyTorch inputs");
+    group.bench_function("switch-iteration/torch", |b| {
+        b.iter_custom(|iters| {
+            timed(&torch_rt, iters, || {
+                torch_switch.iterate().expect("PyTorch iteration")
+            })
+        })
+    });
+    let torch_matmul =
+        torch::Matmul::new(&torch_rt, ceilings.matmul_size, 0).expect("PyTorch matmul");
+    group.bench_function("matmul/torch", |b| {
+        b.iter_custom(|iters| {
+            timed(&torch_rt, iters, || {
+                torch_matmul.run().expect("PyTorch matmul")
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, transfer);
+criterion_main!(benches);

@@ -1,0 +1,77 @@
+//! The work, independent of framework: sizes per preset, inputs, FLOPs.
+
+use bench_core::host::HostTensor;
+use bench_core::Preset;
+
+/// The switch loop: three N x N matrices; each iteration computes, on the
+/// accelerator, r1 = norm(a @ b), r2 = norm(b @ c), r3 = norm(c @ a), where
+/// norm divides each column by its maximum; then the same on the CPU from
+/// those results. The original PyTorch twin computed a @ c where MLX
+/// computed c @ a; here both compute c @ a.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SwitchConfig {
+    pub size: usize,
+    pub iterations: usize,
+}
+
+/// Sizes of the device ceilings measured beside the switch loop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CeilingConfig {
+    /// N of the N x N matmul.
+    pub matmul_size: usize,
+    /// Float32 elements streamed by the bandwidth kernel (y = 2x).
+    pub copy_elements: usize,
+}
+
+impl SwitchConfig {
+    pub fn for_preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Quick => Self {
+                size: 512,
+                iterations: 4,
+            },
+            // As the original: N = 10000, 50 iterations.
+            Preset::Paper => Self {
+                size: 10_000,
+                iterations: 50,
+            },
+        }
+    }
+
+    /// Matmul FLOPs of one repetition (all iterations, both halves);
+    /// the column normalisation's O(N^2) is left out.
+    pub fn flops(&self) -> f64 {
+        let n = self.size as f64;
+        6.0 * 2.0 * n * n * n * self.iterations as f64
+    }
+
+    /// The three input matrices, the same for both twins.
+    pub fn inputs(&self, seed: u64) -> [HostTensor; 3] {
+        let shape = vec![self.size, self.size];
+        [0, 1, 2].map(|i| HostTensor::uniform(shape.clone(), seed.wrapping_add(i)))
+    }
+}
+
+impl CeilingConfig {
+    pub fn for_preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Quick => Self {
+                matmul_size: 1024,
+                copy_elements: 1 << 24,
+            },
+            Preset::Paper => Self {
+                matmul_size: 8192,
+                copy_elements: 1 << 28,
+            },
+        }
+    }
+
+    pub fn matmul_flops(&self) -> f64 {
+        2.0 * (self.matmul_size as f64).powi(3)
+    }
+
+    /// Bytes read plus bytes written by one pass of y = 2x.
+    pub fn copy_bytes(&self, element_bytes: usize) -> f64 {
+        2.0 * (self.copy_elements * element_bytes) as f64
+    }
+}

@@ -1,0 +1,9 @@
+//! MLX adapter: everything framework-specific but model-independent, so that
+//! a benchmark's `mlx.rs` holds model code only. Mirrors `fw-torch`.
+
+pub mod blas;
+mod runtime;
+mod weights;
+
+pub use runtime::{configure_process, gpu_backend, version, MlxRuntime, HOOKS};
+pub use weights::{load_safetensors, to_host_f32};

@@ -1,0 +1,181 @@
+use std::ffi::CStr;
+
+use anyhow::{bail, Result};
+use bench_core::cli::FrameworkHooks;
+use bench_core::{DeviceKind, Framework, Precision, Runtime, Unavailable};
+use mlx_rs::{Device, Dtype, Stream};
+
+use crate::blas;
+
+/// What `bench_core::cli` needs before MLX is first used.
+pub const HOOKS: FrameworkHooks = FrameworkHooks {
+    framework: Framework::Mlx,
+    version,
+    configure_process,
+};
+
+/// MLX's library version, e.g. "0.32.2".
+pub fn version() -> String {
+    // SAFETY: mlx_version fills a string we own and free.
+    unsafe {
+        let mut text = mlx_sys::mlx_string_new();
+        let status = mlx_sys::mlx_version(&mut text);
+        let version = if status == 0 {
+            CStr::from_ptr(mlx_sys::mlx_string_data(text))
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            "unknown".to_owned()
+        };
+        mlx_sys::mlx_string_free(text);
+        version
+    }
+}
+
+/// Sets the CPU thread count and MLX's TF32 switch (read when MLX's CUDA
+/// backend starts, so this must come first). MLX's own default on CUDA is
+/// TF32; here it follows the chosen precision, as PyTorch's does.
+pub fn configure_process(precision: Precision, threads: usize) {
+    let tf32 = if precision == Precision::Tf32 {
+        "1"
+    } else {
+        "0"
+    };
+    // SAFETY: called at start-up, before any other thread exists.
+    unsafe { std::env::set_var("MLX_ENABLE_TF32", tf32) };
+    blas::set_threads(threads);
+}
+
+/// "cuda", "metal", or None where MLX has no GPU backend. Asked of MLX
+/// first, because `Device::gpu()` panics where there is none.
+pub fn gpu_backend() -> Option<&'static str> {
+    let ask = |query: unsafe extern "C" fn(*mut bool) -> i32| {
+        let mut available = false;
+        // SAFETY: the query writes one bool.
+        let status = unsafe { query(&mut available) };
+        status == 0 && available
+    };
+    if ask(mlx_sys::mlx_cuda_is_available) {
+        Some("cuda")
+    } else if ask(mlx_sys::mlx_metal_is_available) {
+        Some("metal")
+    } else {
+        None
+    }
+}
+
+/// MLX bound to one device and precision.
+pub struct MlxRuntime {
+    device: DeviceKind,
+    precision: Precision,
+    threads: usize,
+}
+
+impl MlxRuntime {
+    /// Makes `device` MLX's default device. A missing accelerator or an
+    /// unsupported precision is [`Unavailable`] (a skipped row).
+    pub fn new(device: DeviceKind, precision: Precision, threads: usize) -> Result<Self> {
+        match device {
+            DeviceKind::Cpu => {
+                if precision == Precision::Tf32 {
+                    bail!(Unavailable(
+                        "tf32 is a CUDA setting; on CPU it equals f32".into()
+                    ));
+                }
+                Device::set_default(&Device::cpu());
+            }
+            DeviceKind::Gpu => {
+                if gpu_backend().is_none() {
+                    bail!(Unavailable(
+                        "MLX has no GPU backend here (neither CUDA nor Metal)".into()
+                    ));
+                }
+                if precision == Precision::Tf32 && gpu_backend() != Some("cuda") {
+                    bail!(Unavailable("tf32 is a CUDA setting".into()));
+                }
+                Device::set_default(&Device::gpu());
+            }
+        }
+        Ok(Self {
+            device,
+            precision,
+            threads,
+        })
+    }
+
+    /// The element type of activations and weights at this precision.
+    pub fn dtype(&self) -> Dtype {
+        match self.precision {
+            Precision::F32 | Precision::Tf32 => Dtype::Float32,
+            Precision::Bf16 => Dtype::Bfloat16,
+            Precision::F16 => Dtype::Float16,
+        }
+    }
+
+    /// The default stream of the benchmark's device.
+    pub fn stream(&self) -> Stream {
+        match self.device {
+            DeviceKind::Cpu => Stream::cpu(),
+            DeviceKind::Gpu => Stream::gpu(),
+        }
+    }
+
+    /// The CPU stream, for work placed on the CPU beside the accelerator.
+    pub fn cpu_stream(&self) -> Stream {
+        Stream::cpu()
+    }
+
+    /// Seeds MLX's global random state.
+    pub fn seed(&self, seed: u64) -> Result<()> {
+        mlx_rs::random::seed(seed)?;
+        Ok(())
+    }
+}
+
+impl Runtime for MlxRuntime {
+    fn framework(&self) -> Framework {
+        Framework::Mlx
+    }
+
+    fn device(&self) -> DeviceKind {
+        self.device
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        let mut streams = vec![Stream::cpu()];
+        if self.device == DeviceKind::Gpu {
+            streams.push(Stream::gpu());
+        }
+        for stream in streams {
+            // SAFETY: a valid stream handle owned by `stream`.
+            let status = unsafe { mlx_sys::mlx_synchronize(stream.as_ptr()) };
+            if status != 0 {
+                bail!("mlx_synchronize failed with status {status}");
+            }
+        }
+        Ok(())
+    }
+
+    fn peak_memory_bytes(&self) -> Option<u64> {
+        mlx_rs::memory::peak_memory().ok().map(|bytes| bytes as u64)
+    }
+
+    fn reset_peak_memory(&self) {
+        let _ = mlx_rs::memory::reset_peak_memory();
+    }
+
+    fn version(&self) -> String {
+        version()
+    }
+
+    fn device_description(&self) -> String {
+        match self.device {
+            DeviceKind::Cpu => format!("cpu ({} threads, {})", self.threads, blas::description()),
+            DeviceKind::Gpu => format!("gpu ({})", gpu_backend().unwrap_or("none")),
+        }
+    }
+}

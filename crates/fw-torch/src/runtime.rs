@@ -1,0 +1,171 @@
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use bench_core::cli::FrameworkHooks;
+use bench_core::{DeviceKind, Framework, Precision, Runtime, Unavailable};
+use tch::{Device, Kind, Tensor};
+
+use crate::cuda;
+
+/// What `bench_core::cli` needs before libtorch is first used.
+pub const HOOKS: FrameworkHooks = FrameworkHooks {
+    framework: Framework::Torch,
+    version,
+    configure_process,
+};
+
+/// libtorch's version, e.g. "2.11.0+cu130", read from the `version.py`
+/// beside the libtorch that this process loaded.
+pub fn version() -> String {
+    loaded_libtorch_dir()
+        .and_then(|lib| std::fs::read_to_string(lib.join("../version.py")).ok())
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let rest = line.strip_prefix("__version__")?;
+                let value = rest.split(['\'', '"']).nth(1)?;
+                Some(value.to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The folder of the libtorch_cpu shared library mapped into this process.
+fn loaded_libtorch_dir() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.contains("libtorch_cpu."))
+        .and_then(|path| PathBuf::from(path).parent().map(PathBuf::from))
+}
+
+/// Sets the CPU thread count and PyTorch's TF32 switch. PyTorch's default
+/// is strict float32; `TORCH_ALLOW_TF32_CUBLAS_OVERRIDE` is read when
+/// cuBLAS starts, so this must come first.
+pub fn configure_process(precision: Precision, threads: usize) {
+    if precision == Precision::Tf32 {
+        // SAFETY: called at start-up, before any other thread exists.
+        unsafe { std::env::set_var("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "1") };
+    }
+    tch::set_num_threads(threads as i32);
+}
+
+/// "cuda", "mps", or None where libtorch has no accelerator here.
+pub fn gpu_backend() -> Option<&'static str> {
+    if cuda::load().is_ok() && tch::Cuda::is_available() {
+        Some("cuda")
+    } else if tch::utils::has_mps() {
+        Some("mps")
+    } else {
+        None
+    }
+}
+
+/// libtorch bound to one device and precision.
+pub struct TorchRuntime {
+    device: DeviceKind,
+    precision: Precision,
+    threads: usize,
+    tch_device: Device,
+}
+
+impl TorchRuntime {
+    /// Resolves `device`. A missing accelerator or an unsupported precision
+    /// is [`Unavailable`] (a skipped row).
+    pub fn new(device: DeviceKind, precision: Precision, threads: usize) -> Result<Self> {
+        let tch_device = match device {
+            DeviceKind::Cpu => {
+                if precision == Precision::Tf32 {
+                    bail!(Unavailable(
+                        "tf32 is a CUDA setting; on CPU it equals f32".into()
+                    ));
+                }
+                Device::Cpu
+            }
+            DeviceKind::Gpu => match gpu_backend() {
+                Some("cuda") => Device::Cuda(0),
+                Some(_) if precision == Precision::Tf32 => {
+                    bail!(Unavailable("tf32 is a CUDA setting".into()))
+                }
+                Some(_) => Device::Mps,
+                None => {
+                    let reason = cuda::load()
+                        .err()
+                        .unwrap_or_else(|| "no CUDA device".into());
+                    bail!(Unavailable(format!("PyTorch has no GPU here: {reason}")))
+                }
+            },
+        };
+        Ok(Self {
+            device,
+            precision,
+            threads,
+            tch_device,
+        })
+    }
+
+    /// The element type of activations and weights at this precision.
+    pub fn kind(&self) -> Kind {
+        match self.precision {
+            Precision::F32 | Precision::Tf32 => Kind::Float,
+            Precision::Bf16 => Kind::BFloat16,
+            Precision::F16 => Kind::Half,
+        }
+    }
+
+    /// The benchmark's device.
+    pub fn tch_device(&self) -> Device {
+        self.tch_device
+    }
+
+    /// Seeds libtorch's generators (CPU and, where present, CUDA).
+    pub fn seed(&self, seed: u64) -> Result<()> {
+        tch::manual_seed(seed as i64);
+        Ok(())
+    }
+}
+
+impl Runtime for TorchRuntime {
+    fn framework(&self) -> Framework {
+        Framework::Torch
+    }
+
+    fn device(&self) -> DeviceKind {
+        self.device
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        match self.tch_device {
+            Device::Cuda(index) => tch::Cuda::synchronize(index as i64),
+            // tch has no MPS synchronise; reading a value back waits for
+            // the (single) MPS command queue.
+            Device::Mps => {
+                let _ = Tensor::zeros([1], (Kind::Float, Device::Mps)).to_device(Device::Cpu);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// tch exposes no allocator statistics; the CSV's peak RSS covers CPU runs.
+    fn peak_memory_bytes(&self) -> Option<u64> {
+        None
+    }
+
+    fn reset_peak_memory(&self) {}
+
+    fn version(&self) -> String {
+        version()
+    }
+
+    fn device_description(&self) -> String {
+        match self.tch_device {
+            Device::Cpu => format!("cpu ({} threads)", self.threads),
+            Device::Cuda(index) => format!("cuda:{index}"),
+            other => format!("{other:?}").to_lowercase(),
+        }
+    }
+}
