@@ -1,1 +1,93 @@
-fn main() {}
+//! `cargo xtask`: the suite's one entry point. See README.md.
+
+mod bench;
+mod pins;
+mod report;
+mod setup;
+mod suite;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "mlx-vs-torch: set-up, benchmarks, tests and reports")]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Install what the build needs (Debian packages, MLX, libtorch) into .cache/.
+    Setup {
+        /// The full CUDA libtorch instead of the slim CPU one.
+        #[arg(long)]
+        cuda: bool,
+    },
+    /// Set up if needed, run the suite, append CSV to reports/raw/, regenerate the report.
+    Bench(bench::BenchArgs),
+    /// Aggregate reports/raw/*.csv into reports/RESULTS.md and the README table.
+    Report,
+    /// Set up if needed, then run every test of the workspace.
+    Test {
+        /// Passed to `cargo test` after `--`, e.g. a test name filter.
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let root = workspace_root();
+    match cli.command {
+        Commands::Setup { cuda } => {
+            let started = std::time::Instant::now();
+            setup::ensure(&root, setup::SetupOptions { cuda })?;
+            setup::verify(&root)?;
+            eprintln!(
+                "set-up complete in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        Commands::Bench(args) => bench::run(&root, &args)?,
+        Commands::Report => report::generate(&root)?,
+        Commands::Test { cargo_args } => {
+            setup::ensure(&root, setup::SetupOptions::default())?;
+            return cargo_test(&root, &cargo_args);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cargo_test(root: &Path, extra: &[String]) -> Result<ExitCode> {
+    let status = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["test", "--workspace"])
+        .args(extra)
+        .status()
+        .context("running cargo test")?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}

@@ -26,8 +26,8 @@ pub fn set_threads(threads: usize) -> bool {
     true
 }
 
-/// The shared library that serves `name` in this process, found the way
-/// the dynamic linker binds MLX's calls (global lookup order).
+/// The file of the shared library that serves `name` in this process, found
+/// the way the dynamic linker binds MLX's calls (global lookup order).
 pub fn provider(name: &CStr) -> Option<String> {
     let address = symbol(name);
     if address.is_null() {
@@ -39,10 +39,14 @@ pub fn provider(name: &CStr) -> Option<String> {
         if libc::dladdr(address, &mut info) == 0 || info.dli_fname.is_null() {
             return None;
         }
+        let loaded = CStr::from_ptr(info.dli_fname)
+            .to_string_lossy()
+            .into_owned();
+        // The wheel's BLAS names are links to the real library: follow them.
         Some(
-            CStr::from_ptr(info.dli_fname)
-                .to_string_lossy()
-                .into_owned(),
+            std::fs::canonicalize(&loaded)
+                .map(|path| path.display().to_string())
+                .unwrap_or(loaded),
         )
     }
 }

@@ -1,0 +1,186 @@
+//! The harness with a fake framework: the loop's counts and the runner's
+//! handling of failing, panicking and unavailable cells.
+
+use std::cell::Cell as Counter;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use bench_core::cli::{self, Benchmark, CellOutput, FrameworkHooks, RunnerArgs};
+use bench_core::record::{read_records, Status};
+use bench_core::{
+    measure, CaseResult, Cell, DeviceKind, Framework, MeasureSettings, Precision, Runtime,
+    Unavailable,
+};
+use clap::Parser;
+
+#[derive(Default)]
+struct FakeRuntime {
+    syncs: Counter<usize>,
+}
+
+impl Runtime for FakeRuntime {
+    fn framework(&self) -> Framework {
+        Framework::Mlx
+    }
+    fn device(&self) -> DeviceKind {
+        DeviceKind::Cpu
+    }
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
+    fn synchronize(&self) -> Result<()> {
+        self.syncs.set(self.syncs.get() + 1);
+        Ok(())
+    }
+    fn peak_memory_bytes(&self) -> Option<u64> {
+        None
+    }
+    fn reset_peak_memory(&self) {}
+    fn version(&self) -> String {
+        "fake".into()
+    }
+    fn device_description(&self) -> String {
+        "fake cpu".into()
+    }
+}
+
+#[test]
+fn warmup_is_untimed_and_every_timed_step_is_bracketed_by_syncs() {
+    let runtime = FakeRuntime::default();
+    let settings = MeasureSettings {
+        warmup: 2,
+        repetitions: 4,
+        min_repetitions: 1,
+        time_budget: Duration::from_secs(60),
+    };
+    let mut steps = 0;
+    let samples = measure(&settings, &runtime, || {
+        steps += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(samples.len(), 4);
+    assert_eq!(steps, 6);
+    // one sync after each warm-up step, two around each timed step
+    assert_eq!(runtime.syncs.get(), 2 + 2 * 4);
+}
+
+#[test]
+fn time_budget_stops_after_min_repetitions() {
+    let runtime = FakeRuntime::default();
+    let settings = MeasureSettings {
+        warmup: 0,
+        repetitions: 100,
+        min_repetitions: 3,
+        time_budget: Duration::from_millis(1),
+    };
+    let samples = measure(&settings, &runtime, || {
+        std::thread::sleep(Duration::from_millis(2));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(samples.len(), 3);
+    assert!(samples.iter().all(|&s| s >= 0.002));
+}
+
+#[test]
+fn a_failing_step_is_an_error() {
+    let runtime = FakeRuntime::default();
+    let error = measure(&MeasureSettings::default(), &runtime, || {
+        bail!("kernel failed")
+    })
+    .unwrap_err();
+    assert!(error.to_string().contains("kernel failed"));
+}
+
+/// MLX fails, PyTorch panics, and the GPU is unavailable: each becomes a row.
+struct Troubled;
+
+impl Benchmark for Troubled {
+    fn name(&self) -> &'static str {
+        "troubled"
+    }
+    fn run(&self, cell: &Cell) -> Result<CellOutput> {
+        match (cell.device, cell.framework) {
+            (DeviceKind::Gpu, _) => bail!(Unavailable("no accelerator".into())),
+            (_, Framework::Mlx) => Ok(CellOutput {
+                device_name: "cpu".into(),
+                cases: vec![CaseResult {
+                    case: "step".into(),
+                    samples: vec![0.5, 0.25, 1.0],
+                    throughput: Some(bench_core::Throughput {
+                        work_per_repetition: 10.0,
+                        unit: "items/s".into(),
+                    }),
+                    peak_memory_bytes: Some(1024),
+                    settings: vec![("size".into(), "3".into())],
+                }],
+            }),
+            (_, Framework::Torch) => panic!("twin exploded"),
+        }
+    }
+}
+
+fn hooks(framework: Framework) -> FrameworkHooks {
+    FrameworkHooks {
+        framework,
+        version: || "1.0".into(),
+        configure_process: |_, _| {},
+    }
+}
+
+#[test]
+fn runner_records_every_cell_and_goes_on_after_failures() {
+    let dir = std::env::temp_dir().join(format!("harness-{}", std::process::id()));
+    let csv = dir.join("out.csv");
+    let _ = std::fs::remove_dir_all(&dir);
+    let frameworks = [hooks(Framework::Mlx), hooks(Framework::Torch)];
+    let args = RunnerArgs::parse_from([
+        "runner",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--threads",
+        "1",
+        "--run-id",
+        "t",
+    ]);
+    let failures = cli::run("0.1.0", &Troubled, &frameworks, &args).unwrap();
+    assert_eq!(failures, 1);
+
+    let gpu = RunnerArgs::parse_from([
+        "runner",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--device",
+        "gpu",
+        "--framework",
+        "mlx",
+    ]);
+    assert_eq!(cli::run("0.1.0", &Troubled, &frameworks, &gpu).unwrap(), 0);
+
+    let rows = read_records(&csv).unwrap();
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    let mlx = &rows[0];
+    assert_eq!(
+        (mlx.framework.as_str(), mlx.status, mlx.case.as_str()),
+        ("mlx", Status::Ok, "step")
+    );
+    assert_eq!(mlx.median_s, Some(0.5));
+    assert_eq!(mlx.throughput, Some(20.0));
+    assert_eq!(mlx.peak_memory_bytes, Some(1024));
+    assert!(
+        mlx.settings.contains("threads=1") && mlx.settings.contains("size=3"),
+        "{}",
+        mlx.settings
+    );
+    assert_eq!(mlx.mlx_version, "1.0");
+    let torch = &rows[1];
+    assert_eq!(torch.status, Status::Failed);
+    assert!(torch.reason.contains("twin exploded"), "{}", torch.reason);
+    let gpu = &rows[2];
+    assert_eq!(
+        (gpu.status, gpu.reason.as_str()),
+        (Status::Skipped, "no accelerator")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,74 @@
+//! Every download of the set-up, pinned by version and sha256.
+
+/// A wheel from PyPI, fetched by `pip download` and checked by sha256.
+pub struct Wheel {
+    pub requirement: &'static str,
+    pub file: &'static str,
+    pub sha256: &'static str,
+    /// `pip download --platform` tags that select this file.
+    pub platforms: &'static [&'static str],
+}
+
+const LINUX_X86_64: &[&str] = &[
+    "manylinux_2_35_x86_64",
+    "manylinux_2_28_x86_64",
+    "manylinux_2_25_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+];
+
+/// MLX 0.32.2 for the CPU: libmlx.so, headers, CMake config (and a
+/// reference BLAS/LAPACK that set-up replaces by OpenBLAS).
+pub const MLX_CPU: Wheel = Wheel {
+    requirement: "mlx-cpu==0.32.2",
+    file: "mlx_cpu-0.32.2-py3-none-manylinux_2_35_x86_64.whl",
+    sha256: "fc5d31b90fc4f457b2f9614ed45651a567d22a6a11a03d114a90a4e10bdd8878",
+    platforms: LINUX_X86_64,
+};
+
+/// libtorch 2.11.0, the version tch 0.24.0 is built for. PyPI's Linux
+/// wheel is a CUDA 13 build; its CPU library needs only the two NVIDIA
+/// runtime libraries below.
+pub const TORCH_LINUX: Wheel = Wheel {
+    requirement: "torch==2.11.0",
+    file: "torch-2.11.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+    sha256: "7aa2f9bbc6d4595ba72138026b2074be1233186150e9292865e04b7a63b8c67a",
+    platforms: LINUX_X86_64,
+};
+
+pub const CUDA_RUNTIME: Wheel = Wheel {
+    requirement: "nvidia-cuda-runtime==13.0.96",
+    file: "nvidia_cuda_runtime-13.0.96-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+    sha256: "7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548",
+    platforms: LINUX_X86_64,
+};
+
+pub const CUDA_CUPTI: Wheel = Wheel {
+    requirement: "nvidia-cuda-cupti==13.0.85",
+    file: "nvidia_cuda_cupti-13.0.85-py3-none-manylinux_2_25_x86_64.whl",
+    sha256: "4eb01c08e859bf924d222250d2e8f8b8ff6d3db4721288cf35d14252a4d933c8",
+    platforms: LINUX_X86_64,
+};
+
+/// libtorch 2.11.0 for Apple Silicon (MPS). MLX builds from source there,
+/// as upstream mlx-sys does.
+pub const TORCH_MACOS: Wheel = Wheel {
+    requirement: "torch==2.11.0",
+    file: "torch-2.11.0-cp311-cp311-macosx_11_0_arm64.whl",
+    sha256: "7b6a60d48062809f58595509c524b88e6ddec3ebe25833d6462eeab81e5f2ce4",
+    platforms: &["macosx_11_0_arm64"],
+};
+
+/// Debian packages the build needs: cmake (mlx-c), libclang-dev (bindgen),
+/// OpenBLAS (MLX's CPU BLAS and LAPACK).
+pub const DEBIAN_PACKAGES: &[&str] = &["cmake", "libclang-dev", "libopenblas0-pthread"];
+
+/// Where Debian's OpenBLAS (BLAS and LAPACK in one library) is found.
+pub const OPENBLAS_CANDIDATES: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+];
+
+/// Folder names under `.cache/`; `.cargo/config.toml` names the same.
+pub const MLX_DIR: &str = "mlx-0.32.2";
+pub const LIBTORCH_DIR: &str = "libtorch-2.11.0";

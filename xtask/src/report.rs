@@ -1,0 +1,387 @@
+//! `cargo xtask report`: every CSV under `reports/raw/` into
+//! `reports/RESULTS.md` (every case and figure) and the README's results
+//! table (headline case: median time per framework, spread, MLX speed-up).
+//! Where a cell was measured more than once, its latest row counts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use bench_core::record::{read_records, Record, Status};
+
+use crate::suite;
+
+pub const BEGIN: &str = "<!-- results:begin (cargo xtask report writes this table) -->";
+pub const END: &str = "<!-- results:end -->";
+
+pub fn generate(root: &Path) -> Result<()> {
+    let records = load(&root.join("reports/raw"))?;
+    let benches = suite::discover(root)?;
+    let titles: BTreeMap<String, (String, String)> = benches
+        .iter()
+        .map(|b| (b.name.clone(), (b.title.clone(), b.headline.clone())))
+        .collect();
+    let latest = latest_rows(&records);
+    let table = summary_table(&latest, &titles);
+    let results = results_page(&latest, &table);
+    fs::write(root.join("reports/RESULTS.md"), results)?;
+    let readme_path = root.join("README.md");
+    let readme = fs::read_to_string(&readme_path).context("reading README.md")?;
+    fs::write(&readme_path, replace_between_markers(&readme, &table)?)?;
+    eprintln!(
+        "report: {} rows from {} runs -> reports/RESULTS.md and README.md",
+        latest.len(),
+        records
+            .iter()
+            .map(|r| &r.run_id)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    );
+    Ok(())
+}
+
+fn load(dir: &Path) -> Result<Vec<Record>> {
+    let mut records = Vec::new();
+    if !dir.exists() {
+        return Ok(records);
+    }
+    let mut files: Vec<_> = fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "csv"))
+        .collect();
+    files.sort();
+    for file in files {
+        records.extend(read_records(&file)?);
+    }
+    Ok(records)
+}
+
+/// The machine a row was measured on, as the table shows it.
+fn machine(record: &Record) -> String {
+    if record.device == "gpu" {
+        let gpu = if record.gpu.is_empty() {
+            record.device_name.as_str()
+        } else {
+            record.gpu.as_str()
+        };
+        format!("GPU: {gpu}")
+    } else {
+        format!("CPU: {} ({} cores)", record.cpu, record.cpu_cores)
+    }
+}
+
+type CellKey = (String, String, String, String, String, String);
+
+fn cell_key(record: &Record) -> CellKey {
+    (
+        machine(record),
+        record.benchmark.clone(),
+        record.preset.clone(),
+        record.precision.clone(),
+        record.framework.clone(),
+        record.device.clone(),
+    )
+}
+
+/// The rows of each cell's latest run (a cell's rows share a run and a
+/// process; an older success does not hide a newer failure).
+fn latest_rows(records: &[Record]) -> Vec<Record> {
+    let mut latest: BTreeMap<CellKey, (String, String)> = BTreeMap::new();
+    for record in records {
+        let stamp = (record.timestamp.clone(), record.run_id.clone());
+        let entry = latest
+            .entry(cell_key(record))
+            .or_insert_with(|| stamp.clone());
+        if stamp.1 != entry.1 && stamp > *entry {
+            *entry = stamp;
+        }
+    }
+    records
+        .iter()
+        .filter(|r| {
+            latest
+                .get(&cell_key(r))
+                .is_some_and(|(_, run)| *run == r.run_id)
+        })
+        .cloned()
+        .collect()
+}
+
+fn seconds(record: &Record) -> String {
+    match (record.median_s, record.iqr_s) {
+        (Some(median), Some(iqr)) => format!("{} (IQR {})", significant(median), significant(iqr)),
+        _ => "-".into(),
+    }
+}
+
+/// Four significant digits, without exponent for ordinary magnitudes.
+fn significant(value: f64) -> String {
+    if value == 0.0 {
+        return "0".into();
+    }
+    let digits = (3 - value.abs().log10().floor() as i32).max(0) as usize;
+    format!("{value:.digits$}")
+}
+
+fn summary_table(rows: &[Record], titles: &BTreeMap<String, (String, String)>) -> String {
+    // (machine, benchmark, preset, precision) -> (torch row, mlx row)
+    let mut cells: BTreeMap<(String, String, String, String), [Option<&Record>; 2]> =
+        BTreeMap::new();
+    let mut skipped = Vec::new();
+    for row in rows {
+        let headline = titles
+            .get(&row.benchmark)
+            .map(|t| t.1.as_str())
+            .unwrap_or("");
+        let key = (
+            machine(row),
+            row.benchmark.clone(),
+            row.preset.clone(),
+            row.precision.clone(),
+        );
+        match row.status {
+            Status::Ok if row.case == headline => {
+                let slot = if row.framework == "torch" { 0 } else { 1 };
+                cells.entry(key).or_default()[slot] = Some(row);
+            }
+            Status::Ok => {}
+            _ => skipped.push(row),
+        }
+    }
+    let mut out = String::new();
+    out.push_str(
+        "| Device | Benchmark | Precision | PyTorch time (s) | MLX time (s) | MLX speed-up |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|\n");
+    for ((machine, benchmark, preset, precision), [torch, mlx]) in &cells {
+        let title = titles
+            .get(benchmark)
+            .map(|t| t.0.as_str())
+            .unwrap_or(benchmark);
+        let speedup = match (torch.and_then(|r| r.median_s), mlx.and_then(|r| r.median_s)) {
+            (Some(t), Some(m)) if m > 0.0 => format!("{:.2}x", t / m),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {machine} | {title} ({preset}) | {precision} | {} | {} | {speedup} |",
+            torch.map(seconds).unwrap_or_else(|| "-".into()),
+            mlx.map(seconds).unwrap_or_else(|| "-".into()),
+        );
+    }
+    if cells.is_empty() {
+        out.push_str("| - | no results yet: run `cargo xtask bench` | | | | |\n");
+    }
+    if !skipped.is_empty() {
+        out.push_str("\nNot measured: ");
+        let notes: Vec<String> = skipped
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} on {} ({:?}: {})",
+                    r.benchmark, r.framework, r.device, r.status, r.reason
+                )
+            })
+            .collect();
+        out.push_str(&notes.join("; "));
+        out.push('\n');
+    }
+    out.push_str("\nMedian of the timed repetitions, interquartile range in brackets; speed-up = PyTorch median / MLX median. Every case, figure and setting: [reports/RESULTS.md](reports/RESULTS.md).\n");
+    out
+}
+
+fn results_page(rows: &[Record], table: &str) -> String {
+    let mut out = String::from("# Results\n\nGenerated by `cargo xtask report` from `reports/raw/*.csv`; each cell's latest run.\n\n## Summary\n\n");
+    out.push_str(table);
+    out.push_str("\n## Every case\n\n");
+    out.push_str("| Machine | Benchmark | Case | Preset | Precision | Framework | Median (s) | IQR (s) | Min (s) | Max (s) | n | Throughput | Peak memory (MiB) | Peak RSS (MiB) | Status |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let mib = |bytes: Option<u64>| {
+        bytes
+            .map(|b| format!("{:.0}", b as f64 / 1048576.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    let opt = |value: Option<f64>| value.map(significant).unwrap_or_else(|| "-".into());
+    let mut sorted: Vec<&Record> = rows.iter().collect();
+    sorted.sort_by_key(|r| {
+        (
+            machine(r),
+            r.benchmark.clone(),
+            r.preset.clone(),
+            r.case.clone(),
+            r.precision.clone(),
+            r.framework.clone(),
+        )
+    });
+    for r in &sorted {
+        let status = match r.status {
+            Status::Ok => "ok".to_owned(),
+            other => format!("{other:?}: {}", r.reason.replace('|', "/")),
+        };
+        let throughput = r
+            .throughput
+            .map(|t| format!("{} {}", significant(t), r.throughput_unit))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {throughput} | {} | {} | {status} |",
+            machine(r),
+            r.benchmark,
+            r.case,
+            r.preset,
+            r.precision,
+            r.framework,
+            opt(r.median_s),
+            opt(r.iqr_s),
+            opt(r.min_s),
+            opt(r.max_s),
+            r.repetitions.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            mib(r.peak_memory_bytes),
+            mib(r.peak_rss_bytes),
+        );
+    }
+    out.push_str("\n## Environments and settings\n\n");
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &sorted {
+        let line = format!(
+            "- {} / {} {} {} {}: {} {}; OS {}; RAM {:.0} GiB; GPU driver {}; MLX {}; libtorch {}; suite {} at {}; run {}; settings: {}",
+            machine(r),
+            r.benchmark,
+            r.framework,
+            r.device,
+            r.precision,
+            r.framework,
+            r.device_name,
+            r.os,
+            r.ram_gib,
+            if r.gpu_driver.is_empty() { "-" } else { &r.gpu_driver },
+            r.mlx_version,
+            r.libtorch_version,
+            r.suite_version,
+            r.git_commit,
+            r.run_id,
+            r.settings
+        );
+        if seen.insert(line.clone()) {
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn replace_between_markers(readme: &str, table: &str) -> Result<String> {
+    let (Some(begin), Some(end)) = (readme.find(BEGIN), readme.find(END)) else {
+        bail!("README.md lacks the results markers:\n{BEGIN}\n{END}");
+    };
+    if end < begin {
+        bail!("README.md's results markers are out of order");
+    }
+    Ok(format!(
+        "{}{BEGIN}\n{table}{}",
+        &readme[..begin],
+        &readme[end..]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bench_core::record::Status;
+
+    fn row(framework: &str, case: &str, median: f64, run: &str, status: Status) -> Record {
+        Record {
+            run_id: run.into(),
+            timestamp: format!("2026-01-01T00:00:0{}Z", run.len()),
+            benchmark: "transfer".into(),
+            case: case.into(),
+            framework: framework.into(),
+            device: "cpu".into(),
+            precision: "f32".into(),
+            preset: "quick".into(),
+            status,
+            reason: if status == Status::Ok {
+                String::new()
+            } else {
+                "boom".into()
+            },
+            repetitions: Some(5),
+            median_s: Some(median),
+            min_s: Some(median),
+            max_s: Some(median),
+            mean_s: Some(median),
+            std_s: Some(0.0),
+            iqr_s: Some(0.001),
+            throughput: None,
+            throughput_unit: String::new(),
+            peak_memory_bytes: None,
+            peak_rss_bytes: None,
+            settings: String::new(),
+            device_name: "cpu".into(),
+            framework_version: String::new(),
+            os: "Linux".into(),
+            cpu: "EPYC".into(),
+            cpu_cores: 2,
+            ram_gib: 24.0,
+            gpu: String::new(),
+            gpu_driver: String::new(),
+            mlx_version: "0.32.2".into(),
+            libtorch_version: "2.11.0".into(),
+            suite_version: "0.1.0".into(),
+            git_commit: "abc".into(),
+        }
+    }
+
+    fn titles() -> BTreeMap<String, (String, String)> {
+        [(
+            "transfer".to_owned(),
+            ("CPU/GPU switch".to_owned(), "switch".to_owned()),
+        )]
+        .into()
+    }
+
+    #[test]
+    fn table_shows_headline_medians_and_speedup() {
+        let rows = vec![
+            row("torch", "switch", 2.0, "r", Status::Ok),
+            row("mlx", "switch", 1.0, "r", Status::Ok),
+            row("mlx", "ceiling-matmul", 9.0, "r", Status::Ok),
+        ];
+        let table = summary_table(&rows, &titles());
+        assert!(table.contains("| CPU: EPYC (2 cores) | CPU/GPU switch (quick) | f32 | 2.000 (IQR 0.001000) | 1.000 (IQR 0.001000) | 2.00x |"), "{table}");
+        assert!(!table.contains("9.000"), "{table}");
+    }
+
+    #[test]
+    fn latest_run_of_a_cell_wins_and_failures_are_listed() {
+        let rows = vec![
+            row("mlx", "switch", 1.0, "r", Status::Ok),
+            row("mlx", "-", 0.0, "r2", Status::Failed),
+        ];
+        let latest = latest_rows(&rows);
+        assert_eq!(latest.len(), 1);
+        assert_eq!(latest[0].status, Status::Failed);
+        let table = summary_table(&latest, &titles());
+        assert!(
+            table.contains("Not measured: transfer mlx on cpu (Failed: boom)"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn markers_are_required_and_content_is_replaced() {
+        let readme = format!("intro\n{BEGIN}\nold\n{END}\nafter\n");
+        let updated = replace_between_markers(&readme, "new\n").unwrap();
+        assert_eq!(updated, format!("intro\n{BEGIN}\nnew\n{END}\nafter\n"));
+        assert!(replace_between_markers("no markers", "x").is_err());
+    }
+
+    #[test]
+    fn significant_digits() {
+        assert_eq!(significant(0.039212), "0.03921");
+        assert_eq!(significant(123.456), "123.5");
+        assert_eq!(significant(12345.6), "12346");
+    }
+}

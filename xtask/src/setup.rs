@@ -1,0 +1,510 @@
+//! `cargo xtask setup`: Debian packages, MLX (the mlx-cpu wheel, its BLAS
+//! pointed at OpenBLAS) and libtorch (the torch wheel) in `.cache/`, all
+//! pinned and checked by sha256. Idempotent: a finished part is checked and
+//! skipped; a broken one is named and rebuilt.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::pins::{self, Wheel};
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetupOptions {
+    /// The full CUDA libtorch (libtorch_cuda and every NVIDIA library).
+    pub cuda: bool,
+}
+
+/// Makes everything the build needs present and sound.
+pub fn ensure(root: &Path, options: SetupOptions) -> Result<()> {
+    let cache = root.join(".cache");
+    fs::create_dir_all(cache.join("downloads"))?;
+    if cfg!(target_os = "macos") {
+        ensure_libtorch_macos(&cache)?;
+        eprintln!("set-up: MLX builds from source with Metal on macOS (mlx-sys's own path)");
+        return Ok(());
+    }
+    ensure_debian_packages()?;
+    ensure_mlx(&cache)?;
+    ensure_libtorch(&cache, options)?;
+    Ok(())
+}
+
+/// Checks the cache without fetching anything: for commands that must not
+/// start a build on a broken cache.
+pub fn verify(root: &Path) -> Result<()> {
+    let cache = root.join(".cache");
+    if cfg!(target_os = "macos") {
+        return check_libtorch(&cache.join(pins::LIBTORCH_DIR));
+    }
+    check_mlx(&cache.join(pins::MLX_DIR))?;
+    check_libtorch(&cache.join(pins::LIBTORCH_DIR))
+}
+
+fn ensure_debian_packages() -> Result<()> {
+    if Command::new("dpkg-query")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!(
+            "set-up: not a Debian-based system; make sure these (or their equivalents) are installed: {}",
+            pins::DEBIAN_PACKAGES.join(" ")
+        );
+        return Ok(());
+    }
+    let missing: Vec<&str> = pins::DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !debian_package_installed(package))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let command = format!("apt-get update && apt-get install -y {}", missing.join(" "));
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "missing Debian packages: {}. Install them, then run this again:\n  sudo sh -c '{command}'",
+            missing.join(", ")
+        );
+    }
+    eprintln!("set-up: installing Debian packages: {}", missing.join(" "));
+    let status = Command::new("sh")
+        .args(["-c", &command])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get")?;
+    ensure!(status.success(), "`{command}` failed ({status})");
+    Ok(())
+}
+
+fn debian_package_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${db:Status-Status}", package])
+        .output()
+        .map(|output| output.status.success() && output.stdout == b"installed")
+        .unwrap_or(false)
+}
+
+// ----------------------------------------------------------------- MLX --
+
+fn ensure_mlx(cache: &Path) -> Result<()> {
+    let dir = cache.join(pins::MLX_DIR);
+    let stamp = pins::MLX_CPU.sha256;
+    if finished(&dir, stamp) {
+        match check_mlx(&dir) {
+            Ok(()) => return Ok(()),
+            Err(problem) => eprintln!("set-up: {problem:#}; rebuilding {}", dir.display()),
+        }
+    }
+    let wheel = fetch_wheel(cache, &pins::MLX_CPU)?;
+    rebuild_dir(&dir, |staging| {
+        unzip(&wheel, staging, |_| true)?;
+        use_openblas(&staging.join("mlx_cpu.libs"))
+    })?;
+    check_mlx(&dir)?;
+    mark_finished(&dir, stamp)
+}
+
+/// The wheel's netlib reference BLAS/LAPACK run a 1024^2 sgemm at a few
+/// GFLOP/s; MLX-on-CPU figures on it would say nothing about MLX. Point
+/// both (by the names libmlx.so asks for) at OpenBLAS, keeping the
+/// originals beside them as `*.reference`.
+fn use_openblas(libs: &Path) -> Result<()> {
+    let openblas = pins::OPENBLAS_CANDIDATES
+        .iter()
+        .map(Path::new)
+        .find(|path| path.exists())
+        .with_context(|| {
+            format!(
+                "OpenBLAS not found at {}: install the Debian package libopenblas0-pthread",
+                pins::OPENBLAS_CANDIDATES.join(" or ")
+            )
+        })?;
+    for entry in fs::read_dir(libs).with_context(|| format!("reading {}", libs.display()))? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if (name.starts_with("libblas-") || name.starts_with("liblapack-"))
+            && !name.ends_with(".reference")
+        {
+            fs::rename(&path, libs.join(format!("{name}.reference")))?;
+            std::os::unix::fs::symlink(openblas, &path)
+                .with_context(|| format!("linking {} to {}", path.display(), openblas.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_mlx(dir: &Path) -> Result<()> {
+    require_files(
+        dir,
+        &[
+            "mlx/lib/libmlx.so",
+            "mlx/include/mlx/mlx.h",
+            "mlx/share/cmake/MLX/MLXConfig.cmake",
+        ],
+    )?;
+    let libs = dir.join("mlx_cpu.libs");
+    let mut blas_links = 0;
+    for entry in fs::read_dir(&libs)
+        .with_context(|| format!("broken cache: {} is missing", libs.display()))?
+    {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if (name.starts_with("libblas-") || name.starts_with("liblapack-"))
+            && !name.ends_with(".reference")
+        {
+            let target = fs::read_link(&path).unwrap_or_default();
+            ensure!(
+                target.to_string_lossy().contains("openblas") && path.exists(),
+                "broken cache: {} should link to OpenBLAS, but is {}",
+                path.display(),
+                if target.as_os_str().is_empty() {
+                    "the reference BLAS".into()
+                } else {
+                    target.display().to_string()
+                }
+            );
+            blas_links += 1;
+        }
+    }
+    ensure!(
+        blas_links == 2,
+        "broken cache: {} lacks its BLAS and LAPACK libraries",
+        libs.display()
+    );
+    Ok(())
+}
+
+// ------------------------------------------------------------ libtorch --
+
+fn ensure_libtorch(cache: &Path, options: SetupOptions) -> Result<()> {
+    let dir = cache.join(pins::LIBTORCH_DIR);
+    let variant = if options.cuda { "cuda" } else { "cpu" };
+    let stamp = format!("{variant} {}", pins::TORCH_LINUX.sha256);
+    if finished(&dir, &stamp) {
+        match check_libtorch(&dir) {
+            Ok(()) => return Ok(()),
+            Err(problem) => eprintln!("set-up: {problem:#}; rebuilding {}", dir.display()),
+        }
+    }
+    let torch = fetch_wheel(cache, &pins::TORCH_LINUX)?;
+    let nvidia = if options.cuda {
+        fetch_cuda_dependencies(cache)?
+    } else {
+        vec![
+            fetch_wheel(cache, &pins::CUDA_RUNTIME)?,
+            fetch_wheel(cache, &pins::CUDA_CUPTI)?,
+        ]
+    };
+    eprintln!(
+        "set-up: unpacking libtorch ({variant}) into {}",
+        dir.display()
+    );
+    rebuild_dir(&dir, |staging| {
+        unzip(&torch, staging, |name| libtorch_file(name, options.cuda))?;
+        for wheel in &nvidia {
+            unzip(wheel, staging, |name| name.starts_with("nvidia/"))?;
+        }
+        Ok(())
+    })?;
+    check_libtorch(&dir)?;
+    mark_finished(&dir, &stamp)
+}
+
+/// The parts of the torch wheel that make a libtorch: its shared libraries
+/// (the CPU install leaves out the CUDA ones, 1 GB), headers, CMake files.
+fn libtorch_file(name: &str, cuda: bool) -> bool {
+    const CUDA_ONLY: &[&str] = &[
+        "libtorch_cuda.so",
+        "libtorch_cuda_linalg.so",
+        "libtorch_nvshmem.so",
+        "libc10_cuda.so",
+    ];
+    let wanted = name.starts_with("torch/lib/")
+        || name.starts_with("torch/include/")
+        || name.starts_with("torch/share/")
+        || name == "torch/version.py";
+    let lib_name = name.rsplit('/').next().unwrap_or_default();
+    wanted && name != "torch/lib/libtorch_python.so" && (cuda || !CUDA_ONLY.contains(&lib_name))
+}
+
+/// The NVIDIA wheels that torch 2.11.0 depends on, at the exact versions
+/// its metadata pins; the torch wheel itself is checked by sha256.
+fn fetch_cuda_dependencies(cache: &Path) -> Result<Vec<PathBuf>> {
+    let dir = cache.join("downloads").join("cuda");
+    fs::create_dir_all(&dir)?;
+    pip_download(&pins::TORCH_LINUX, &dir, true)?;
+    let torch = dir.join(pins::TORCH_LINUX.file);
+    verify_sha256(&torch, pins::TORCH_LINUX.sha256)?;
+    let mut wheels = Vec::new();
+    for entry in fs::read_dir(&dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.starts_with("nvidia_") && name.ends_with(".whl") {
+            wheels.push(path);
+        }
+    }
+    ensure!(
+        !wheels.is_empty(),
+        "pip fetched no NVIDIA wheels into {}",
+        dir.display()
+    );
+    Ok(wheels)
+}
+
+fn ensure_libtorch_macos(cache: &Path) -> Result<()> {
+    let dir = cache.join(pins::LIBTORCH_DIR);
+    let stamp = format!("macos {}", pins::TORCH_MACOS.sha256);
+    if finished(&dir, &stamp) && check_libtorch(&dir).is_ok() {
+        return Ok(());
+    }
+    let torch = fetch_wheel(cache, &pins::TORCH_MACOS)?;
+    rebuild_dir(&dir, |staging| {
+        unzip(&torch, staging, |name| libtorch_file(name, false))
+    })?;
+    mark_finished(&dir, &stamp)
+}
+
+fn check_libtorch(dir: &Path) -> Result<()> {
+    let library = if cfg!(target_os = "macos") {
+        "torch/lib/libtorch_cpu.dylib"
+    } else {
+        "torch/lib/libtorch_cpu.so"
+    };
+    require_files(
+        dir,
+        &[library, "torch/include/torch/torch.h", "torch/version.py"],
+    )?;
+    if cfg!(target_os = "linux") {
+        require_files(
+            dir,
+            &[
+                "nvidia/cu13/lib/libcudart.so.13",
+                "nvidia/cu13/lib/libcupti.so.13",
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------- helpers --
+
+fn require_files(dir: &Path, files: &[&str]) -> Result<()> {
+    for file in files {
+        let path = dir.join(file);
+        ensure!(
+            path.exists(),
+            "broken cache: {} is missing (run `cargo xtask setup`)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+const STAMP: &str = ".setup-complete";
+
+fn finished(dir: &Path, stamp: &str) -> bool {
+    fs::read_to_string(dir.join(STAMP)).is_ok_and(|text| text.trim() == stamp)
+}
+
+fn mark_finished(dir: &Path, stamp: &str) -> Result<()> {
+    fs::write(dir.join(STAMP), format!("{stamp}\n"))?;
+    eprintln!("set-up: {} is ready", dir.display());
+    Ok(())
+}
+
+/// Fills a fresh staging folder and swaps it in, so an interrupted set-up
+/// never leaves a half-filled folder that looks finished.
+fn rebuild_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let staging = dir.with_extension("partial");
+    remove_dir(&staging)?;
+    fs::create_dir_all(&staging)?;
+    fill(&staging)?;
+    remove_dir(dir)?;
+    fs::rename(&staging, dir)
+        .with_context(|| format!("moving {} to {}", staging.display(), dir.display()))
+}
+
+fn remove_dir(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The wheel in `.cache/downloads`, fetched if absent or corrupt.
+fn fetch_wheel(cache: &Path, wheel: &Wheel) -> Result<PathBuf> {
+    let dir = cache.join("downloads");
+    let path = dir.join(wheel.file);
+    if path.exists() {
+        match verify_sha256(&path, wheel.sha256) {
+            Ok(()) => return Ok(path),
+            Err(problem) => {
+                eprintln!("set-up: {problem:#}; downloading it again");
+                fs::remove_file(&path)?;
+            }
+        }
+    }
+    eprintln!("set-up: downloading {} from PyPI", wheel.requirement);
+    pip_download(wheel, &dir, false)?;
+    ensure!(
+        path.exists(),
+        "pip download {} did not produce {} (is the pin still on PyPI?)",
+        wheel.requirement,
+        path.display()
+    );
+    verify_sha256(&path, wheel.sha256).inspect_err(|_| {
+        let _ = fs::remove_file(&path);
+    })?;
+    Ok(path)
+}
+
+fn pip_download(wheel: &Wheel, dir: &Path, with_dependencies: bool) -> Result<()> {
+    let mut command = Command::new("python3");
+    command.args([
+        "-m",
+        "pip",
+        "download",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+    ]);
+    command.args([
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+        "--abi",
+        "none",
+    ]);
+    for platform in wheel.platforms {
+        command.args(["--platform", platform]);
+    }
+    if !with_dependencies {
+        command.arg("--no-deps");
+    }
+    command.arg("-d").arg(dir).arg(wheel.requirement);
+    let status = command
+        .status()
+        .context("running `python3 -m pip download` (set-up needs Python 3 with pip to fetch wheels from PyPI)")?;
+    ensure!(
+        status.success(),
+        "pip download {} failed ({status})",
+        wheel.requirement
+    );
+    Ok(())
+}
+
+pub fn sha256_of(path: &Path) -> Result<String> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect())
+}
+
+fn verify_sha256(path: &Path, expected: &str) -> Result<()> {
+    let actual = sha256_of(path)?;
+    ensure!(
+        actual == expected,
+        "broken cache: {} has sha256 {actual}, but the pinned sha256 is {expected}",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Extracts the entries of a wheel (a zip) whose names pass `wanted`.
+fn unzip(archive: &Path, dest: &Path, wanted: impl Fn(&str) -> bool) -> Result<()> {
+    let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
+    let mut zip = zip::ZipArchive::new(io::BufReader::new(file))
+        .with_context(|| format!("{} is not a valid wheel (zip)", archive.display()))?;
+    for index in 0..zip.len() {
+        let mut entry = zip.by_index(index)?;
+        let Some(name) = entry.enclosed_name().map(Path::to_path_buf) else {
+            continue;
+        };
+        if entry.is_dir() || !wanted(&name.to_string_lossy()) {
+            continue;
+        }
+        let target = dest.join(&name);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let mut out =
+            File::create(&target).with_context(|| format!("creating {}", target.display()))?;
+        io::copy(&mut entry, &mut out)
+            .with_context(|| format!("extracting {} from {}", name.display(), archive.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_libtorch_leaves_out_cuda_and_python_libraries() {
+        assert!(libtorch_file("torch/lib/libtorch_cpu.so", false));
+        assert!(libtorch_file("torch/include/torch/torch.h", false));
+        assert!(!libtorch_file("torch/lib/libtorch_cuda.so", false));
+        assert!(libtorch_file("torch/lib/libtorch_cuda.so", true));
+        assert!(!libtorch_file("torch/lib/libtorch_python.so", true));
+        assert!(!libtorch_file("torch/nn/modules/linear.py", false));
+    }
+
+    #[test]
+    fn corrupt_download_is_named_with_both_hashes() {
+        let dir = std::env::temp_dir().join(format!("xtask-sha-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.whl");
+        fs::write(&path, b"not a wheel").unwrap();
+        let error = verify_sha256(&path, "00").unwrap_err().to_string();
+        assert!(error.contains("x.whl"), "{error}");
+        assert!(error.contains(&sha256_of(&path).unwrap()), "{error}");
+        assert!(error.contains("pinned sha256 is 00"), "{error}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn missing_library_is_a_broken_cache() {
+        let dir = std::env::temp_dir().join(format!("xtask-mlx-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let error = check_mlx(&dir).unwrap_err().to_string();
+        assert!(
+            error.contains("broken cache") && error.contains("libmlx.so"),
+            "{error}"
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
