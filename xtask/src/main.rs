@@ -1,5 +1,6 @@
 //! `cargo xtask`: the suite's one entry point. See README.md.
 
+mod assets;
 mod bench;
 mod pins;
 mod report;

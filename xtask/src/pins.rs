@@ -1,12 +1,48 @@
 //! Every download of the set-up, pinned by version and sha256.
 
-/// A wheel from PyPI, fetched by `pip download` and checked by sha256.
-pub struct Wheel {
-    pub requirement: &'static str,
-    pub file: &'static str,
-    pub sha256: &'static str,
-    /// `pip download --platform` tags that select this file.
+use serde::Deserialize;
+
+/// Where a pinned package comes from, and so which client fetches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registry {
+    /// `pip download` (wheels and sdists).
+    Pypi,
+    /// `npm pack`.
+    Npm,
+}
+
+/// A package file, fetched by its registry's client and checked by sha256.
+#[derive(Clone, Debug)]
+pub struct Pinned {
+    pub registry: Registry,
+    /// `name==version` (PyPI) or `name@version` (npm).
+    pub requirement: String,
+    /// The file the client saves.
+    pub file: String,
+    pub sha256: String,
+    /// `pip download --platform` tags that select a binary wheel.
     pub platforms: &'static [&'static str],
+}
+
+/// A binary wheel from PyPI.
+struct Wheel {
+    requirement: &'static str,
+    file: &'static str,
+    sha256: &'static str,
+    platforms: &'static [&'static str],
+}
+
+impl Wheel {
+    fn pinned(&self) -> Pinned {
+        Pinned {
+            registry: Registry::Pypi,
+            requirement: self.requirement.to_owned(),
+            file: self.file.to_owned(),
+            sha256: self.sha256.to_owned(),
+            platforms: self.platforms,
+        }
+    }
 }
 
 const LINUX_X86_64: &[&str] = &[
@@ -19,7 +55,7 @@ const LINUX_X86_64: &[&str] = &[
 
 /// MLX 0.32.2 for the CPU: libmlx.so, headers, CMake config (and a
 /// reference BLAS/LAPACK that set-up replaces by OpenBLAS).
-pub const MLX_CPU: Wheel = Wheel {
+const MLX_CPU: Wheel = Wheel {
     requirement: "mlx-cpu==0.32.2",
     file: "mlx_cpu-0.32.2-py3-none-manylinux_2_35_x86_64.whl",
     sha256: "fc5d31b90fc4f457b2f9614ed45651a567d22a6a11a03d114a90a4e10bdd8878",
@@ -29,21 +65,21 @@ pub const MLX_CPU: Wheel = Wheel {
 /// libtorch 2.11.0, the version tch 0.24.0 is built for. PyPI's Linux
 /// wheel is a CUDA 13 build; its CPU library needs only the two NVIDIA
 /// runtime libraries below.
-pub const TORCH_LINUX: Wheel = Wheel {
+const TORCH_LINUX: Wheel = Wheel {
     requirement: "torch==2.11.0",
     file: "torch-2.11.0-cp311-cp311-manylinux_2_28_x86_64.whl",
     sha256: "7aa2f9bbc6d4595ba72138026b2074be1233186150e9292865e04b7a63b8c67a",
     platforms: LINUX_X86_64,
 };
 
-pub const CUDA_RUNTIME: Wheel = Wheel {
+const CUDA_RUNTIME: Wheel = Wheel {
     requirement: "nvidia-cuda-runtime==13.0.96",
     file: "nvidia_cuda_runtime-13.0.96-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
     sha256: "7f82250d7782aa23b6cfe765ecc7db554bd3c2870c43f3d1821f1d18aebf0548",
     platforms: LINUX_X86_64,
 };
 
-pub const CUDA_CUPTI: Wheel = Wheel {
+const CUDA_CUPTI: Wheel = Wheel {
     requirement: "nvidia-cuda-cupti==13.0.85",
     file: "nvidia_cuda_cupti-13.0.85-py3-none-manylinux_2_25_x86_64.whl",
     sha256: "4eb01c08e859bf924d222250d2e8f8b8ff6d3db4721288cf35d14252a4d933c8",
@@ -52,7 +88,7 @@ pub const CUDA_CUPTI: Wheel = Wheel {
 
 /// libtorch 2.11.0 for Apple Silicon (MPS). MLX builds from source there,
 /// as upstream mlx-sys does.
-pub const TORCH_MACOS: Wheel = Wheel {
+const TORCH_MACOS: Wheel = Wheel {
     requirement: "torch==2.11.0",
     file: "torch-2.11.0-cp311-cp311-macosx_11_0_arm64.whl",
     sha256: "7b6a60d48062809f58595509c524b88e6ddec3ebe25833d6462eeab81e5f2ce4",
@@ -72,3 +108,20 @@ pub const OPENBLAS_CANDIDATES: &[&str] = &[
 /// Folder names under `.cache/`; `.cargo/config.toml` names the same.
 pub const MLX_DIR: &str = "mlx-0.32.2";
 pub const LIBTORCH_DIR: &str = "libtorch-2.11.0";
+
+pub fn mlx_cpu() -> Pinned {
+    MLX_CPU.pinned()
+}
+
+pub fn torch_linux() -> Pinned {
+    TORCH_LINUX.pinned()
+}
+
+pub fn torch_macos() -> Pinned {
+    TORCH_MACOS.pinned()
+}
+
+/// The two NVIDIA libraries that the CPU part of PyPI's libtorch links.
+pub fn cuda_runtime_libraries() -> [Pinned; 2] {
+    [CUDA_RUNTIME.pinned(), CUDA_CUPTI.pinned()]
+}

@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{bail, ensure, Context, Result};
 use sha2::{Digest, Sha256};
 
-use crate::pins::{self, Wheel};
+use crate::pins::{self, Pinned, Registry};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SetupOptions {
@@ -26,12 +26,12 @@ pub fn ensure(root: &Path, options: SetupOptions) -> Result<()> {
     if cfg!(target_os = "macos") {
         ensure_libtorch_macos(&cache)?;
         eprintln!("set-up: MLX builds from source with Metal on macOS (mlx-sys's own path)");
-        return Ok(());
+        return crate::assets::ensure(root);
     }
     ensure_debian_packages()?;
     ensure_mlx(&cache)?;
     ensure_libtorch(&cache, options)?;
-    Ok(())
+    crate::assets::ensure(root)
 }
 
 /// Checks the cache without fetching anything: for commands that must not
@@ -95,16 +95,17 @@ fn debian_package_installed(package: &str) -> bool {
 
 fn ensure_mlx(cache: &Path) -> Result<()> {
     let dir = cache.join(pins::MLX_DIR);
-    let stamp = pins::MLX_CPU.sha256;
+    let mlx = pins::mlx_cpu();
+    let stamp = mlx.sha256.as_str();
     if finished(&dir, stamp) {
         match check_mlx(&dir) {
             Ok(()) => return Ok(()),
             Err(problem) => eprintln!("set-up: {problem:#}; rebuilding {}", dir.display()),
         }
     }
-    let wheel = fetch_wheel(cache, &pins::MLX_CPU)?;
+    let wheel = fetch(cache, &mlx)?;
     rebuild_dir(&dir, |staging| {
-        unzip(&wheel, staging, |_| true)?;
+        unzip(&wheel, staging, same_name(|_| true))?;
         use_openblas(&staging.join("mlx_cpu.libs"))
     })?;
     check_mlx(&dir)?;
@@ -194,30 +195,39 @@ fn check_mlx(dir: &Path) -> Result<()> {
 fn ensure_libtorch(cache: &Path, options: SetupOptions) -> Result<()> {
     let dir = cache.join(pins::LIBTORCH_DIR);
     let variant = if options.cuda { "cuda" } else { "cpu" };
-    let stamp = format!("{variant} {}", pins::TORCH_LINUX.sha256);
+    let torch = pins::torch_linux();
+    let stamp = format!("{variant} {}", torch.sha256);
     if finished(&dir, &stamp) {
         match check_libtorch(&dir) {
             Ok(()) => return Ok(()),
             Err(problem) => eprintln!("set-up: {problem:#}; rebuilding {}", dir.display()),
         }
     }
-    let torch = fetch_wheel(cache, &pins::TORCH_LINUX)?;
     let nvidia = if options.cuda {
-        fetch_cuda_dependencies(cache)?
+        fetch_cuda_dependencies(cache, &torch)?
     } else {
-        vec![
-            fetch_wheel(cache, &pins::CUDA_RUNTIME)?,
-            fetch_wheel(cache, &pins::CUDA_CUPTI)?,
-        ]
+        pins::cuda_runtime_libraries()
+            .iter()
+            .map(|library| fetch(cache, library))
+            .collect::<Result<Vec<_>>>()?
     };
+    let torch = fetch(cache, &torch)?;
     eprintln!(
         "set-up: unpacking libtorch ({variant}) into {}",
         dir.display()
     );
     rebuild_dir(&dir, |staging| {
-        unzip(&torch, staging, |name| libtorch_file(name, options.cuda))?;
+        unzip(
+            &torch,
+            staging,
+            same_name(|name| libtorch_file(name, options.cuda)),
+        )?;
         for wheel in &nvidia {
-            unzip(wheel, staging, |name| name.starts_with("nvidia/"))?;
+            unzip(
+                wheel,
+                staging,
+                same_name(|name| name.starts_with("nvidia/")),
+            )?;
         }
         Ok(())
     })?;
@@ -244,12 +254,11 @@ fn libtorch_file(name: &str, cuda: bool) -> bool {
 
 /// The NVIDIA wheels that torch 2.11.0 depends on, at the exact versions
 /// its metadata pins; the torch wheel itself is checked by sha256.
-fn fetch_cuda_dependencies(cache: &Path) -> Result<Vec<PathBuf>> {
+fn fetch_cuda_dependencies(cache: &Path, torch: &Pinned) -> Result<Vec<PathBuf>> {
     let dir = cache.join("downloads").join("cuda");
     fs::create_dir_all(&dir)?;
-    pip_download(&pins::TORCH_LINUX, &dir, true)?;
-    let torch = dir.join(pins::TORCH_LINUX.file);
-    verify_sha256(&torch, pins::TORCH_LINUX.sha256)?;
+    pip_download(torch, &dir, true)?;
+    verify_sha256(&dir.join(&torch.file), &torch.sha256)?;
     let mut wheels = Vec::new();
     for entry in fs::read_dir(&dir)? {
         let path = entry?.path();
@@ -272,13 +281,19 @@ fn fetch_cuda_dependencies(cache: &Path) -> Result<Vec<PathBuf>> {
 
 fn ensure_libtorch_macos(cache: &Path) -> Result<()> {
     let dir = cache.join(pins::LIBTORCH_DIR);
-    let stamp = format!("macos {}", pins::TORCH_MACOS.sha256);
+    let torch = pins::torch_macos();
+    let stamp = format!("macos {}", torch.sha256);
     if finished(&dir, &stamp) && check_libtorch(&dir).is_ok() {
         return Ok(());
     }
-    let torch = fetch_wheel(cache, &pins::TORCH_MACOS)?;
+    let torch = fetch(cache, &torch)?;
     rebuild_dir(&dir, |staging| {
-        unzip(&torch, staging, |name| libtorch_file(name, false))
+        unzip(
+            &torch,
+            staging,
+            same_name(|name| libtorch_file(name, false)),
+        )
+        .map(drop)
     })?;
     mark_finished(&dir, &stamp)
 }
@@ -291,7 +306,7 @@ fn check_libtorch(dir: &Path) -> Result<()> {
     };
     require_files(
         dir,
-        &[library, "torch/include/torch/torch.h", "torch/version.py"],
+        &[library, "torch/include/ATen/ATen.h", "torch/version.py"],
     )?;
     if cfg!(target_os = "linux") {
         require_files(
@@ -321,11 +336,11 @@ fn require_files(dir: &Path, files: &[&str]) -> Result<()> {
 
 const STAMP: &str = ".setup-complete";
 
-fn finished(dir: &Path, stamp: &str) -> bool {
+pub fn finished(dir: &Path, stamp: &str) -> bool {
     fs::read_to_string(dir.join(STAMP)).is_ok_and(|text| text.trim() == stamp)
 }
 
-fn mark_finished(dir: &Path, stamp: &str) -> Result<()> {
+pub fn mark_finished(dir: &Path, stamp: &str) -> Result<()> {
     fs::write(dir.join(STAMP), format!("{stamp}\n"))?;
     eprintln!("set-up: {} is ready", dir.display());
     Ok(())
@@ -333,7 +348,7 @@ fn mark_finished(dir: &Path, stamp: &str) -> Result<()> {
 
 /// Fills a fresh staging folder and swaps it in, so an interrupted set-up
 /// never leaves a half-filled folder that looks finished.
-fn rebuild_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub fn rebuild_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let staging = dir.with_extension("partial");
     remove_dir(&staging)?;
     fs::create_dir_all(&staging)?;
@@ -352,12 +367,13 @@ fn remove_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// The wheel in `.cache/downloads`, fetched if absent or corrupt.
-fn fetch_wheel(cache: &Path, wheel: &Wheel) -> Result<PathBuf> {
+/// The package file in `.cache/downloads`, fetched if absent or corrupt.
+pub fn fetch(cache: &Path, package: &Pinned) -> Result<PathBuf> {
     let dir = cache.join("downloads");
-    let path = dir.join(wheel.file);
+    fs::create_dir_all(&dir)?;
+    let path = dir.join(&package.file);
     if path.exists() {
-        match verify_sha256(&path, wheel.sha256) {
+        match verify_sha256(&path, &package.sha256) {
             Ok(()) => return Ok(path),
             Err(problem) => {
                 eprintln!("set-up: {problem:#}; downloading it again");
@@ -365,53 +381,77 @@ fn fetch_wheel(cache: &Path, wheel: &Wheel) -> Result<PathBuf> {
             }
         }
     }
-    eprintln!("set-up: downloading {} from PyPI", wheel.requirement);
-    pip_download(wheel, &dir, false)?;
+    match package.registry {
+        Registry::Pypi => {
+            eprintln!("set-up: downloading {} from PyPI", package.requirement);
+            pip_download(package, &dir, false)?;
+        }
+        Registry::Npm => {
+            eprintln!("set-up: downloading {} from npm", package.requirement);
+            npm_pack(package, &dir)?;
+        }
+    }
     ensure!(
         path.exists(),
-        "pip download {} did not produce {} (is the pin still on PyPI?)",
-        wheel.requirement,
+        "fetching {} did not produce {} (is the pin still on its registry?)",
+        package.requirement,
         path.display()
     );
-    verify_sha256(&path, wheel.sha256).inspect_err(|_| {
+    verify_sha256(&path, &package.sha256).inspect_err(|_| {
         let _ = fs::remove_file(&path);
     })?;
     Ok(path)
 }
 
-fn pip_download(wheel: &Wheel, dir: &Path, with_dependencies: bool) -> Result<()> {
+fn pip_download(package: &Pinned, dir: &Path, with_dependencies: bool) -> Result<()> {
     let mut command = Command::new("python3");
-    command.args([
-        "-m",
-        "pip",
-        "download",
-        "--disable-pip-version-check",
-        "--only-binary=:all:",
-    ]);
-    command.args([
-        "--python-version",
-        "3.11",
-        "--implementation",
-        "cp",
-        "--abi",
-        "cp311",
-        "--abi",
-        "none",
-    ]);
-    for platform in wheel.platforms {
-        command.args(["--platform", platform]);
+    command.args(["-m", "pip", "download", "--disable-pip-version-check"]);
+    if package.file.ends_with(".whl") {
+        command.arg("--only-binary=:all:");
+    } else {
+        command.arg("--no-binary=:all:");
+    }
+    if !package.platforms.is_empty() {
+        command.args([
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+            "--abi",
+            "none",
+        ]);
+        for platform in package.platforms {
+            command.args(["--platform", platform]);
+        }
     }
     if !with_dependencies {
         command.arg("--no-deps");
     }
-    command.arg("-d").arg(dir).arg(wheel.requirement);
+    command.arg("-d").arg(dir).arg(&package.requirement);
     let status = command
         .status()
-        .context("running `python3 -m pip download` (set-up needs Python 3 with pip to fetch wheels from PyPI)")?;
+        .context("running `python3 -m pip download` (set-up needs Python 3 with pip to fetch packages from PyPI)")?;
     ensure!(
         status.success(),
         "pip download {} failed ({status})",
-        wheel.requirement
+        package.requirement
+    );
+    Ok(())
+}
+
+fn npm_pack(package: &Pinned, dir: &Path) -> Result<()> {
+    let status = Command::new("npm")
+        .args(["pack", "--silent", &package.requirement, "--pack-destination"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running `npm pack` (set-up needs Node.js with npm to fetch packages from the npm registry)")?;
+    ensure!(
+        status.success(),
+        "npm pack {} failed ({status})",
+        package.requirement
     );
     Ok(())
 }
@@ -434,7 +474,7 @@ pub fn sha256_of(path: &Path) -> Result<String> {
         .collect())
 }
 
-fn verify_sha256(path: &Path, expected: &str) -> Result<()> {
+pub fn verify_sha256(path: &Path, expected: &str) -> Result<()> {
     let actual = sha256_of(path)?;
     ensure!(
         actual == expected,
@@ -444,20 +484,26 @@ fn verify_sha256(path: &Path, expected: &str) -> Result<()> {
     Ok(())
 }
 
-/// Extracts the entries of a wheel (a zip) whose names pass `wanted`.
-fn unzip(archive: &Path, dest: &Path, wanted: impl Fn(&str) -> bool) -> Result<()> {
+/// Extracts the entries of a wheel (a zip) that `place` maps to a path
+/// under `dest`; returns how many it extracted.
+pub fn unzip(
+    archive: &Path,
+    dest: &Path,
+    mut place: impl FnMut(&str) -> Option<PathBuf>,
+) -> Result<usize> {
     let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
     let mut zip = zip::ZipArchive::new(io::BufReader::new(file))
         .with_context(|| format!("{} is not a valid wheel (zip)", archive.display()))?;
+    let mut count = 0;
     for index in 0..zip.len() {
         let mut entry = zip.by_index(index)?;
         let Some(name) = entry.enclosed_name().map(Path::to_path_buf) else {
             continue;
         };
-        if entry.is_dir() || !wanted(&name.to_string_lossy()) {
+        let Some(relative) = place(&name.to_string_lossy()).filter(|_| !entry.is_dir()) else {
             continue;
-        }
-        let target = dest.join(&name);
+        };
+        let target = dest.join(relative);
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent)?;
         }
@@ -465,8 +511,14 @@ fn unzip(archive: &Path, dest: &Path, wanted: impl Fn(&str) -> bool) -> Result<(
             File::create(&target).with_context(|| format!("creating {}", target.display()))?;
         io::copy(&mut entry, &mut out)
             .with_context(|| format!("extracting {} from {}", name.display(), archive.display()))?;
+        count += 1;
     }
-    Ok(())
+    Ok(count)
+}
+
+/// Keeps an entry under its own name when `wanted` says so.
+fn same_name(wanted: impl Fn(&str) -> bool) -> impl FnMut(&str) -> Option<PathBuf> {
+    move |name| wanted(name).then(|| PathBuf::from(name))
 }
 
 #[cfg(test)]
@@ -476,7 +528,7 @@ mod tests {
     #[test]
     fn cpu_libtorch_leaves_out_cuda_and_python_libraries() {
         assert!(libtorch_file("torch/lib/libtorch_cpu.so", false));
-        assert!(libtorch_file("torch/include/torch/torch.h", false));
+        assert!(libtorch_file("torch/include/ATen/ATen.h", false));
         assert!(!libtorch_file("torch/lib/libtorch_cuda.so", false));
         assert!(libtorch_file("torch/lib/libtorch_cuda.so", true));
         assert!(!libtorch_file("torch/lib/libtorch_python.so", true));
