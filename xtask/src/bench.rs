@@ -47,6 +47,9 @@ pub struct BenchArgs {
     /// Seconds of timed work per case after which no repetition starts.
     #[arg(long)]
     pub time_budget: Option<f64>,
+    /// A benchmark-specific knob passed to every runner, e.g. `--set batch_size=16`.
+    #[arg(long = "set")]
+    pub options: Vec<String>,
     /// A cell still running after this many seconds is stopped and recorded as failed.
     #[arg(long, default_value_t = 3600)]
     pub cell_timeout: u64,
@@ -177,6 +180,9 @@ fn run_job(
             command.args([flag, &value]);
         }
     }
+    for option in &args.options {
+        command.args(["--set", option]);
+    }
     let mut child = command
         .spawn()
         .with_context(|| format!("starting {}", runner_path(root, &job.bench).display()))?;
@@ -256,6 +262,7 @@ fn record_failure(
             .unwrap_or_else(bench_core::env::default_threads),
         measure: MeasureSettings::default(),
         seed: 0,
+        options: Vec::new(),
     };
     let header = RecordHeader::for_cell(run_id, &job.bench.name, &cell);
     let env = Environment::capture(env!("CARGO_PKG_VERSION"));

@@ -83,6 +83,9 @@ pub struct Cell {
     pub threads: usize,
     pub measure: MeasureSettings,
     pub seed: u64,
+    /// Benchmark-specific knobs from `--set key=value` (batch size, weights
+    /// source, ...), the same for both twins.
+    pub options: Vec<(String, String)>,
 }
 
 impl Cell {
@@ -100,5 +103,30 @@ impl Cell {
             ),
             ("seed".into(), self.seed.to_string()),
         ]
+        .into_iter()
+        .chain(self.options.iter().cloned())
+        .collect()
+    }
+
+    /// The `--set` value of `key`, parsed; None when not given.
+    pub fn option<T: std::str::FromStr>(&self, key: &str) -> anyhow::Result<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.options.iter().rev().find(|(k, _)| k == key) {
+            None => Ok(None),
+            Some((_, value)) => value
+                .parse()
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("--set {key}={value}: {e}")),
+        }
+    }
+}
+
+/// Parses one `--set key=value`.
+pub fn parse_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected key=value, got '{text}'")),
     }
 }

@@ -82,6 +82,9 @@ pub struct RunnerArgs {
     pub time_budget: Option<f64>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// A benchmark-specific knob, e.g. `--set batch_size=16` (repeatable).
+    #[arg(long = "set", value_parser = crate::cell::parse_option)]
+    pub options: Vec<(String, String)>,
     /// CSV file to append rows to (default: reports/raw/<timestamp>.csv).
     #[arg(long)]
     pub csv: Option<PathBuf>,
@@ -171,6 +174,7 @@ pub fn run(
             threads,
             measure: args.measure_settings(benchmark.measure_settings(args.preset)),
             seed: args.seed,
+            options: args.options.clone(),
         };
         let mut header = RecordHeader::for_cell(&run_id, benchmark.name(), &cell);
         header.framework_version = (hooks.version)();
