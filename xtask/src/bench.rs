@@ -53,9 +53,13 @@ pub struct BenchArgs {
     /// A cell still running after this many seconds is stopped and recorded as failed.
     #[arg(long, default_value_t = 3600)]
     pub cell_timeout: u64,
-    /// Skip set-up (for machines whose libraries are provided otherwise).
+    /// Run prebuilt runners from this folder (a bundle's `bin/`): no set-up,
+    /// no build, no report. For machines without a Rust toolchain.
     #[arg(long)]
-    pub no_setup: bool,
+    pub prebuilt: Option<PathBuf>,
+    /// Folder for the CSV (default: reports/raw).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
 }
 
 /// One runner invocation.
@@ -68,13 +72,24 @@ struct Job {
 }
 
 pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
-    let benches = suite::select(&suite::discover(root)?, &args.bench)?;
-    if !args.no_setup {
-        setup::ensure(root, setup::SetupOptions::default())?;
-    }
-    build_runners(root, &benches)?;
+    let (benches, runner_dir) = match &args.prebuilt {
+        Some(dir) => (
+            suite::select(&suite::prebuilt(dir)?, &args.bench)?,
+            dir.clone(),
+        ),
+        None => {
+            let benches = suite::select(&suite::discover(root)?, &args.bench)?;
+            setup::ensure(root, setup::SetupOptions::default())?;
+            build_runners(root, &benches)?;
+            (benches, root.join("target/release"))
+        }
+    };
     let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-    let csv_path = root.join("reports/raw").join(format!("{run_id}.csv"));
+    let results = args
+        .results
+        .clone()
+        .unwrap_or_else(|| root.join("reports/raw"));
+    let csv_path = results.join(format!("{run_id}.csv"));
     let jobs = plan(&benches, args);
     let progress = ProgressBar::new(jobs.len() as u64).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
@@ -87,14 +102,22 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             "{} {} {} {}",
             job.bench.name, job.framework, job.device, job.precision
         ));
-        let outcome = run_job(root, job, args, &run_id, &csv_path)?;
+        let outcome = run_job(&runner_dir, job, args, &run_id, &csv_path)?;
         for line in outcome.lines() {
-            progress.println(line);
+            // A hidden bar (output not a terminal) drops println: print plainly.
+            if progress.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                progress.println(line);
+            }
         }
         progress.inc(1);
     }
     progress.finish_with_message(format!("done in {:.0} s", started.elapsed().as_secs_f64()));
     eprintln!("results: {}", csv_path.display());
+    if args.prebuilt.is_some() {
+        return Ok(());
+    }
     report::generate(root)
 }
 
@@ -145,22 +168,21 @@ fn build_runners(root: &Path, benches: &[BenchCrate]) -> Result<()> {
     Ok(())
 }
 
-pub fn runner_path(root: &Path, bench: &BenchCrate) -> PathBuf {
-    root.join("target/release").join(&bench.package)
+fn runner_path(runner_dir: &Path, bench: &BenchCrate) -> PathBuf {
+    runner_dir.join(&bench.package)
 }
 
 /// Runs one job; returns the runner's output for the log. A runner that
 /// dies or times out gets a failed row here, after any rows it wrote.
 fn run_job(
-    root: &Path,
+    runner_dir: &Path,
     job: &Job,
     args: &BenchArgs,
     run_id: &str,
     csv_path: &Path,
 ) -> Result<String> {
-    let mut command = Command::new(runner_path(root, &job.bench));
+    let mut command = Command::new(runner_path(runner_dir, &job.bench));
     command
-        .current_dir(root)
         .args(["--preset", &args.preset.to_string()])
         .args(["--framework", &job.framework.to_string()])
         .args(["--device", &job.device.to_string()])
@@ -185,7 +207,7 @@ fn run_job(
     }
     let mut child = command
         .spawn()
-        .with_context(|| format!("starting {}", runner_path(root, &job.bench).display()))?;
+        .with_context(|| format!("starting {}", runner_path(runner_dir, &job.bench).display()))?;
     let output = collect_output(&mut child);
     let deadline = Instant::now() + Duration::from_secs(args.cell_timeout);
     let status = loop {
@@ -264,7 +286,23 @@ fn record_failure(
         seed: 0,
         options: Vec::new(),
     };
-    let header = RecordHeader::for_cell(run_id, &job.bench.name, &cell);
+    let mut header = RecordHeader::for_cell(run_id, &job.bench.name, &cell);
+    // Only what the runner was told: its own defaults are unknown here.
+    header.settings = [
+        ("threads", Some(cell.threads.to_string())),
+        ("warmup", args.warmup.map(|v| v.to_string())),
+        ("repetitions", args.repetitions.map(|v| v.to_string())),
+        ("time_budget_s", args.time_budget.map(|v| v.to_string())),
+        ("cell_timeout_s", Some(args.cell_timeout.to_string())),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.map(|v| (key.to_owned(), v)))
+    .chain(
+        args.options
+            .iter()
+            .filter_map(|o| bench_core::cell::parse_option(o).ok()),
+    )
+    .collect();
     let env = Environment::capture(env!("CARGO_PKG_VERSION"));
     CsvAppender::open(csv_path)?.append(&header.failed(reason, &env))
 }
@@ -288,6 +326,7 @@ mod tests {
             package: "bench-transfer".into(),
             title: String::new(),
             headline: "switch".into(),
+            assets: Vec::new(),
             dir: PathBuf::new(),
         };
         let jobs = plan(&[bench], &args);

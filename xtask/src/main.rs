@@ -2,6 +2,7 @@
 
 mod assets;
 mod bench;
+mod bundle;
 mod pins;
 mod report;
 mod setup;
@@ -30,6 +31,8 @@ enum Commands {
     },
     /// Set up if needed, run the suite, append CSV to reports/raw/, regenerate the report.
     Bench(bench::BenchArgs),
+    /// Pack runners, assets and MLX's CUDA runtime for a machine without Rust or network.
+    Bundle(bundle::BundleArgs),
     /// Aggregate reports/raw/*.csv into reports/RESULTS.md and the README table.
     Report,
     /// Set up if needed, then run every test of the workspace.
@@ -63,6 +66,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
         }
         Commands::Bench(args) => bench::run(&root, &args)?,
+        Commands::Bundle(args) => bundle::run(&root, &args)?,
         Commands::Report => report::generate(&root)?,
         Commands::Test { cargo_args } => {
             setup::ensure(&root, setup::SetupOptions::default())?;

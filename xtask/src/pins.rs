@@ -86,6 +86,16 @@ const CUDA_CUPTI: Wheel = Wheel {
     platforms: LINUX_X86_64,
 };
 
+/// MLX 0.32.2's CUDA 13 build, carried to GPU machines by `cargo xtask
+/// bundle --mlx-cuda` (binaries built against mlx-cpu run against it: same
+/// headers, same exported symbols).
+const MLX_CUDA_13: Wheel = Wheel {
+    requirement: "mlx-cuda-13==0.32.2",
+    file: "mlx_cuda_13-0.32.2-py3-none-manylinux_2_35_x86_64.whl",
+    sha256: "335094ccd1c0c6dc3e09c8caba207c8180602bacc0c38ba20c1d81e9456ab394",
+    platforms: LINUX_X86_64,
+};
+
 /// libtorch 2.11.0 for Apple Silicon (MPS). MLX builds from source there,
 /// as upstream mlx-sys does.
 const TORCH_MACOS: Wheel = Wheel {
@@ -124,4 +134,8 @@ pub fn torch_macos() -> Pinned {
 /// The two NVIDIA libraries that the CPU part of PyPI's libtorch links.
 pub fn cuda_runtime_libraries() -> [Pinned; 2] {
     [CUDA_RUNTIME.pinned(), CUDA_CUPTI.pinned()]
+}
+
+pub fn mlx_cuda_13() -> Pinned {
+    MLX_CUDA_13.pinned()
 }

@@ -17,6 +17,8 @@ pub struct BenchCrate {
     pub title: String,
     /// The case that the README table shows.
     pub headline: String,
+    /// Assets (data/assets.toml) the runner reads: what a bundle carries.
+    pub assets: Vec<String>,
     pub dir: PathBuf,
 }
 
@@ -42,6 +44,8 @@ struct SuiteEntry {
     benchmark: String,
     title: String,
     headline: String,
+    #[serde(default)]
+    assets: Vec<String>,
 }
 
 /// Every benchmark crate, sorted by name.
@@ -63,11 +67,39 @@ pub fn discover(root: &Path) -> Result<Vec<BenchCrate>> {
                 package: manifest.package.name,
                 title: suite.title,
                 headline: suite.headline,
+                assets: suite.assets,
                 dir,
             });
         }
     }
     found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+/// The benchmarks of a bundle: its runner binaries `bench-<name>`.
+pub fn prebuilt(runner_dir: &Path) -> Result<Vec<BenchCrate>> {
+    let mut found = Vec::new();
+    for entry in
+        fs::read_dir(runner_dir).with_context(|| format!("reading {}", runner_dir.display()))?
+    {
+        let package = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(name) = package.strip_prefix("bench-") {
+            found.push(BenchCrate {
+                name: name.to_owned(),
+                package: package.clone(),
+                title: name.to_owned(),
+                headline: String::new(),
+                assets: Vec::new(),
+                dir: runner_dir.to_path_buf(),
+            });
+        }
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    anyhow::ensure!(
+        !found.is_empty(),
+        "no bench-* runners in {}",
+        runner_dir.display()
+    );
     Ok(found)
 }
 
@@ -103,6 +135,7 @@ mod tests {
             package: format!("bench-{name}"),
             title: name.into(),
             headline: "step".into(),
+            assets: Vec::new(),
             dir: PathBuf::new(),
         }
     }

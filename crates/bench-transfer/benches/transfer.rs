@@ -27,7 +27,7 @@ fn transfer(c: &mut Criterion) {
         (hooks.configure_process)(Precision::F32, threads);
     }
     let switch = SwitchConfig::for_preset(Preset::Quick);
-    let ceilings = CeilingConfig::for_preset(Preset::Quick);
+    let ceilings = CeilingConfig::for_cell(Preset::Quick, DeviceKind::Cpu);
     let inputs = switch.inputs(0);
     let mut group = c.benchmark_group("transfer-cpu-f32");
     group

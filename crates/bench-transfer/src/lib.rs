@@ -43,8 +43,8 @@ impl Benchmark for Transfer {
     }
 
     fn run(&self, cell: &Cell) -> Result<CellOutput> {
-        let switch = SwitchConfig::for_preset(cell.preset);
-        let ceilings = CeilingConfig::for_preset(cell.preset);
+        let switch = SwitchConfig::for_cell(cell)?;
+        let ceilings = CeilingConfig::for_cell(cell.preset, cell.device);
         match cell.framework {
             Framework::Mlx => {
                 let runtime = MlxRuntime::new(cell.device, cell.precision, cell.threads)?;

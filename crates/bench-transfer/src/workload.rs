@@ -1,7 +1,8 @@
 //! The work, independent of framework: sizes per preset, inputs, FLOPs.
 
+use anyhow::Result;
 use bench_core::host::HostTensor;
-use bench_core::Preset;
+use bench_core::{Cell, DeviceKind, Preset};
 
 /// The switch loop: three N x N matrices; each iteration computes, on the
 /// accelerator, r1 = norm(a @ b), r2 = norm(b @ c), r3 = norm(c @ a), where
@@ -38,6 +39,16 @@ impl SwitchConfig {
         }
     }
 
+    /// The preset's sizes, with `--set n=...` and `--set iterations=...`
+    /// overriding them (both recorded in the row's settings).
+    pub fn for_cell(cell: &Cell) -> Result<Self> {
+        let preset = Self::for_preset(cell.preset);
+        Ok(Self {
+            size: cell.option("n")?.unwrap_or(preset.size),
+            iterations: cell.option("iterations")?.unwrap_or(preset.iterations),
+        })
+    }
+
     /// Matmul FLOPs of one repetition (all iterations, both halves);
     /// the column normalisation's O(N^2) is left out.
     pub fn flops(&self) -> f64 {
@@ -53,16 +64,17 @@ impl SwitchConfig {
 }
 
 impl CeilingConfig {
-    pub fn for_preset(preset: Preset) -> Self {
-        match preset {
-            Preset::Quick => Self {
-                matmul_size: 1024,
-                copy_elements: 1 << 24,
-            },
-            Preset::Paper => Self {
-                matmul_size: 8192,
-                copy_elements: 1 << 28,
-            },
+    /// An accelerator's ceilings need large problems whatever the preset
+    /// (a 1024^2 matmul measures launch overhead on a GPU, not its peak).
+    pub fn for_cell(preset: Preset, device: DeviceKind) -> Self {
+        let (matmul_size, copy_elements) = match (preset, device) {
+            (Preset::Quick, DeviceKind::Cpu) => (1024, 1 << 24),
+            (Preset::Paper, DeviceKind::Cpu) => (4096, 1 << 26),
+            (_, DeviceKind::Gpu) => (8192, 1 << 28),
+        };
+        Self {
+            matmul_size,
+            copy_elements,
         }
     }
 

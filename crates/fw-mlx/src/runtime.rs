@@ -42,7 +42,13 @@ pub fn configure_process(precision: Precision, threads: usize) {
         "0"
     };
     // SAFETY: called at start-up, before any other thread exists.
-    unsafe { std::env::set_var("MLX_ENABLE_TF32", tf32) };
+    unsafe {
+        std::env::set_var("MLX_ENABLE_TF32", tf32);
+        if precision == Precision::F32 {
+            // NVIDIA's own switch: no TF32 in cuBLAS or cuDNN, whoever calls.
+            std::env::set_var("NVIDIA_TF32_OVERRIDE", "0");
+        }
+    }
     blas::set_threads(threads);
 }
 

@@ -42,9 +42,16 @@ fn loaded_libtorch_dir() -> Option<PathBuf> {
 /// is strict float32; `TORCH_ALLOW_TF32_CUBLAS_OVERRIDE` is read when
 /// cuBLAS starts, so this must come first.
 pub fn configure_process(precision: Precision, threads: usize) {
-    if precision == Precision::Tf32 {
-        // SAFETY: called at start-up, before any other thread exists.
-        unsafe { std::env::set_var("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "1") };
+    // SAFETY: called at start-up, before any other thread exists.
+    unsafe {
+        match precision {
+            Precision::Tf32 => std::env::set_var("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE", "1"),
+            // PyTorch allows TF32 in cuDNN convolutions by default and tch
+            // has no setter for it: NVIDIA's own switch turns TF32 off in
+            // cuBLAS and cuDNN alike.
+            Precision::F32 => std::env::set_var("NVIDIA_TF32_OVERRIDE", "0"),
+            Precision::Bf16 | Precision::F16 => {}
+        }
     }
     tch::set_num_threads(threads as i32);
 }

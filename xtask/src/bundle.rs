@@ -1,0 +1,277 @@
+//! `cargo xtask bundle`: everything a CUDA machine with PyTorch 2.11 in its
+//! Python, but no Rust toolchain and no network, needs to run the suite:
+//! stripped release runners, the xtask orchestrator, the assets they read,
+//! MLX's CUDA runtime (pruned to one GPU architecture), a run script and a
+//! manifest with every file's sha256. `bundle/run.sh OUT_DIR [bench args]`
+//! runs it there and leaves the CSV in OUT_DIR, for `reports/raw/`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{ensure, Context, Result};
+use clap::Args;
+
+use crate::{pins, setup, suite};
+
+#[derive(Args, Debug)]
+pub struct BundleArgs {
+    /// Benchmarks to include (default: all).
+    #[arg(long, num_args = 1..)]
+    pub bench: Vec<String>,
+    /// Output folder (default: reports/bundle).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also pack MLX's CUDA runtime for this SM architecture (90: H100/H200).
+    #[arg(long)]
+    pub mlx_cuda_sm: Option<u32>,
+    /// Leave the assets out (to carry them separately).
+    #[arg(long)]
+    pub no_assets: bool,
+}
+
+pub fn run(root: &Path, args: &BundleArgs) -> Result<()> {
+    let benches = suite::select(&suite::discover(root)?, &args.bench)?;
+    setup::ensure(root, setup::SetupOptions::default())?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join("reports/bundle"));
+    setup::rebuild_dir(&out, |staging| fill(root, staging, &benches, args))?;
+    eprintln!(
+        "bundle: {} (run there: bundle/run.sh OUT_DIR --bench ...)",
+        out.display()
+    );
+    Ok(())
+}
+
+fn fill(root: &Path, dir: &Path, benches: &[suite::BenchCrate], args: &BundleArgs) -> Result<()> {
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .current_dir(root)
+        .args(["build", "--profile", "bundle", "--bins", "-p", "xtask"]);
+    for bench in benches {
+        build.args(["-p", &bench.package]);
+    }
+    ensure!(
+        build.status()?.success(),
+        "building the bundle's runners failed"
+    );
+    let bin = dir.join("bin");
+    fs::create_dir_all(&bin)?;
+    for package in benches.iter().map(|b| b.package.as_str()).chain(["xtask"]) {
+        fs::copy(root.join("target/bundle").join(package), bin.join(package))
+            .with_context(|| format!("copying the {package} runner"))?;
+    }
+    if !args.no_assets {
+        for asset in benches.iter().flat_map(|b| &b.assets) {
+            copy_tree(
+                &root.join(".cache/assets").join(asset),
+                &dir.join("assets").join(asset),
+            )?;
+        }
+    }
+    if let Some(sm) = args.mlx_cuda_sm {
+        pack_mlx_cuda(root, &dir.join("mlx-cuda-payload"), sm)?;
+    }
+    fs::copy(
+        root.join("xtask/scripts/install-mlx-cuda.sh"),
+        dir.join("install-mlx-cuda.sh"),
+    )?;
+    fs::write(dir.join("run.sh"), RUN_SH)?;
+    let commit =
+        git(root, &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = git(root, &["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|s| !s.is_empty());
+    fs::write(
+        dir.join("COMMIT"),
+        if dirty {
+            format!("{commit}-dirty\n")
+        } else {
+            format!("{commit}\n")
+        },
+    )?;
+    write_manifest(dir)
+}
+
+/// The run script: finds the machine's libtorch, installs MLX's CUDA
+/// runtime beside it, and lets the bundled xtask run the cells.
+const RUN_SH: &str = r#"#!/usr/bin/env bash
+# usage: run.sh OUT_DIR [cargo xtask bench options, e.g. --bench transfer --precision f32 bf16 --preset paper]
+# Needs: python3 with torch 2.11.0 (CUDA 13) on this machine. No network, no Rust.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:?usage: run.sh OUT_DIR [bench options]}
+shift
+mkdir -p "$out"
+torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+lib_path="$torch_lib"
+if [ -d "$here/mlx-cuda-payload" ]; then
+  mlx_lib=$(bash "$here/install-mlx-cuda.sh" "$here/mlx-cuda-payload")
+  # MLX's CPU BLAS/LAPACK: OpenBLAS instead of the wheel's reference BLAS.
+  libs="$(dirname "$(dirname "$mlx_lib")")/mlx_cuda_13.libs"
+  tar -C "$libs" -xJf "$here/mlx-cuda-payload/openblas.tar.xz"
+  for f in "$libs"/libblas-*.so* "$libs"/liblapack-*.so*; do
+    case "$f" in *.reference) continue ;; esac
+    mv -f "$f" "$f.reference"
+    ln -s libopenblas.so.0 "$f"
+  done
+  lib_path="$mlx_lib:$libs:$lib_path"
+fi
+export LD_LIBRARY_PATH="$lib_path:${LD_LIBRARY_PATH:-}"
+# OpenBLAS 0.3.21 does not know recent server CPUs and falls back to its
+# Prescott (SSE3) kernels, 6x slower than MKL on an H100 host: name the core.
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  if grep -q avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
+  elif grep -q avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
+fi
+export MLX_VS_TORCH_ASSETS="$here/assets"
+export BENCH_GIT_COMMIT="$(cat "$here/COMMIT")"
+export MLX_PTX_CACHE_DIR="${MLX_PTX_CACHE_DIR:-$out/mlx-ptx-cache}"
+cd "$here"
+exec "$here/bin/xtask" bench --prebuilt "$here/bin" --results "$out" "$@"
+"#;
+
+/// MLX's CUDA 13 runtime, with only one SM's cubins kept so that it is
+/// small enough to carry (the GPU kit's pack-mlx-cuda.sh, as a command).
+fn pack_mlx_cuda(root: &Path, payload: &Path, sm: u32) -> Result<()> {
+    let wheel = setup::fetch(&root.join(".cache"), &pins::mlx_cuda_13())?;
+    let work = root.join(".cache/mlx-cuda-13");
+    setup::rebuild_dir(&work, |staging| {
+        setup::unzip(&wheel, staging, |name| Some(PathBuf::from(name))).map(drop)
+    })?;
+    fs::create_dir_all(payload)?;
+    let pruned = work.join("libmlx.pruned.so");
+    run_command(
+        Command::new("python3")
+            .arg(root.join("xtask/scripts/prune_fatbin.py"))
+            .arg(work.join("mlx/lib/libmlx.so"))
+            .arg(&pruned)
+            .arg(sm.to_string()),
+    )?;
+    run_command(Command::new("sh").arg("-c").arg(format!(
+        "xz -6 -T0 -c '{}' > '{}'",
+        pruned.display(),
+        payload.join("libmlx.so.xz").display()
+    )))?;
+    run_command(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&work)
+            .arg("-cJf")
+            .arg(payload.join("libs.tar.xz"))
+            .arg("mlx_cuda_13.libs"),
+    )?;
+    run_command(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&work)
+            .arg("-cJf")
+            .arg(payload.join("include.tar.xz"))
+            .arg("mlx/include"),
+    )?;
+    fs::write(payload.join("VERSION"), "0.32.2\n")?;
+    pack_openblas(payload)
+}
+
+/// The CUDA wheel, too, ships netlib's reference BLAS for MLX's CPU work
+/// (the CPU half of bench-transfer would take minutes per matmul on it):
+/// carry this machine's OpenBLAS, with the Fortran runtime it needs, for
+/// run.sh to put behind MLX's BLAS and LAPACK names as set-up does here.
+fn pack_openblas(payload: &Path) -> Result<()> {
+    let openblas = pins::OPENBLAS_CANDIDATES
+        .iter()
+        .map(Path::new)
+        .find(|path| path.exists())
+        .context("OpenBLAS not found: install libopenblas0-pthread")?;
+    let staging = payload.join("openblas");
+    fs::create_dir_all(&staging)?;
+    let lib_dir = openblas.parent().expect("a library folder");
+    fs::copy(
+        fs::canonicalize(openblas)?,
+        staging.join("libopenblas.so.0"),
+    )?;
+    for runtime in ["libgfortran.so.5", "libquadmath.so.0"] {
+        fs::copy(
+            fs::canonicalize(lib_dir.join(runtime))?,
+            staging.join(runtime),
+        )
+        .with_context(|| format!("copying {runtime} from {}", lib_dir.display()))?;
+    }
+    run_command(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&staging)
+            .arg("-cJf")
+            .arg(payload.join("openblas.tar.xz"))
+            .args(["libopenblas.so.0", "libgfortran.so.5", "libquadmath.so.0"]),
+    )?;
+    fs::remove_dir_all(staging)?;
+    Ok(())
+}
+
+fn run_command(command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
+    ensure!(status.success(), "{command:?} failed ({status})");
+    Ok(())
+}
+
+fn git(root: &Path, args: &[&str]) -> Option<String> {
+    let output = Command::new("git")
+        .current_dir(root)
+        .args(args)
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    ensure!(
+        from.is_dir(),
+        "{} is missing: run `cargo xtask setup`",
+        from.display()
+    );
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if entry.file_name() != ".setup-complete" {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// MANIFEST: every file's size and sha256, so the far side can check what
+/// arrived (`sha256sum -c` reads the same format).
+fn write_manifest(dir: &Path) -> Result<()> {
+    let mut files = Vec::new();
+    collect_files(dir, dir, &mut files)?;
+    files.sort();
+    let mut text = String::new();
+    for relative in files {
+        let sha = setup::sha256_of(&dir.join(&relative))?;
+        text.push_str(&format!("{sha}  {}\n", relative.display()));
+    }
+    fs::write(dir.join("MANIFEST.sha256"), text)?;
+    Ok(())
+}
+
+fn collect_files(base: &Path, dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            collect_files(base, &entry.path(), files)?;
+        } else {
+            files.push(entry.path().strip_prefix(base)?.to_path_buf());
+        }
+    }
+    Ok(())
+}
