@@ -73,6 +73,15 @@ fn fill(root: &Path, dir: &Path, benches: &[suite::BenchCrate], args: &BundleArg
     }
     if let Some(sm) = args.mlx_cuda_sm {
         pack_mlx_cuda(root, &dir.join("mlx-cuda-payload"), sm)?;
+        // The frameworks' own Python implementations, for comparison.
+        let wheels = dir.join("wheels");
+        fs::create_dir_all(&wheels)?;
+        for wheel in pins::reference_wheels() {
+            let path = setup::fetch(&root.join(".cache"), &wheel)?;
+            fs::copy(&path, wheels.join(&wheel.file))?;
+        }
+        fs::copy(root.join("xtask/scripts/reference_tinyllama.py"), dir.join("reference_tinyllama.py"))?;
+        fs::write(dir.join("references.sh"), REFERENCES_SH)?;
     }
     fs::copy(
         root.join("xtask/scripts/install-mlx-cuda.sh"),
@@ -130,6 +139,26 @@ export BENCH_GIT_COMMIT="$(cat "$here/COMMIT")"
 export MLX_PTX_CACHE_DIR="${MLX_PTX_CACHE_DIR:-$out/mlx-ptx-cache}"
 cd "$here"
 exec "$here/bin/xtask" bench --prebuilt "$here/bin" --results "$out" "$@"
+"#;
+
+/// The Python references of TinyLlama generation: Hugging Face
+/// transformers (on the machine) and mlx-lm (installed from the bundle's
+/// wheels, over the CUDA libmlx that run.sh installs).
+const REFERENCES_SH: &str = r#"#!/usr/bin/env bash
+# usage: references.sh OUT_DIR [--precision f32] [--preset quick|paper]   (after run.sh, which installs libmlx)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:?usage: references.sh OUT_DIR [--precision P] [--preset quick|paper]}
+shift
+precision=f32; preset=quick
+while [ $# -gt 0 ]; do case "$1" in --precision) precision=$2; shift 2;; --preset) preset=$2; shift 2;; *) echo "unknown option $1"; exit 2;; esac; done
+if [ "$preset" = paper ]; then sizes="--prompt-tokens 512 --gen-tokens 128"; else sizes="--prompt-tokens 128 --gen-tokens 32"; fi
+python3 -m pip install -q --no-index --no-deps --no-compile "$here"/wheels/*.whl
+export BENCH_GIT_COMMIT="$(cat "$here/COMMIT")"
+csv="$out/reference-$(date -u +%Y%m%dT%H%M%SZ).csv"
+for backend in hf mlx-lm; do
+  python3 "$here/reference_tinyllama.py" "$backend" "$csv" --precision "$precision" --preset "$preset" $sizes || echo "$backend reference failed"
+done
 "#;
 
 /// MLX's CUDA 13 runtime, with only one SM's cubins kept so that it is

@@ -96,6 +96,23 @@ const MLX_CUDA_13: Wheel = Wheel {
     platforms: LINUX_X86_64,
 };
 
+/// MLX's Python package and mlx-lm, for the Python reference run of
+/// TinyLlama on GPU machines (their Python is 3.12; libmlx comes from
+/// the CUDA payload).
+const MLX_PYTHON_CP312: Wheel = Wheel {
+    requirement: "mlx==0.32.2",
+    file: "mlx-0.32.2-cp312-cp312-manylinux_2_35_x86_64.whl",
+    sha256: "8d270ade1e48e006383a6b5f33a3a4ec5c265389299a60a60bf55165af1770d9",
+    platforms: &["manylinux_2_35_x86_64"],
+};
+
+const MLX_LM: Wheel = Wheel {
+    requirement: "mlx-lm==0.32.2",
+    file: "mlx_lm-0.32.2-py3-none-any.whl",
+    sha256: "5c0991248cfff5872503d74f466d2532dd8cb7fb3670cb9be7a06d7305dadc04",
+    platforms: &[],
+};
+
 /// libtorch 2.11.0 for Apple Silicon (MPS). MLX builds from source there,
 /// as upstream mlx-sys does.
 const TORCH_MACOS: Wheel = Wheel {
@@ -138,4 +155,9 @@ pub fn cuda_runtime_libraries() -> [Pinned; 2] {
 
 pub fn mlx_cuda_13() -> Pinned {
     MLX_CUDA_13.pinned()
+}
+
+/// Wheels for the Python references of a bundle.
+pub fn reference_wheels() -> [Pinned; 2] {
+    [MLX_PYTHON_CP312.pinned(), MLX_LM.pinned()]
 }

@@ -412,16 +412,15 @@ fn pip_download(package: &Pinned, dir: &Path, with_dependencies: bool) -> Result
         command.arg("--no-binary=:all:");
     }
     if !package.platforms.is_empty() {
-        command.args([
-            "--python-version",
-            "3.11",
-            "--implementation",
-            "cp",
-            "--abi",
-            "cp311",
-            "--abi",
-            "none",
-        ]);
+        // The wheel's own CPython tag (cp311, cp312, ...), so that any local
+        // Python fetches the pinned file.
+        let abi = package
+            .file
+            .split('-')
+            .find(|part| part.starts_with("cp3"))
+            .unwrap_or("cp311");
+        let version = format!("3.{}", &abi[3..]);
+        command.args(["--python-version", &version, "--implementation", "cp", "--abi", abi, "--abi", "none"]);
         for platform in package.platforms {
             command.args(["--platform", platform]);
         }
