@@ -1,0 +1,286 @@
+//! bench-whisper: speech to text with Whisper, MLX vs PyTorch, measured as
+//! whisper.cpp's bench reports it: total transcription time and real-time
+//! factor, encoder time, and time per decoded token. Model loading is
+//! outside every timing.
+//!
+//! Both twins load one weight set (Hub safetensors or the CTranslate2
+//! registry copy), read the same log-mel (computed in plain Rust by
+//! [`mel`]), and share the decoding loop ([`pipeline`]); only the model
+//! code differs (`mlx.rs`, `torch.rs`).
+
+pub mod audio;
+pub mod config;
+pub mod ct2;
+pub mod mel;
+pub mod mlx;
+pub mod pipeline;
+pub mod source;
+pub mod text;
+pub mod torch;
+pub mod weights;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bench_core::cli::{Benchmark, CellOutput};
+use bench_core::{
+    measure, CaseResult, Cell, Framework, MeasureSettings, Preset, Runtime, Throughput,
+};
+use fw_mlx::MlxRuntime;
+use fw_torch::TorchRuntime;
+
+use crate::audio::Audio;
+use crate::mel::MelFrontEnd;
+use crate::pipeline::{greedy_decode, max_sampled_tokens, Transcriber, WhisperTwin};
+use crate::source::{SourcePreference, WhisperModel};
+
+pub struct Transcription;
+
+/// The `--set` knobs, the same for both twins.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// A Hub id (default openai/whisper-tiny.en) or a local model folder.
+    pub model: String,
+    pub source: SourcePreference,
+    /// A WAV file (default: the JFK clip of the `jfk` asset).
+    pub audio: PathBuf,
+    /// For multilingual models only.
+    pub language: String,
+}
+
+impl Options {
+    pub fn from_cell(cell: &Cell) -> Result<Self> {
+        let audio = match cell.option::<PathBuf>("audio")? {
+            Some(path) => path,
+            None => bench_core::assets::asset_file("jfk", "jfk.wav")?,
+        };
+        Ok(Self {
+            model: cell
+                .option("model")?
+                .unwrap_or_else(|| source::DEFAULT_MODEL.to_owned()),
+            source: cell.option("source")?.unwrap_or(SourcePreference::Auto),
+            audio,
+            language: cell.option("language")?.unwrap_or_else(|| "en".to_owned()),
+        })
+    }
+}
+
+/// What both twins work on, prepared before any framework starts.
+pub struct Workload {
+    pub options: Options,
+    pub model: WhisperModel,
+    pub audio: Audio,
+    pub front_end: MelFrontEnd,
+}
+
+impl Workload {
+    pub fn load(options: Options) -> Result<Self> {
+        let model = source::load(&options.model, options.source, &options.language)?;
+        let audio = audio::read_wav(&options.audio)?;
+        let front_end = MelFrontEnd::whisper(model.dims.n_mels)?;
+        Ok(Self {
+            options,
+            model,
+            audio,
+            front_end,
+        })
+    }
+
+    pub fn transcriber(&self) -> Transcriber<'_> {
+        Transcriber {
+            dims: &self.model.dims,
+            front_end: &self.front_end,
+            tokenizer: &self.model.tokenizer,
+        }
+    }
+}
+
+impl Benchmark for Transcription {
+    fn name(&self) -> &'static str {
+        "whisper"
+    }
+
+    fn measure_settings(&self, preset: Preset) -> MeasureSettings {
+        match preset {
+            Preset::Quick => MeasureSettings {
+                warmup: 1,
+                repetitions: 5,
+                min_repetitions: 3,
+                time_budget: Duration::from_secs(20),
+            },
+            Preset::Paper => MeasureSettings {
+                warmup: 2,
+                repetitions: 10,
+                min_repetitions: 5,
+                time_budget: Duration::from_secs(300),
+            },
+        }
+    }
+
+    fn run(&self, cell: &Cell) -> Result<CellOutput> {
+        let work = Workload::load(Options::from_cell(cell)?)?;
+        let model = &work.model;
+        match cell.framework {
+            Framework::Mlx => {
+                let runtime = MlxRuntime::new(cell.device, cell.precision, cell.threads)?;
+                let twin = mlx::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks)?;
+                measure_twin(&runtime, &twin, &work, cell)
+            }
+            Framework::Torch => {
+                let runtime = TorchRuntime::new(cell.device, cell.precision, cell.threads)?;
+                let twin =
+                    torch::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks)?;
+                measure_twin(&runtime, &twin, &work, cell)
+            }
+        }
+    }
+}
+
+/// The three cases for either twin.
+///
+/// - `transcribe`: the whole clip from 16 kHz samples to text: log-mel,
+///   then per 30 s window the encoder, cross-attention keys/values and
+///   greedy decoding, then detokenising. Reading and resampling the WAV
+///   are not timed. Throughput: audio seconds per second; the real-time
+///   factor (time / audio duration) is in the settings.
+/// - `encode`: the first window's encoder and cross-attention keys/values
+///   (as whisper.cpp's encode time), from a ready log-mel.
+/// - `decode-token`: greedy decoding of the first window (the prompt step
+///   included), from ready cross-attention keys/values; each sample is the
+///   repetition's time divided by its decoder steps (tokens + end of text).
+fn measure_twin<T: WhisperTwin>(
+    runtime: &dyn Runtime,
+    twin: &T,
+    work: &Workload,
+    cell: &Cell,
+) -> Result<CellOutput> {
+    let transcriber = work.transcriber();
+    let samples = &work.audio.samples;
+    let mut transcript = None;
+    let mut transcribe = measure_case(runtime, cell, "transcribe", || {
+        transcript = Some(transcriber.transcribe(twin, samples)?);
+        Ok(())
+    })?;
+    let transcript = transcript.context("transcription ran no repetition")?;
+
+    let windows = transcriber.windows(samples)?;
+    let first_window = windows.first().context("the clip gave no window")?;
+    let mut encode = measure_case(runtime, cell, "encode", || {
+        twin.cross_kv(&twin.encode(first_window)?)?;
+        Ok(())
+    })?;
+
+    let special = &work.model.tokenizer.special;
+    let max_tokens = max_sampled_tokens(&work.model.dims, special);
+    let cross = twin.cross_kv(&twin.encode(first_window)?)?;
+    let mut decoded = None;
+    let mut decode = measure_case(runtime, cell, "decode-token", || {
+        decoded = Some(greedy_decode(
+            &mut twin.session(&cross),
+            special,
+            max_tokens,
+        )?);
+        Ok(())
+    })?;
+    let decoded = decoded.context("decoding ran no repetition")?;
+    for sample in &mut decode.samples {
+        *sample /= decoded.steps as f64;
+    }
+
+    let common = common_settings(work);
+    let seconds = work.audio.seconds();
+    let median = bench_core::Summary::of(&transcribe.samples)?.median;
+    transcribe.throughput = Some(Throughput {
+        work_per_repetition: seconds,
+        unit: "audio s/s".into(),
+    });
+    transcribe.settings = common.clone();
+    transcribe.settings.extend([
+        ("rtf".into(), format!("{:.4}", median / seconds)),
+        ("windows".into(), transcript.windows.to_string()),
+        ("tokens".into(), transcript.tokens.len().to_string()),
+        ("decoder_steps".into(), transcript.decoder_steps.to_string()),
+        ("transcript".into(), settings_safe(&transcript.text)),
+        (
+            "timed".into(),
+            "log-mel + per window encoder, cross K/V, greedy decode + detokenise".into(),
+        ),
+    ]);
+    encode.throughput = Some(Throughput {
+        work_per_repetition: 1.0,
+        unit: "windows/s".into(),
+    });
+    encode.settings = common.clone();
+    encode.settings.extend([
+        ("frames".into(), work.model.dims.input_frames().to_string()),
+        (
+            "timed".into(),
+            "conv + encoder blocks + cross-attention K/V of one 30 s window".into(),
+        ),
+    ]);
+    decode.throughput = Some(Throughput {
+        work_per_repetition: 1.0,
+        unit: "tokens/s".into(),
+    });
+    decode.settings = common;
+    decode.settings.extend([
+        ("decoder_steps".into(), decoded.steps.to_string()),
+        ("prompt_tokens".into(), special.prompt.len().to_string()),
+        (
+            "timed".into(),
+            "greedy decode of window 1 with KV cache, divided by decoder steps".into(),
+        ),
+    ]);
+    Ok(CellOutput {
+        device_name: runtime.device_description(),
+        cases: vec![transcribe, encode, decode],
+    })
+}
+
+/// Times one case and records the allocator's peak memory during it.
+fn measure_case(
+    runtime: &dyn Runtime,
+    cell: &Cell,
+    case: &str,
+    step: impl FnMut() -> Result<()>,
+) -> Result<CaseResult> {
+    runtime.reset_peak_memory();
+    let samples = measure(&cell.measure, runtime, step).with_context(|| format!("case {case}"))?;
+    Ok(CaseResult {
+        case: case.to_owned(),
+        samples,
+        throughput: None,
+        peak_memory_bytes: runtime.peak_memory_bytes(),
+        settings: Vec::new(),
+    })
+}
+
+/// The model and clip, recorded with every case.
+fn common_settings(work: &Workload) -> Vec<(String, String)> {
+    let dims = &work.model.dims;
+    let audio_name = work.options.audio.file_name().map_or_else(
+        || work.options.audio.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    vec![
+        ("model".into(), settings_safe(&work.model.name)),
+        ("origin".into(), settings_safe(&work.model.origin)),
+        ("weights_format".into(), work.model.format.into()),
+        (
+            "layers".into(),
+            format!("{}+{}", dims.n_audio_layer, dims.n_text_layer),
+        ),
+        ("width".into(), dims.n_audio_state.to_string()),
+        ("audio".into(), settings_safe(&audio_name)),
+        (
+            "audio_seconds".into(),
+            format!("{:.3}", work.audio.seconds()),
+        ),
+    ]
+}
+
+/// Settings are written as `key=value;key=value`: keep values free of both.
+fn settings_safe(text: &str) -> String {
+    text.replace(';', ",").replace('=', "-")
+}

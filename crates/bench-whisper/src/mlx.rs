@@ -1,0 +1,412 @@
+//! MLX twin: Whisper's encoder and decoder on mlx-rs. The graph is lazy;
+//! each decoding step is evaluated once, when its next token is read.
+
+use anyhow::{ensure, Context, Result};
+use bench_core::host::HostTensor;
+use fw_mlx::{to_host_f32, MlxRuntime};
+use mlx_rs::fast::{layer_norm, scaled_dot_product_attention, ScaledDotProductAttentionMask};
+use mlx_rs::ops::indexing::{argmax, IndexOp};
+use mlx_rs::ops::{addmm, concatenate, conv1d};
+use mlx_rs::transforms::eval;
+use mlx_rs::{Array, Dtype};
+
+use crate::config::ModelDims;
+use crate::pipeline::{DecoderSession, WhisperTwin};
+use crate::text::SuppressMasks;
+use crate::weights::WeightSet;
+
+/// Whisper's LayerNorm epsilon (PyTorch's default).
+const LAYER_NORM_EPS: f32 = 1e-5;
+
+/// Uploads the weights at the runtime's precision (untimed set-up).
+struct Loader<'a> {
+    weights: &'a WeightSet,
+    dtype: Dtype,
+    /// Every uploaded array, evaluated together at the end of loading.
+    uploaded: Vec<Array>,
+}
+
+impl Loader<'_> {
+    fn tensor(&mut self, name: &str) -> Result<Array> {
+        let array = from_host(self.weights.get(name)?)?.as_dtype(self.dtype)?;
+        self.uploaded.push(array.clone());
+        Ok(array)
+    }
+
+    fn linear(&mut self, prefix: &str, has_bias: bool) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.tensor(&format!("{prefix}.weight"))?,
+            bias: has_bias
+                .then(|| self.tensor(&format!("{prefix}.bias")))
+                .transpose()?,
+        })
+    }
+
+    fn layer_norm(&mut self, prefix: &str) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: self.tensor(&format!("{prefix}.weight"))?,
+            bias: self.tensor(&format!("{prefix}.bias"))?,
+        })
+    }
+
+    fn attention(&mut self, prefix: &str, n_head: usize) -> Result<Attention> {
+        Ok(Attention {
+            query: self.linear(&format!("{prefix}.query"), true)?,
+            key: self.linear(&format!("{prefix}.key"), false)?,
+            value: self.linear(&format!("{prefix}.value"), true)?,
+            out: self.linear(&format!("{prefix}.out"), true)?,
+            n_head: n_head as i32,
+        })
+    }
+
+    fn block(&mut self, prefix: &str, n_head: usize, cross: bool) -> Result<ResidualBlock> {
+        Ok(ResidualBlock {
+            attn_ln: self.layer_norm(&format!("{prefix}.attn_ln"))?,
+            attn: self.attention(&format!("{prefix}.attn"), n_head)?,
+            cross_attn: cross
+                .then(|| -> Result<_> {
+                    Ok((
+                        self.layer_norm(&format!("{prefix}.cross_attn_ln"))?,
+                        self.attention(&format!("{prefix}.cross_attn"), n_head)?,
+                    ))
+                })
+                .transpose()?,
+            mlp_ln: self.layer_norm(&format!("{prefix}.mlp_ln"))?,
+            mlp1: self.linear(&format!("{prefix}.mlp1"), true)?,
+            mlp2: self.linear(&format!("{prefix}.mlp2"), true)?,
+        })
+    }
+
+    /// A conv1d weight in MLX's layout: (out, kernel, in), from (out, in, kernel).
+    fn conv_weight(&mut self, name: &str) -> Result<Array> {
+        let weight = from_host(self.weights.get(name)?)?
+            .swap_axes(1, 2)?
+            .as_dtype(self.dtype)?;
+        self.uploaded.push(weight.clone());
+        Ok(weight)
+    }
+}
+
+struct Linear {
+    weight: Array,
+    bias: Option<Array>,
+}
+
+impl Linear {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        Ok(match &self.bias {
+            Some(bias) => addmm(bias, x, self.weight.t(), None, None)?,
+            None => x.matmul(self.weight.t())?,
+        })
+    }
+}
+
+struct LayerNorm {
+    weight: Array,
+    bias: Array,
+}
+
+impl LayerNorm {
+    fn forward(&self, x: &Array) -> Result<Array> {
+        Ok(layer_norm(x, &self.weight, &self.bias, LAYER_NORM_EPS)?)
+    }
+}
+
+/// Keys and values split into heads: (batch, heads, positions, head width).
+type KeyValue = (Array, Array);
+
+struct Attention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    out: Linear,
+    n_head: i32,
+}
+
+impl Attention {
+    fn keys_values(&self, x: &Array) -> Result<KeyValue> {
+        Ok((
+            self.split_heads(&self.key.forward(x)?)?,
+            self.split_heads(&self.value.forward(x)?)?,
+        ))
+    }
+
+    /// softmax(q k^T / sqrt(d) [+ causal mask]) v, through the fused kernel.
+    fn attend(&self, x: &Array, (keys, values): &KeyValue, causal: bool) -> Result<Array> {
+        let queries = self.split_heads(&self.query.forward(x)?)?;
+        let head_width = queries.shape()[3];
+        let scale = 1.0 / (head_width as f32).sqrt();
+        let mask = causal.then_some(ScaledDotProductAttentionMask::Causal);
+        let attended = scaled_dot_product_attention(&queries, keys, values, scale, mask, None)?;
+        self.out.forward(&self.merge_heads(&attended)?)
+    }
+
+    fn split_heads(&self, x: &Array) -> Result<Array> {
+        let shape = x.shape();
+        let (batch, positions, width) = (shape[0], shape[1], shape[2]);
+        Ok(
+            x.reshape(&[batch, positions, self.n_head, width / self.n_head])?
+                .transpose_axes(&[0, 2, 1, 3])?,
+        )
+    }
+
+    fn merge_heads(&self, x: &Array) -> Result<Array> {
+        let shape = x.shape();
+        let (batch, positions) = (shape[0], shape[2]);
+        Ok(x.transpose_axes(&[0, 2, 1, 3])?
+            .reshape(&[batch, positions, -1])?)
+    }
+}
+
+/// A pre-LayerNorm transformer block; decoder blocks add cross-attention.
+struct ResidualBlock {
+    attn_ln: LayerNorm,
+    attn: Attention,
+    cross_attn: Option<(LayerNorm, Attention)>,
+    mlp_ln: LayerNorm,
+    mlp1: Linear,
+    mlp2: Linear,
+}
+
+impl ResidualBlock {
+    fn encode(&self, x: &Array) -> Result<Array> {
+        let normed = self.attn_ln.forward(x)?;
+        let keys_values = self.attn.keys_values(&normed)?;
+        let x = x.add(self.attn.attend(&normed, &keys_values, false)?)?;
+        x.add(self.mlp(&x)?).map_err(Into::into)
+    }
+
+    /// One decoding step: appends this step's keys/values to `cache`.
+    fn decode(&self, x: &Array, cache: &mut Option<KeyValue>, cross: &KeyValue) -> Result<Array> {
+        let normed = self.attn_ln.forward(x)?;
+        let (keys, values) = self.attn.keys_values(&normed)?;
+        let causal = cache.is_none() && x.shape()[1] > 1;
+        let keys_values = match cache.take() {
+            Some((old_keys, old_values)) => (
+                concatenate(&[old_keys, keys], 2)?,
+                concatenate(&[old_values, values], 2)?,
+            ),
+            None => (keys, values),
+        };
+        let x = x.add(self.attn.attend(&normed, &keys_values, causal)?)?;
+        *cache = Some(keys_values);
+        let (cross_ln, cross_attn) = self
+            .cross_attn
+            .as_ref()
+            .context("an encoder block has no cross-attention")?;
+        let x = x.add(cross_attn.attend(&cross_ln.forward(&x)?, cross, false)?)?;
+        x.add(self.mlp(&x)?).map_err(Into::into)
+    }
+
+    fn mlp(&self, x: &Array) -> Result<Array> {
+        let hidden = mlx_rs::nn::gelu(self.mlp1.forward(&self.mlp_ln.forward(x)?)?)?;
+        self.mlp2.forward(&hidden)
+    }
+}
+
+pub struct Whisper {
+    dims: ModelDims,
+    dtype: Dtype,
+    conv1_weight: Array,
+    conv1_bias: Array,
+    conv2_weight: Array,
+    conv2_bias: Array,
+    audio_positions: Array,
+    encoder_blocks: Vec<ResidualBlock>,
+    ln_post: LayerNorm,
+    token_embedding: Array,
+    text_positions: Array,
+    decoder_blocks: Vec<ResidualBlock>,
+    decoder_ln: LayerNorm,
+    mask_first: Array,
+    mask_rest: Array,
+}
+
+impl Whisper {
+    /// Uploads the weight set at the runtime's precision (untimed set-up).
+    pub fn new(
+        runtime: &MlxRuntime,
+        weights: &WeightSet,
+        dims: &ModelDims,
+        masks: &SuppressMasks,
+    ) -> Result<Self> {
+        let mut loader = Loader {
+            weights,
+            dtype: runtime.dtype(),
+            uploaded: Vec::new(),
+        };
+        let encoder_blocks = (0..dims.n_audio_layer)
+            .map(|i| loader.block(&format!("encoder.blocks.{i}"), dims.n_audio_head, false))
+            .collect::<Result<Vec<_>>>()?;
+        let decoder_blocks = (0..dims.n_text_layer)
+            .map(|i| loader.block(&format!("decoder.blocks.{i}"), dims.n_text_head, true))
+            .collect::<Result<Vec<_>>>()?;
+        let model = Self {
+            dims: dims.clone(),
+            dtype: runtime.dtype(),
+            conv1_weight: loader.conv_weight("encoder.conv1.weight")?,
+            conv1_bias: loader.tensor("encoder.conv1.bias")?,
+            conv2_weight: loader.conv_weight("encoder.conv2.weight")?,
+            conv2_bias: loader.tensor("encoder.conv2.bias")?,
+            audio_positions: loader.tensor("encoder.positional_embedding")?,
+            encoder_blocks,
+            ln_post: loader.layer_norm("encoder.ln_post")?,
+            token_embedding: loader.tensor("decoder.token_embedding")?,
+            text_positions: loader.tensor("decoder.positional_embedding")?,
+            decoder_blocks,
+            decoder_ln: loader.layer_norm("decoder.ln")?,
+            mask_first: Array::from_slice(&masks.first, &[masks.first.len() as i32]),
+            mask_rest: Array::from_slice(&masks.rest, &[masks.rest.len() as i32]),
+        };
+        eval(
+            loader
+                .uploaded
+                .iter()
+                .chain([&model.mask_first, &model.mask_rest]),
+        )?;
+        Ok(model)
+    }
+
+    /// Two GELU convolutions (the second halves the frames), positions,
+    /// the blocks, the final LayerNorm: (1, n_audio_ctx, n_audio_state).
+    fn encoder(&self, mel: &Array) -> Result<Array> {
+        // MLX convolves channels-last: (batch, frames, mels).
+        let x = mel.swap_axes(1, 2)?;
+        let x =
+            mlx_rs::nn::gelu(conv1d(&x, &self.conv1_weight, 1, 1, 1, 1)?.add(&self.conv1_bias)?)?;
+        let x =
+            mlx_rs::nn::gelu(conv1d(&x, &self.conv2_weight, 2, 1, 1, 1)?.add(&self.conv2_bias)?)?;
+        let mut x = x.add(&self.audio_positions)?;
+        for block in &self.encoder_blocks {
+            x = block.encode(&x)?;
+        }
+        self.ln_post.forward(&x)
+    }
+
+    /// Token and position embeddings, the blocks, the final LayerNorm, and
+    /// the last position's logits through the tied embedding, in float32.
+    fn decoder(&self, tokens: &[u32], offset: usize, session: &mut Session<'_>) -> Result<Array> {
+        let count = tokens.len();
+        ensure!(
+            offset + count <= self.dims.n_text_ctx,
+            "decoding past the text context: {} positions of {}",
+            offset + count,
+            self.dims.n_text_ctx
+        );
+        let ids = Array::from_slice(tokens, &[1, count as i32]);
+        let positions = self
+            .text_positions
+            .index(offset as i32..(offset + count) as i32);
+        let mut x = self.token_embedding.take_axis(&ids, 0)?.add(&positions)?;
+        for ((block, cache), cross) in self
+            .decoder_blocks
+            .iter()
+            .zip(&mut session.cache)
+            .zip(&session.cross.0)
+        {
+            x = block.decode(&x, cache, cross)?;
+        }
+        let last = self.decoder_ln.forward(&x)?.index((0, count as i32 - 1));
+        Ok(self
+            .token_embedding
+            .matmul(&last)?
+            .as_dtype(Dtype::Float32)?)
+    }
+}
+
+/// The cross-attention keys and values of every decoder layer.
+pub struct CrossKv(Vec<KeyValue>);
+
+/// One window's decoder: its cache and the position it has reached.
+pub struct Session<'a> {
+    model: &'a Whisper,
+    cross: &'a CrossKv,
+    cache: Vec<Option<KeyValue>>,
+    offset: usize,
+}
+
+impl Session<'_> {
+    fn forward(&mut self, tokens: &[u32]) -> Result<Array> {
+        ensure!(
+            self.offset == 0 || tokens.len() == 1,
+            "after the prompt, the decoder takes one token per step (got {})",
+            tokens.len()
+        );
+        let model = self.model;
+        let offset = self.offset;
+        let logits = model.decoder(tokens, offset, self)?;
+        self.offset += tokens.len();
+        Ok(logits)
+    }
+}
+
+impl DecoderSession for Session<'_> {
+    fn logits(&mut self, tokens: &[u32]) -> Result<HostTensor> {
+        to_host_f32(&self.forward(tokens)?)
+    }
+
+    fn next_token(&mut self, tokens: &[u32], first: bool) -> Result<u32> {
+        let mask = if first {
+            &self.model.mask_first
+        } else {
+            &self.model.mask_rest
+        };
+        let token = argmax(self.forward(tokens)?.add(mask)?, None)?;
+        // The step's one evaluation: the token, with the caches it needs.
+        eval(std::iter::once(&token).chain(self.cache.iter().flatten().flat_map(|(k, v)| [k, v])))?;
+        Ok(token.try_item_cast::<u32>()?)
+    }
+}
+
+impl WhisperTwin for Whisper {
+    type Features = Array;
+    type CrossKv = CrossKv;
+    type Session<'a> = Session<'a>;
+
+    fn encode(&self, mel: &HostTensor) -> Result<Array> {
+        let expected = [self.dims.n_mels, self.dims.input_frames()];
+        ensure!(
+            mel.shape == expected,
+            "log-mel input has shape {:?}, the encoder takes {expected:?}",
+            mel.shape
+        );
+        let mel = from_host(mel)?.expand_dims(0)?.as_dtype(self.dtype)?;
+        let features = self.encoder(&mel)?;
+        features.eval()?;
+        Ok(features)
+    }
+
+    fn features_to_host(&self, features: &Array) -> Result<HostTensor> {
+        to_host_f32(features)
+    }
+
+    fn cross_kv(&self, features: &Array) -> Result<CrossKv> {
+        let keys_values = self
+            .decoder_blocks
+            .iter()
+            .map(|block| {
+                let (_, cross_attn) = block
+                    .cross_attn
+                    .as_ref()
+                    .context("a decoder block without cross-attention")?;
+                cross_attn.keys_values(features)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        eval(keys_values.iter().flat_map(|(k, v)| [k, v]))?;
+        Ok(CrossKv(keys_values))
+    }
+
+    fn session<'a>(&'a self, cross: &'a CrossKv) -> Session<'a> {
+        Session {
+            model: self,
+            cross,
+            cache: (0..self.dims.n_text_layer).map(|_| None).collect(),
+            offset: 0,
+        }
+    }
+}
+
+fn from_host(tensor: &HostTensor) -> Result<Array> {
+    let shape: Vec<i32> = tensor.shape.iter().map(|&d| d as i32).collect();
+    Ok(Array::from_slice(&tensor.data, &shape))
+}

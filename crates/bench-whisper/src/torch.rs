@@ -1,0 +1,426 @@
+//! PyTorch twin: Whisper's encoder and decoder on tch (libtorch), under
+//! `no_grad`; attention through the fused `scaled_dot_product_attention`.
+//! The fallible (`f_`) calls turn libtorch errors into `Result`s, as MLX's
+//! calls do, instead of panics.
+
+use anyhow::{ensure, Context, Result};
+use bench_core::host::HostTensor;
+use fw_torch::{to_host_f32, TorchRuntime};
+use tch::{Device, Kind, Tensor};
+
+use crate::config::ModelDims;
+use crate::pipeline::{DecoderSession, WhisperTwin};
+use crate::text::SuppressMasks;
+use crate::weights::WeightSet;
+
+/// Whisper's LayerNorm epsilon (PyTorch's default).
+const LAYER_NORM_EPS: f64 = 1e-5;
+
+/// Uploads the weights at the runtime's precision (untimed set-up).
+struct Loader<'a> {
+    weights: &'a WeightSet,
+    kind: Kind,
+    device: Device,
+}
+
+impl Loader<'_> {
+    fn tensor(&mut self, name: &str) -> Result<Tensor> {
+        Ok(from_host(self.weights.get(name)?)?
+            .f_to_kind(self.kind)?
+            .f_to_device(self.device)?)
+    }
+
+    fn linear(&mut self, prefix: &str, has_bias: bool) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.tensor(&format!("{prefix}.weight"))?,
+            bias: has_bias
+                .then(|| self.tensor(&format!("{prefix}.bias")))
+                .transpose()?,
+        })
+    }
+
+    fn layer_norm(&mut self, prefix: &str) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            weight: self.tensor(&format!("{prefix}.weight"))?,
+            bias: self.tensor(&format!("{prefix}.bias"))?,
+        })
+    }
+
+    fn attention(&mut self, prefix: &str, n_head: usize) -> Result<Attention> {
+        Ok(Attention {
+            query: self.linear(&format!("{prefix}.query"), true)?,
+            key: self.linear(&format!("{prefix}.key"), false)?,
+            value: self.linear(&format!("{prefix}.value"), true)?,
+            out: self.linear(&format!("{prefix}.out"), true)?,
+            n_head: n_head as i64,
+        })
+    }
+
+    fn block(&mut self, prefix: &str, n_head: usize, cross: bool) -> Result<ResidualBlock> {
+        Ok(ResidualBlock {
+            attn_ln: self.layer_norm(&format!("{prefix}.attn_ln"))?,
+            attn: self.attention(&format!("{prefix}.attn"), n_head)?,
+            cross_attn: cross
+                .then(|| -> Result<_> {
+                    Ok((
+                        self.layer_norm(&format!("{prefix}.cross_attn_ln"))?,
+                        self.attention(&format!("{prefix}.cross_attn"), n_head)?,
+                    ))
+                })
+                .transpose()?,
+            mlp_ln: self.layer_norm(&format!("{prefix}.mlp_ln"))?,
+            mlp1: self.linear(&format!("{prefix}.mlp1"), true)?,
+            mlp2: self.linear(&format!("{prefix}.mlp2"), true)?,
+        })
+    }
+
+    /// A conv1d weight in PyTorch's layout: (out, in, kernel), as stored.
+    fn conv_weight(&mut self, name: &str) -> Result<Tensor> {
+        self.tensor(name)
+    }
+}
+
+struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_linear(&self.weight, self.bias.as_ref())?)
+    }
+}
+
+struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let width = self.weight.size()[0];
+        Ok(x.f_layer_norm(
+            [width],
+            Some(&self.weight),
+            Some(&self.bias),
+            LAYER_NORM_EPS,
+            true,
+        )?)
+    }
+}
+
+/// Keys and values split into heads: (batch, heads, positions, head width).
+type KeyValue = (Tensor, Tensor);
+
+struct Attention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    out: Linear,
+    n_head: i64,
+}
+
+impl Attention {
+    fn keys_values(&self, x: &Tensor) -> Result<KeyValue> {
+        Ok((
+            self.split_heads(&self.key.forward(x)?)?,
+            self.split_heads(&self.value.forward(x)?)?,
+        ))
+    }
+
+    /// softmax(q k^T / sqrt(d) [+ causal mask]) v, through the fused kernel.
+    fn attend(&self, x: &Tensor, (keys, values): &KeyValue, causal: bool) -> Result<Tensor> {
+        let queries = self.split_heads(&self.query.forward(x)?)?;
+        let head_width = queries.size()[3];
+        let scale = 1.0 / (head_width as f64).sqrt();
+        let attended = Tensor::f_scaled_dot_product_attention(
+            &queries,
+            keys,
+            values,
+            None::<Tensor>,
+            0.0,
+            causal,
+            Some(scale),
+            false,
+        )?;
+        self.out.forward(&self.merge_heads(&attended)?)
+    }
+
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (batch, positions, width) = x.size3()?;
+        Ok(
+            x.f_reshape([batch, positions, self.n_head, width / self.n_head])?
+                .f_transpose(1, 2)?,
+        )
+    }
+
+    fn merge_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let size = x.size();
+        let (batch, positions) = (size[0], size[2]);
+        Ok(x.f_transpose(1, 2)?.f_reshape([batch, positions, -1])?)
+    }
+}
+
+/// A pre-LayerNorm transformer block; decoder blocks add cross-attention.
+struct ResidualBlock {
+    attn_ln: LayerNorm,
+    attn: Attention,
+    cross_attn: Option<(LayerNorm, Attention)>,
+    mlp_ln: LayerNorm,
+    mlp1: Linear,
+    mlp2: Linear,
+}
+
+impl ResidualBlock {
+    fn encode(&self, x: &Tensor) -> Result<Tensor> {
+        let normed = self.attn_ln.forward(x)?;
+        let keys_values = self.attn.keys_values(&normed)?;
+        let x = x.f_add(&self.attn.attend(&normed, &keys_values, false)?)?;
+        Ok(x.f_add(&self.mlp(&x)?)?)
+    }
+
+    /// One decoding step: appends this step's keys/values to `cache`.
+    fn decode(&self, x: &Tensor, cache: &mut Option<KeyValue>, cross: &KeyValue) -> Result<Tensor> {
+        let normed = self.attn_ln.forward(x)?;
+        let (keys, values) = self.attn.keys_values(&normed)?;
+        let causal = cache.is_none() && x.size()[1] > 1;
+        let keys_values = match cache.take() {
+            Some((old_keys, old_values)) => (
+                Tensor::f_cat(&[old_keys, keys], 2)?,
+                Tensor::f_cat(&[old_values, values], 2)?,
+            ),
+            None => (keys, values),
+        };
+        let x = x.f_add(&self.attn.attend(&normed, &keys_values, causal)?)?;
+        *cache = Some(keys_values);
+        let (cross_ln, cross_attn) = self
+            .cross_attn
+            .as_ref()
+            .context("an encoder block has no cross-attention")?;
+        let x = x.f_add(&cross_attn.attend(&cross_ln.forward(&x)?, cross, false)?)?;
+        Ok(x.f_add(&self.mlp(&x)?)?)
+    }
+
+    fn mlp(&self, x: &Tensor) -> Result<Tensor> {
+        let hidden = self
+            .mlp1
+            .forward(&self.mlp_ln.forward(x)?)?
+            .f_gelu("none")?;
+        self.mlp2.forward(&hidden)
+    }
+}
+
+pub struct Whisper {
+    dims: ModelDims,
+    kind: Kind,
+    device: Device,
+    conv1_weight: Tensor,
+    conv1_bias: Tensor,
+    conv2_weight: Tensor,
+    conv2_bias: Tensor,
+    audio_positions: Tensor,
+    encoder_blocks: Vec<ResidualBlock>,
+    ln_post: LayerNorm,
+    token_embedding: Tensor,
+    text_positions: Tensor,
+    decoder_blocks: Vec<ResidualBlock>,
+    decoder_ln: LayerNorm,
+    mask_first: Tensor,
+    mask_rest: Tensor,
+}
+
+impl Whisper {
+    /// Uploads the weight set at the runtime's precision (untimed set-up).
+    pub fn new(
+        runtime: &TorchRuntime,
+        weights: &WeightSet,
+        dims: &ModelDims,
+        masks: &SuppressMasks,
+    ) -> Result<Self> {
+        let device = runtime.tch_device();
+        let mut loader = Loader {
+            weights,
+            kind: runtime.kind(),
+            device,
+        };
+        let encoder_blocks = (0..dims.n_audio_layer)
+            .map(|i| loader.block(&format!("encoder.blocks.{i}"), dims.n_audio_head, false))
+            .collect::<Result<Vec<_>>>()?;
+        let decoder_blocks = (0..dims.n_text_layer)
+            .map(|i| loader.block(&format!("decoder.blocks.{i}"), dims.n_text_head, true))
+            .collect::<Result<Vec<_>>>()?;
+        let model = Self {
+            dims: dims.clone(),
+            kind: runtime.kind(),
+            device,
+            conv1_weight: loader.conv_weight("encoder.conv1.weight")?,
+            conv1_bias: loader.tensor("encoder.conv1.bias")?,
+            conv2_weight: loader.conv_weight("encoder.conv2.weight")?,
+            conv2_bias: loader.tensor("encoder.conv2.bias")?,
+            audio_positions: loader.tensor("encoder.positional_embedding")?,
+            encoder_blocks,
+            ln_post: loader.layer_norm("encoder.ln_post")?,
+            token_embedding: loader.tensor("decoder.token_embedding")?,
+            text_positions: loader.tensor("decoder.positional_embedding")?,
+            decoder_blocks,
+            decoder_ln: loader.layer_norm("decoder.ln")?,
+            mask_first: Tensor::f_from_slice(&masks.first)?.f_to_device(device)?,
+            mask_rest: Tensor::f_from_slice(&masks.rest)?.f_to_device(device)?,
+        };
+        Ok(model)
+    }
+
+    /// Two GELU convolutions (the second halves the frames), positions,
+    /// the blocks, the final LayerNorm: (1, n_audio_ctx, n_audio_state).
+    fn encoder(&self, mel: &Tensor) -> Result<Tensor> {
+        // PyTorch convolves channels-first: (batch, mels, frames).
+        let x = mel
+            .f_conv1d(&self.conv1_weight, Some(&self.conv1_bias), [1], [1], [1], 1)?
+            .f_gelu("none")?;
+        let x = x
+            .f_conv1d(&self.conv2_weight, Some(&self.conv2_bias), [2], [1], [1], 1)?
+            .f_gelu("none")?;
+        let mut x = x.f_transpose(1, 2)?.f_add(&self.audio_positions)?;
+        for block in &self.encoder_blocks {
+            x = block.encode(&x)?;
+        }
+        self.ln_post.forward(&x)
+    }
+
+    /// Token and position embeddings, the blocks, the final LayerNorm, and
+    /// the last position's logits through the tied embedding, in float32.
+    fn decoder(&self, tokens: &[u32], offset: usize, session: &mut Session<'_>) -> Result<Tensor> {
+        let count = tokens.len();
+        ensure!(
+            offset + count <= self.dims.n_text_ctx,
+            "decoding past the text context: {} positions of {}",
+            offset + count,
+            self.dims.n_text_ctx
+        );
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let ids = Tensor::f_from_slice(&ids)?
+            .f_reshape([1, count as i64])?
+            .f_to_device(self.device)?;
+        let positions = self
+            .text_positions
+            .f_narrow(0, offset as i64, count as i64)?;
+        let mut x = Tensor::f_embedding(&self.token_embedding, &ids, -1, false, false)?
+            .f_add(&positions)?;
+        for ((block, cache), cross) in self
+            .decoder_blocks
+            .iter()
+            .zip(&mut session.cache)
+            .zip(&session.cross.0)
+        {
+            x = block.decode(&x, cache, cross)?;
+        }
+        let last = self
+            .decoder_ln
+            .forward(&x)?
+            .f_select(0, 0)?
+            .f_select(0, count as i64 - 1)?;
+        Ok(self
+            .token_embedding
+            .f_matmul(&last)?
+            .f_to_kind(Kind::Float)?)
+    }
+}
+
+/// The cross-attention keys and values of every decoder layer.
+pub struct CrossKv(Vec<KeyValue>);
+
+/// One window's decoder: its cache and the position it has reached.
+pub struct Session<'a> {
+    model: &'a Whisper,
+    cross: &'a CrossKv,
+    cache: Vec<Option<KeyValue>>,
+    offset: usize,
+}
+
+impl Session<'_> {
+    fn forward(&mut self, tokens: &[u32]) -> Result<Tensor> {
+        ensure!(
+            self.offset == 0 || tokens.len() == 1,
+            "after the prompt, the decoder takes one token per step (got {})",
+            tokens.len()
+        );
+        let _no_grad = tch::no_grad_guard();
+        let model = self.model;
+        let offset = self.offset;
+        let logits = model.decoder(tokens, offset, self)?;
+        self.offset += tokens.len();
+        Ok(logits)
+    }
+}
+
+impl DecoderSession for Session<'_> {
+    fn logits(&mut self, tokens: &[u32]) -> Result<HostTensor> {
+        to_host_f32(&self.forward(tokens)?)
+    }
+
+    fn next_token(&mut self, tokens: &[u32], first: bool) -> Result<u32> {
+        let mask = if first {
+            &self.model.mask_first
+        } else {
+            &self.model.mask_rest
+        };
+        let token = self.forward(tokens)?.f_add(mask)?.f_argmax(None, false)?;
+        // Reading the id back waits for the step's work.
+        Ok(token.f_int64_value(&[])? as u32)
+    }
+}
+
+impl WhisperTwin for Whisper {
+    type Features = Tensor;
+    type CrossKv = CrossKv;
+    type Session<'a> = Session<'a>;
+
+    fn encode(&self, mel: &HostTensor) -> Result<Tensor> {
+        let expected = [self.dims.n_mels, self.dims.input_frames()];
+        ensure!(
+            mel.shape == expected,
+            "log-mel input has shape {:?}, the encoder takes {expected:?}",
+            mel.shape
+        );
+        let _no_grad = tch::no_grad_guard();
+        let mel = from_host(mel)?
+            .f_unsqueeze(0)?
+            .f_to_kind(self.kind)?
+            .f_to_device(self.device)?;
+        self.encoder(&mel)
+    }
+
+    fn features_to_host(&self, features: &Tensor) -> Result<HostTensor> {
+        to_host_f32(features)
+    }
+
+    fn cross_kv(&self, features: &Tensor) -> Result<CrossKv> {
+        let _no_grad = tch::no_grad_guard();
+        let keys_values = self
+            .decoder_blocks
+            .iter()
+            .map(|block| {
+                let (_, cross_attn) = block
+                    .cross_attn
+                    .as_ref()
+                    .context("a decoder block without cross-attention")?;
+                cross_attn.keys_values(features)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CrossKv(keys_values))
+    }
+
+    fn session<'a>(&'a self, cross: &'a CrossKv) -> Session<'a> {
+        Session {
+            model: self,
+            cross,
+            cache: (0..self.dims.n_text_layer).map(|_| None).collect(),
+            offset: 0,
+        }
+    }
+}
+
+fn from_host(tensor: &HostTensor) -> Result<Tensor> {
+    let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
+    Ok(Tensor::f_from_slice(&tensor.data)?.f_reshape(shape)?)
+}

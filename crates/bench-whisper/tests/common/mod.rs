@@ -1,0 +1,36 @@
+//! Shared by the test binaries: the offline tiny.en model, loaded once per
+//! binary, the JFK clip, and scratch folders.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use bench_whisper::audio::{read_wav, Audio};
+use bench_whisper::source::{self, SourcePreference, WhisperModel};
+
+/// What tiny.en says in the JFK clip (punctuation varies between decoders).
+pub const JFK_WORDS: &str = "and so my fellow americans ask not what your country can do for you ask what you can do for your country";
+
+/// tiny.en from the registry's CTranslate2 copy: tests do not depend on
+/// the network.
+pub fn tiny_en() -> &'static WhisperModel {
+    static MODEL: OnceLock<WhisperModel> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        source::load(source::DEFAULT_MODEL, SourcePreference::Offline, "en")
+            .expect("the whisper-tiny-en-ct2 asset (cargo xtask setup)")
+    })
+}
+
+pub fn jfk() -> Audio {
+    read_wav(&bench_core::assets::asset_file("jfk", "jfk.wav").expect("the jfk asset"))
+        .expect("jfk.wav")
+}
+
+/// An empty folder of its own under the system's temporary folder.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bench-whisper-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating a scratch folder");
+    dir
+}

@@ -1,0 +1,199 @@
+//! The twins compute the same function: from one weight set and one
+//! log-mel, the encoder outputs and the first decoding step's logits agree
+//! in float32, for the real tiny.en and for a small random configuration
+//! of other dimensions (nothing is hard-coded to one size).
+
+mod common;
+
+use bench_core::host::HostTensor;
+use bench_core::{DeviceKind, Precision};
+use bench_whisper::config::ModelDims;
+use bench_whisper::mel::MelFrontEnd;
+use bench_whisper::pipeline::{DecoderSession, Transcriber, WhisperTwin};
+use bench_whisper::text::SuppressMasks;
+use bench_whisper::weights::{expected_shapes, WeightSet};
+use bench_whisper::{mlx, torch};
+use common::{jfk, tiny_en};
+use fw_mlx::MlxRuntime;
+use fw_torch::TorchRuntime;
+
+/// Encoder output and first-step logits of one twin.
+fn outputs<T: WhisperTwin>(twin: &T, mel: &HostTensor, prompt: &[u32]) -> (HostTensor, HostTensor) {
+    let features = twin.encode(mel).unwrap();
+    let cross = twin.cross_kv(&features).unwrap();
+    let logits = twin.session(&cross).logits(prompt).unwrap();
+    (twin.features_to_host(&features).unwrap(), logits)
+}
+
+fn twins_outputs(
+    weights: &WeightSet,
+    dims: &ModelDims,
+    masks: &SuppressMasks,
+    mel: &HostTensor,
+    prompt: &[u32],
+) -> [(HostTensor, HostTensor); 2] {
+    let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
+    let mlx_twin = mlx::Whisper::new(&mlx_rt, weights, dims, masks).unwrap();
+    let torch_rt = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
+    let torch_twin = torch::Whisper::new(&torch_rt, weights, dims, masks).unwrap();
+    [
+        outputs(&mlx_twin, mel, prompt),
+        outputs(&torch_twin, mel, prompt),
+    ]
+}
+
+#[test]
+fn tiny_en_encoder_and_first_logits_agree() {
+    let model = tiny_en();
+    let front_end = MelFrontEnd::whisper(model.dims.n_mels).unwrap();
+    let transcriber = Transcriber {
+        dims: &model.dims,
+        front_end: &front_end,
+        tokenizer: &model.tokenizer,
+    };
+    let mel = transcriber.windows(&jfk().samples).unwrap().remove(0);
+    let prompt = &model.tokenizer.special.prompt;
+    let [(mlx_features, mlx_logits), (torch_features, torch_logits)] =
+        twins_outputs(&model.weights, &model.dims, &model.masks, &mel, prompt);
+
+    assert_eq!(mlx_features.shape, vec![1, 1500, 384]);
+    let features_diff = mlx_features.max_abs_diff(&torch_features).unwrap();
+    let features_scale = torch_features.data.iter().fold(0f32, |m, x| m.max(x.abs()));
+    eprintln!("encoder: max |MLX - PyTorch| = {features_diff:e} (max |x| = {features_scale})");
+    // measured 6e-5 on OpenBLAS vs libtorch's MKL/oneDNN: float32 sums
+    // over 384-wide products through 4 blocks, in a different order
+    assert!(
+        features_diff < 3e-4,
+        "encoder outputs differ by {features_diff}"
+    );
+
+    assert_eq!(mlx_logits.shape, vec![51864]);
+    let logits_diff = mlx_logits.max_abs_diff(&torch_logits).unwrap();
+    eprintln!("first-step logits: max |MLX - PyTorch| = {logits_diff:e}");
+    assert!(
+        logits_diff < 3e-4,
+        "first-step logits differ by {logits_diff}"
+    );
+    // the same token wins, and it is "And" (the transcript's first word)
+    let argmax = |t: &HostTensor| {
+        (0..t.data.len())
+            .max_by(|&a, &b| t.data[a].total_cmp(&t.data[b]))
+            .unwrap()
+    };
+    assert_eq!(argmax(&mlx_logits), argmax(&torch_logits));
+    let first = model
+        .tokenizer
+        .decode(&[argmax(&mlx_logits) as u32])
+        .unwrap();
+    assert_eq!(first.trim(), "And");
+}
+
+/// A Whisper of other sizes than any released one, with random weights.
+fn small_random_model() -> (ModelDims, WeightSet) {
+    let dims = ModelDims {
+        n_mels: 16,
+        n_audio_ctx: 24,
+        n_audio_state: 32,
+        n_audio_head: 4,
+        n_audio_layer: 2,
+        n_vocab: 300,
+        n_text_ctx: 12,
+        n_text_state: 32,
+        n_text_head: 4,
+        n_text_layer: 3,
+    };
+    let mut weights = WeightSet::default();
+    for (i, (name, shape)) in expected_shapes(&dims).into_iter().enumerate() {
+        let mut tensor = HostTensor::uniform(shape, 100 + i as u64);
+        // centred, with the spread of a trained layer's weights
+        for x in &mut tensor.data {
+            *x = (*x - 0.5) * 0.4;
+        }
+        weights.insert(name, tensor);
+    }
+    weights.validate(&dims, "random").unwrap();
+    (dims, weights)
+}
+
+#[test]
+fn small_random_config_agrees_at_every_step() {
+    let (dims, weights) = small_random_model();
+    let masks = SuppressMasks {
+        first: vec![0.0; dims.n_vocab],
+        rest: vec![0.0; dims.n_vocab],
+    };
+    let mel = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 7);
+    let prompt = [1u32, 2, 3];
+    let [(mlx_features, mlx_logits), (torch_features, torch_logits)] =
+        twins_outputs(&weights, &dims, &masks, &mel, &prompt);
+    assert_eq!(mlx_features.shape, vec![1, 24, 32]);
+    assert!(mlx_features.all_close(&torch_features, 1e-4, 1e-4).unwrap());
+    assert_eq!(mlx_logits.shape, vec![300]);
+    let diff = mlx_logits.max_abs_diff(&torch_logits).unwrap();
+    assert!(diff < 1e-4, "first-step logits differ by {diff}");
+
+    // later steps use the key/value cache: feed the same tokens to both
+    let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
+    let mlx_twin = mlx::Whisper::new(&mlx_rt, &weights, &dims, &masks).unwrap();
+    let torch_rt = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
+    let torch_twin = torch::Whisper::new(&torch_rt, &weights, &dims, &masks).unwrap();
+    let mlx_cross = mlx_twin.cross_kv(&mlx_twin.encode(&mel).unwrap()).unwrap();
+    let torch_cross = torch_twin
+        .cross_kv(&torch_twin.encode(&mel).unwrap())
+        .unwrap();
+    let mut mlx_session = mlx_twin.session(&mlx_cross);
+    let mut torch_session = torch_twin.session(&torch_cross);
+    mlx_session.logits(&prompt).unwrap();
+    torch_session.logits(&prompt).unwrap();
+    for token in [10u32, 20, 30, 40, 50] {
+        let a = mlx_session.logits(&[token]).unwrap();
+        let b = torch_session.logits(&[token]).unwrap();
+        let diff = a.max_abs_diff(&b).unwrap();
+        assert!(diff < 1e-4, "after token {token}: logits differ by {diff}");
+    }
+    // the text context is 12 positions: 3 + 5 used, 4 left, then an error
+    for token in 0..4 {
+        mlx_session.logits(&[token]).unwrap();
+    }
+    let error = mlx_session.logits(&[0]).unwrap_err().to_string();
+    assert!(error.contains("past the text context"), "{error}");
+}
+
+#[test]
+fn incremental_decoding_matches_a_full_recompute() {
+    // the cache is right if step-by-step logits equal those of feeding the
+    // whole sequence at once to a fresh session
+    let (dims, weights) = small_random_model();
+    let masks = SuppressMasks {
+        first: vec![0.0; dims.n_vocab],
+        rest: vec![0.0; dims.n_vocab],
+    };
+    let mel = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 8);
+    let runtime = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
+    let twin = torch::Whisper::new(&runtime, &weights, &dims, &masks).unwrap();
+    let cross = twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap();
+    let tokens = [5u32, 6, 7, 8, 9];
+    let mut session = twin.session(&cross);
+    session.logits(&tokens[..2]).unwrap();
+    session.logits(&tokens[2..3]).unwrap();
+    session.logits(&tokens[3..4]).unwrap();
+    let stepwise = session.logits(&tokens[4..5]).unwrap();
+    let whole = twin.session(&cross).logits(&tokens).unwrap();
+    let diff = stepwise.max_abs_diff(&whole).unwrap();
+    assert!(diff < 1e-5, "cached and full decoding differ by {diff}");
+
+    let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
+    let twin = mlx::Whisper::new(&runtime, &weights, &dims, &masks).unwrap();
+    let cross = twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap();
+    let mut session = twin.session(&cross);
+    session.logits(&tokens[..2]).unwrap();
+    session.logits(&tokens[2..3]).unwrap();
+    session.logits(&tokens[3..4]).unwrap();
+    let stepwise = session.logits(&tokens[4..5]).unwrap();
+    let whole = twin.session(&cross).logits(&tokens).unwrap();
+    let diff = stepwise.max_abs_diff(&whole).unwrap();
+    assert!(
+        diff < 1e-5,
+        "MLX: cached and full decoding differ by {diff}"
+    );
+}

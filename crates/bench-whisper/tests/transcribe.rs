@@ -1,0 +1,76 @@
+//! Both twins transcribe the JFK clip word for word with tiny.en, float32.
+
+mod common;
+
+use bench_core::{DeviceKind, Precision};
+use bench_whisper::mel::MelFrontEnd;
+use bench_whisper::pipeline::{Transcriber, WhisperTwin};
+use bench_whisper::text::normalize;
+use bench_whisper::{mlx, torch};
+use common::{jfk, tiny_en, JFK_WORDS};
+use fw_mlx::MlxRuntime;
+use fw_torch::TorchRuntime;
+
+fn check_transcript<T: WhisperTwin>(name: &str, twin: &T) {
+    let model = tiny_en();
+    let front_end = MelFrontEnd::whisper(model.dims.n_mels).unwrap();
+    let transcriber = Transcriber {
+        dims: &model.dims,
+        front_end: &front_end,
+        tokenizer: &model.tokenizer,
+    };
+    let transcript = transcriber.transcribe(twin, &jfk().samples).unwrap();
+    assert_eq!(transcript.windows, 1, "11 s of audio is one window");
+    assert_eq!(
+        normalize(&transcript.text),
+        JFK_WORDS,
+        "{name} transcribed: {}",
+        transcript.text
+    );
+    // the end of text is a decoder step but not a token
+    assert_eq!(transcript.decoder_steps, transcript.tokens.len() + 1);
+}
+
+#[test]
+fn mlx_transcribes_jfk_word_for_word() {
+    let model = tiny_en();
+    let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
+    let twin = mlx::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks).unwrap();
+    check_transcript("MLX", &twin);
+}
+
+#[test]
+fn torch_transcribes_jfk_word_for_word() {
+    let model = tiny_en();
+    let runtime = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
+    let twin = torch::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks).unwrap();
+    check_transcript("PyTorch", &twin);
+}
+
+#[test]
+fn longer_audio_is_transcribed_window_by_window() {
+    // the clip, silence up to the 30 s mark, the clip again: two windows,
+    // each holding one full sentence
+    let model = tiny_en();
+    let clip = jfk().samples;
+    let mut long = clip.clone();
+    long.resize(30 * 16000, 0.0);
+    long.extend_from_slice(&clip);
+    let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
+    let twin = mlx::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks).unwrap();
+    let front_end = MelFrontEnd::whisper(model.dims.n_mels).unwrap();
+    let transcriber = Transcriber {
+        dims: &model.dims,
+        front_end: &front_end,
+        tokenizer: &model.tokenizer,
+    };
+    let transcript = transcriber.transcribe(&twin, &long).unwrap();
+    assert_eq!(transcript.windows, 2);
+    assert_eq!(
+        normalize(&transcript.text),
+        format!("{JFK_WORDS} {JFK_WORDS}"),
+        "{}",
+        transcript.text
+    );
+    assert_eq!(transcript.decoder_steps, transcript.tokens.len() + 2);
+}
