@@ -64,11 +64,16 @@ fn fill(root: &Path, dir: &Path, benches: &[suite::BenchCrate], args: &BundleArg
             .with_context(|| format!("copying the {package} runner"))?;
     }
     if !args.no_assets {
+        // "name" is a whole asset, "name/file" one file of it.
         for asset in benches.iter().flat_map(|b| &b.assets) {
-            copy_tree(
-                &root.join(".cache/assets").join(asset),
-                &dir.join("assets").join(asset),
-            )?;
+            let from = root.join(".cache/assets").join(asset);
+            let to = dir.join("assets").join(asset);
+            if from.is_file() {
+                fs::create_dir_all(to.parent().expect("asset folder"))?;
+                fs::copy(&from, &to)?;
+            } else {
+                copy_tree(&from, &to)?;
+            }
         }
     }
     if let Some(sm) = args.mlx_cuda_sm {

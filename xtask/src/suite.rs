@@ -17,7 +17,8 @@ pub struct BenchCrate {
     pub title: String,
     /// The case that the README table shows.
     pub headline: String,
-    /// Assets (data/assets.toml) the runner reads: what a bundle carries.
+    /// Assets (data/assets.toml) the runner reads: what a bundle carries;
+    /// "name" for a whole asset, "name/file" for one of its files.
     pub assets: Vec<String>,
     pub dir: PathBuf,
 }

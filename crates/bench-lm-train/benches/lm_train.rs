@@ -1,0 +1,84 @@
+//! Criterion harness: one training step of the quick preset on the CPU,
+//! both twins, float32, from the same checkpoint on the same batches.
+//! `cargo xtask bench` is the suite's runner; this gives Criterion's
+//! statistics and regression tracking for one crate.
+
+use std::time::{Duration, Instant};
+
+use bench_core::{DeviceKind, Precision, Preset, Runtime};
+use bench_lm_train::{checkpoint, mlx, torch, Dataset, LmConfig};
+use criterion::{criterion_group, criterion_main, Criterion};
+use fw_mlx::MlxRuntime;
+use fw_torch::TorchRuntime;
+
+/// Batches uploaded before timing; the steps cycle through them.
+const BATCHES: usize = 8;
+
+/// Times `iters` steps between two synchronisations.
+fn timed(runtime: &dyn Runtime, iters: u64, mut step: impl FnMut()) -> Duration {
+    runtime.synchronize().expect("synchronise");
+    let start = Instant::now();
+    for _ in 0..iters {
+        step();
+    }
+    runtime.synchronize().expect("synchronise");
+    start.elapsed()
+}
+
+fn lm_train(c: &mut Criterion) {
+    let threads = bench_core::env::default_threads();
+    for hooks in [fw_mlx::HOOKS, fw_torch::HOOKS] {
+        (hooks.configure_process)(Precision::F32, threads);
+    }
+    let config = LmConfig::for_preset(Preset::Quick);
+    let data = Dataset::shakespeare(&config, 0).expect("Shakespeare text (cargo xtask setup)");
+    let host_batches: Vec<_> = (0..BATCHES).map(|i| data.train_batch(i)).collect();
+    let checkpoint = checkpoint::cached_checkpoint(&config.model, 0).expect("checkpoint");
+    let mut group = c.benchmark_group("lm-train-cpu-f32");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
+
+    let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX on CPU");
+    let mut mlx_trainer = mlx::Trainer::new(&mlx_rt, &config, &checkpoint, 0).expect("MLX model");
+    let mlx_batches: Vec<_> = host_batches
+        .iter()
+        .map(|b| mlx_trainer.upload(b).expect("MLX batch"))
+        .collect();
+    let mut next = 0;
+    group.bench_function("step/mlx", |b| {
+        b.iter_custom(|iters| {
+            timed(&mlx_rt, iters, || {
+                mlx_trainer
+                    .train_step(&mlx_batches[next % BATCHES])
+                    .expect("MLX step");
+                next += 1;
+            })
+        })
+    });
+    drop(mlx_trainer);
+
+    let torch_rt =
+        TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("PyTorch on CPU");
+    let mut torch_trainer =
+        torch::Trainer::new(&torch_rt, &config, &checkpoint, 0).expect("PyTorch model");
+    let torch_batches: Vec<_> = host_batches
+        .iter()
+        .map(|b| torch_trainer.upload(b).expect("PyTorch batch"))
+        .collect();
+    let mut next = 0;
+    group.bench_function("step/torch", |b| {
+        b.iter_custom(|iters| {
+            timed(&torch_rt, iters, || {
+                torch_trainer
+                    .train_step(&torch_batches[next % BATCHES])
+                    .expect("PyTorch step");
+                next += 1;
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, lm_train);
+criterion_main!(benches);

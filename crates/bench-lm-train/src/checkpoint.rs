@@ -1,0 +1,203 @@
+//! The one checkpoint that both twins load: seeded initial weights written
+//! on the host to a safetensors file, and the checks that make a bad file
+//! an error naming the tensor and both shapes.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{bail, Context, Result};
+use bench_core::host::HostTensor;
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+
+use crate::config::ModelConfig;
+use crate::model::{parameter_specs, Init, ParameterSpec};
+use crate::rng::SplitMix64;
+
+/// Bump when the way weights are generated changes: cached files of an
+/// older version are then not reused.
+const GENERATOR_VERSION: u32 = 1;
+
+/// The initial weights of `config` from `seed`, by name. Each tensor's
+/// generator is seeded from the seed and the tensor's name, so a value does
+/// not depend on which other tensors exist.
+pub fn initial_weights(config: &ModelConfig, seed: u64) -> Vec<(String, HostTensor)> {
+    parameter_specs(config)
+        .into_iter()
+        .map(|spec| {
+            let tensor = initial_tensor(&spec, seed);
+            (spec.name, tensor)
+        })
+        .collect()
+}
+
+fn initial_tensor(spec: &ParameterSpec, seed: u64) -> HostTensor {
+    let len = spec.shape.iter().product();
+    let mut rng = SplitMix64::new(seed ^ name_hash(&spec.name));
+    let data = match spec.init {
+        Init::Ones => vec![1.0; len],
+        Init::Zeros => vec![0.0; len],
+        Init::Uniform { bound } => (0..len)
+            .map(|_| (rng.next_f64() * 2.0 - 1.0) as f32 * bound)
+            .collect(),
+        Init::Normal { std } => (0..len).map(|_| rng.next_normal() as f32 * std).collect(),
+    };
+    HostTensor {
+        shape: spec.shape.clone(),
+        data,
+    }
+}
+
+/// FNV-1a: a stable hash of a name (std's hasher may change between releases).
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Writes float32 tensors to a safetensors file.
+pub fn write_checkpoint(path: &Path, tensors: &[(String, HostTensor)]) -> Result<()> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(name, tensor)| {
+            let bytes = tensor.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (name.clone(), bytes, tensor.shape.clone())
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, bytes, shape)| {
+            let view = TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .with_context(|| format!("tensor '{name}' for {}", path.display()))?;
+            Ok((name.as_str(), view))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([(
+        "generator".to_owned(),
+        format!("bench-lm-train v{GENERATOR_VERSION}"),
+    )]);
+    safetensors::serialize_to_file(views, Some(metadata), path)
+        .with_context(|| format!("writing checkpoint {}", path.display()))
+}
+
+/// The checkpoint of `config` and `seed`, generated on first use and kept
+/// in the temporary directory (the paper preset's is 0.9 GB: generating it
+/// every run would be wasted minutes). Written to a private name and then
+/// renamed, so concurrent runs never read a half-written file.
+pub fn cached_checkpoint(config: &ModelConfig, seed: u64) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join("mlx-vs-torch");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let key = format!(
+        "v{GENERATOR_VERSION} vocab {} layers {} dim {} heads {} ffn {} seed {seed}",
+        config.vocab_size, config.layers, config.dim, config.heads, config.ffn_dim
+    );
+    let path = dir.join(format!("lm-train-{:016x}.safetensors", name_hash(&key)));
+    if path.is_file() {
+        return Ok(path);
+    }
+    // Unique per process and call: tests generate the same file from
+    // several threads at once.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let partial = dir.join(format!(
+        "lm-train-{:016x}.{}-{}.partial",
+        name_hash(&key),
+        std::process::id(),
+        CALLS.fetch_add(1, Ordering::Relaxed)
+    ));
+    write_checkpoint(&partial, &initial_weights(config, seed))?;
+    std::fs::rename(&partial, &path)
+        .with_context(|| format!("moving {} to {}", partial.display(), path.display()))?;
+    Ok(path)
+}
+
+/// The error for a tensor that the model needs and the file lacks.
+pub fn missing_tensor(path: &Path, name: &str, expected: &[usize]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "checkpoint {} has no tensor '{name}' (the model needs shape {expected:?})",
+        path.display()
+    )
+}
+
+/// Fails unless the file's tensor has the shape the model expects.
+pub fn check_shape(path: &Path, name: &str, expected: &[usize], actual: &[usize]) -> Result<()> {
+    if expected != actual {
+        bail!(
+            "checkpoint {}: tensor '{name}' has shape {actual:?}, the model expects {expected:?}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Fails when the file has tensors the model does not use (a checkpoint of
+/// another configuration, e.g. more layers).
+pub fn check_all_used(path: &Path, mut unused: Vec<String>) -> Result<()> {
+    if unused.is_empty() {
+        return Ok(());
+    }
+    unused.sort();
+    let mut list = String::new();
+    for name in unused.iter().take(5) {
+        let _ = write!(list, " '{name}'");
+    }
+    bail!(
+        "checkpoint {} has {} tensor(s) the model does not have:{list}{}",
+        path.display(),
+        unused.len(),
+        if unused.len() > 5 { " ..." } else { "" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> ModelConfig {
+        ModelConfig {
+            vocab_size: 50,
+            layers: 1,
+            dim: 16,
+            heads: 2,
+            ffn_dim: 32,
+            context: 4,
+            dropout: 0.0,
+        }
+    }
+
+    #[test]
+    fn weights_follow_their_distributions_and_the_seed() {
+        let weights = initial_weights(&tiny(), 7);
+        assert_eq!(weights, initial_weights(&tiny(), 7));
+        assert_ne!(weights, initial_weights(&tiny(), 8));
+        let get = |name: &str| &weights.iter().find(|(n, _)| n == name).unwrap().1;
+        let bound = (1.0f32 / 16.0).sqrt();
+        let linear = get("layers.0.linear1.weight");
+        assert!(linear.data.iter().all(|x| x.abs() <= bound));
+        let embedding = get("embedding.weight");
+        let mean = embedding.data.iter().sum::<f32>() / embedding.data.len() as f32;
+        let var = embedding
+            .data
+            .iter()
+            .map(|x| (x - mean).powi(2))
+            .sum::<f32>()
+            / embedding.data.len() as f32;
+        // 800 samples of N(0, 1/16): the sample std is within 10% of 0.25
+        assert!((var.sqrt() - 0.25).abs() < 0.025, "std {}", var.sqrt());
+        assert!(get("ln.weight").data.iter().all(|&x| x == 1.0));
+    }
+
+    #[test]
+    fn shape_errors_name_the_tensor_and_both_shapes() {
+        let path = Path::new("/x/model.safetensors");
+        let error = check_shape(path, "ln.bias", &[16], &[8])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("'ln.bias'") && error.contains("[8]") && error.contains("[16]"));
+        assert!(error.contains("/x/model.safetensors"), "{error}");
+        assert!(check_shape(path, "ln.bias", &[16], &[16]).is_ok());
+        let error = check_all_used(path, vec!["layers.9.ln1.bias".into()]).unwrap_err();
+        assert!(error.to_string().contains("'layers.9.ln1.bias'"), "{error}");
+    }
+}

@@ -1,0 +1,266 @@
+//! bench-lm-train: training a decoder-only transformer language model from
+//! scratch, MLX vs PyTorch: the time of one training step (forward,
+//! backward, AdamW update), tokens/s and peak memory.
+//!
+//! **Model**: mlx-examples' `transformer_lm` TransformerLM: token embedding
+//! plus sinusoidal positions (MLX's `SinusoidalPositionalEncoding`
+//! formula), pre-norm blocks (LayerNorm eps 1e-5, causal self-attention
+//! without projection biases, ReLU feed-forward), a final LayerNorm and an
+//! untied output projection. Attention is each framework's fused
+//! `scaled_dot_product_attention` with its causal mode.
+//!
+//! **Same start, same data**: the initial weights are generated on the host
+//! from a seed (MLX's default initialisers' distributions), written to ONE
+//! safetensors checkpoint, and loaded into both twins by name, with a clear
+//! error for a missing, mis-shaped or unexpected tensor. Both twins train
+//! on the same batches in the same order.
+//!
+//! **Text and tokenizer**: Shakespeare's plays from the asset `shakespeare`
+//! (the sorted modern-spelling `*_gut.txt` files), tokenised once, untimed,
+//! with the WordPiece tokenizer of the asset `minilm` (bert-base-uncased's
+//! vocabulary, 30522 tokens) through the tokenizers crate. Why this one: it
+//! is a real, published tokenizer that ships offline with the suite, it is
+//! deterministic (nothing is trained at set-up, so nothing can drift between
+//! library versions or thread counts), and its vocabulary is the size of
+//! real LMs' (GPT-2 50257, Llama 32000), so the output projection and the
+//! softmax weigh in a step as they do in real training; a small BPE trained
+//! on the plays would make that part a toy. Its cost: it is uncased. Its
+//! fixed truncation and padding at 128 tokens (for sentence embeddings) are
+//! switched off, and `[SEP]` marks the end of each play.
+//!
+//! **Optimiser**: AdamW, lr 3e-4 with a linear warm-up, weight decay 1e-5,
+//! betas (0.9, 0.999), eps 1e-8, as mlx-examples; both twins take
+//! PyTorch's update (`torch::optim::AdamW`, bias-corrected), the MLX twin
+//! through its own few lines (see [`mlx::AdamW`] for why not mlx-rs's).
+//!
+//! **Precision**: `f32` everywhere, or `bf16` weights, activations,
+//! gradients and AdamW moments on both twins, with the logits cast to
+//! float32 for the loss and the AdamW arithmetic in float32 on both.
+//! Dropout is the same on both (rate 0 by default, then skipped on both).
+//!
+//! **Execution**: each framework's habit. MLX compiles the whole step
+//! (forward, backward, update) with `compile_with_state`, as mlx-examples
+//! does with `mx.compile`, and evaluates it once; PyTorch runs it eagerly
+//! (`zero_grad`, `backward`, `step`; tch has no `torch.compile`).
+//!
+//! **Timed**: exactly one training step per repetition, synchronised; the
+//! batches are on the device before timing. Model building, checkpoint
+//! loading, tokenising and the held-out loss are outside it. The original
+//! study's flaws (a PyTorch twin whose optimiser never stepped, dropout on
+//! one side only, set-up inside the clock) cannot recur: the parity tests
+//! compare the losses of several steps, which depend on every update.
+
+pub mod checkpoint;
+pub mod config;
+pub mod data;
+pub mod mlx;
+pub mod model;
+mod rng;
+pub mod torch;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use bench_core::cli::{Benchmark, CellOutput};
+use bench_core::{
+    measure, CaseResult, Cell, Framework, MeasureSettings, Preset, Runtime, Throughput,
+};
+use fw_mlx::MlxRuntime;
+use fw_torch::TorchRuntime;
+
+pub use config::{LmConfig, ModelConfig, TrainConfig};
+pub use data::{Batch, Dataset};
+
+pub struct LmTrain;
+
+impl Benchmark for LmTrain {
+    fn name(&self) -> &'static str {
+        "lm-train"
+    }
+
+    fn measure_settings(&self, preset: Preset) -> MeasureSettings {
+        match preset {
+            Preset::Quick => MeasureSettings {
+                warmup: 2,
+                repetitions: 10,
+                min_repetitions: 3,
+                time_budget: Duration::from_secs(20),
+            },
+            Preset::Paper => MeasureSettings {
+                warmup: 2,
+                repetitions: 10,
+                min_repetitions: 3,
+                time_budget: Duration::from_secs(600),
+            },
+        }
+    }
+
+    fn run(&self, cell: &Cell) -> Result<CellOutput> {
+        let config = LmConfig::for_cell(cell)?;
+        match cell.framework {
+            Framework::Mlx => {
+                let runtime = MlxRuntime::new(cell.device, cell.precision, cell.threads)?;
+                measure_twin!(mlx, runtime, cell, config)
+            }
+            Framework::Torch => {
+                let runtime = TorchRuntime::new(cell.device, cell.precision, cell.threads)?;
+                measure_twin!(torch, runtime, cell, config)
+            }
+        }
+    }
+}
+
+/// The same steps for either twin: data, checkpoint, model and batches
+/// (untimed), the held-out loss (untimed), the timed training steps, the
+/// held-out loss again.
+macro_rules! measure_twin {
+    ($twin:ident, $runtime:ident, $cell:ident, $config:ident) => {{
+        let data = Dataset::shakespeare(&$config, $cell.seed)?;
+        let checkpoint = checkpoint::cached_checkpoint(&$config.model, $cell.seed)?;
+        let mut trainer = $twin::Trainer::new(&$runtime, &$config, &checkpoint, $cell.seed)?;
+        let steps = $cell.measure.warmup + $cell.measure.repetitions;
+        let batches = (0..steps)
+            .map(|index| trainer.upload(&data.train_batch(index)))
+            .collect::<Result<Vec<_>>>()?;
+        let held_out = data
+            .eval_batches($config.eval_batches)
+            .iter()
+            .map(|batch| trainer.upload(batch))
+            .collect::<Result<Vec<_>>>()?;
+        let eval_before = trainer.eval_loss(&held_out)?;
+        let mut losses = Vec::with_capacity(steps);
+        $runtime.reset_peak_memory();
+        let samples = measure(&$cell.measure, &$runtime, || {
+            losses.push(trainer.train_step(&batches[losses.len()])?);
+            Ok(())
+        })?;
+        let peak_memory_bytes = $runtime.peak_memory_bytes();
+        let figures = Figures {
+            losses,
+            eval_before,
+            eval_after: trainer.eval_loss(&held_out)?,
+            train_tokens: data.train_tokens(),
+            eval_tokens: data.eval_tokens(),
+            eval_batches: held_out.len(),
+        };
+        Ok(CellOutput {
+            device_name: $runtime.device_description(),
+            cases: vec![step_case(
+                $cell,
+                &$config,
+                samples,
+                peak_memory_bytes,
+                &figures,
+            )],
+        })
+    }};
+}
+use measure_twin;
+
+/// What training produced besides timings.
+struct Figures {
+    /// The loss of every step, warm-up included.
+    losses: Vec<f32>,
+    eval_before: f32,
+    eval_after: f32,
+    train_tokens: usize,
+    eval_tokens: usize,
+    eval_batches: usize,
+}
+
+/// The headline case: one training step, with tokens/s and every setting.
+fn step_case(
+    cell: &Cell,
+    config: &LmConfig,
+    samples: Vec<f64>,
+    peak_memory_bytes: Option<u64>,
+    figures: &Figures,
+) -> CaseResult {
+    let (m, t) = (&config.model, &config.train);
+    let dtype = match cell.precision {
+        bench_core::Precision::Bf16 => "bfloat16",
+        bench_core::Precision::F16 => "float16",
+        _ => "float32",
+    };
+    let settings: Vec<(&str, String)> = vec![
+        (
+            "timed",
+            "one step: forward + backward + AdamW update + reading the loss".into(),
+        ),
+        (
+            "execution",
+            match cell.framework {
+                Framework::Mlx => "step compiled (compile_with_state) and evaluated once",
+                Framework::Torch => "eager (tch has no torch.compile)",
+            }
+            .into(),
+        ),
+        ("tokenizer", data::TOKENIZER_DESCRIPTION.into()),
+        (
+            "text",
+            format!("{} Shakespeare *_gut.txt files", config.text_files),
+        ),
+        ("train_tokens", figures.train_tokens.to_string()),
+        ("eval_tokens", figures.eval_tokens.to_string()),
+        ("vocab", m.vocab_size.to_string()),
+        ("layers", m.layers.to_string()),
+        ("dim", m.dim.to_string()),
+        ("heads", m.heads.to_string()),
+        ("ffn", m.ffn_dim.to_string()),
+        ("context", m.context.to_string()),
+        ("batch_size", t.batch_size.to_string()),
+        ("parameters", m.parameter_count().to_string()),
+        ("dropout", m.dropout.to_string()),
+        (
+            "optimizer",
+            format!(
+                "AdamW (PyTorch's bias-corrected update) betas {}/{} eps {:e}",
+                t.beta1, t.beta2, t.eps
+            ),
+        ),
+        ("learning_rate", t.learning_rate.to_string()),
+        ("weight_decay", t.weight_decay.to_string()),
+        ("warmup_steps", t.warmup_steps.to_string()),
+        (
+            "precision_policy",
+            format!(
+                "weights activations gradients and AdamW moments in {dtype}; \
+                 loss and AdamW arithmetic in float32"
+            )
+            .replace(';', ","),
+        ),
+        ("positions", "sinusoidal (MLX formula) host table".into()),
+        (
+            "attention",
+            "fused scaled_dot_product_attention causal".into(),
+        ),
+        (
+            "initial_weights",
+            format!("one seeded host checkpoint (seed {})", cell.seed),
+        ),
+        ("steps_trained", figures.losses.len().to_string()),
+        ("loss_first_step", format_loss(figures.losses.first())),
+        ("loss_last_step", format_loss(figures.losses.last())),
+        ("eval_batches", figures.eval_batches.to_string()),
+        ("eval_loss_before", format!("{:.4}", figures.eval_before)),
+        ("eval_loss_after", format!("{:.4}", figures.eval_after)),
+    ];
+    CaseResult {
+        case: "step".into(),
+        samples,
+        throughput: Some(Throughput {
+            work_per_repetition: t.tokens_per_step(m) as f64,
+            unit: "tokens/s".into(),
+        }),
+        peak_memory_bytes,
+        settings: settings
+            .into_iter()
+            .map(|(key, value)| (key.to_owned(), value))
+            .collect(),
+    }
+}
+
+fn format_loss(loss: Option<&f32>) -> String {
+    loss.map(|l| format!("{l:.4}"))
+        .unwrap_or_else(|| "-".into())
+}

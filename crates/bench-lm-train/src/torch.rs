@@ -1,0 +1,302 @@
+//! PyTorch twin: tch modules in a VarStore, fused causal
+//! `scaled_dot_product_attention`, `zero_grad`, `backward` and
+//! `torch::optim::AdamW`'s `step` per step, eager (tch has no
+//! `torch.compile`): the work is done when the step returns.
+
+use std::path::Path;
+
+use anyhow::Result;
+use bench_core::host::HostTensor;
+use fw_torch::{load_safetensors, to_host_f32, TorchRuntime};
+use tch::nn::{self, Module, OptimizerConfig};
+use tch::{Kind, Tensor};
+
+use crate::checkpoint::{check_all_used, check_shape, missing_tensor};
+use crate::config::{LmConfig, ModelConfig, TrainConfig};
+use crate::data::Batch;
+use crate::model::{sinusoidal_positions, LAYER_NORM_EPS};
+
+/// Causal self-attention; no projection biases (as MLX's MultiHeadAttention).
+#[derive(Debug)]
+struct Attention {
+    query_proj: nn::Linear,
+    key_proj: nn::Linear,
+    value_proj: nn::Linear,
+    out_proj: nn::Linear,
+    heads: i64,
+}
+
+impl Attention {
+    fn new(path: nn::Path, config: &ModelConfig) -> Self {
+        let d = config.dim as i64;
+        let no_bias = nn::LinearConfig {
+            bias: false,
+            ..Default::default()
+        };
+        let projection = |name: &str| nn::linear(&path / name, d, d, no_bias);
+        Self {
+            query_proj: projection("query_proj"),
+            key_proj: projection("key_proj"),
+            value_proj: projection("value_proj"),
+            out_proj: projection("out_proj"),
+            heads: config.heads as i64,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let (b, t, d) = (x.size()[0], x.size()[1], x.size()[2]);
+        let head_dim = d / self.heads;
+        let split_heads = |y: Tensor| y.reshape([b, t, self.heads, head_dim]).transpose(1, 2);
+        let q = split_heads(self.query_proj.forward(x));
+        let k = split_heads(self.key_proj.forward(x));
+        let v = split_heads(self.value_proj.forward(x));
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let o = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            None::<Tensor>,
+            0.0,
+            true,
+            scale,
+            false,
+        );
+        let o = o.transpose(1, 2).reshape([b, t, d]);
+        self.out_proj.forward(&o)
+    }
+}
+
+/// A pre-norm block, as MLX's `TransformerEncoderLayer(norm_first=True)`
+/// with ReLU.
+#[derive(Debug)]
+struct Block {
+    ln1: nn::LayerNorm,
+    attention: Attention,
+    ln2: nn::LayerNorm,
+    linear1: nn::Linear,
+    linear2: nn::Linear,
+    dropout: f32,
+}
+
+impl Block {
+    fn new(path: nn::Path, config: &ModelConfig) -> Self {
+        let (d, f) = (config.dim as i64, config.ffn_dim as i64);
+        Self {
+            ln1: layer_norm(&path / "ln1", d),
+            attention: Attention::new(&path / "attention", config),
+            ln2: layer_norm(&path / "ln2", d),
+            linear1: nn::linear(&path / "linear1", d, f, Default::default()),
+            linear2: nn::linear(&path / "linear2", f, d, Default::default()),
+            dropout: config.dropout,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, training: bool) -> Tensor {
+        let y = self.attention.forward(&self.ln1.forward(x));
+        let x = x + dropout(&y, self.dropout, training);
+        let y = self.linear1.forward(&self.ln2.forward(&x)).relu();
+        let y = self.linear2.forward(&dropout(&y, self.dropout, training));
+        x + y
+    }
+}
+
+fn layer_norm(path: nn::Path, dim: i64) -> nn::LayerNorm {
+    let config = nn::LayerNormConfig {
+        eps: LAYER_NORM_EPS as f64,
+        ..Default::default()
+    };
+    nn::layer_norm(path, vec![dim], config)
+}
+
+/// Inverted dropout (`torch.nn.functional.dropout`), skipped at p = 0 as
+/// on the MLX twin.
+fn dropout(x: &Tensor, p: f32, training: bool) -> Tensor {
+    if p == 0.0 || !training {
+        return x.shallow_clone();
+    }
+    x.dropout(p as f64, true)
+}
+
+/// mlx-examples' TransformerLM: embedding + sinusoidal positions, pre-norm
+/// blocks under a causal mask, a final LayerNorm, an output projection.
+#[derive(Debug)]
+pub struct TransformerLm {
+    embedding: nn::Embedding,
+    layers: Vec<Block>,
+    ln: nn::LayerNorm,
+    out_proj: nn::Linear,
+    /// [context, dim], shared with the MLX twin; not trained.
+    positions: Tensor,
+}
+
+impl TransformerLm {
+    /// Builds the modules in `vs`, then overwrites every variable with the
+    /// checkpoint's tensor of the same name (tch's own random initial
+    /// values are computed and discarded: set-up, untimed).
+    pub fn load(
+        runtime: &TorchRuntime,
+        vs: &nn::VarStore,
+        config: &ModelConfig,
+        checkpoint: &Path,
+    ) -> Result<Self> {
+        let (v, d) = (config.vocab_size as i64, config.dim as i64);
+        let root = vs.root();
+        let model = Self {
+            embedding: nn::embedding(&root / "embedding", v, d, Default::default()),
+            layers: (0..config.layers)
+                .map(|i| Block::new(&root / "layers" / i, config))
+                .collect(),
+            ln: layer_norm(&root / "ln", d),
+            out_proj: nn::linear(&root / "out_proj", d, v, Default::default()),
+            positions: from_host(&sinusoidal_positions(config.context, config.dim))
+                .to_kind(runtime.kind())
+                .to_device(runtime.tch_device()),
+        };
+        let mut tensors = load_safetensors(checkpoint)?;
+        let mut variables: Vec<_> = vs.variables().into_iter().collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, mut variable) in variables {
+            let expected = dims(&variable.size());
+            let tensor = tensors
+                .remove(&name)
+                .ok_or_else(|| missing_tensor(checkpoint, &name, &expected))?;
+            check_shape(checkpoint, &name, &expected, &dims(&tensor.size()))?;
+            tch::no_grad(|| variable.copy_(&tensor));
+        }
+        check_all_used(checkpoint, tensors.into_keys().collect())?;
+        Ok(model)
+    }
+
+    /// Logits [batch, context, vocab] in the runtime's dtype.
+    fn forward(&self, inputs: &Tensor, training: bool) -> Tensor {
+        let t = inputs.size()[1];
+        let positions = self.positions.narrow(0, 0, t);
+        let mut x = self.embedding.forward(inputs) + positions;
+        for layer in &self.layers {
+            x = layer.forward(&x, training);
+        }
+        self.out_proj.forward(&self.ln.forward(&x))
+    }
+
+    /// Mean next-token cross-entropy; the logits are cast to float32 first
+    /// (on both twins), so that bfloat16 runs do the softmax in float32.
+    fn loss(&self, inputs: &Tensor, targets: &Tensor, training: bool) -> Tensor {
+        let logits = self.forward(inputs, training);
+        let vocab = logits.size()[2];
+        logits
+            .to_kind(Kind::Float)
+            .reshape([-1, vocab])
+            .cross_entropy_for_logits(&targets.reshape([-1]))
+    }
+}
+
+// Where the MLX twin has its AdamW, its compiled state and its step
+// function, this twin needs nothing: `nn::AdamW` is `torch::optim::AdamW`
+// (the update both twins take), and the step runs eagerly.
+
+/// A batch on the device (int64 token ids, as PyTorch's embedding and loss
+/// want them), uploaded before timing.
+pub struct DeviceBatch {
+    inputs: Tensor,
+    targets: Tensor,
+}
+
+/// The model, its optimiser and the step count.
+pub struct Trainer {
+    vs: nn::VarStore,
+    model: TransformerLm,
+    optimizer: nn::Optimizer,
+    train: TrainConfig,
+    step: usize,
+}
+
+impl Trainer {
+    /// `seed` seeds the dropout masks.
+    pub fn new(
+        runtime: &TorchRuntime,
+        config: &LmConfig,
+        checkpoint: &Path,
+        seed: u64,
+    ) -> Result<Self> {
+        runtime.seed(seed)?;
+        let mut vs = nn::VarStore::new(runtime.tch_device());
+        vs.set_kind(runtime.kind());
+        let model = TransformerLm::load(runtime, &vs, &config.model, checkpoint)?;
+        let train = &config.train;
+        let optimizer = nn::AdamW {
+            beta1: train.beta1,
+            beta2: train.beta2,
+            wd: train.weight_decay,
+            eps: train.eps,
+            amsgrad: false,
+        }
+        .build(&vs, train.learning_rate_at(1))?;
+        Ok(Self {
+            vs,
+            model,
+            optimizer,
+            train: train.clone(),
+            step: 0,
+        })
+    }
+
+    /// Copies a host batch to the device (untimed set-up).
+    pub fn upload(&self, batch: &Batch) -> Result<DeviceBatch> {
+        let shape = [batch.batch_size as i64, batch.context as i64];
+        let ids = |tokens: &[u32]| -> Result<Tensor> {
+            let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+            Ok(Tensor::from_slice(&ids)
+                .reshape(shape)
+                .to_device(self.vs.device()))
+        };
+        Ok(DeviceBatch {
+            inputs: ids(&batch.inputs)?,
+            targets: ids(&batch.targets)?,
+        })
+    }
+
+    /// One training step: forward, backward, AdamW update.
+    /// Returns the step's loss (before the update).
+    pub fn train_step(&mut self, batch: &DeviceBatch) -> Result<f32> {
+        self.step += 1;
+        let lr = self.train.learning_rate_at(self.step);
+        let loss = self.model.loss(&batch.inputs, &batch.targets, true);
+        self.optimizer.zero_grad();
+        loss.backward();
+        self.optimizer.set_lr(lr);
+        self.optimizer.step();
+        Ok(loss.double_value(&[]) as f32)
+    }
+
+    /// Mean loss over held-out batches, without dropout or gradients.
+    pub fn eval_loss(&mut self, batches: &[DeviceBatch]) -> Result<f32> {
+        let _no_grad = tch::no_grad_guard();
+        let mut total = 0.0;
+        for batch in batches {
+            let loss = self.model.loss(&batch.inputs, &batch.targets, false);
+            total += loss.double_value(&[]) as f32;
+        }
+        Ok(total / batches.len() as f32)
+    }
+
+    /// The current weights by name, as float32 on the host.
+    pub fn weights(&self) -> Result<Vec<(String, HostTensor)>> {
+        let mut weights = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(name, tensor)| Ok((name, to_host_f32(&tensor)?)))
+            .collect::<Result<Vec<_>>>()?;
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(weights)
+    }
+}
+
+fn from_host(tensor: &HostTensor) -> Tensor {
+    let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
+    Tensor::from_slice(&tensor.data).reshape(shape)
+}
+
+fn dims(shape: &[i64]) -> Vec<usize> {
+    shape.iter().map(|&d| d as usize).collect()
+}
