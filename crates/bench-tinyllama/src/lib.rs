@@ -1,0 +1,265 @@
+//! bench-tinyllama: Llama-architecture text generation (TinyLlama 1.1B),
+//! measured as llama-bench and mlx_lm.benchmark measure it: a fixed-length
+//! prompt in one pass (prompt tokens/s, time to first token), then a fixed
+//! number of single-token steps with end-of-sequence ignored (generation
+//! tokens/s, also as a fraction of the memory-bandwidth bound).
+
+pub mod bandwidth;
+pub mod config;
+pub mod generate;
+pub mod mlx;
+pub mod sampler;
+pub mod tokenizer;
+pub mod torch;
+pub mod weights;
+pub mod workload;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use bench_core::cli::{Benchmark, CellOutput};
+use bench_core::{
+    measure, CaseResult, Cell, DeviceKind, Framework, MeasureSettings, Precision, Preset, Runtime,
+    Summary, Throughput,
+};
+use fw_mlx::MlxRuntime;
+use fw_torch::TorchRuntime;
+
+use crate::bandwidth::HostScale;
+
+pub use config::LlamaConfig;
+pub use generate::{generate, CausalLm, GenerationTimes, Logits};
+pub use sampler::{Sampler, SamplingConfig};
+pub use workload::{GenerationConfig, Workload};
+
+pub struct TinyLlama;
+
+impl Benchmark for TinyLlama {
+    fn name(&self) -> &'static str {
+        "tinyllama"
+    }
+
+    /// One repetition is a whole generation (prompt + steps): seconds at
+    /// TinyLlama's size on a CPU, so few repetitions.
+    fn measure_settings(&self, preset: Preset) -> MeasureSettings {
+        match preset {
+            Preset::Quick => MeasureSettings {
+                warmup: 1,
+                repetitions: 5,
+                min_repetitions: 3,
+                time_budget: Duration::from_secs(60),
+            },
+            Preset::Paper => MeasureSettings {
+                warmup: 1,
+                repetitions: 10,
+                min_repetitions: 3,
+                time_budget: Duration::from_secs(600),
+            },
+        }
+    }
+
+    fn run(&self, cell: &Cell) -> Result<CellOutput> {
+        let workload = Workload::for_cell(cell)?;
+        match cell.framework {
+            Framework::Mlx => {
+                let runtime = MlxRuntime::new(cell.device, cell.precision, cell.threads)?;
+                measure_twin!(mlx, runtime, cell, workload)
+            }
+            Framework::Torch => {
+                let runtime = TorchRuntime::new(cell.device, cell.precision, cell.threads)?;
+                measure_twin!(torch, runtime, cell, workload)
+            }
+        }
+    }
+}
+
+/// The same steps for either twin: build the model (untimed), time the
+/// generations, drop the model, then measure the copy bandwidth.
+macro_rules! measure_twin {
+    ($twin:ident, $runtime:ident, $cell:ident, $workload:ident) => {{
+        let mut model = $twin::Llama::new(
+            &$runtime,
+            &$workload.config,
+            $workload.weights.as_ref(),
+            $workload.generation.cache_positions(),
+        )?;
+        let generation = measure_generation(&mut model, &$runtime, $cell, &$workload)?;
+        drop(model);
+        let elements = $workload.generation.copy_elements;
+        let copy = match $cell.device {
+            DeviceKind::Cpu => {
+                let mut scale = HostScale::new(elements, $cell.threads);
+                let samples = measure(&copy_settings(), &$runtime, || {
+                    scale.run();
+                    Ok(())
+                })?;
+                std::hint::black_box(scale.probe(elements / 2));
+                CopyCeiling {
+                    samples,
+                    bytes: scale.bytes(),
+                    kernel: "y=2x, float32, host threads (framework-neutral)",
+                    peak_memory_bytes: None,
+                }
+            }
+            DeviceKind::Gpu => {
+                let scale = $twin::Scale::new(&$runtime, elements)?;
+                $runtime.reset_peak_memory();
+                let samples = measure(&copy_settings(), &$runtime, || scale.run())?;
+                CopyCeiling {
+                    samples,
+                    bytes: 2.0 * (elements * scale.element_bytes()) as f64,
+                    kernel: "y=2x through the framework on the device",
+                    peak_memory_bytes: $runtime.peak_memory_bytes(),
+                }
+            }
+        };
+        Ok(CellOutput {
+            device_name: $runtime.device_description(),
+            cases: describe_cases(&$workload, $cell.precision, generation, copy)?,
+        })
+    }};
+}
+use measure_twin;
+
+/// Every timed generation of a cell, and the allocator's peak during them.
+pub struct GenerationRuns {
+    pub times: Vec<GenerationTimes>,
+    pub peak_memory_bytes: Option<u64>,
+}
+
+/// Times whole generations through the harness's loop (warm-up,
+/// repetitions, time budget, synchronisation), keeping each one's split
+/// into prompt processing, first token and generation steps.
+pub fn measure_generation(
+    model: &mut dyn CausalLm,
+    runtime: &dyn Runtime,
+    cell: &Cell,
+    workload: &Workload,
+) -> Result<GenerationRuns> {
+    let settings = &workload.generation;
+    runtime.reset_peak_memory();
+    let mut runs = Vec::new();
+    measure(&cell.measure, runtime, || {
+        let mut sampler = Sampler::new(settings.sampling.clone());
+        let (_, times) = generate(
+            model,
+            runtime,
+            &workload.prompt,
+            settings.gen_tokens,
+            &mut sampler,
+        )?;
+        runs.push(times);
+        Ok(())
+    })?;
+    // The harness ran the warm-ups first.
+    let times = runs.split_off(cell.measure.warmup.min(runs.len()));
+    Ok(GenerationRuns {
+        times,
+        peak_memory_bytes: runtime.peak_memory_bytes(),
+    })
+}
+
+/// The y = 2x probe is short: more repetitions, a small budget.
+fn copy_settings() -> MeasureSettings {
+    MeasureSettings {
+        warmup: 2,
+        repetitions: 10,
+        min_repetitions: 3,
+        time_budget: Duration::from_secs(5),
+    }
+}
+
+/// The device's measured copy bandwidth: on the CPU without either
+/// framework (see `bandwidth`), on an accelerator through the twin's own.
+struct CopyCeiling {
+    samples: Vec<f64>,
+    /// Bytes read plus bytes written by one pass.
+    bytes: f64,
+    kernel: &'static str,
+    peak_memory_bytes: Option<u64>,
+}
+
+/// Bytes of one weight at a precision.
+fn weight_bytes(precision: Precision) -> usize {
+    match precision {
+        Precision::F32 | Precision::Tf32 => 4,
+        Precision::Bf16 | Precision::F16 => 2,
+    }
+}
+
+/// The cases of a cell: "prompt", "generate" (the headline), "ttft" and
+/// "ceiling-copy", each with its figures in the settings.
+fn describe_cases(
+    workload: &Workload,
+    precision: Precision,
+    runs: GenerationRuns,
+    copy: CopyCeiling,
+) -> Result<Vec<CaseResult>> {
+    let g = &workload.generation;
+    let shared = workload.settings();
+    let case = |name: &str, samples: Vec<f64>, throughput: Option<Throughput>| CaseResult {
+        case: name.to_owned(),
+        samples,
+        throughput,
+        peak_memory_bytes: runs.peak_memory_bytes,
+        settings: shared.clone(),
+    };
+    let tokens = |count: usize| {
+        Some(Throughput {
+            work_per_repetition: count as f64,
+            unit: "tokens/s".into(),
+        })
+    };
+    let prompt = case(
+        "prompt",
+        runs.times.iter().map(|t| t.prefill_s).collect(),
+        tokens(g.prompt_tokens),
+    );
+    let mut generate = case(
+        "generate",
+        runs.times.iter().map(|t| t.decode_s).collect(),
+        tokens(g.gen_tokens),
+    );
+    let ttft = case(
+        "ttft",
+        runs.times.iter().map(|t| t.first_token_s).collect(),
+        None,
+    );
+
+    let copy_gbps = copy.bytes / Summary::of(&copy.samples)?.median / 1e9;
+    let weight_bytes =
+        (workload.config.weight_elements_per_token() * weight_bytes(precision)) as f64;
+    let bound_tokens_per_s = copy_gbps * 1e9 / weight_bytes;
+    let gen_tokens_per_s = g.gen_tokens as f64 / Summary::of(&generate.samples)?.median;
+    generate.settings.extend([
+        ("weight_bytes_per_token".into(), format!("{weight_bytes:.0}")),
+        ("copy_gbps".into(), format!("{copy_gbps:.2}")),
+        (
+            "bandwidth_bound_tokens_per_s".into(),
+            format!("{bound_tokens_per_s:.3}"),
+        ),
+        (
+            "bandwidth_fraction".into(),
+            format!("{:.3}", gen_tokens_per_s / bound_tokens_per_s),
+        ),
+        (
+            "bandwidth_note".into(),
+            "weights read per token (KV cache reads left out) against the copy_gbps of ceiling-copy".into(),
+        ),
+    ]);
+    let ceiling = CaseResult {
+        case: "ceiling-copy".into(),
+        samples: copy.samples,
+        throughput: Some(Throughput {
+            work_per_repetition: copy.bytes / 1e9,
+            unit: "GB/s".into(),
+        }),
+        peak_memory_bytes: copy.peak_memory_bytes,
+        settings: vec![
+            ("elements".into(), g.copy_elements.to_string()),
+            ("kernel".into(), copy.kernel.into()),
+            ("bytes".into(), "read+written".into()),
+        ],
+    };
+    Ok(vec![prompt, generate, ttft, ceiling])
+}

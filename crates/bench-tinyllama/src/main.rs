@@ -1,0 +1,9 @@
+//! Runner: `bench-tinyllama --help`. Appends one CSV row per measured case.
+
+fn main() -> std::process::ExitCode {
+    bench_core::cli::main(
+        env!("CARGO_PKG_VERSION"),
+        &bench_tinyllama::TinyLlama,
+        &[fw_mlx::HOOKS, fw_torch::HOOKS],
+    )
+}

@@ -1,0 +1,311 @@
+//! MLX twin. Each forward pass builds one lazy graph (all layers, the
+//! cache writes and the output head) and evaluates it once; MLX's fused
+//! `rms_norm`, `rope` and `scaled_dot_product_attention` (GQA without
+//! repeating keys) do the Llama-specific work.
+
+use std::collections::HashMap;
+
+use anyhow::{ensure, Context, Result};
+use bench_core::host::HostTensor;
+use fw_mlx::{to_host_f32, MlxRuntime};
+use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use mlx_rs::ops::indexing::{IndexOp, TryIndexMutOp};
+use mlx_rs::{nn, transforms::eval, Array, Dtype};
+
+use crate::config::LlamaConfig;
+use crate::generate::{AttentionMask, CausalLm, Logits};
+use crate::weights::WeightSource;
+
+/// Llama for causal language modelling, with its key/value cache.
+pub struct Llama {
+    config: LlamaConfig,
+    embed_tokens: Array,
+    layers: Vec<DecoderLayer>,
+    norm: Array,
+    lm_head: Array,
+    cache: KvCache,
+}
+
+struct DecoderLayer {
+    input_layernorm: Array,
+    q_proj: Array,
+    k_proj: Array,
+    v_proj: Array,
+    o_proj: Array,
+    post_attention_layernorm: Array,
+    gate_proj: Array,
+    up_proj: Array,
+    down_proj: Array,
+}
+
+/// Keys and values of every layer, [1, kv_heads, capacity, head_dim],
+/// allocated once; each step writes its slice in place (a slice update
+/// whose source MLX donates) and attends over the valid prefix.
+struct KvCache {
+    keys: Vec<Array>,
+    values: Vec<Array>,
+    position: usize,
+    capacity: usize,
+}
+
+impl Llama {
+    /// Uploads every weight of `config` from `weights` at the runtime's
+    /// precision and allocates a cache of `capacity` positions.
+    pub fn new(
+        runtime: &MlxRuntime,
+        config: &LlamaConfig,
+        weights: &dyn WeightSource,
+        capacity: usize,
+    ) -> Result<Self> {
+        ensure!(
+            capacity <= config.max_position_embeddings,
+            "a cache of {capacity} positions exceeds max_position_embeddings ({})",
+            config.max_position_embeddings
+        );
+        let mut tensors = HashMap::new();
+        for spec in config.tensor_specs() {
+            let array = upload(&weights.load(&spec)?, runtime.dtype())?;
+            tensors.insert(spec.name, array);
+        }
+        let mut take = |name: String| {
+            tensors
+                .remove(&name)
+                .with_context(|| format!("weight {name} was not loaded"))
+        };
+        let embed_tokens = take("model.embed_tokens.weight".into())?;
+        let layers = (0..config.num_layers)
+            .map(|i| {
+                let p = format!("model.layers.{i}");
+                Ok(DecoderLayer {
+                    input_layernorm: take(format!("{p}.input_layernorm.weight"))?,
+                    q_proj: take(format!("{p}.self_attn.q_proj.weight"))?,
+                    k_proj: take(format!("{p}.self_attn.k_proj.weight"))?,
+                    v_proj: take(format!("{p}.self_attn.v_proj.weight"))?,
+                    o_proj: take(format!("{p}.self_attn.o_proj.weight"))?,
+                    post_attention_layernorm: take(format!("{p}.post_attention_layernorm.weight"))?,
+                    gate_proj: take(format!("{p}.mlp.gate_proj.weight"))?,
+                    up_proj: take(format!("{p}.mlp.up_proj.weight"))?,
+                    down_proj: take(format!("{p}.mlp.down_proj.weight"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let norm = take("model.norm.weight".into())?;
+        let lm_head = if config.tie_word_embeddings {
+            embed_tokens.clone()
+        } else {
+            take("lm_head.weight".into())?
+        };
+        let cache = KvCache::new(config, capacity, runtime.dtype())?;
+        Ok(Self {
+            config: config.clone(),
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            cache,
+        })
+    }
+}
+
+impl CausalLm for Llama {
+    fn forward(&mut self, tokens: &[u32], logits: Logits) -> Result<HostTensor> {
+        let (position, count) = (self.cache.position, tokens.len());
+        ensure!(count > 0, "no tokens to run");
+        ensure!(
+            position + count <= self.cache.capacity,
+            "{count} tokens after {position} overflow the cache's {} positions",
+            self.cache.capacity
+        );
+        if let Some(&bad) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            anyhow::bail!(
+                "token id {bad} is outside the vocabulary ({})",
+                self.config.vocab_size
+            );
+        }
+        let ids = Array::from_slice(tokens, &[1, count as i32]);
+        let mask = match AttentionMask::for_step(position, count) {
+            AttentionMask::None => None,
+            AttentionMask::Causal => Some(Mask::Causal),
+            AttentionMask::Explicit(allowed) => Some(Mask::Explicit(Array::from_slice(
+                &allowed,
+                &[count as i32, (position + count) as i32],
+            ))),
+        };
+        let mut x = self.embed_tokens.take_axis(&ids, 0)?;
+        let cache = &mut self.cache;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let kv = (&mut cache.keys[i], &mut cache.values[i]);
+            x = layer.forward(&x, kv, position, mask.as_ref(), &self.config)?;
+        }
+        if logits == Logits::Last {
+            x = x.index((.., (count as i32 - 1).., ..));
+        }
+        let x = fast::rms_norm(&x, Some(&self.norm), self.config.rms_norm_eps as f32)?;
+        let rows = x.dim(1);
+        let out = x
+            .matmul(self.lm_head.t())?
+            .reshape(&[rows, self.config.vocab_size as i32])?
+            .as_dtype(Dtype::Float32)?;
+        // One evaluation of the whole step, cache writes included.
+        eval(
+            std::iter::once(&out)
+                .chain(&cache.keys)
+                .chain(&cache.values),
+        )?;
+        cache.position += count;
+        to_host_f32(&out)
+    }
+
+    fn truncate(&mut self, position: usize) {
+        self.cache.position = self.cache.position.min(position);
+    }
+
+    fn position(&self) -> usize {
+        self.cache.position
+    }
+
+    fn capacity(&self) -> usize {
+        self.cache.capacity
+    }
+}
+
+/// The attention mask of a step, as MLX takes it.
+enum Mask {
+    Causal,
+    Explicit(Array),
+}
+
+impl DecoderLayer {
+    fn forward(
+        &self,
+        x: &Array,
+        kv: (&mut Array, &mut Array),
+        position: usize,
+        mask: Option<&Mask>,
+        config: &LlamaConfig,
+    ) -> Result<Array> {
+        let eps = config.rms_norm_eps as f32;
+        let h = fast::rms_norm(x, Some(&self.input_layernorm), eps)?;
+        let x = x.add(self.attention(&h, kv, position, mask, config)?)?;
+        let h = fast::rms_norm(&x, Some(&self.post_attention_layernorm), eps)?;
+        Ok(x.add(self.mlp(&h)?)?)
+    }
+
+    fn attention(
+        &self,
+        x: &Array,
+        (keys, values): (&mut Array, &mut Array),
+        position: usize,
+        mask: Option<&Mask>,
+        config: &LlamaConfig,
+    ) -> Result<Array> {
+        let count = x.dim(1);
+        let head_dim = config.head_dim as i32;
+        let heads = |projection: &Array, n: usize| -> Result<Array> {
+            Ok(x.matmul(projection.t())?
+                .reshape(&[1, count, n as i32, head_dim])?
+                .transpose_axes(&[0, 2, 1, 3])?)
+        };
+        // HF Llama's rotate_half convention is MLX's non-traditional rope.
+        let rope = |a: Array| {
+            fast::rope(
+                a,
+                head_dim,
+                false,
+                config.rope_theta as f32,
+                1.0,
+                position as i32,
+                None,
+            )
+        };
+        let q = rope(heads(&self.q_proj, config.num_heads)?)?;
+        let k = rope(heads(&self.k_proj, config.num_kv_heads)?)?;
+        let v = heads(&self.v_proj, config.num_kv_heads)?;
+        let (start, end) = (position as i32, position as i32 + count);
+        keys.try_index_mut((.., .., start..end, ..), &k)?;
+        values.try_index_mut((.., .., start..end, ..), &v)?;
+        let keys = keys.index((.., .., ..end, ..));
+        let values = values.index((.., .., ..end, ..));
+        let scale = 1.0 / (config.head_dim as f32).sqrt();
+        let mask = mask.map(|mask| match mask {
+            Mask::Causal => ScaledDotProductAttentionMask::Causal,
+            Mask::Explicit(allowed) => ScaledDotProductAttentionMask::Array(allowed),
+        });
+        let out = fast::scaled_dot_product_attention(q, keys, values, scale, mask, None)?;
+        let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[
+            1,
+            count,
+            (config.num_heads * config.head_dim) as i32,
+        ])?;
+        Ok(out.matmul(self.o_proj.t())?)
+    }
+
+    /// SwiGLU: down(silu(gate(x)) * up(x)).
+    fn mlp(&self, x: &Array) -> Result<Array> {
+        let gate = nn::silu(x.matmul(self.gate_proj.t())?)?;
+        let up = x.matmul(self.up_proj.t())?;
+        Ok(gate.multiply(up)?.matmul(self.down_proj.t())?)
+    }
+}
+
+impl KvCache {
+    fn new(config: &LlamaConfig, capacity: usize, dtype: Dtype) -> Result<Self> {
+        let shape = [
+            1,
+            config.num_kv_heads as i32,
+            capacity as i32,
+            config.head_dim as i32,
+        ];
+        let zeros = || mlx_rs::ops::zeros_dtype(&shape, dtype);
+        let keys = (0..config.num_layers)
+            .map(|_| zeros())
+            .collect::<Result<Vec<_>, _>>()?;
+        let values = (0..config.num_layers)
+            .map(|_| zeros())
+            .collect::<Result<Vec<_>, _>>()?;
+        eval(keys.iter().chain(&values))?;
+        Ok(Self {
+            keys,
+            values,
+            position: 0,
+            capacity,
+        })
+    }
+}
+
+/// A host tensor as an MLX array of `dtype`, evaluated now so that the
+/// float32 staging copy is freed before the next tensor arrives.
+fn upload(tensor: &HostTensor, dtype: Dtype) -> Result<Array> {
+    let shape: Vec<i32> = tensor.shape.iter().map(|&d| d as i32).collect();
+    let array = Array::from_slice(&tensor.data, &shape).as_dtype(dtype)?;
+    array.eval()?;
+    Ok(array)
+}
+
+/// The bandwidth ceiling: y = 2x over a large buffer (STREAM's "scale"),
+/// as bench-transfer measures it.
+pub struct Scale {
+    x: Array,
+}
+
+impl Scale {
+    pub fn new(runtime: &MlxRuntime, elements: usize) -> Result<Self> {
+        let x = mlx_rs::ops::ones::<f32>(&[elements as i32])?.as_dtype(runtime.dtype())?;
+        x.eval()?;
+        Ok(Self { x })
+    }
+
+    pub fn element_bytes(&self) -> usize {
+        self.x.item_size()
+    }
+
+    pub fn run(&self) -> Result<()> {
+        self.x
+            .multiply(Array::from_f32(2.0).as_dtype(self.x.dtype())?)?
+            .eval()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,293 @@
+//! The work, independent of framework: sizes per preset, the model source
+//! (Hub weights or seeded random ones), the prompt, the sampling knobs.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, ensure, Context, Result};
+use bench_core::{Cell, DeviceKind, Preset};
+use model_hub::{ModelSource, Preference};
+
+use crate::config::LlamaConfig;
+use crate::sampler::SamplingConfig;
+use crate::tokenizer::LlamaTokenizer;
+use crate::weights::{RandomWeights, SafetensorsWeights, WeightSource};
+
+/// The model measured by default.
+pub const TINYLLAMA_REPO: &str = "TinyLlama/TinyLlama-1.1B-Chat-v1.0";
+
+/// Prompt and generation lengths, as llama-bench's pp/tg and
+/// mlx_lm.benchmark's -p/-g: fixed, with end-of-sequence ignored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerationConfig {
+    pub prompt_tokens: usize,
+    /// Single-token generation steps after the first token.
+    pub gen_tokens: usize,
+    pub sampling: SamplingConfig,
+    /// Elements of the bandwidth probe (y = 2x): far past the CPU's
+    /// caches, and past an accelerator's too.
+    pub copy_elements: usize,
+}
+
+impl GenerationConfig {
+    pub fn for_preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Quick => Self {
+                prompt_tokens: 128,
+                gen_tokens: 32,
+                sampling: SamplingConfig::default(),
+                copy_elements: 1 << 26,
+            },
+            // llama-bench's pp512 / tg128.
+            Preset::Paper => Self {
+                prompt_tokens: 512,
+                gen_tokens: 128,
+                sampling: SamplingConfig::default(),
+                copy_elements: 1 << 26,
+            },
+        }
+    }
+
+    /// The preset's sizes with the cell's `--set` knobs applied:
+    /// prompt_tokens, gen_tokens, temperature, top_p, sample_seed.
+    pub fn for_cell(cell: &Cell) -> Result<Self> {
+        let mut config = Self::for_preset(cell.preset);
+        if cell.device == DeviceKind::Gpu {
+            config.copy_elements = 1 << 28;
+        }
+        if let Some(n) = cell.option("prompt_tokens")? {
+            config.prompt_tokens = n;
+        }
+        if let Some(n) = cell.option("gen_tokens")? {
+            config.gen_tokens = n;
+        }
+        if let Some(t) = cell.option("temperature")? {
+            config.sampling.temperature = t;
+        }
+        if let Some(p) = cell.option("top_p")? {
+            config.sampling.top_p = p;
+        }
+        if let Some(seed) = cell.option("sample_seed")? {
+            config.sampling.seed = seed;
+        }
+        ensure!(
+            config.prompt_tokens >= 1,
+            "prompt_tokens must be at least 1"
+        );
+        config.sampling.validate()?;
+        Ok(config)
+    }
+
+    /// Cache positions a generation needs: the prompt and every step's
+    /// input token (the last token chosen is never fed back).
+    pub fn cache_positions(&self) -> usize {
+        self.prompt_tokens + self.gen_tokens
+    }
+}
+
+/// A chat prompt format, wrapped around the prompt text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatTemplate {
+    pub name: &'static str,
+    pub before: &'static str,
+    pub after: &'static str,
+}
+
+/// TinyLlama-Chat's template (Zephyr's): one user turn, then the
+/// assistant's header, as its tokenizer_config.json renders it.
+pub const ZEPHYR_TEMPLATE: ChatTemplate = ChatTemplate {
+    name: "zephyr",
+    before: "<|user|>\n",
+    after: "</s>\n<|assistant|>\n",
+};
+
+/// Everything a cell's twins share: the model's shape, its weights, the
+/// prompt, and what the rows record about them.
+pub struct Workload {
+    pub config: LlamaConfig,
+    pub weights: Box<dyn WeightSource>,
+    pub tokenizer_origin: String,
+    pub prompt: Vec<u32>,
+    pub prompt_format: String,
+    pub generation: GenerationConfig,
+}
+
+impl Workload {
+    /// Resolves the model for a cell: `--set weights=auto` (default: the
+    /// Hub, else random weights), `hub`, or `random`; `--set hub_repo=..`;
+    /// `--set config=<config.json>` gives random weights another shape.
+    pub fn for_cell(cell: &Cell) -> Result<Self> {
+        let generation = GenerationConfig::for_cell(cell)?;
+        let mode: String = cell.option("weights")?.unwrap_or_else(|| "auto".into());
+        let repo: String = cell
+            .option("hub_repo")?
+            .unwrap_or_else(|| TINYLLAMA_REPO.into());
+        let hub = match mode.as_str() {
+            "random" => None,
+            "hub" => Some(HubModel::fetch(&repo)?),
+            "auto" => HubModel::fetch(&repo)
+                .map_err(|error| {
+                    let cause = error.root_cause();
+                    eprintln!("random weights instead of {repo}: {error}: {cause}");
+                })
+                .ok(),
+            other => bail!("--set weights={other}: expected auto, hub or random"),
+        };
+        let (config, weights, tokenizer, template): (_, Box<dyn WeightSource>, _, _) = match hub {
+            Some(hub) => (
+                hub.config,
+                Box::new(hub.weights),
+                hub.tokenizer,
+                hub.template,
+            ),
+            None => {
+                let config = match cell.option::<PathBuf>("config")? {
+                    Some(path) => LlamaConfig::from_file(&path)?,
+                    None => LlamaConfig::tinyllama(),
+                };
+                let weights = RandomWeights::new(cell.seed);
+                (config, Box::new(weights), LlamaTokenizer::offline()?, None)
+            }
+        };
+        let prompt = build_prompt(&tokenizer, template.as_ref(), generation.prompt_tokens)?;
+        if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= config.vocab_size) {
+            bail!(
+                "the tokenizer ({}) gives id {bad}, outside the model's vocabulary of {}",
+                tokenizer.origin,
+                config.vocab_size
+            );
+        }
+        Ok(Self {
+            config,
+            weights,
+            tokenizer_origin: tokenizer.origin.clone(),
+            prompt,
+            prompt_format: template.map_or("plain".into(), |t| format!("{} chat", t.name)),
+            generation,
+        })
+    }
+
+    /// Settings shared by every row of the cell.
+    pub fn settings(&self) -> Vec<(String, String)> {
+        let g = &self.generation;
+        vec![
+            ("weights".into(), self.weights.description()),
+            ("tokenizer".into(), self.tokenizer_origin.clone()),
+            ("prompt_tokens".into(), g.prompt_tokens.to_string()),
+            ("gen_tokens".into(), g.gen_tokens.to_string()),
+            ("prompt_format".into(), self.prompt_format.clone()),
+            ("sampling".into(), g.sampling.describe()),
+            ("eos".into(), "ignored".into()),
+            ("layers".into(), self.config.num_layers.to_string()),
+            ("hidden".into(), self.config.hidden_size.to_string()),
+            (
+                "heads".into(),
+                format!("{}q/{}kv", self.config.num_heads, self.config.num_kv_heads),
+            ),
+            (
+                "parameters".into(),
+                self.config.parameter_count().to_string(),
+            ),
+        ]
+    }
+}
+
+/// A model from the Hugging Face Hub: config, tokenizer, safetensors.
+struct HubModel {
+    config: LlamaConfig,
+    weights: SafetensorsWeights,
+    tokenizer: LlamaTokenizer,
+    template: Option<ChatTemplate>,
+}
+
+impl HubModel {
+    fn fetch(repo: &str) -> Result<Self> {
+        let source = ModelSource {
+            hub_repo: repo.to_owned(),
+            offline_asset: None,
+        };
+        let meta = model_hub::resolve(
+            &source,
+            &["config.json", "tokenizer.json"],
+            Preference::HubOnly,
+        )?;
+        let config = LlamaConfig::from_file(meta.path("config.json")?)?;
+        let tokenizer =
+            LlamaTokenizer::from_tokenizer_json(meta.path("tokenizer.json")?, &meta.origin)?;
+        let files = match model_hub::resolve(&source, &["model.safetensors"], Preference::HubOnly) {
+            Ok(single) => vec![single.path("model.safetensors")?.clone()],
+            Err(_) => {
+                let index = "model.safetensors.index.json";
+                let found = model_hub::resolve(&source, &[index], Preference::HubOnly)
+                    .with_context(|| format!("{repo} has neither model.safetensors nor {index}"))?;
+                let shards = SafetensorsWeights::shards_of_index(found.path(index)?)?;
+                let names: Vec<&str> = shards.iter().map(String::as_str).collect();
+                let found = model_hub::resolve(&source, &names, Preference::HubOnly)?;
+                found.files.into_values().collect()
+            }
+        };
+        let weights = SafetensorsWeights::open(&files, &meta.origin)?;
+        // A chat model's template is in its tokenizer_config.json; Zephyr's
+        // markers there mean TinyLlama-Chat's format. No file: plain text.
+        let template = model_hub::resolve(&source, &["tokenizer_config.json"], Preference::HubOnly)
+            .ok()
+            .and_then(|found| {
+                std::fs::read_to_string(found.path("tokenizer_config.json").ok()?).ok()
+            })
+            .filter(|text| text.contains("<|user|>") && text.contains("<|assistant|>"))
+            .map(|_| ZEPHYR_TEMPLATE);
+        Ok(Self {
+            config,
+            weights,
+            tokenizer,
+            template,
+        })
+    }
+}
+
+/// English text that the prompt is cut from (repeated as needed).
+const PROMPT_TEXT: &str = "The history of computing is a story of machines that learned to \
+    remember more and to forget less. Early calculators kept a handful of digits in gears; \
+    later machines stored programs beside their data, and the speed of a computation came to \
+    depend as much on moving numbers between memory and processor as on the arithmetic \
+    itself. Explain, step by step, why reading weights from memory limits how fast a \
+    language model can write each new word, and what that means for choosing hardware. ";
+
+/// Exactly `length` prompt token ids: `<s>`, the chat template's opening
+/// (if any) and the prompt text, cut to fit, then the template's close.
+/// The close is tokenized on its own and appended, so that the length is
+/// exact whatever the text; it starts with a control token (`</s>`), where
+/// the tokenizer splits the text anyway.
+pub fn build_prompt(
+    tokenizer: &LlamaTokenizer,
+    template: Option<&ChatTemplate>,
+    length: usize,
+) -> Result<Vec<u32>> {
+    let (before, after) = template.map_or(("", ""), |t| (t.before, t.after));
+    let closing = if after.is_empty() {
+        Vec::new()
+    } else {
+        tokenizer.encode(after, false)?
+    };
+    let opening = tokenizer.encode(before, true)?;
+    ensure!(
+        opening.first() == tokenizer.token_id("<s>").as_ref(),
+        "the tokenizer ({}) does not start a prompt with <s>",
+        tokenizer.origin
+    );
+    let room = length
+        .checked_sub(opening.len() + closing.len())
+        .with_context(|| {
+            format!("prompt_tokens={length} is shorter than the chat template's own tokens")
+        })?;
+    let per_copy = tokenizer.encode(PROMPT_TEXT, false)?.len().max(1);
+    let text = format!("{before}{}", PROMPT_TEXT.repeat(room / per_copy + 2));
+    let mut prompt = tokenizer.encode(&text, true)?;
+    prompt.truncate(length - closing.len());
+    prompt.extend(closing);
+    ensure!(
+        prompt.len() == length,
+        "built {} prompt tokens, not {length}",
+        prompt.len()
+    );
+    Ok(prompt)
+}
