@@ -85,7 +85,10 @@ fn fill(root: &Path, dir: &Path, benches: &[suite::BenchCrate], args: &BundleArg
             let path = setup::fetch(&root.join(".cache"), &wheel)?;
             fs::copy(&path, wheels.join(&wheel.file))?;
         }
-        fs::copy(root.join("xtask/scripts/reference_tinyllama.py"), dir.join("reference_tinyllama.py"))?;
+        fs::copy(
+            root.join("xtask/scripts/reference_tinyllama.py"),
+            dir.join("reference_tinyllama.py"),
+        )?;
         fs::write(dir.join("references.sh"), REFERENCES_SH)?;
     }
     fs::copy(

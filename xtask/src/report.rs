@@ -143,7 +143,13 @@ fn summary_table(rows: &[Record], titles: &BTreeMap<String, (String, String)>) -
         );
         match row.status {
             Status::Ok if row.case == headline => {
-                let slot = if row.framework == "torch" { 0 } else { 1 };
+                // Rows of the frameworks' own Python implementations are
+                // references, shown in their own table.
+                let slot = match row.framework.as_str() {
+                    "torch" => 0,
+                    "mlx" => 1,
+                    _ => continue,
+                };
                 cells.entry(key).or_default()[slot] = Some(row);
             }
             Status::Ok => {}
@@ -189,6 +195,49 @@ fn summary_table(rows: &[Record], titles: &BTreeMap<String, (String, String)>) -
         out.push('\n');
     }
     out.push_str("\nMedian of the timed repetitions, interquartile range in brackets; speed-up = PyTorch median / MLX median. Every case, figure and setting: [reports/RESULTS.md](reports/RESULTS.md).\n");
+    out.push_str(&reference_table(rows));
+    out
+}
+
+/// Our twins beside each framework's own Python implementation (rows
+/// from `reference_tinyllama.py`): generation tokens/s and their ratio.
+fn reference_table(rows: &[Record]) -> String {
+    const PAIRS: [(&str, &str); 2] = [("torch", "hf-transformers"), ("mlx", "mlx-lm")];
+    let mut groups: BTreeMap<(String, String, String), BTreeMap<String, f64>> = BTreeMap::new();
+    for row in rows {
+        if row.benchmark == "tinyllama" && row.case == "generate" && row.status == Status::Ok {
+            if let Some(tokens_per_s) = row.throughput {
+                groups
+                    .entry((machine(row), row.preset.clone(), row.precision.clone()))
+                    .or_default()
+                    .insert(row.framework.clone(), tokens_per_s);
+            }
+        }
+    }
+    groups.retain(|_, found| {
+        PAIRS
+            .iter()
+            .any(|(_, reference)| found.contains_key(*reference))
+    });
+    if groups.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\nTinyLlama generation (tokens/s) beside each framework's own Python implementation, same machine and config:\n\n| Device | Preset | Precision | PyTorch twin | transformers | twin / reference | MLX twin | mlx-lm | twin / reference |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for ((machine, preset, precision), found) in &groups {
+        let _ = write!(out, "| {machine} | {preset} | {precision} |");
+        for (twin, reference) in PAIRS {
+            let (t, r) = (found.get(twin), found.get(reference));
+            let ratio = match (t, r) {
+                (Some(t), Some(r)) => format!("{:.2}x", t / r),
+                _ => "-".into(),
+            };
+            let show = |v: Option<&f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+            let _ = write!(out, " {} | {} | {ratio} |", show(t), show(r));
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -376,6 +425,28 @@ mod tests {
         let updated = replace_between_markers(&readme, "new\n").unwrap();
         assert_eq!(updated, format!("intro\n{BEGIN}\nnew\n{END}\nafter\n"));
         assert!(replace_between_markers("no markers", "x").is_err());
+    }
+
+    #[test]
+    fn references_are_kept_out_of_the_twins_and_compared_to_them() {
+        let mut twin = row("mlx", "generate", 0.5, "r", Status::Ok);
+        twin.benchmark = "tinyllama".into();
+        twin.throughput = Some(200.0);
+        let mut reference = twin.clone();
+        reference.framework = "mlx-lm".into();
+        reference.throughput = Some(250.0);
+        reference.median_s = Some(0.4);
+        let titles: BTreeMap<String, (String, String)> = [(
+            "tinyllama".to_owned(),
+            ("TinyLlama".to_owned(), "generate".to_owned()),
+        )]
+        .into();
+        let table = summary_table(&[twin, reference], &titles);
+        assert!(
+            table.contains("| TinyLlama (quick) | f32 | - | 0.5000 (IQR 0.001000) | - |"),
+            "{table}"
+        );
+        assert!(table.contains("| 200.0 | 250.0 | 0.80x |"), "{table}");
     }
 
     #[test]

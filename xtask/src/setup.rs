@@ -337,7 +337,7 @@ fn require_files(dir: &Path, files: &[&str]) -> Result<()> {
 const STAMP: &str = ".setup-complete";
 
 pub fn finished(dir: &Path, stamp: &str) -> bool {
-    fs::read_to_string(dir.join(STAMP)).is_ok_and(|text| text.trim() == stamp)
+    fs::read_to_string(dir.join(STAMP)).is_ok_and(|text| text.trim() == stamp.trim())
 }
 
 pub fn mark_finished(dir: &Path, stamp: &str) -> Result<()> {
@@ -420,7 +420,16 @@ fn pip_download(package: &Pinned, dir: &Path, with_dependencies: bool) -> Result
             .find(|part| part.starts_with("cp3"))
             .unwrap_or("cp311");
         let version = format!("3.{}", &abi[3..]);
-        command.args(["--python-version", &version, "--implementation", "cp", "--abi", abi, "--abi", "none"]);
+        command.args([
+            "--python-version",
+            &version,
+            "--implementation",
+            "cp",
+            "--abi",
+            abi,
+            "--abi",
+            "none",
+        ]);
         for platform in package.platforms {
             command.args(["--platform", platform]);
         }
@@ -544,6 +553,17 @@ mod tests {
         assert!(error.contains("x.whl"), "{error}");
         assert!(error.contains(&sha256_of(&path).unwrap()), "{error}");
         assert!(error.contains("pinned sha256 is 00"), "{error}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn stamps_match_whatever_their_trailing_space() {
+        let dir = std::env::temp_dir().join(format!("xtask-stamp-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert!(!finished(&dir, "abc strip "));
+        mark_finished(&dir, "abc strip ").unwrap();
+        assert!(finished(&dir, "abc strip "));
+        assert!(!finished(&dir, "abd strip "));
         fs::remove_dir_all(dir).unwrap();
     }
 
