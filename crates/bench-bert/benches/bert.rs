@@ -1,0 +1,79 @@
+//! Criterion harness: one training step of the quick preset (MiniLM,
+//! sequences of 128, batch 16) on the CPU, both twins, float32.
+//! `cargo xtask bench` is the suite's runner; this gives Criterion's
+//! statistics and regression tracking for one crate.
+
+use std::time::{Duration, Instant};
+
+use bench_bert::{mlx, permutation, torch, FineTune, FineTuneConfig, LabelledBatch, Prepared};
+use bench_core::{DeviceKind, Precision, Preset, Runtime};
+use criterion::{criterion_group, criterion_main, Criterion};
+use fw_mlx::MlxRuntime;
+use fw_torch::TorchRuntime;
+
+/// Times `iters` training steps, cycling through `batches`, between two
+/// synchronisations.
+fn timed(
+    runtime: &dyn Runtime,
+    iters: u64,
+    trainer: &mut impl FineTune,
+    batches: &[LabelledBatch],
+) -> Duration {
+    runtime.synchronize().expect("synchronise");
+    let start = Instant::now();
+    for i in 0..iters as usize {
+        trainer
+            .step(&batches[i % batches.len()])
+            .expect("training step");
+    }
+    runtime.synchronize().expect("synchronise");
+    start.elapsed()
+}
+
+fn bert(c: &mut Criterion) {
+    let threads = bench_core::env::default_threads();
+    for hooks in [fw_mlx::HOOKS, fw_torch::HOOKS] {
+        (hooks.configure_process)(Precision::F32, threads);
+    }
+    let mut fine_tune = FineTuneConfig::for_preset(Preset::Quick);
+    // Enough emails for the steps Criterion runs; the test set is unused.
+    fine_tune.train_emails = Some(256);
+    fine_tune.test_emails = Some(fine_tune.batch_size);
+    let prepared = Prepared::load(&fine_tune, 0).expect("model and data (run `cargo xtask setup`)");
+    let order = permutation(prepared.train.len(), 0);
+    let batches = prepared.train.batches(&order, fine_tune.batch_size);
+    let mut group = c.benchmark_group("bert-cpu-f32");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(35));
+
+    let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX on CPU");
+    let mut mlx_trainer = mlx::Trainer::new(
+        &mlx_rt,
+        &prepared.bert,
+        &prepared.checkpoint,
+        &fine_tune.optimizer,
+    )
+    .expect("MLX model");
+    group.bench_function("train-step/mlx", |b| {
+        b.iter_custom(|iters| timed(&mlx_rt, iters, &mut mlx_trainer, &batches))
+    });
+    drop(mlx_trainer);
+
+    let torch_rt =
+        TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("PyTorch on CPU");
+    let mut torch_trainer = torch::Trainer::new(
+        &torch_rt,
+        &prepared.bert,
+        &prepared.checkpoint,
+        &fine_tune.optimizer,
+    )
+    .expect("PyTorch model");
+    group.bench_function("train-step/torch", |b| {
+        b.iter_custom(|iters| timed(&torch_rt, iters, &mut torch_trainer, &batches))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bert);
+criterion_main!(benches);

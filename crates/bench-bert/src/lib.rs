@@ -1,0 +1,373 @@
+//! bench-bert: fine-tuning a pretrained BERT for sequence classification
+//! (SpamAssassin spam vs ham), MLX vs PyTorch.
+//!
+//! Cases: `step` (one training step: forward, backward, AdamW; samples/s)
+//! and `time-to-accuracy` (the training time a fresh fine-tune needs to
+//! reach the target test accuracy, evaluations excluded; one sample per
+//! cell). Reaching the target is a quality gate, as in MLPerf: a twin that
+//! does not reach it fails the cell instead of reporting a speed.
+
+pub mod config;
+pub mod data;
+pub mod mlx;
+pub mod tokens;
+pub mod torch;
+pub mod weights;
+pub mod workload;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use bench_core::cli::{Benchmark, CellOutput};
+use bench_core::host::HostTensor;
+use bench_core::{
+    measure, CaseResult, Cell, Framework, MeasureSettings, Precision, Preset, Runtime, Throughput,
+    Unavailable,
+};
+use fw_mlx::MlxRuntime;
+use fw_torch::TorchRuntime;
+use model_hub::{ModelFiles, ModelSource, Preference};
+
+pub use config::BertConfig;
+pub use data::{permutation, Label, SpamSplit};
+pub use tokens::{EncodedSet, LabelledBatch, TextEncoder, TokenBatch};
+pub use weights::Checkpoint;
+pub use workload::{FineTuneConfig, OptimizerSettings, BERT_BASE, MINILM};
+
+/// What the harness needs of a twin's trainer (`mlx::Trainer`,
+/// `torch::Trainer`).
+pub trait FineTune {
+    /// One training step on `batch`: forward, backward, AdamW.
+    fn step(&mut self, batch: &LabelledBatch) -> Result<()>;
+    /// Class logits [batch, classes] of the current model, on the host.
+    fn logits(&mut self, tokens: &TokenBatch) -> Result<HostTensor>;
+    /// The loss of the last step.
+    fn last_loss(&self) -> Result<f32>;
+}
+
+pub struct Bert;
+
+impl Benchmark for Bert {
+    fn name(&self) -> &'static str {
+        "bert"
+    }
+
+    fn measure_settings(&self, preset: Preset) -> MeasureSettings {
+        match preset {
+            // A step takes seconds on a 2-core CPU.
+            Preset::Quick => MeasureSettings {
+                warmup: 1,
+                repetitions: 5,
+                min_repetitions: 3,
+                time_budget: Duration::from_secs(20),
+            },
+            Preset::Paper => MeasureSettings {
+                warmup: 3,
+                repetitions: 30,
+                min_repetitions: 5,
+                time_budget: Duration::from_secs(300),
+            },
+        }
+    }
+
+    fn run(&self, cell: &Cell) -> Result<CellOutput> {
+        if !matches!(cell.precision, Precision::F32 | Precision::Tf32) {
+            bail!(Unavailable(
+                "the fine-tune keeps float32 weights and AdamW state in both twins; \
+                 mixed precision (autocast) is not implemented alike for both"
+                    .into()
+            ));
+        }
+        let fine_tune = FineTuneConfig::for_cell(cell)?;
+        match cell.framework {
+            Framework::Mlx => {
+                let runtime = MlxRuntime::new(cell.device, cell.precision, cell.threads)?;
+                runtime.seed(cell.seed)?;
+                let prepared = Prepared::load(&fine_tune, cell.seed)?;
+                run_twin(&runtime, cell, &prepared, || {
+                    mlx::Trainer::new(
+                        &runtime,
+                        &prepared.bert,
+                        &prepared.checkpoint,
+                        &fine_tune.optimizer,
+                    )
+                })
+            }
+            Framework::Torch => {
+                let runtime = TorchRuntime::new(cell.device, cell.precision, cell.threads)?;
+                runtime.seed(cell.seed)?;
+                let prepared = Prepared::load(&fine_tune, cell.seed)?;
+                run_twin(&runtime, cell, &prepared, || {
+                    torch::Trainer::new(
+                        &runtime,
+                        &prepared.bert,
+                        &prepared.checkpoint,
+                        &fine_tune.optimizer,
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// Everything a twin needs, read and tokenised on the host (untimed), the
+/// same for both twins.
+pub struct Prepared {
+    pub fine_tune: FineTuneConfig,
+    pub bert: BertConfig,
+    /// Pretrained weights plus the seeded classification head.
+    pub checkpoint: Checkpoint,
+    /// The Hub id of the model used, and where its files came from.
+    pub model: String,
+    pub origin: String,
+    /// Why the preset's model was replaced by MiniLM, if it was.
+    pub fallback: Option<String>,
+    pub train: EncodedSet,
+    pub test: EncodedSet,
+}
+
+impl Prepared {
+    pub fn load(fine_tune: &FineTuneConfig, seed: u64) -> Result<Self> {
+        let (model, files, fallback) = resolve_model(fine_tune)?;
+        let bert = BertConfig::from_file(files.path("config.json")?)?;
+        let mut checkpoint = Checkpoint::read(files.path("model.safetensors")?, &bert)?;
+        checkpoint.add_classifier(bert.hidden_size, Label::COUNT, seed);
+        ensure!(
+            fine_tune.seq_len <= bert.max_position_embeddings,
+            "seq_len {} exceeds the model's {} positions",
+            fine_tune.seq_len,
+            bert.max_position_embeddings
+        );
+        let encoder = TextEncoder::from_file(files.path("tokenizer.json")?, fine_tune.seq_len)?;
+        let split = SpamSplit::load()?;
+        let take = |emails: &[data::Email], limit: Option<usize>| {
+            emails[..limit.unwrap_or(emails.len()).min(emails.len())].to_vec()
+        };
+        let train = encoder.encode_emails(&take(&split.train, fine_tune.train_emails))?;
+        let test = encoder.encode_emails(&take(&split.test, fine_tune.test_emails))?;
+        ensure!(
+            train.len() >= fine_tune.batch_size,
+            "{} training emails do not fill one batch of {}",
+            train.len(),
+            fine_tune.batch_size
+        );
+        ensure!(!test.is_empty(), "no test emails");
+        Ok(Self {
+            fine_tune: fine_tune.clone(),
+            bert,
+            checkpoint,
+            model,
+            origin: files.origin,
+            fallback,
+            train,
+            test,
+        })
+    }
+
+    /// Settings shared by every case's row.
+    fn settings(&self) -> Vec<(String, String)> {
+        let mut settings = self.fine_tune.settings();
+        for (key, value) in &mut settings {
+            if key == "model" {
+                value.clone_from(&self.model);
+            }
+        }
+        settings.extend([
+            ("origin".into(), self.origin.clone()),
+            ("layers".into(), self.bert.num_hidden_layers.to_string()),
+            ("hidden".into(), self.bert.hidden_size.to_string()),
+            (
+                "parameters".into(),
+                self.checkpoint.parameter_count().to_string(),
+            ),
+            ("train_set".into(), self.train.len().to_string()),
+            ("test_set".into(), self.test.len().to_string()),
+        ]);
+        if let Some(reason) = &self.fallback {
+            settings.push(("model_fallback".into(), reason.clone()));
+        }
+        settings
+    }
+}
+
+/// The model's files: Hub first, the registry copy offline (MiniLM only).
+/// A preset's bert-base-uncased that cannot be fetched falls back to
+/// MiniLM, and the row says so; a model asked with `--set model=` does not.
+fn resolve_model(fine_tune: &FineTuneConfig) -> Result<(String, ModelFiles, Option<String>)> {
+    const FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
+    let source = |model: &str| ModelSource {
+        hub_repo: model.to_owned(),
+        offline_asset: (model == MINILM).then(|| "minilm".to_owned()),
+    };
+    let preference = if fine_tune.offline {
+        Preference::OfflineOnly
+    } else {
+        Preference::Auto
+    };
+    match model_hub::resolve(&source(&fine_tune.model), &FILES, preference) {
+        Ok(files) => Ok((fine_tune.model.clone(), files, None)),
+        Err(error) if fine_tune.model_is_default && fine_tune.model != MINILM => {
+            let reason =
+                format!("{} unavailable ({error:#})", fine_tune.model).replace([';', '\n'], ",");
+            eprintln!("warning: {reason}; using {MINILM}");
+            let files = model_hub::resolve(&source(MINILM), &FILES, preference)?;
+            Ok((MINILM.to_owned(), files, Some(reason)))
+        }
+        Err(error) => Err(error).with_context(|| format!("fetching {}", fine_tune.model)),
+    }
+}
+
+/// Both cases for one twin: a fresh trainer each, so that each starts
+/// from the pretrained weights and peak memory is per case.
+fn run_twin<T: FineTune>(
+    runtime: &dyn Runtime,
+    cell: &Cell,
+    prepared: &Prepared,
+    new_trainer: impl Fn() -> Result<T>,
+) -> Result<CellOutput> {
+    let fine_tune = &prepared.fine_tune;
+    let order = permutation(prepared.train.len(), cell.seed);
+    let batches = prepared.train.batches(&order, fine_tune.batch_size);
+    let mut trainer = new_trainer()?;
+    runtime.reset_peak_memory();
+    let mut next = 0;
+    let samples = measure(&cell.measure, runtime, || {
+        let batch = &batches[next % batches.len()];
+        next += 1;
+        trainer.step(batch)
+    })?;
+    let mut step = CaseResult {
+        case: "step".into(),
+        samples,
+        throughput: Some(Throughput {
+            work_per_repetition: fine_tune.batch_size as f64,
+            unit: "samples/s".into(),
+        }),
+        peak_memory_bytes: runtime.peak_memory_bytes(),
+        settings: prepared.settings(),
+    };
+    step.settings.extend([
+        ("steps_run".into(), next.to_string()),
+        ("last_loss".into(), format!("{:.4}", trainer.last_loss()?)),
+    ]);
+    drop(trainer);
+    if !fine_tune.time_to_accuracy {
+        return Ok(CellOutput {
+            device_name: runtime.device_description(),
+            cases: vec![step],
+        });
+    }
+
+    let mut trainer = new_trainer()?;
+    runtime.reset_peak_memory();
+    let run = train_to_target(&mut trainer, runtime, prepared, cell.seed)?;
+    ensure!(
+        run.reached,
+        "quality gate: test accuracy {:.4} after {} steps ({} epochs) is below the target {} \
+         (raise max_epochs or lr with --set)",
+        run.accuracy,
+        run.steps,
+        fine_tune.max_epochs,
+        fine_tune.target_accuracy
+    );
+    let mut to_target = CaseResult {
+        case: "time-to-accuracy".into(),
+        samples: vec![run.training.as_secs_f64()],
+        throughput: None,
+        peak_memory_bytes: runtime.peak_memory_bytes(),
+        settings: prepared.settings(),
+    };
+    to_target.settings.extend([
+        (
+            "target_accuracy".into(),
+            fine_tune.target_accuracy.to_string(),
+        ),
+        ("test_accuracy".into(), format!("{:.4}", run.accuracy)),
+        ("steps_to_target".into(), run.steps.to_string()),
+        (
+            "samples_to_target".into(),
+            (run.steps * fine_tune.batch_size).to_string(),
+        ),
+        ("eval_every".into(), fine_tune.eval_every.to_string()),
+        ("evaluations".into(), run.evaluations.to_string()),
+        (
+            "wall_s_with_eval".into(),
+            format!("{:.2}", run.wall.as_secs_f64()),
+        ),
+    ]);
+    Ok(CellOutput {
+        device_name: runtime.device_description(),
+        cases: vec![step, to_target],
+    })
+}
+
+/// How a fine-tune towards the target went.
+#[derive(Clone, Debug)]
+pub struct AccuracyRun {
+    pub reached: bool,
+    /// Test accuracy at the last evaluation.
+    pub accuracy: f64,
+    pub steps: usize,
+    pub evaluations: usize,
+    /// Training steps only, each bracketed by device synchronisations.
+    pub training: Duration,
+    /// Everything, evaluations included.
+    pub wall: Duration,
+}
+
+/// Trains epoch by epoch (a seeded shuffle per epoch, shared by both
+/// twins), evaluating on the test emails every `eval_every` steps and at
+/// each epoch's end, until the target accuracy or `max_epochs`.
+pub fn train_to_target<T: FineTune>(
+    trainer: &mut T,
+    runtime: &dyn Runtime,
+    prepared: &Prepared,
+    seed: u64,
+) -> Result<AccuracyRun> {
+    let fine_tune = &prepared.fine_tune;
+    let test_batches = prepared.test.all_batches(fine_tune.batch_size);
+    let wall = Instant::now();
+    let mut run = AccuracyRun {
+        reached: false,
+        accuracy: 0.0,
+        steps: 0,
+        evaluations: 0,
+        training: Duration::ZERO,
+        wall: Duration::ZERO,
+    };
+    for epoch in 0..fine_tune.max_epochs {
+        let order = permutation(prepared.train.len(), seed.wrapping_add(epoch as u64));
+        let batches = prepared.train.batches(&order, fine_tune.batch_size);
+        for (i, batch) in batches.iter().enumerate() {
+            runtime.synchronize()?;
+            let start = Instant::now();
+            trainer.step(batch)?;
+            runtime.synchronize()?;
+            run.training += start.elapsed();
+            run.steps += 1;
+            if run.steps % fine_tune.eval_every == 0 || i + 1 == batches.len() {
+                run.accuracy = accuracy(trainer, &test_batches)?;
+                run.evaluations += 1;
+                if run.accuracy >= fine_tune.target_accuracy {
+                    run.reached = true;
+                    run.wall = wall.elapsed();
+                    return Ok(run);
+                }
+            }
+        }
+    }
+    run.wall = wall.elapsed();
+    Ok(run)
+}
+
+/// The share of `batches`' emails whose predicted class is their label.
+pub fn accuracy<T: FineTune>(trainer: &mut T, batches: &[LabelledBatch]) -> Result<f64> {
+    let (mut correct, mut total) = (0, 0);
+    for batch in batches {
+        let logits = trainer.logits(&batch.tokens)?;
+        correct += workload::correct_predictions(&logits, &batch.labels)?;
+        total += batch.labels.len();
+    }
+    ensure!(total > 0, "no emails to evaluate");
+    Ok(correct as f64 / total as f64)
+}

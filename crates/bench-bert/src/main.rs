@@ -1,0 +1,9 @@
+//! Runner: `bench-bert --help`. Appends one CSV row per measured case.
+
+fn main() -> std::process::ExitCode {
+    bench_core::cli::main(
+        env!("CARGO_PKG_VERSION"),
+        &bench_bert::Bert,
+        &[fw_mlx::HOOKS, fw_torch::HOOKS],
+    )
+}

@@ -1,0 +1,319 @@
+//! PyTorch twin: BERT with a classification head on tch modules over one
+//! VarStore; a training step is forward, backward and libtorch's AdamW.
+
+use anyhow::Result;
+use bench_core::host::HostTensor;
+use fw_torch::{to_host_f32, TorchRuntime};
+use tch::nn::{self, Module, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use crate::config::BertConfig;
+use crate::tokens::{LabelledBatch, TokenBatch};
+use crate::weights::Checkpoint;
+use crate::workload::OptimizerSettings;
+use crate::FineTune;
+
+/// Token embeddings plus learned positions and token types, normalised.
+#[derive(Debug)]
+struct Embeddings {
+    word: nn::Embedding,
+    position: nn::Embedding,
+    token_type: nn::Embedding,
+    norm: nn::LayerNorm,
+}
+
+/// One post-LN encoder layer: x = LN(x + attention(x)); x = LN(x + MLP(x)).
+#[derive(Debug)]
+struct EncoderLayer {
+    query: nn::Linear,
+    key: nn::Linear,
+    value: nn::Linear,
+    attention_output: nn::Linear,
+    attention_norm: nn::LayerNorm,
+    intermediate: nn::Linear,
+    output: nn::Linear,
+    output_norm: nn::LayerNorm,
+    heads: i64,
+}
+
+/// BERT (encoder and pooler) with a linear classifier on the pooled [CLS].
+#[derive(Debug)]
+pub struct BertClassifier {
+    embeddings: Embeddings,
+    layers: Vec<EncoderLayer>,
+    pooler: nn::Linear,
+    classifier: nn::Linear,
+    /// Holds every parameter, by Hugging Face name, for the optimiser.
+    vs: nn::VarStore,
+}
+
+/// A batch on the device: ids and token types [batch, seq], and the
+/// attention mask [batch, 1, 1, seq] (true: a real token to attend to).
+struct Inputs {
+    ids: Tensor,
+    type_ids: Tensor,
+    mask: Tensor,
+}
+
+impl Inputs {
+    fn upload(tokens: &TokenBatch, device: Device) -> Self {
+        let (b, s) = (tokens.batch as i64, tokens.seq_len as i64);
+        let upload = |values: &[i32], shape: &[i64]| {
+            Tensor::from_slice(values)
+                .reshape(shape)
+                .to_kind(Kind::Int64)
+                .to_device(device)
+        };
+        Self {
+            ids: upload(&tokens.ids, &[b, s]),
+            type_ids: upload(&tokens.type_ids, &[b, s]),
+            mask: upload(&tokens.mask, &[b, 1, 1, s]).ne(0),
+        }
+    }
+}
+
+/// Builds modules from the host checkpoint at the runtime's dtype, as
+/// variables of one VarStore named as in the checkpoint.
+struct Loader<'a> {
+    root: nn::Path<'a>,
+    checkpoint: &'a Checkpoint,
+    kind: Kind,
+}
+
+impl Loader<'_> {
+    fn tensor(&self, name: &str) -> Result<Tensor> {
+        let host = self.checkpoint.get(name)?;
+        let shape: Vec<i64> = host.shape.iter().map(|&d| d as i64).collect();
+        Ok(Tensor::from_slice(&host.data)
+            .reshape(shape)
+            .to_kind(self.kind))
+    }
+
+    /// The VarStore path of a dotted name (tch joins path parts with '.').
+    fn path(&self, name: &str) -> nn::Path<'_> {
+        name.split('.')
+            .fold(self.root.clone(), |path, part| path / part)
+    }
+
+    fn linear(&self, name: &str) -> Result<nn::Linear> {
+        let path = self.path(name);
+        Ok(nn::Linear {
+            ws: path.var_copy("weight", &self.tensor(&format!("{name}.weight"))?),
+            bs: Some(path.var_copy("bias", &self.tensor(&format!("{name}.bias"))?)),
+        })
+    }
+
+    fn layer_norm(&self, name: &str, eps: f64) -> Result<nn::LayerNorm> {
+        let weight = self.tensor(&format!("{name}.weight"))?;
+        let bias = self.tensor(&format!("{name}.bias"))?;
+        let config = nn::LayerNormConfig {
+            eps,
+            ..Default::default()
+        };
+        let mut norm = nn::layer_norm(self.path(name), weight.size(), config);
+        tch::no_grad(|| {
+            if let (Some(ws), Some(bs)) = (norm.ws.as_mut(), norm.bs.as_mut()) {
+                ws.copy_(&weight);
+                bs.copy_(&bias);
+            }
+        });
+        Ok(norm)
+    }
+
+    fn embedding(&self, name: &str) -> Result<nn::Embedding> {
+        let weight = self.tensor(&format!("{name}.weight"))?;
+        let (count, width) = weight.size2()?;
+        let mut embedding = nn::embedding(self.path(name), count, width, Default::default());
+        tch::no_grad(|| embedding.ws.copy_(&weight));
+        Ok(embedding)
+    }
+}
+
+impl BertClassifier {
+    /// The checkpoint's weights (with its classifier head) at the runtime's
+    /// precision.
+    pub fn new(
+        runtime: &TorchRuntime,
+        config: &BertConfig,
+        checkpoint: &Checkpoint,
+    ) -> Result<Self> {
+        let mut vs = nn::VarStore::new(runtime.tch_device());
+        vs.set_kind(runtime.kind());
+        let load = Loader {
+            root: vs.root(),
+            checkpoint,
+            kind: runtime.kind(),
+        };
+        let eps = config.layer_norm_eps;
+        let embeddings = Embeddings {
+            word: load.embedding("embeddings.word_embeddings")?,
+            position: load.embedding("embeddings.position_embeddings")?,
+            token_type: load.embedding("embeddings.token_type_embeddings")?,
+            norm: load.layer_norm("embeddings.LayerNorm", eps)?,
+        };
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let p = format!("encoder.layer.{i}");
+                Ok(EncoderLayer {
+                    query: load.linear(&format!("{p}.attention.self.query"))?,
+                    key: load.linear(&format!("{p}.attention.self.key"))?,
+                    value: load.linear(&format!("{p}.attention.self.value"))?,
+                    attention_output: load.linear(&format!("{p}.attention.output.dense"))?,
+                    attention_norm: load
+                        .layer_norm(&format!("{p}.attention.output.LayerNorm"), eps)?,
+                    intermediate: load.linear(&format!("{p}.intermediate.dense"))?,
+                    output: load.linear(&format!("{p}.output.dense"))?,
+                    output_norm: load.layer_norm(&format!("{p}.output.LayerNorm"), eps)?,
+                    heads: config.num_attention_heads as i64,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pooler = load.linear("pooler.dense")?;
+        let classifier = load.linear("classifier")?;
+        drop(load);
+        Ok(Self {
+            embeddings,
+            layers,
+            pooler,
+            classifier,
+            vs,
+        })
+    }
+
+    /// The last hidden state [batch, seq, hidden], as float32 on the host.
+    pub fn hidden_states(&mut self, tokens: &TokenBatch) -> Result<HostTensor> {
+        let _no_grad = tch::no_grad_guard();
+        let inputs = Inputs::upload(tokens, self.vs.device());
+        to_host_f32(&self.encode(&inputs))
+    }
+
+    /// Class logits [batch, classes], as float32 on the host.
+    pub fn logits(&mut self, tokens: &TokenBatch) -> Result<HostTensor> {
+        let _no_grad = tch::no_grad_guard();
+        let inputs = Inputs::upload(tokens, self.vs.device());
+        to_host_f32(&self.forward_logits(&inputs))
+    }
+
+    fn encode(&self, inputs: &Inputs) -> Tensor {
+        let mut x = self.embeddings.forward(inputs);
+        for layer in &self.layers {
+            x = layer.forward(&x, &inputs.mask);
+        }
+        x
+    }
+
+    fn forward_logits(&self, inputs: &Inputs) -> Tensor {
+        let hidden = self.encode(inputs);
+        let cls = hidden.select(1, 0);
+        let pooled = self.pooler.forward(&cls).tanh();
+        self.classifier.forward(&pooled)
+    }
+
+    /// Mean cross-entropy of the batch, computed in float32.
+    fn loss(&self, inputs: &Inputs, labels: &Tensor) -> Tensor {
+        let logits = self.forward_logits(inputs).to_kind(Kind::Float);
+        logits.cross_entropy_for_logits(labels)
+    }
+}
+
+impl Embeddings {
+    fn forward(&self, inputs: &Inputs) -> Tensor {
+        let seq_len = inputs.ids.size()[1];
+        let positions = Tensor::arange(seq_len, (Kind::Int64, inputs.ids.device()));
+        let x = self.word.forward(&inputs.ids)
+            + self.position.forward(&positions)
+            + self.token_type.forward(&inputs.type_ids);
+        self.norm.forward(&x)
+    }
+}
+
+impl EncoderLayer {
+    fn forward(&self, x: &Tensor, mask: &Tensor) -> Tensor {
+        let (b, s, h) = x.size3().expect("hidden states are [batch, seq, hidden]");
+        let head_dim = h / self.heads;
+        // [b, s, h] -> [b, heads, s, head_dim]
+        let split = |t: Tensor| t.reshape([b, s, self.heads, head_dim]).transpose(1, 2);
+        let q = split(self.query.forward(x));
+        let k = split(self.key.forward(x));
+        let v = split(self.value.forward(x));
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let attended =
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, scale, false)
+                .transpose(1, 2)
+                .reshape([b, s, h]);
+        let x = self
+            .attention_norm
+            .forward(&(self.attention_output.forward(&attended) + x));
+        let inner = self.intermediate.forward(&x).gelu("none");
+        self.output_norm
+            .forward(&(self.output.forward(&inner) + &x))
+    }
+}
+
+/// libtorch's AdamW: bias correction, decoupled weight decay.
+fn adamw(vs: &nn::VarStore, settings: &OptimizerSettings) -> Result<nn::Optimizer> {
+    let config = nn::AdamW {
+        beta1: settings.beta1,
+        beta2: settings.beta2,
+        wd: settings.weight_decay,
+        eps: settings.eps,
+        amsgrad: false,
+    };
+    Ok(config.build(vs, settings.learning_rate)?)
+}
+
+/// Fine-tunes a [`BertClassifier`] with AdamW.
+pub struct Trainer {
+    model: BertClassifier,
+    optimizer: nn::Optimizer,
+    loss: Option<Tensor>,
+}
+
+impl Trainer {
+    pub fn new(
+        runtime: &TorchRuntime,
+        config: &BertConfig,
+        checkpoint: &Checkpoint,
+        optimizer: &OptimizerSettings,
+    ) -> Result<Self> {
+        let model = BertClassifier::new(runtime, config, checkpoint)?;
+        let optimizer = adamw(&model.vs, optimizer)?;
+        Ok(Self {
+            model,
+            optimizer,
+            loss: None,
+        })
+    }
+
+    pub fn model(&mut self) -> &mut BertClassifier {
+        &mut self.model
+    }
+}
+
+impl FineTune for Trainer {
+    /// One training step: forward, backward, AdamW.
+    fn step(&mut self, batch: &LabelledBatch) -> Result<()> {
+        let device = self.model.vs.device();
+        let inputs = Inputs::upload(&batch.tokens, device);
+        let labels = Tensor::from_slice(&batch.labels)
+            .to_kind(Kind::Int64)
+            .to_device(device);
+        let loss = self.model.loss(&inputs, &labels);
+        self.optimizer.backward_step(&loss);
+        self.loss = Some(loss.detach());
+        Ok(())
+    }
+
+    fn logits(&mut self, tokens: &TokenBatch) -> Result<HostTensor> {
+        self.model.logits(tokens)
+    }
+
+    /// The loss of the last step.
+    fn last_loss(&self) -> Result<f32> {
+        let loss = self
+            .loss
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no training step has run"))?;
+        Ok(loss.double_value(&[]) as f32)
+    }
+}
