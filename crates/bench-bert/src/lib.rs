@@ -55,18 +55,8 @@ impl Benchmark for Bert {
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {
         match preset {
             // A step takes seconds on a 2-core CPU.
-            Preset::Quick => MeasureSettings {
-                warmup: 1,
-                repetitions: 5,
-                min_repetitions: 3,
-                time_budget: Duration::from_secs(20),
-            },
-            Preset::Paper => MeasureSettings {
-                warmup: 3,
-                repetitions: 30,
-                min_repetitions: 5,
-                time_budget: Duration::from_secs(300),
-            },
+            Preset::Quick => MeasureSettings::new(1, 5, 3, 20),
+            Preset::Paper => MeasureSettings::new(3, 30, 5, 300),
         }
     }
 

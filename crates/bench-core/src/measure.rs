@@ -19,6 +19,23 @@ pub struct MeasureSettings {
     pub time_budget: Duration,
 }
 
+impl MeasureSettings {
+    /// A benchmark's per-preset defaults in one line each.
+    pub fn new(
+        warmup: usize,
+        repetitions: usize,
+        min_repetitions: usize,
+        time_budget_s: u64,
+    ) -> Self {
+        Self {
+            warmup,
+            repetitions,
+            min_repetitions,
+            time_budget: Duration::from_secs(time_budget_s),
+        }
+    }
+}
+
 impl Default for MeasureSettings {
     fn default() -> Self {
         Self {

@@ -58,8 +58,6 @@ pub mod model;
 mod rng;
 pub mod torch;
 
-use std::time::Duration;
-
 use anyhow::Result;
 use bench_core::cli::{Benchmark, CellOutput};
 use bench_core::{
@@ -80,18 +78,8 @@ impl Benchmark for LmTrain {
 
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {
         match preset {
-            Preset::Quick => MeasureSettings {
-                warmup: 2,
-                repetitions: 10,
-                min_repetitions: 3,
-                time_budget: Duration::from_secs(20),
-            },
-            Preset::Paper => MeasureSettings {
-                warmup: 2,
-                repetitions: 10,
-                min_repetitions: 3,
-                time_budget: Duration::from_secs(600),
-            },
+            Preset::Quick => MeasureSettings::new(2, 10, 3, 20),
+            Preset::Paper => MeasureSettings::new(2, 10, 3, 600),
         }
     }
 

@@ -14,8 +14,6 @@ pub mod torch;
 pub mod weights;
 pub mod workload;
 
-use std::time::Duration;
-
 use anyhow::Result;
 use bench_core::cli::{Benchmark, CellOutput};
 use bench_core::{
@@ -43,18 +41,8 @@ impl Benchmark for TinyLlama {
     /// TinyLlama's size on a CPU, so few repetitions.
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {
         match preset {
-            Preset::Quick => MeasureSettings {
-                warmup: 1,
-                repetitions: 5,
-                min_repetitions: 3,
-                time_budget: Duration::from_secs(60),
-            },
-            Preset::Paper => MeasureSettings {
-                warmup: 1,
-                repetitions: 10,
-                min_repetitions: 3,
-                time_budget: Duration::from_secs(600),
-            },
+            Preset::Quick => MeasureSettings::new(1, 5, 3, 60),
+            Preset::Paper => MeasureSettings::new(1, 10, 3, 600),
         }
     }
 
@@ -161,12 +149,7 @@ pub fn measure_generation(
 
 /// The y = 2x probe is short: more repetitions, a small budget.
 fn copy_settings() -> MeasureSettings {
-    MeasureSettings {
-        warmup: 2,
-        repetitions: 10,
-        min_repetitions: 3,
-        time_budget: Duration::from_secs(5),
-    }
+    MeasureSettings::new(2, 10, 3, 5)
 }
 
 /// The device's measured copy bandwidth: on the CPU without either

@@ -6,8 +6,6 @@ pub mod mlx;
 pub mod torch;
 pub mod workload;
 
-use std::time::Duration;
-
 use anyhow::Result;
 use bench_core::cli::{Benchmark, CellOutput};
 use bench_core::{
@@ -27,18 +25,8 @@ impl Benchmark for Transfer {
 
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {
         match preset {
-            Preset::Quick => MeasureSettings {
-                warmup: 1,
-                repetitions: 5,
-                min_repetitions: 3,
-                time_budget: Duration::from_secs(20),
-            },
-            Preset::Paper => MeasureSettings {
-                warmup: 1,
-                repetitions: 5,
-                min_repetitions: 3,
-                time_budget: Duration::from_secs(600),
-            },
+            Preset::Quick => MeasureSettings::new(1, 5, 3, 20),
+            Preset::Paper => MeasureSettings::new(1, 5, 3, 600),
         }
     }
 

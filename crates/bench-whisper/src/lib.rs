@@ -20,7 +20,6 @@ pub mod torch;
 pub mod weights;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bench_core::cli::{Benchmark, CellOutput};
@@ -103,18 +102,8 @@ impl Benchmark for Transcription {
 
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {
         match preset {
-            Preset::Quick => MeasureSettings {
-                warmup: 1,
-                repetitions: 5,
-                min_repetitions: 3,
-                time_budget: Duration::from_secs(20),
-            },
-            Preset::Paper => MeasureSettings {
-                warmup: 2,
-                repetitions: 10,
-                min_repetitions: 5,
-                time_budget: Duration::from_secs(300),
-            },
+            Preset::Quick => MeasureSettings::new(1, 5, 3, 20),
+            Preset::Paper => MeasureSettings::new(2, 10, 5, 300),
         }
     }
 
