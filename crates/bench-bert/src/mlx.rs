@@ -1,17 +1,20 @@
 //! MLX twin: BERT with a classification head on mlx-rs modules; a
 //! training step is `value_and_grad`, AdamW, and one `eval` of the
-//! parameters, optimiser state and loss.
+//! parameters, optimiser state and loss. The parameters and AdamW state are
+//! float32; the forward and backward run in the compute dtype (see
+//! [`linear`]).
 
 use anyhow::Result;
 use bench_core::host::HostTensor;
 use fw_mlx::{to_host_f32, MlxRuntime};
 use mlx_rs::builder::Builder;
 use mlx_rs::error::Exception;
-use mlx_rs::fast::scaled_dot_product_attention;
+use mlx_rs::fast::{self, scaled_dot_product_attention};
 use mlx_rs::losses::{CrossEntropyBuilder, LossReduction};
 use mlx_rs::macros::ModuleParameters;
 use mlx_rs::module::{Module, ModuleParameters as _, Param};
 use mlx_rs::nn::{self, Embedding, LayerNorm, Linear};
+use mlx_rs::ops::{addmm, matmul};
 use mlx_rs::optimizers::{AdamW, Optimizer};
 use mlx_rs::transforms::eval;
 use mlx_rs::{array, Array, Dtype};
@@ -70,6 +73,8 @@ pub struct BertClassifier {
     pooler: Linear,
     #[param]
     classifier: Linear,
+    /// The dtype of the forward and backward: float32, or bfloat16.
+    compute: Dtype,
 }
 
 /// A batch on the device: ids and token types [batch, seq], and the
@@ -91,17 +96,16 @@ impl Inputs {
     }
 }
 
-/// Builds modules from the host checkpoint at the runtime's dtype.
+/// Builds modules from the host checkpoint, in float32.
 struct Loader<'a> {
     checkpoint: &'a Checkpoint,
-    dtype: Dtype,
 }
 
 impl Loader<'_> {
     fn tensor(&self, name: &str) -> Result<Array> {
         let host = self.checkpoint.get(name)?;
         let shape: Vec<i32> = host.shape.iter().map(|&d| d as i32).collect();
-        Ok(Array::from_slice(&host.data, &shape).as_dtype(self.dtype)?)
+        Ok(Array::from_slice(&host.data, &shape))
     }
 
     fn linear(&self, name: &str) -> Result<Linear> {
@@ -129,13 +133,10 @@ impl Loader<'_> {
 }
 
 impl BertClassifier {
-    /// The checkpoint's weights (with its classifier head) at the runtime's
-    /// precision.
+    /// The checkpoint's weights (with its classifier head) in float32,
+    /// computing in the runtime's dtype.
     pub fn new(runtime: &MlxRuntime, config: &BertConfig, checkpoint: &Checkpoint) -> Result<Self> {
-        let load = Loader {
-            checkpoint,
-            dtype: runtime.dtype(),
-        };
+        let load = Loader { checkpoint };
         let eps = config.layer_norm_eps;
         let embeddings = Embeddings {
             word: load.embedding("embeddings.word_embeddings")?,
@@ -165,6 +166,7 @@ impl BertClassifier {
             layers,
             pooler: load.linear("pooler.dense")?,
             classifier: load.linear("classifier")?,
+            compute: runtime.dtype(),
         };
         let parameters = model.parameters().flatten();
         eval(parameters.values().copied())?;
@@ -184,7 +186,7 @@ impl BertClassifier {
     }
 
     fn encode(&mut self, inputs: &Inputs) -> MlxResult<Array> {
-        let mut x = self.embeddings.forward(inputs)?;
+        let mut x = self.embeddings.forward(inputs, self.compute)?;
         for layer in &mut self.layers {
             x = layer.forward(&x, &inputs.mask)?;
         }
@@ -194,8 +196,8 @@ impl BertClassifier {
     fn forward_logits(&mut self, inputs: &Inputs) -> MlxResult<Array> {
         let hidden = self.encode(inputs)?;
         let cls = hidden.take_axis(array!(0), 1)?;
-        let pooled = mlx_rs::ops::tanh(self.pooler.forward(&cls)?)?;
-        self.classifier.forward(&pooled)
+        let pooled = mlx_rs::ops::tanh(linear(&self.pooler, &cls)?)?;
+        linear(&self.classifier, &pooled)
     }
 
     /// Mean cross-entropy of the batch, computed in float32.
@@ -209,15 +211,17 @@ impl BertClassifier {
 }
 
 impl Embeddings {
-    fn forward(&mut self, inputs: &Inputs) -> MlxResult<Array> {
+    /// Sets the dtype that the rest of the forward pass follows.
+    fn forward(&mut self, inputs: &Inputs, compute: Dtype) -> MlxResult<Array> {
         let seq_len = inputs.ids.shape()[1];
         let positions = Array::arange::<_, i32>(None, seq_len, None)?;
         let x = self
             .word
             .forward(&inputs.ids)?
             .add(self.position.forward(&positions)?)?
-            .add(self.token_type.forward(&inputs.type_ids)?)?;
-        self.norm.forward(&x)
+            .add(self.token_type.forward(&inputs.type_ids)?)?
+            .as_dtype(compute)?;
+        layer_norm(&self.norm, &x)
     }
 }
 
@@ -230,20 +234,40 @@ impl EncoderLayer {
             t.reshape(&[b, s, self.heads, head_dim])?
                 .transpose_axes(&[0, 2, 1, 3])
         };
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
+        let q = split(linear(&self.query, x)?)?;
+        let k = split(linear(&self.key, x)?)?;
+        let v = split(linear(&self.value, x)?)?;
         let scale = 1.0 / (head_dim as f32).sqrt();
         let attended = scaled_dot_product_attention(&q, &k, &v, scale, mask, None)?
             .transpose_axes(&[0, 2, 1, 3])?
             .reshape(&[b, s, h])?;
-        let x = self
-            .attention_norm
-            .forward(&self.attention_output.forward(&attended)?.add(x)?)?;
-        let inner = nn::gelu(self.intermediate.forward(&x)?)?;
-        self.output_norm
-            .forward(&self.output.forward(&inner)?.add(&x)?)
+        let x = layer_norm(
+            &self.attention_norm,
+            &linear(&self.attention_output, &attended)?.add(x)?,
+        )?;
+        let inner = nn::gelu(linear(&self.intermediate, &x)?)?;
+        layer_norm(&self.output_norm, &linear(&self.output, &inner)?.add(&x)?)
     }
+}
+
+/// x W^T + b in the dtype of `x`: the float32 weights are cast where they
+/// are used, as PyTorch's autocast does, so that a bfloat16 forward and
+/// backward return float32 gradients to float32 weights. A no-op cast in
+/// float32.
+fn linear(layer: &Linear, x: &Array) -> MlxResult<Array> {
+    let weight = layer.weight.value.as_dtype(x.dtype())?;
+    match &layer.bias.value {
+        Some(bias) => addmm(bias.as_dtype(x.dtype())?, x, weight.t(), None, None),
+        None => matmul(x, weight.t()),
+    }
+}
+
+/// Layer normalisation in the dtype of `x` (MLX accumulates in float32),
+/// with the float32 weights cast as in [`linear`].
+fn layer_norm(norm: &LayerNorm, x: &Array) -> MlxResult<Array> {
+    let cast = |p: &Option<Array>| p.as_ref().map(|p| p.as_dtype(x.dtype())).transpose();
+    let (weight, bias) = (cast(&norm.weight.value)?, cast(&norm.bias.value)?);
+    fast::layer_norm(x, weight.as_ref(), bias.as_ref(), norm.eps)
 }
 
 /// AdamW with bias correction, as PyTorch's. mlx-rs 0.33's `AdamW` has none

@@ -1,5 +1,7 @@
 //! PyTorch twin: BERT with a classification head on tch modules over one
 //! VarStore; a training step is forward, backward and libtorch's AdamW.
+//! The parameters and AdamW state are float32; the forward and backward
+//! run in the compute dtype (see [`linear`]).
 
 use anyhow::Result;
 use bench_core::host::HostTensor;
@@ -19,7 +21,7 @@ struct Embeddings {
     word: nn::Embedding,
     position: nn::Embedding,
     token_type: nn::Embedding,
-    norm: nn::LayerNorm,
+    norm: LayerNorm,
 }
 
 /// One post-LN encoder layer: x = LN(x + attention(x)); x = LN(x + MLP(x)).
@@ -29,11 +31,20 @@ struct EncoderLayer {
     key: nn::Linear,
     value: nn::Linear,
     attention_output: nn::Linear,
-    attention_norm: nn::LayerNorm,
+    attention_norm: LayerNorm,
     intermediate: nn::Linear,
     output: nn::Linear,
-    output_norm: nn::LayerNorm,
+    output_norm: LayerNorm,
     heads: i64,
+}
+
+/// Layer normalisation's parameters (tch's `nn::LayerNorm` keeps its eps
+/// private, and the forward needs it to cast the weights).
+#[derive(Debug)]
+struct LayerNorm {
+    ws: Tensor,
+    bs: Tensor,
+    eps: f64,
 }
 
 /// BERT (encoder and pooler) with a linear classifier on the pooled [CLS].
@@ -43,6 +54,8 @@ pub struct BertClassifier {
     layers: Vec<EncoderLayer>,
     pooler: nn::Linear,
     classifier: nn::Linear,
+    /// The dtype of the forward and backward: float32, or bfloat16.
+    compute: Kind,
     /// Holds every parameter, by Hugging Face name, for the optimiser.
     vs: nn::VarStore,
 }
@@ -72,21 +85,18 @@ impl Inputs {
     }
 }
 
-/// Builds modules from the host checkpoint at the runtime's dtype, as
-/// variables of one VarStore named as in the checkpoint.
+/// Builds modules from the host checkpoint, in float32, as variables of
+/// one VarStore named as in the checkpoint.
 struct Loader<'a> {
     root: nn::Path<'a>,
     checkpoint: &'a Checkpoint,
-    kind: Kind,
 }
 
 impl Loader<'_> {
     fn tensor(&self, name: &str) -> Result<Tensor> {
         let host = self.checkpoint.get(name)?;
         let shape: Vec<i64> = host.shape.iter().map(|&d| d as i64).collect();
-        Ok(Tensor::from_slice(&host.data)
-            .reshape(shape)
-            .to_kind(self.kind))
+        Ok(Tensor::from_slice(&host.data).reshape(shape))
     }
 
     /// The VarStore path of a dotted name (tch joins path parts with '.').
@@ -103,21 +113,13 @@ impl Loader<'_> {
         })
     }
 
-    fn layer_norm(&self, name: &str, eps: f64) -> Result<nn::LayerNorm> {
-        let weight = self.tensor(&format!("{name}.weight"))?;
-        let bias = self.tensor(&format!("{name}.bias"))?;
-        let config = nn::LayerNormConfig {
+    fn layer_norm(&self, name: &str, eps: f64) -> Result<LayerNorm> {
+        let path = self.path(name);
+        Ok(LayerNorm {
+            ws: path.var_copy("weight", &self.tensor(&format!("{name}.weight"))?),
+            bs: path.var_copy("bias", &self.tensor(&format!("{name}.bias"))?),
             eps,
-            ..Default::default()
-        };
-        let mut norm = nn::layer_norm(self.path(name), weight.size(), config);
-        tch::no_grad(|| {
-            if let (Some(ws), Some(bs)) = (norm.ws.as_mut(), norm.bs.as_mut()) {
-                ws.copy_(&weight);
-                bs.copy_(&bias);
-            }
-        });
-        Ok(norm)
+        })
     }
 
     fn embedding(&self, name: &str) -> Result<nn::Embedding> {
@@ -130,19 +132,17 @@ impl Loader<'_> {
 }
 
 impl BertClassifier {
-    /// The checkpoint's weights (with its classifier head) at the runtime's
-    /// precision.
+    /// The checkpoint's weights (with its classifier head) in float32,
+    /// computing in the runtime's dtype.
     pub fn new(
         runtime: &TorchRuntime,
         config: &BertConfig,
         checkpoint: &Checkpoint,
     ) -> Result<Self> {
-        let mut vs = nn::VarStore::new(runtime.tch_device());
-        vs.set_kind(runtime.kind());
+        let vs = nn::VarStore::new(runtime.tch_device());
         let load = Loader {
             root: vs.root(),
             checkpoint,
-            kind: runtime.kind(),
         };
         let eps = config.layer_norm_eps;
         let embeddings = Embeddings {
@@ -176,6 +176,7 @@ impl BertClassifier {
             layers,
             pooler,
             classifier,
+            compute: runtime.kind(),
             vs,
         })
     }
@@ -195,7 +196,7 @@ impl BertClassifier {
     }
 
     fn encode(&self, inputs: &Inputs) -> Tensor {
-        let mut x = self.embeddings.forward(inputs);
+        let mut x = self.embeddings.forward(inputs, self.compute);
         for layer in &self.layers {
             x = layer.forward(&x, &inputs.mask);
         }
@@ -205,8 +206,8 @@ impl BertClassifier {
     fn forward_logits(&self, inputs: &Inputs) -> Tensor {
         let hidden = self.encode(inputs);
         let cls = hidden.select(1, 0);
-        let pooled = self.pooler.forward(&cls).tanh();
-        self.classifier.forward(&pooled)
+        let pooled = linear(&self.pooler, &cls).tanh();
+        linear(&self.classifier, &pooled)
     }
 
     /// Mean cross-entropy of the batch, computed in float32.
@@ -217,13 +218,14 @@ impl BertClassifier {
 }
 
 impl Embeddings {
-    fn forward(&self, inputs: &Inputs) -> Tensor {
+    /// Sets the dtype that the rest of the forward pass follows.
+    fn forward(&self, inputs: &Inputs, compute: Kind) -> Tensor {
         let seq_len = inputs.ids.size()[1];
         let positions = Tensor::arange(seq_len, (Kind::Int64, inputs.ids.device()));
         let x = self.word.forward(&inputs.ids)
             + self.position.forward(&positions)
             + self.token_type.forward(&inputs.type_ids);
-        self.norm.forward(&x)
+        layer_norm(&self.norm, &x.to_kind(compute))
     }
 }
 
@@ -233,21 +235,49 @@ impl EncoderLayer {
         let head_dim = h / self.heads;
         // [b, s, h] -> [b, heads, s, head_dim]
         let split = |t: Tensor| t.reshape([b, s, self.heads, head_dim]).transpose(1, 2);
-        let q = split(self.query.forward(x));
-        let k = split(self.key.forward(x));
-        let v = split(self.value.forward(x));
+        let q = split(linear(&self.query, x));
+        let k = split(linear(&self.key, x));
+        let v = split(linear(&self.value, x));
         let scale = 1.0 / (head_dim as f64).sqrt();
         let attended =
             Tensor::scaled_dot_product_attention(&q, &k, &v, Some(mask), 0.0, false, scale, false)
                 .transpose(1, 2)
                 .reshape([b, s, h]);
-        let x = self
-            .attention_norm
-            .forward(&(self.attention_output.forward(&attended) + x));
-        let inner = self.intermediate.forward(&x).gelu("none");
-        self.output_norm
-            .forward(&(self.output.forward(&inner) + &x))
+        let x = layer_norm(
+            &self.attention_norm,
+            &(linear(&self.attention_output, &attended) + x),
+        );
+        let inner = linear(&self.intermediate, &x).gelu("none");
+        layer_norm(&self.output_norm, &(linear(&self.output, &inner) + &x))
     }
+}
+
+/// x W^T + b in the dtype of `x`: the float32 weights are cast where they
+/// are used, as autocast does, so that a bfloat16 forward and backward
+/// return float32 gradients to float32 weights. A no-op cast in float32.
+fn linear(layer: &nn::Linear, x: &Tensor) -> Tensor {
+    let kind = x.kind();
+    x.linear(
+        &layer.ws.to_kind(kind),
+        layer.bs.as_ref().map(|b| b.to_kind(kind)),
+    )
+}
+
+/// Layer normalisation in the dtype of `x` (libtorch accumulates in
+/// float32), with the float32 weights cast as in [`linear`].
+fn layer_norm(norm: &LayerNorm, x: &Tensor) -> Tensor {
+    let kind = x.kind();
+    let width = *x
+        .size()
+        .last()
+        .expect("hidden states have a last dimension");
+    x.layer_norm(
+        [width],
+        Some(norm.ws.to_kind(kind)),
+        Some(norm.bs.to_kind(kind)),
+        norm.eps,
+        true,
+    )
 }
 
 /// libtorch's AdamW: bias correction, decoupled weight decay.

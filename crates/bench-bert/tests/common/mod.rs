@@ -11,9 +11,14 @@ use fw_torch::TorchRuntime;
 
 /// Both runtimes on the CPU, float32, one thread each (CI has two cores).
 pub fn runtimes() -> (MlxRuntime, TorchRuntime) {
+    runtimes_at(Precision::F32)
+}
+
+/// Both runtimes on the CPU at `precision`, one thread each.
+pub fn runtimes_at(precision: Precision) -> (MlxRuntime, TorchRuntime) {
     (
-        MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap(),
-        TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap(),
+        MlxRuntime::new(DeviceKind::Cpu, precision, 1).unwrap(),
+        TorchRuntime::new(DeviceKind::Cpu, precision, 1).unwrap(),
     )
 }
 
@@ -30,12 +35,21 @@ pub fn minilm_tokenizer(seq_len: usize) -> TextEncoder {
     TextEncoder::from_file(&asset_file("minilm", "tokenizer.json").unwrap(), seq_len).unwrap()
 }
 
-/// Both twins' models from one checkpoint.
+/// Both twins' models from one checkpoint, in float32.
 pub fn both_models(
     config: &BertConfig,
     checkpoint: &Checkpoint,
 ) -> (mlx::BertClassifier, torch::BertClassifier) {
-    let (mlx_rt, torch_rt) = runtimes();
+    both_models_at(config, checkpoint, Precision::F32)
+}
+
+/// Both twins' models from one checkpoint, computing at `precision`.
+pub fn both_models_at(
+    config: &BertConfig,
+    checkpoint: &Checkpoint,
+    precision: Precision,
+) -> (mlx::BertClassifier, torch::BertClassifier) {
+    let (mlx_rt, torch_rt) = runtimes_at(precision);
     (
         mlx::BertClassifier::new(&mlx_rt, config, checkpoint).unwrap(),
         torch::BertClassifier::new(&torch_rt, config, checkpoint).unwrap(),
