@@ -26,6 +26,11 @@ pub trait CausalLm {
     /// and values to the cache, and returns logits as float32 on the host,
     /// shape [rows, vocab].
     fn forward(&mut self, tokens: &[u32], logits: Logits) -> Result<HostTensor>;
+    /// Greedy decoding: `steps` single-token passes after `first`, each
+    /// token the argmax of the previous pass's logits, chosen on the device
+    /// and fed straight back as the next input (no host round trip per
+    /// token, as llama.cpp and mlx-lm decode). Returns the `steps` tokens.
+    fn decode_greedy(&mut self, first: u32, steps: usize) -> Result<Vec<u32>>;
     /// Forgets the cache past `position` tokens; its buffers stay allocated.
     fn truncate(&mut self, position: usize);
     /// Empties the cache.
@@ -92,7 +97,8 @@ pub struct GenerationTimes {
 /// One generation as llama-bench and mlx_lm.benchmark measure it: the
 /// prompt in one forward pass, the first token sampled from its last
 /// logits, then `steps` single-token forward passes, end-of-sequence
-/// ignored. Returns the `steps + 1` tokens chosen and the times.
+/// ignored. Greedy decoding stays on the device (see
+/// [`CausalLm::decode_greedy`]); sampling reads each step's logits. Returns the `steps + 1` tokens chosen and the times.
 pub fn generate(
     model: &mut dyn CausalLm,
     runtime: &dyn Runtime,
@@ -113,12 +119,18 @@ pub fn generate(
     runtime.synchronize()?;
     let prefill_s = start.elapsed().as_secs_f64();
     let mut tokens = Vec::with_capacity(steps + 1);
-    tokens.push(sampler.sample(&logits.data));
+    let first = sampler.sample(&logits.data);
+    tokens.push(first);
     let first_token_s = start.elapsed().as_secs_f64();
-    for _ in 0..steps {
-        let last = *tokens.last().expect("at least the first token");
-        let logits = model.forward(&[last], Logits::Last)?;
-        tokens.push(sampler.sample(&logits.data));
+    if sampler.is_greedy() {
+        tokens.extend(model.decode_greedy(first, steps)?);
+    } else {
+        // Sampling is on the host, so that both twins draw alike.
+        for _ in 0..steps {
+            let last = *tokens.last().expect("at least the first token");
+            let logits = model.forward(&[last], Logits::Last)?;
+            tokens.push(sampler.sample(&logits.data));
+        }
     }
     runtime.synchronize()?;
     let decode_s = start.elapsed().as_secs_f64() - first_token_s;

@@ -9,8 +9,10 @@ use anyhow::{ensure, Context, Result};
 use bench_core::host::HostTensor;
 use fw_mlx::{to_host_f32, MlxRuntime};
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
+use mlx_rs::ops::indexing::argmax_axis;
 use mlx_rs::ops::indexing::{IndexOp, TryIndexMutOp};
-use mlx_rs::{nn, transforms::eval, Array, Dtype};
+use mlx_rs::transforms::{async_eval, eval};
+use mlx_rs::{nn, Array, Dtype};
 
 use crate::config::LlamaConfig;
 use crate::generate::{AttentionMask, CausalLm, Logits};
@@ -107,25 +109,23 @@ impl Llama {
     }
 }
 
-impl CausalLm for Llama {
-    fn forward(&mut self, tokens: &[u32], logits: Logits) -> Result<HostTensor> {
-        let (position, count) = (self.cache.position, tokens.len());
-        ensure!(count > 0, "no tokens to run");
+impl Llama {
+    /// Checks that `count` more tokens fit in the cache.
+    fn check_room(&self, count: usize) -> Result<()> {
+        let position = self.cache.position;
         ensure!(
             position + count <= self.cache.capacity,
             "{count} tokens after {position} overflow the cache's {} positions",
             self.cache.capacity
         );
-        if let Some(&bad) = tokens
-            .iter()
-            .find(|&&t| t as usize >= self.config.vocab_size)
-        {
-            anyhow::bail!(
-                "token id {bad} is outside the vocabulary ({})",
-                self.config.vocab_size
-            );
-        }
-        let ids = Array::from_slice(tokens, &[1, count as i32]);
+        Ok(())
+    }
+
+    /// The lazy graph of one forward pass of `ids` [1, count] at the
+    /// cache's position: the cache writes and float32 logits [rows, vocab].
+    /// Advances the position; evaluates nothing.
+    fn forward_ids(&mut self, ids: &Array, logits: Logits) -> Result<Array> {
+        let (position, count) = (self.cache.position, ids.dim(1) as usize);
         let mask = match AttentionMask::for_step(position, count) {
             AttentionMask::None => None,
             AttentionMask::Causal => Some(Mask::Causal),
@@ -134,7 +134,7 @@ impl CausalLm for Llama {
                 &[count as i32, (position + count) as i32],
             ))),
         };
-        let mut x = self.embed_tokens.take_axis(&ids, 0)?;
+        let mut x = self.embed_tokens.take_axis(ids, 0)?;
         let cache = &mut self.cache;
         for (i, layer) in self.layers.iter().enumerate() {
             let kv = (&mut cache.keys[i], &mut cache.values[i]);
@@ -145,18 +145,58 @@ impl CausalLm for Llama {
         }
         let x = fast::rms_norm(&x, Some(&self.norm), self.config.rms_norm_eps as f32)?;
         let rows = x.dim(1);
-        let out = x
-            .matmul(self.lm_head.t())?
+        cache.position += count;
+        Ok(x.matmul(self.lm_head.t())?
             .reshape(&[rows, self.config.vocab_size as i32])?
-            .as_dtype(Dtype::Float32)?;
+            .as_dtype(Dtype::Float32)?)
+    }
+}
+
+impl CausalLm for Llama {
+    fn forward(&mut self, tokens: &[u32], logits: Logits) -> Result<HostTensor> {
+        ensure!(!tokens.is_empty(), "no tokens to run");
+        self.check_room(tokens.len())?;
+        if let Some(&bad) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            anyhow::bail!(
+                "token id {bad} is outside the vocabulary ({})",
+                self.config.vocab_size
+            );
+        }
+        let ids = Array::from_slice(tokens, &[1, tokens.len() as i32]);
+        let out = self.forward_ids(&ids, logits)?;
         // One evaluation of the whole step, cache writes included.
+        let cache = &self.cache;
         eval(
             std::iter::once(&out)
                 .chain(&cache.keys)
                 .chain(&cache.values),
         )?;
-        cache.position += count;
         to_host_f32(&out)
+    }
+
+    /// Each step's graph is queued with `async_eval` before the previous
+    /// step's token is read, so that building step n+1 overlaps running
+    /// step n (mlx-lm's `generate_step` does the same).
+    fn decode_greedy(&mut self, first: u32, steps: usize) -> Result<Vec<u32>> {
+        self.check_room(steps)?;
+        let mut chosen = Vec::with_capacity(steps);
+        let mut next = Array::from_slice(&[first], &[1, 1]);
+        let mut pending: Option<Array> = None;
+        for _ in 0..steps {
+            let logits = self.forward_ids(&next, Logits::Last)?;
+            next = argmax_axis(&logits, -1, true)?;
+            async_eval([&next])?;
+            if let Some(previous) = pending.replace(next.clone()) {
+                chosen.push(previous.try_item_exact::<u32>()?);
+            }
+        }
+        if let Some(last) = pending {
+            chosen.push(last.try_item_exact::<u32>()?);
+        }
+        Ok(chosen)
     }
 
     fn truncate(&mut self, position: usize) {

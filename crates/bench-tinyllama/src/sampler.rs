@@ -45,7 +45,7 @@ impl SamplingConfig {
     /// For the result row.
     pub fn describe(&self) -> String {
         if self.is_greedy() {
-            "greedy".to_owned()
+            "greedy (argmax on the device)".to_owned()
         } else {
             format!(
                 "temperature {} top_p {} seed {}",
@@ -66,6 +66,10 @@ impl Sampler {
     pub fn new(config: SamplingConfig) -> Self {
         let state = config.seed;
         Self { config, state }
+    }
+
+    pub fn is_greedy(&self) -> bool {
+        self.config.is_greedy()
     }
 
     /// The next token given one position's logits.

@@ -113,29 +113,23 @@ impl Llama {
     }
 }
 
-impl CausalLm for Llama {
-    fn forward(&mut self, tokens: &[u32], logits: Logits) -> Result<HostTensor> {
-        let _no_grad = tch::no_grad_guard();
-        let (position, count) = (self.cache.position, tokens.len());
-        ensure!(count > 0, "no tokens to run");
+impl Llama {
+    /// Checks that `count` more tokens fit in the cache.
+    fn check_room(&self, count: usize) -> Result<()> {
+        let position = self.cache.position;
         ensure!(
             position + count <= self.cache.capacity,
             "{count} tokens after {position} overflow the cache's {} positions",
             self.cache.capacity
         );
-        if let Some(&bad) = tokens
-            .iter()
-            .find(|&&t| t as usize >= self.config.vocab_size)
-        {
-            anyhow::bail!(
-                "token id {bad} is outside the vocabulary ({})",
-                self.config.vocab_size
-            );
-        }
-        let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
-        let ids = Tensor::from_slice(&ids)
-            .view([1, count as i64])
-            .to_device(self.device);
+        Ok(())
+    }
+
+    /// One forward pass of `ids` [1, count] at the cache's position: the
+    /// cache writes and float32 logits [rows, vocab], queued on the device.
+    /// Advances the position; waits for nothing.
+    fn forward_ids(&mut self, ids: &Tensor, logits: Logits) -> Tensor {
+        let (position, count) = (self.cache.position, ids.size()[1] as usize);
         let mask = match AttentionMask::for_step(position, count) {
             AttentionMask::None => None,
             AttentionMask::Causal => Some(Mask::Causal),
@@ -149,7 +143,7 @@ impl CausalLm for Llama {
             self.rope.0.narrow(0, position as i64, count as i64),
             self.rope.1.narrow(0, position as i64, count as i64),
         );
-        let mut x = Tensor::embedding(&self.embed_tokens, &ids, -1, false, false);
+        let mut x = Tensor::embedding(&self.embed_tokens, ids, -1, false, false);
         let cache = &mut self.cache;
         for (i, layer) in self.layers.iter().enumerate() {
             let kv = (&mut cache.keys[i], &mut cache.values[i]);
@@ -164,12 +158,55 @@ impl CausalLm for Llama {
             self.config.rms_norm_eps,
         );
         let rows = x.size()[1];
-        let out = x
-            .linear(&self.lm_head, None::<Tensor>)
-            .view([rows, self.config.vocab_size as i64])
-            .to_kind(Kind::Float);
         cache.position += count;
+        x.linear(&self.lm_head, None::<Tensor>)
+            .view([rows, self.config.vocab_size as i64])
+            .to_kind(Kind::Float)
+    }
+}
+
+impl CausalLm for Llama {
+    fn forward(&mut self, tokens: &[u32], logits: Logits) -> Result<HostTensor> {
+        let _no_grad = tch::no_grad_guard();
+        ensure!(!tokens.is_empty(), "no tokens to run");
+        self.check_room(tokens.len())?;
+        if let Some(&bad) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            anyhow::bail!(
+                "token id {bad} is outside the vocabulary ({})",
+                self.config.vocab_size
+            );
+        }
+        let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+        let ids = Tensor::from_slice(&ids)
+            .view([1, tokens.len() as i64])
+            .to_device(self.device);
+        let out = self.forward_ids(&ids, logits);
         to_host_f32(&out)
+    }
+
+    /// Each step's token stays on the device as the next step's input, so
+    /// that the host queues step n+1 while the device runs step n; the
+    /// tokens come back in one copy at the end.
+    fn decode_greedy(&mut self, first: u32, steps: usize) -> Result<Vec<u32>> {
+        let _no_grad = tch::no_grad_guard();
+        self.check_room(steps)?;
+        let mut chosen = Vec::with_capacity(steps);
+        let mut next = Tensor::from_slice(&[i64::from(first)])
+            .view([1, 1])
+            .to_device(self.device);
+        for _ in 0..steps {
+            let logits = self.forward_ids(&next, Logits::Last);
+            next = logits.argmax(-1, true);
+            chosen.push(next.shallow_clone());
+        }
+        if chosen.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = Vec::<i64>::try_from(Tensor::cat(&chosen, 0).view([-1]).to_device(Device::Cpu))?;
+        Ok(ids.into_iter().map(|id| id as u32).collect())
     }
 
     fn truncate(&mut self, position: usize) {

@@ -135,6 +135,35 @@ fn greedy_generation_gives_identical_sequences() {
 }
 
 #[test]
+fn device_greedy_decoding_equals_host_argmax() {
+    let (_, mut mlx_model, _, mut torch_model) = twins(Precision::F32);
+    let prompt = tokens(8);
+    let models: [(&str, &mut dyn CausalLm); 2] =
+        [("MLX", &mut mlx_model), ("PyTorch", &mut torch_model)];
+    for (name, model) in models {
+        // Host loop: read each step's logits, argmax on the host.
+        model.reset();
+        let logits = model.forward(&prompt, Logits::Last).unwrap();
+        let first = bench_tinyllama::sampler::argmax(&logits.data);
+        let mut host = vec![first];
+        for _ in 0..12 {
+            let logits = model
+                .forward(&[*host.last().unwrap()], Logits::Last)
+                .unwrap();
+            host.push(bench_tinyllama::sampler::argmax(&logits.data));
+        }
+        // Device loop from the same first token and cache state.
+        model.truncate(prompt.len());
+        let device = model.decode_greedy(first, 12).unwrap();
+        assert_eq!(device, host[1..], "{name}");
+        assert_eq!(model.position(), prompt.len() + 12, "{name}");
+        // A device loop that would overflow the cache is refused.
+        let error = model.decode_greedy(first, CAPACITY).unwrap_err();
+        assert!(error.to_string().contains("overflow"), "{name}: {error}");
+    }
+}
+
+#[test]
 fn seeded_sampling_gives_identical_sequences() {
     let (mlx_rt, mut mlx_model, torch_rt, mut torch_model) = twins(Precision::F32);
     let prompt = tokens(8);
