@@ -158,6 +158,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: references.sh OUT_DIR [--precision P] [--preset quick|paper]}
 shift
+mkdir -p "$out"
 precision=f32; preset=quick
 while [ $# -gt 0 ]; do case "$1" in --precision) precision=$2; shift 2;; --preset) preset=$2; shift 2;; *) echo "unknown option $1"; exit 2;; esac; done
 if [ "$preset" = paper ]; then sizes="--prompt-tokens 512 --gen-tokens 128"; else sizes="--prompt-tokens 128 --gen-tokens 32"; fi

@@ -24,7 +24,7 @@ pub fn generate(root: &Path) -> Result<()> {
         .map(|b| (b.name.clone(), (b.title.clone(), b.headline.clone())))
         .collect();
     let latest = latest_rows(&records);
-    let table = summary_table(&latest, &titles);
+    let table = summary_table(&latest, &titles) + &reference_table(&records);
     let results = results_page(&latest, &table);
     fs::write(root.join("reports/RESULTS.md"), results)?;
     let readme_path = root.join("README.md");
@@ -195,23 +195,31 @@ fn summary_table(rows: &[Record], titles: &BTreeMap<String, (String, String)>) -
         out.push('\n');
     }
     out.push_str("\nMedian of the timed repetitions, interquartile range in brackets; speed-up = PyTorch median / MLX median. Every case, figure and setting: [reports/RESULTS.md](reports/RESULTS.md).\n");
-    out.push_str(&reference_table(rows));
     out
 }
 
 /// Our twins beside each framework's own Python implementation (rows
 /// from `reference_tinyllama.py`): generation tokens/s and their ratio.
-fn reference_table(rows: &[Record]) -> String {
+/// Generation speed varies from run to run on a shared GPU host more than
+/// within a run, so each figure is the median over every run of the code
+/// that made its latest row (same git commit), with the range and count.
+fn reference_table(records: &[Record]) -> String {
     const PAIRS: [(&str, &str); 2] = [("torch", "hf-transformers"), ("mlx", "mlx-lm")];
-    let mut groups: BTreeMap<(String, String, String), BTreeMap<String, f64>> = BTreeMap::new();
-    for row in rows {
-        if row.benchmark == "tinyllama" && row.case == "generate" && row.status == Status::Ok {
-            if let Some(tokens_per_s) = row.throughput {
-                groups
-                    .entry((machine(row), row.preset.clone(), row.precision.clone()))
-                    .or_default()
-                    .insert(row.framework.clone(), tokens_per_s);
-            }
+    // (machine, preset, precision) -> framework -> rows
+    let mut groups: BTreeMap<(String, String, String), BTreeMap<String, Vec<&Record>>> =
+        BTreeMap::new();
+    for row in records {
+        if row.benchmark == "tinyllama"
+            && row.case == "generate"
+            && row.status == Status::Ok
+            && row.throughput.is_some()
+        {
+            groups
+                .entry((machine(row), row.preset.clone(), row.precision.clone()))
+                .or_default()
+                .entry(row.framework.clone())
+                .or_default()
+                .push(row);
         }
     }
     groups.retain(|_, found| {
@@ -223,22 +231,72 @@ fn reference_table(rows: &[Record]) -> String {
         return String::new();
     }
     let mut out = String::from(
-        "\nTinyLlama generation (tokens/s) beside each framework's own Python implementation, same machine and config:\n\n| Device | Preset | Precision | PyTorch twin | transformers | twin / reference | MLX twin | mlx-lm | twin / reference |\n|---|---|---|---|---|---|---|---|---|\n",
+        "\nTinyLlama generation (tokens/s) beside each framework's own Python implementation, same machine and config; median over the runs of the latest code (range, runs):\n\n| Device | Preset | Precision | PyTorch twin | transformers | twin / reference | MLX twin | mlx-lm | twin / reference |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     for ((machine, preset, precision), found) in &groups {
         let _ = write!(out, "| {machine} | {preset} | {precision} |");
         for (twin, reference) in PAIRS {
-            let (t, r) = (found.get(twin), found.get(reference));
-            let ratio = match (t, r) {
-                (Some(t), Some(r)) => format!("{:.2}x", t / r),
+            let (t, r) = (
+                found.get(twin).map(|rows| RunSpread::of(rows)),
+                found.get(reference).map(|rows| RunSpread::of(rows)),
+            );
+            let ratio = match (&t, &r) {
+                (Some(t), Some(r)) => format!("{:.2}x", t.median / r.median),
                 _ => "-".into(),
             };
-            let show = |v: Option<&f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
-            let _ = write!(out, " {} | {} | {ratio} |", show(t), show(r));
+            let show = |v: &Option<RunSpread>| v.as_ref().map_or("-".into(), RunSpread::describe);
+            let _ = write!(out, " {} | {} | {ratio} |", show(&t), show(&r));
         }
         out.push('\n');
     }
     out
+}
+
+/// A throughput over the runs of one code version.
+struct RunSpread {
+    median: f64,
+    min: f64,
+    max: f64,
+    runs: usize,
+}
+
+impl RunSpread {
+    /// Over the rows that share the latest row's git commit.
+    fn of(rows: &[&Record]) -> Self {
+        let latest = rows
+            .iter()
+            .max_by(|a, b| a.timestamp.cmp(&b.timestamp))
+            .expect("a group has rows");
+        let mut values: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.git_commit == latest.git_commit)
+            .filter_map(|r| r.throughput)
+            .collect();
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let median = if n % 2 == 1 {
+            values[n / 2]
+        } else {
+            (values[n / 2 - 1] + values[n / 2]) / 2.0
+        };
+        Self {
+            median,
+            min: values[0],
+            max: values[n - 1],
+            runs: n,
+        }
+    }
+
+    fn describe(&self) -> String {
+        if self.runs == 1 {
+            format!("{:.1}", self.median)
+        } else {
+            format!(
+                "{:.1} ({:.1}-{:.1}, {} runs)",
+                self.median, self.min, self.max, self.runs
+            )
+        }
+    }
 }
 
 fn results_page(rows: &[Record], table: &str) -> String {
@@ -441,12 +499,35 @@ mod tests {
             ("TinyLlama".to_owned(), "generate".to_owned()),
         )]
         .into();
-        let table = summary_table(&[twin, reference], &titles);
+        let table = summary_table(&[twin.clone(), reference.clone()], &titles);
         assert!(
             table.contains("| TinyLlama (quick) | f32 | - | 0.5000 (IQR 0.001000) | - |"),
             "{table}"
         );
-        assert!(table.contains("| 200.0 | 250.0 | 0.80x |"), "{table}");
+        let references = reference_table(&[twin.clone(), reference.clone()]);
+        assert!(
+            references.contains("| 200.0 | 250.0 | 0.80x |"),
+            "{references}"
+        );
+        // Runs of the latest code are pooled (median, range, count); a
+        // run of older code is not.
+        let mut second = twin.clone();
+        second.run_id = "r2".into();
+        second.timestamp = "2026-01-01T00:00:09Z".into();
+        second.throughput = Some(300.0);
+        let mut third = second.clone();
+        third.run_id = "r3".into();
+        third.throughput = Some(220.0);
+        let mut old = twin.clone();
+        old.run_id = "r0".into();
+        old.timestamp = "2025-01-01T00:00:00Z".into();
+        old.git_commit = "older".into();
+        old.throughput = Some(10.0);
+        let references = reference_table(&[twin, second, third, old, reference]);
+        assert!(
+            references.contains("| 220.0 (200.0-300.0, 3 runs) | 250.0 | 0.88x |"),
+            "{references}"
+        );
     }
 
     #[test]
