@@ -43,6 +43,16 @@ pub trait CausalLm {
     fn capacity(&self) -> usize;
 }
 
+/// Checks host token ids before a forward pass: at least one, each inside
+/// the vocabulary (an id outside it would read past the embedding table).
+pub fn check_tokens(tokens: &[u32], vocab_size: usize) -> Result<()> {
+    ensure!(!tokens.is_empty(), "no tokens to run");
+    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab_size) {
+        anyhow::bail!("token id {bad} is outside the vocabulary ({vocab_size})");
+    }
+    Ok(())
+}
+
 /// How attention is masked for `tokens` new queries after `position`
 /// cached tokens. Query i (absolute position + i) sees keys 0..=position+i.
 #[derive(Clone, Debug, PartialEq, Eq)]

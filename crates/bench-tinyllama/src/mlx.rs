@@ -15,7 +15,7 @@ use mlx_rs::transforms::{async_eval, eval};
 use mlx_rs::{nn, Array, Dtype};
 
 use crate::config::LlamaConfig;
-use crate::generate::{AttentionMask, CausalLm, Logits};
+use crate::generate::{check_tokens, AttentionMask, CausalLm, Logits};
 use crate::weights::WeightSource;
 
 /// Llama for causal language modelling, with its key/value cache.
@@ -154,17 +154,8 @@ impl Llama {
 
 impl CausalLm for Llama {
     fn forward(&mut self, tokens: &[u32], logits: Logits) -> Result<HostTensor> {
-        ensure!(!tokens.is_empty(), "no tokens to run");
+        check_tokens(tokens, self.config.vocab_size)?;
         self.check_room(tokens.len())?;
-        if let Some(&bad) = tokens
-            .iter()
-            .find(|&&t| t as usize >= self.config.vocab_size)
-        {
-            anyhow::bail!(
-                "token id {bad} is outside the vocabulary ({})",
-                self.config.vocab_size
-            );
-        }
         let ids = Array::from_slice(tokens, &[1, tokens.len() as i32]);
         let out = self.forward_ids(&ids, logits)?;
         // One evaluation of the whole step, cache writes included.
@@ -325,27 +316,5 @@ fn upload(tensor: &HostTensor, dtype: Dtype) -> Result<Array> {
     Ok(array)
 }
 
-/// The bandwidth ceiling: y = 2x over a large buffer (STREAM's "scale"),
-/// as bench-transfer measures it.
-pub struct Scale {
-    x: Array,
-}
-
-impl Scale {
-    pub fn new(runtime: &MlxRuntime, elements: usize) -> Result<Self> {
-        let x = mlx_rs::ops::ones::<f32>(&[elements as i32])?.as_dtype(runtime.dtype())?;
-        x.eval()?;
-        Ok(Self { x })
-    }
-
-    pub fn element_bytes(&self) -> usize {
-        self.x.item_size()
-    }
-
-    pub fn run(&self) -> Result<()> {
-        self.x
-            .multiply(Array::from_f32(2.0).as_dtype(self.x.dtype())?)?
-            .eval()?;
-        Ok(())
-    }
-}
+/// The bandwidth ceiling (y = 2x), shared with the other benchmarks.
+pub use fw_mlx::Scale;

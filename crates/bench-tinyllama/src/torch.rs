@@ -10,7 +10,7 @@ use fw_torch::{to_host_f32, TorchRuntime};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::LlamaConfig;
-use crate::generate::{rope_inverse_frequencies, AttentionMask, CausalLm, Logits};
+use crate::generate::{check_tokens, rope_inverse_frequencies, AttentionMask, CausalLm, Logits};
 use crate::weights::WeightSource;
 
 /// Llama for causal language modelling, with its key/value cache.
@@ -168,17 +168,8 @@ impl Llama {
 impl CausalLm for Llama {
     fn forward(&mut self, tokens: &[u32], logits: Logits) -> Result<HostTensor> {
         let _no_grad = tch::no_grad_guard();
-        ensure!(!tokens.is_empty(), "no tokens to run");
+        check_tokens(tokens, self.config.vocab_size)?;
         self.check_room(tokens.len())?;
-        if let Some(&bad) = tokens
-            .iter()
-            .find(|&&t| t as usize >= self.config.vocab_size)
-        {
-            anyhow::bail!(
-                "token id {bad} is outside the vocabulary ({})",
-                self.config.vocab_size
-            );
-        }
         let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
         let ids = Tensor::from_slice(&ids)
             .view([1, tokens.len() as i64])
@@ -337,25 +328,5 @@ fn upload(tensor: &HostTensor, kind: Kind, device: Device) -> Tensor {
         .to_kind(kind)
 }
 
-/// The bandwidth ceiling: y = 2x over a large buffer (STREAM's "scale"),
-/// as bench-transfer measures it.
-pub struct Scale {
-    x: Tensor,
-}
-
-impl Scale {
-    pub fn new(runtime: &TorchRuntime, elements: usize) -> Result<Self> {
-        let x = Tensor::ones([elements as i64], (runtime.kind(), runtime.tch_device()));
-        Ok(Self { x })
-    }
-
-    pub fn element_bytes(&self) -> usize {
-        self.x.kind().elt_size_in_bytes()
-    }
-
-    pub fn run(&self) -> Result<()> {
-        let _no_grad = tch::no_grad_guard();
-        let _ = &self.x * 2.0;
-        Ok(())
-    }
-}
+/// The bandwidth ceiling (y = 2x), shared with the other benchmarks.
+pub use fw_torch::Scale;

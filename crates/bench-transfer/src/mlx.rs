@@ -91,29 +91,8 @@ impl Matmul {
     }
 }
 
-/// The bandwidth ceiling: y = 2x over a large buffer (STREAM's "scale").
-pub struct Scale {
-    x: Array,
-}
-
-impl Scale {
-    pub fn new(runtime: &MlxRuntime, elements: usize) -> Result<Self> {
-        let x = mlx_rs::ops::ones::<f32>(&[elements as i32])?.as_dtype(runtime.dtype())?;
-        x.eval()?;
-        Ok(Self { x })
-    }
-
-    pub fn element_bytes(&self) -> usize {
-        self.x.item_size()
-    }
-
-    pub fn run(&self) -> Result<()> {
-        self.x
-            .multiply(Array::from_f32(2.0).as_dtype(self.x.dtype())?)?
-            .eval()?;
-        Ok(())
-    }
-}
+/// The bandwidth ceiling (y = 2x), shared with the other benchmarks.
+pub use fw_mlx::Scale;
 
 fn from_host(tensor: &HostTensor) -> Result<Array> {
     let shape: Vec<i32> = tensor.shape.iter().map(|&d| d as i32).collect();

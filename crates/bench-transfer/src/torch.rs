@@ -89,27 +89,8 @@ impl Matmul {
     }
 }
 
-/// The bandwidth ceiling: y = 2x over a large buffer (STREAM's "scale").
-pub struct Scale {
-    x: Tensor,
-}
-
-impl Scale {
-    pub fn new(runtime: &TorchRuntime, elements: usize) -> Result<Self> {
-        let x = Tensor::ones([elements as i64], (runtime.kind(), runtime.tch_device()));
-        Ok(Self { x })
-    }
-
-    pub fn element_bytes(&self) -> usize {
-        self.x.kind().elt_size_in_bytes()
-    }
-
-    pub fn run(&self) -> Result<()> {
-        let _no_grad = tch::no_grad_guard();
-        let _ = &self.x * 2.0;
-        Ok(())
-    }
-}
+/// The bandwidth ceiling (y = 2x), shared with the other benchmarks.
+pub use fw_torch::Scale;
 
 fn from_host(tensor: &HostTensor) -> Result<Tensor> {
     let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();

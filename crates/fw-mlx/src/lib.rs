@@ -2,8 +2,10 @@
 //! a benchmark's `mlx.rs` holds model code only. Mirrors `fw-torch`.
 
 pub mod blas;
+pub mod ceiling;
 mod runtime;
 mod weights;
 
+pub use ceiling::Scale;
 pub use runtime::{configure_process, gpu_backend, version, MlxRuntime, HOOKS};
 pub use weights::{load_safetensors, to_host_f32};

@@ -1,0 +1,33 @@
+//! The device's memory-bandwidth ceiling through MLX, shared by the
+//! benchmarks that report it (bench-transfer, bench-tinyllama).
+
+use anyhow::Result;
+use mlx_rs::Array;
+
+use crate::MlxRuntime;
+
+/// y = 2x over a large buffer (STREAM's "scale"): bytes read plus bytes
+/// written per pass, in the runtime's dtype.
+pub struct Scale {
+    x: Array,
+}
+
+impl Scale {
+    pub fn new(runtime: &MlxRuntime, elements: usize) -> Result<Self> {
+        let x = mlx_rs::ops::ones::<f32>(&[elements as i32])?.as_dtype(runtime.dtype())?;
+        x.eval()?;
+        Ok(Self { x })
+    }
+
+    pub fn element_bytes(&self) -> usize {
+        self.x.item_size()
+    }
+
+    /// One pass, evaluated.
+    pub fn run(&self) -> Result<()> {
+        self.x
+            .multiply(Array::from_f32(2.0).as_dtype(self.x.dtype())?)?
+            .eval()?;
+        Ok(())
+    }
+}
