@@ -3,10 +3,10 @@
 //! `cargo xtask bench` is the suite's runner; this gives Criterion's
 //! statistics and regression tracking for one crate.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bench_bert::{mlx, permutation, torch, FineTune, FineTuneConfig, LabelledBatch, Prepared};
-use bench_core::{DeviceKind, Precision, Preset, Runtime};
+use bench_core::{time_iterations, DeviceKind, Precision, Preset, Runtime};
 use criterion::{criterion_group, criterion_main, Criterion};
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
@@ -19,15 +19,13 @@ fn timed(
     trainer: &mut impl FineTune,
     batches: &[LabelledBatch],
 ) -> Duration {
-    runtime.synchronize().expect("synchronise");
-    let start = Instant::now();
-    for i in 0..iters as usize {
+    let mut next = 0;
+    time_iterations(runtime, iters, || {
         trainer
-            .step(&batches[i % batches.len()])
+            .step(&batches[next % batches.len()])
             .expect("training step");
-    }
-    runtime.synchronize().expect("synchronise");
-    start.elapsed()
+        next += 1;
+    })
 }
 
 fn bert(c: &mut Criterion) {

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use bench_core::host::HostTensor;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 
 use crate::config::BertConfig;
 
@@ -53,7 +53,7 @@ impl Checkpoint {
                     view.shape()
                 );
             }
-            let data = to_f32(view.dtype(), view.data())
+            let data = model_hub::floats::to_f32(view.dtype(), view.data())
                 .with_context(|| format!("{}: tensor {stored}", path.display()))?;
             tensors.insert(name, HostTensor::new(shape, data)?);
         }
@@ -141,22 +141,6 @@ fn check_presence(
     )
 }
 
-fn to_f32(dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
-    let words = |width: usize| bytes.chunks_exact(width);
-    Ok(match dtype {
-        Dtype::F32 => words(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => words(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => words(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        other => bail!("has dtype {other:?}; expected F32, F16 or BF16"),
-    })
-}
-
 /// Normal(0, std) values from the suite's seeded uniform generator
 /// (Box-Muller), identical on every platform.
 pub fn normal(shape: Vec<usize>, std: f32, seed: u64) -> HostTensor {
@@ -185,15 +169,5 @@ mod tests {
         assert!(mean.abs() < 1e-3, "mean {mean}");
         assert!((var.sqrt() - 0.02).abs() < 1e-3, "std {}", var.sqrt());
         assert_eq!(values, normal(vec![20_000], 0.02, 5).data);
-    }
-
-    #[test]
-    fn half_precision_files_are_widened() {
-        let bytes: Vec<u8> = [1.5f32, -2.0]
-            .iter()
-            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-            .collect();
-        assert_eq!(to_f32(Dtype::BF16, &bytes).unwrap(), [1.5, -2.0]);
-        assert!(to_f32(Dtype::I64, &[0; 8]).is_err());
     }
 }

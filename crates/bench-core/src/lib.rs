@@ -15,7 +15,7 @@ pub mod stats;
 
 pub use cell::{Cell, DeviceKind, Framework, Precision, Preset};
 pub use error::Unavailable;
-pub use measure::{measure, MeasureSettings};
+pub use measure::{measure, time_iterations, MeasureSettings};
 pub use record::{CaseResult, Record, Throughput};
 pub use runtime::Runtime;
 pub use stats::Summary;

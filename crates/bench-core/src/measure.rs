@@ -84,3 +84,16 @@ pub fn measure(
     }
     Ok(samples)
 }
+
+/// Times `iterations` calls of `step` back to back between two device
+/// synchronisations: the body of a Criterion `iter_custom`, so that the
+/// crates' Criterion harnesses synchronise as [`measure`] does.
+pub fn time_iterations(runtime: &dyn Runtime, iterations: u64, mut step: impl FnMut()) -> Duration {
+    runtime.synchronize().expect("synchronise");
+    let start = Instant::now();
+    for _ in 0..iterations {
+        step();
+    }
+    runtime.synchronize().expect("synchronise");
+    start.elapsed()
+}

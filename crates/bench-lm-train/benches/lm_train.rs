@@ -3,9 +3,9 @@
 //! `cargo xtask bench` is the suite's runner; this gives Criterion's
 //! statistics and regression tracking for one crate.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bench_core::{DeviceKind, Precision, Preset, Runtime};
+use bench_core::{time_iterations, DeviceKind, Precision, Preset};
 use bench_lm_train::{checkpoint, mlx, torch, Dataset, LmConfig};
 use criterion::{criterion_group, criterion_main, Criterion};
 use fw_mlx::MlxRuntime;
@@ -13,17 +13,6 @@ use fw_torch::TorchRuntime;
 
 /// Batches uploaded before timing; the steps cycle through them.
 const BATCHES: usize = 8;
-
-/// Times `iters` steps between two synchronisations.
-fn timed(runtime: &dyn Runtime, iters: u64, mut step: impl FnMut()) -> Duration {
-    runtime.synchronize().expect("synchronise");
-    let start = Instant::now();
-    for _ in 0..iters {
-        step();
-    }
-    runtime.synchronize().expect("synchronise");
-    start.elapsed()
-}
 
 fn lm_train(c: &mut Criterion) {
     let threads = bench_core::env::default_threads();
@@ -48,7 +37,7 @@ fn lm_train(c: &mut Criterion) {
     let mut next = 0;
     group.bench_function("step/mlx", |b| {
         b.iter_custom(|iters| {
-            timed(&mlx_rt, iters, || {
+            time_iterations(&mlx_rt, iters, || {
                 mlx_trainer
                     .train_step(&mlx_batches[next % BATCHES])
                     .expect("MLX step");
@@ -69,7 +58,7 @@ fn lm_train(c: &mut Criterion) {
     let mut next = 0;
     group.bench_function("step/torch", |b| {
         b.iter_custom(|iters| {
-            timed(&torch_rt, iters, || {
+            time_iterations(&torch_rt, iters, || {
                 torch_trainer
                     .train_step(&torch_batches[next % BATCHES])
                     .expect("PyTorch step");

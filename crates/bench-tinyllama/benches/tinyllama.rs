@@ -4,9 +4,9 @@
 //! `cargo xtask bench` is the suite's runner; this gives Criterion's
 //! statistics and regression tracking for one crate.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bench_core::{DeviceKind, Precision, Preset, Runtime};
+use bench_core::{time_iterations, DeviceKind, Precision, Preset, Runtime};
 use bench_tinyllama::tokenizer::LlamaTokenizer;
 use bench_tinyllama::weights::RandomWeights;
 use bench_tinyllama::workload::build_prompt;
@@ -14,17 +14,6 @@ use bench_tinyllama::{mlx, torch, CausalLm, GenerationConfig, LlamaConfig, Logit
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode};
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
-
-/// Times `iters` calls between two synchronisations.
-fn timed(runtime: &dyn Runtime, iters: u64, mut step: impl FnMut()) -> Duration {
-    runtime.synchronize().expect("synchronise");
-    let start = Instant::now();
-    for _ in 0..iters {
-        step();
-    }
-    runtime.synchronize().expect("synchronise");
-    start.elapsed()
-}
 
 /// The prompt pass from an empty cache, and one step after the prompt.
 fn bench_model(
@@ -36,7 +25,7 @@ fn bench_model(
 ) {
     group.bench_function(format!("prompt-{}/{name}", prompt.len()), |b| {
         b.iter_custom(|iters| {
-            timed(runtime, iters, || {
+            time_iterations(runtime, iters, || {
                 model.reset();
                 model.forward(prompt, Logits::Last).expect("prompt pass");
             })
@@ -46,7 +35,7 @@ fn bench_model(
     model.forward(prompt, Logits::Last).expect("prompt pass");
     group.bench_function(format!("generate-step/{name}"), |b| {
         b.iter_custom(|iters| {
-            timed(runtime, iters, || {
+            time_iterations(runtime, iters, || {
                 model.truncate(prompt.len());
                 model.forward(&[prompt[1]], Logits::Last).expect("step");
             })

@@ -7,9 +7,9 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use bench_core::host::HostTensor;
-use safetensors::tensor::{Dtype, TensorInfo};
+use safetensors::tensor::TensorInfo;
 
 use crate::config::{TensorKind, TensorSpec};
 
@@ -191,7 +191,7 @@ impl WeightSource for SafetensorsWeights {
         file.seek(SeekFrom::Start(stored.data_start + start as u64))
             .and_then(|_| file.read_exact(&mut bytes))
             .with_context(|| format!("reading {} from {}", spec.name, stored.file.display()))?;
-        let data = to_f32(&bytes, stored.info.dtype)
+        let data = model_hub::floats::to_f32(stored.info.dtype, &bytes)
             .with_context(|| format!("tensor {} in {}", spec.name, stored.file.display()))?;
         HostTensor::new(spec.shape.clone(), data)
     }
@@ -227,24 +227,6 @@ fn read_header(path: &Path) -> Result<(u64, Vec<(String, TensorInfo)>)> {
         tensors.push((name, info));
     }
     Ok((8 + length, tensors))
-}
-
-fn to_f32(bytes: &[u8], dtype: Dtype) -> Result<Vec<f32>> {
-    Ok(match dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        other => bail!("dtype {other:?} is not a float weight type (F32, F16, BF16)"),
-    })
 }
 
 #[cfg(test)]

@@ -2,24 +2,13 @@
 //! the CPU, both twins, float32. `cargo xtask bench` is the suite's runner;
 //! this gives Criterion's statistics and regression tracking for one crate.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bench_core::{DeviceKind, Precision, Preset, Runtime};
+use bench_core::{time_iterations, DeviceKind, Precision, Preset};
 use bench_transfer::{mlx, torch, CeilingConfig, SwitchConfig};
 use criterion::{criterion_group, criterion_main, Criterion};
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
-
-/// Times `iters` steps between two synchronisations.
-fn timed(runtime: &dyn Runtime, iters: u64, mut step: impl FnMut()) -> Duration {
-    runtime.synchronize().expect("synchronise");
-    let start = Instant::now();
-    for _ in 0..iters {
-        step();
-    }
-    runtime.synchronize().expect("synchronise");
-    start.elapsed()
-}
 
 fn transfer(c: &mut Criterion) {
     let threads = bench_core::env::default_threads();
@@ -38,14 +27,16 @@ fn transfer(c: &mut Criterion) {
     let mut mlx_switch = mlx::Switch::new(&mlx_rt, &inputs).expect("MLX inputs");
     group.bench_function("switch-iteration/mlx", |b| {
         b.iter_custom(|iters| {
-            timed(&mlx_rt, iters, || {
+            time_iterations(&mlx_rt, iters, || {
                 mlx_switch.iterate().expect("MLX iteration")
             })
         })
     });
     let mlx_matmul = mlx::Matmul::new(&mlx_rt, ceilings.matmul_size, 0).expect("MLX matmul");
     group.bench_function("matmul/mlx", |b| {
-        b.iter_custom(|iters| timed(&mlx_rt, iters, || mlx_matmul.run().expect("MLX matmul")))
+        b.iter_custom(|iters| {
+            time_iterations(&mlx_rt, iters, || mlx_matmul.run().expect("MLX matmul"))
+        })
     });
 
     let torch_rt =
@@ -53,7 +44,7 @@ fn transfer(c: &mut Criterion) {
     let mut torch_switch = torch::Switch::new(&torch_rt, &inputs).expect("PyTorch inputs");
     group.bench_function("switch-iteration/torch", |b| {
         b.iter_custom(|iters| {
-            timed(&torch_rt, iters, || {
+            time_iterations(&torch_rt, iters, || {
                 torch_switch.iterate().expect("PyTorch iteration")
             })
         })
@@ -62,7 +53,7 @@ fn transfer(c: &mut Criterion) {
         torch::Matmul::new(&torch_rt, ceilings.matmul_size, 0).expect("PyTorch matmul");
     group.bench_function("matmul/torch", |b| {
         b.iter_custom(|iters| {
-            timed(&torch_rt, iters, || {
+            time_iterations(&torch_rt, iters, || {
                 torch_matmul.run().expect("PyTorch matmul")
             })
         })

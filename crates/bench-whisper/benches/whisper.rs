@@ -3,26 +3,15 @@
 //! encoder of one window and the whole transcription. `cargo xtask bench`
 //! is the suite's runner; this gives Criterion's statistics for one crate.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bench_core::{DeviceKind, Precision, Runtime};
+use bench_core::{time_iterations, DeviceKind, Precision, Runtime};
 use bench_whisper::pipeline::WhisperTwin;
 use bench_whisper::source::{SourcePreference, DEFAULT_MODEL};
 use bench_whisper::{mlx, torch, Options, Workload};
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
-
-/// Times `iters` steps between two synchronisations.
-fn timed(runtime: &dyn Runtime, iters: u64, mut step: impl FnMut()) -> Duration {
-    runtime.synchronize().expect("synchronise");
-    let start = Instant::now();
-    for _ in 0..iters {
-        step();
-    }
-    runtime.synchronize().expect("synchronise");
-    start.elapsed()
-}
 
 fn bench_twin<T: WhisperTwin>(
     group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -35,7 +24,7 @@ fn bench_twin<T: WhisperTwin>(
     let windows = transcriber.windows(&work.audio.samples).expect("log-mel");
     group.bench_function(format!("encode/{name}"), |b| {
         b.iter_custom(|iters| {
-            timed(runtime, iters, || {
+            time_iterations(runtime, iters, || {
                 let features = twin.encode(&windows[0]).expect("encode");
                 twin.cross_kv(&features).expect("cross K/V");
             })
@@ -43,7 +32,7 @@ fn bench_twin<T: WhisperTwin>(
     });
     group.bench_function(format!("transcribe/{name}"), |b| {
         b.iter_custom(|iters| {
-            timed(runtime, iters, || {
+            time_iterations(runtime, iters, || {
                 transcriber
                     .transcribe(twin, &work.audio.samples)
                     .expect("transcribe");

@@ -179,32 +179,12 @@ pub fn from_hf_safetensors(path: &Path, dims: &ModelDims) -> Result<WeightSet> {
             .tensor(&long)
             .or_else(|_| file.tensor(&short))
             .with_context(|| format!("{} has no tensor {long}", path.display()))?;
-        let data = safetensor_to_f32(&view)
+        let data = model_hub::floats::to_f32(view.dtype(), view.data())
             .with_context(|| format!("{}: tensor {long}", path.display()))?;
         weights.insert(name.clone(), HostTensor::new(view.shape().to_vec(), data)?);
     }
     weights.validate(dims, &path.display().to_string())?;
     Ok(weights)
-}
-
-fn safetensor_to_f32(view: &safetensors::tensor::TensorView<'_>) -> Result<Vec<f32>> {
-    use safetensors::Dtype;
-    let bytes = view.data();
-    Ok(match view.dtype() {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => bytes
-            .chunks_exact(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        other => bail!("dtype {other:?} is not a float type this reader converts"),
-    })
 }
 
 /// Reads a CTranslate2 Whisper model, splitting its fused projections:

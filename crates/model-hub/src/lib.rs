@@ -3,6 +3,8 @@
 //! `HF_HUB_OFFLINE=1`), the registry copy from `data/assets.toml` is used.
 //! Every result row records which one it was.
 
+pub mod floats;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
