@@ -10,6 +10,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use bench_core::record::{read_records, Record, Status};
+use bench_core::Summary;
 
 use crate::suite;
 
@@ -237,14 +238,14 @@ fn reference_table(records: &[Record]) -> String {
         let _ = write!(out, "| {machine} | {preset} | {precision} |");
         for (twin, reference) in PAIRS {
             let (t, r) = (
-                found.get(twin).map(|rows| RunSpread::of(rows)),
-                found.get(reference).map(|rows| RunSpread::of(rows)),
+                found.get(twin).and_then(|rows| latest_code_runs(rows)),
+                found.get(reference).and_then(|rows| latest_code_runs(rows)),
             );
             let ratio = match (&t, &r) {
                 (Some(t), Some(r)) => format!("{:.2}x", t.median / r.median),
                 _ => "-".into(),
             };
-            let show = |v: &Option<RunSpread>| v.as_ref().map_or("-".into(), RunSpread::describe);
+            let show = |v: &Option<Summary>| v.as_ref().map_or("-".into(), describe_runs);
             let _ = write!(out, " {} | {} | {ratio} |", show(&t), show(&r));
         }
         out.push('\n');
@@ -252,50 +253,25 @@ fn reference_table(records: &[Record]) -> String {
     out
 }
 
-/// A throughput over the runs of one code version.
-struct RunSpread {
-    median: f64,
-    min: f64,
-    max: f64,
-    runs: usize,
+/// The throughputs of the runs that share the latest row's git commit.
+fn latest_code_runs(rows: &[&Record]) -> Option<Summary> {
+    let latest = rows.iter().max_by(|a, b| a.timestamp.cmp(&b.timestamp))?;
+    let values: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.git_commit == latest.git_commit)
+        .filter_map(|r| r.throughput)
+        .collect();
+    Summary::of(&values).ok()
 }
 
-impl RunSpread {
-    /// Over the rows that share the latest row's git commit.
-    fn of(rows: &[&Record]) -> Self {
-        let latest = rows
-            .iter()
-            .max_by(|a, b| a.timestamp.cmp(&b.timestamp))
-            .expect("a group has rows");
-        let mut values: Vec<f64> = rows
-            .iter()
-            .filter(|r| r.git_commit == latest.git_commit)
-            .filter_map(|r| r.throughput)
-            .collect();
-        values.sort_by(f64::total_cmp);
-        let n = values.len();
-        let median = if n % 2 == 1 {
-            values[n / 2]
-        } else {
-            (values[n / 2 - 1] + values[n / 2]) / 2.0
-        };
-        Self {
-            median,
-            min: values[0],
-            max: values[n - 1],
-            runs: n,
-        }
-    }
-
-    fn describe(&self) -> String {
-        if self.runs == 1 {
-            format!("{:.1}", self.median)
-        } else {
-            format!(
-                "{:.1} ({:.1}-{:.1}, {} runs)",
-                self.median, self.min, self.max, self.runs
-            )
-        }
+fn describe_runs(runs: &Summary) -> String {
+    if runs.n == 1 {
+        format!("{:.1}", runs.median)
+    } else {
+        format!(
+            "{:.1} ({:.1}-{:.1}, {} runs)",
+            runs.median, runs.min, runs.max, runs.n
+        )
     }
 }
 

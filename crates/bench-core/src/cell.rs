@@ -62,16 +62,6 @@ macro_rules! display_as_value_name {
 }
 display_as_value_name!(Framework, DeviceKind, Precision, Preset);
 
-impl Framework {
-    /// The name used in reports.
-    pub fn display_name(self) -> &'static str {
-        match self {
-            Framework::Mlx => "MLX",
-            Framework::Torch => "PyTorch",
-        }
-    }
-}
-
 /// Everything one benchmark run needs to know about its cell.
 #[derive(Clone, Debug)]
 pub struct Cell {

@@ -74,11 +74,7 @@ pub fn measure(
         if samples.len() >= settings.min_repetitions.max(1) && spent >= settings.time_budget {
             break;
         }
-        runtime.synchronize()?;
-        let start = Instant::now();
-        step()?;
-        runtime.synchronize()?;
-        let elapsed = start.elapsed();
+        let elapsed = synchronized(runtime, &mut step)?;
         spent += elapsed;
         samples.push(elapsed.as_secs_f64());
     }
@@ -89,11 +85,20 @@ pub fn measure(
 /// synchronisations: the body of a Criterion `iter_custom`, so that the
 /// crates' Criterion harnesses synchronise as [`measure`] does.
 pub fn time_iterations(runtime: &dyn Runtime, iterations: u64, mut step: impl FnMut()) -> Duration {
-    runtime.synchronize().expect("synchronise");
+    synchronized(runtime, || {
+        (0..iterations).for_each(|_| step());
+        Ok(())
+    })
+    .expect("synchronise")
+}
+
+/// The wall time of `work`, with the device synchronised before the clock
+/// starts (so earlier queued work is not billed to it) and before it stops
+/// (so its lazy or asynchronous work is).
+fn synchronized(runtime: &dyn Runtime, work: impl FnOnce() -> Result<()>) -> Result<Duration> {
+    runtime.synchronize()?;
     let start = Instant::now();
-    for _ in 0..iterations {
-        step();
-    }
-    runtime.synchronize().expect("synchronise");
-    start.elapsed()
+    work()?;
+    runtime.synchronize()?;
+    Ok(start.elapsed())
 }

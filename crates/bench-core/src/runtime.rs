@@ -1,6 +1,6 @@
 //! The one interface between the harness and a framework.
 
-use crate::cell::{DeviceKind, Framework, Precision};
+use crate::cell::DeviceKind;
 
 /// A framework, bound to one device and precision for the life of a process.
 ///
@@ -8,17 +8,13 @@ use crate::cell::{DeviceKind, Framework, Precision};
 /// before reading the clock and to read memory figures; benchmarks use the
 /// adapters' own types for model code.
 pub trait Runtime {
-    fn framework(&self) -> Framework;
     fn device(&self) -> DeviceKind;
-    fn precision(&self) -> Precision;
     /// Waits until all work queued on the device has finished.
     fn synchronize(&self) -> anyhow::Result<()>;
     /// Peak memory the framework's allocator reports since the last reset,
     /// where it reports one.
     fn peak_memory_bytes(&self) -> Option<u64>;
     fn reset_peak_memory(&self);
-    /// The framework's library version, e.g. "0.32.2" or "2.11.0+cpu".
-    fn version(&self) -> String;
     /// A one-line description of the device, e.g. "cpu" or "cuda:0 NVIDIA H100".
     fn device_description(&self) -> String;
 }

@@ -8,8 +8,7 @@ use anyhow::{bail, Result};
 use bench_core::cli::{self, Benchmark, CellOutput, FrameworkHooks, RunnerArgs};
 use bench_core::record::{read_records, Status};
 use bench_core::{
-    measure, CaseResult, Cell, DeviceKind, Framework, MeasureSettings, Precision, Runtime,
-    Unavailable,
+    measure, CaseResult, Cell, DeviceKind, Framework, MeasureSettings, Runtime, Unavailable,
 };
 use clap::Parser;
 
@@ -19,14 +18,8 @@ struct FakeRuntime {
 }
 
 impl Runtime for FakeRuntime {
-    fn framework(&self) -> Framework {
-        Framework::Mlx
-    }
     fn device(&self) -> DeviceKind {
         DeviceKind::Cpu
-    }
-    fn precision(&self) -> Precision {
-        Precision::F32
     }
     fn synchronize(&self) -> Result<()> {
         self.syncs.set(self.syncs.get() + 1);
@@ -36,9 +29,6 @@ impl Runtime for FakeRuntime {
         None
     }
     fn reset_peak_memory(&self) {}
-    fn version(&self) -> String {
-        "fake".into()
-    }
     fn device_description(&self) -> String {
         "fake cpu".into()
     }
@@ -63,6 +53,15 @@ fn warmup_is_untimed_and_every_timed_step_is_bracketed_by_syncs() {
     assert_eq!(steps, 6);
     // one sync after each warm-up step, two around each timed step
     assert_eq!(runtime.syncs.get(), 2 + 2 * 4);
+}
+
+#[test]
+fn criterion_iterations_run_back_to_back_between_two_syncs() {
+    let runtime = FakeRuntime::default();
+    let mut calls = 0;
+    bench_core::time_iterations(&runtime, 5, || calls += 1);
+    assert_eq!(calls, 5);
+    assert_eq!(runtime.syncs.get(), 2);
 }
 
 #[test]

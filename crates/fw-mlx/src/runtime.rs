@@ -139,16 +139,8 @@ impl MlxRuntime {
 }
 
 impl Runtime for MlxRuntime {
-    fn framework(&self) -> Framework {
-        Framework::Mlx
-    }
-
     fn device(&self) -> DeviceKind {
         self.device
-    }
-
-    fn precision(&self) -> Precision {
-        self.precision
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -172,10 +164,6 @@ impl Runtime for MlxRuntime {
 
     fn reset_peak_memory(&self) {
         let _ = mlx_rs::memory::reset_peak_memory();
-    }
-
-    fn version(&self) -> String {
-        version()
     }
 
     fn device_description(&self) -> String {

@@ -132,16 +132,8 @@ impl TorchRuntime {
 }
 
 impl Runtime for TorchRuntime {
-    fn framework(&self) -> Framework {
-        Framework::Torch
-    }
-
     fn device(&self) -> DeviceKind {
         self.device
-    }
-
-    fn precision(&self) -> Precision {
-        self.precision
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -163,10 +155,6 @@ impl Runtime for TorchRuntime {
     }
 
     fn reset_peak_memory(&self) {}
-
-    fn version(&self) -> String {
-        version()
-    }
 
     fn device_description(&self) -> String {
         match self.tch_device {
