@@ -96,17 +96,9 @@ fn fill(root: &Path, dir: &Path, benches: &[suite::BenchCrate], args: &BundleArg
         dir.join("install-mlx-cuda.sh"),
     )?;
     fs::write(dir.join("run.sh"), RUN_SH)?;
-    let commit =
-        git(root, &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = git(root, &["status", "--porcelain", "--untracked-files=no"])
-        .is_some_and(|s| !s.is_empty());
     fs::write(
         dir.join("COMMIT"),
-        if dirty {
-            format!("{commit}-dirty\n")
-        } else {
-            format!("{commit}\n")
-        },
+        format!("{}\n", bench_core::env::checkout_commit(root)),
     )?;
     write_manifest(dir)
 }
@@ -208,7 +200,7 @@ fn pack_mlx_cuda(root: &Path, payload: &Path, sm: u32) -> Result<()> {
             .arg(payload.join("include.tar.xz"))
             .arg("mlx/include"),
     )?;
-    fs::write(payload.join("VERSION"), "0.32.2\n")?;
+    fs::write(payload.join("VERSION"), format!("{}\n", pins::MLX_VERSION))?;
     pack_openblas(payload)
 }
 
@@ -217,11 +209,7 @@ fn pack_mlx_cuda(root: &Path, payload: &Path, sm: u32) -> Result<()> {
 /// carry this machine's OpenBLAS, with the Fortran runtime it needs, for
 /// run.sh to put behind MLX's BLAS and LAPACK names as set-up does here.
 fn pack_openblas(payload: &Path) -> Result<()> {
-    let openblas = pins::OPENBLAS_CANDIDATES
-        .iter()
-        .map(Path::new)
-        .find(|path| path.exists())
-        .context("OpenBLAS not found: install libopenblas0-pthread")?;
+    let openblas = pins::find_openblas()?;
     let staging = payload.join("openblas");
     fs::create_dir_all(&staging)?;
     let lib_dir = openblas.parent().expect("a library folder");
@@ -256,18 +244,6 @@ fn run_command(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn git(root: &Path, args: &[&str]) -> Option<String> {
-    let output = Command::new("git")
-        .current_dir(root)
-        .args(args)
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     ensure!(
         from.is_dir(),
@@ -280,7 +256,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         let target = to.join(entry.file_name());
         if entry.file_type()?.is_dir() {
             copy_tree(&entry.path(), &target)?;
-        } else if entry.file_name() != ".setup-complete" {
+        } else if entry.file_name() != setup::STAMP {
             fs::copy(entry.path(), &target)?;
         }
     }

@@ -1,5 +1,6 @@
 //! Every download of the set-up, pinned by version and sha256.
 
+use anyhow::Context;
 use serde::Deserialize;
 
 /// Where a pinned package comes from, and so which client fetches it.
@@ -131,6 +132,23 @@ pub const OPENBLAS_CANDIDATES: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
     "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
 ];
+
+/// The first of [`OPENBLAS_CANDIDATES`] that exists.
+pub fn find_openblas() -> anyhow::Result<&'static std::path::Path> {
+    OPENBLAS_CANDIDATES
+        .iter()
+        .map(std::path::Path::new)
+        .find(|path| path.exists())
+        .with_context(|| {
+            format!(
+                "OpenBLAS not found at {}: install the Debian package libopenblas0-pthread",
+                OPENBLAS_CANDIDATES.join(" or ")
+            )
+        })
+}
+
+/// The MLX release every MLX pin here is of.
+pub const MLX_VERSION: &str = "0.32.2";
 
 /// Folder names under `.cache/`; `.cargo/config.toml` names the same.
 pub const MLX_DIR: &str = "mlx-0.32.2";

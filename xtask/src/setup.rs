@@ -117,16 +117,7 @@ fn ensure_mlx(cache: &Path) -> Result<()> {
 /// both (by the names libmlx.so asks for) at OpenBLAS, keeping the
 /// originals beside them as `*.reference`.
 fn use_openblas(libs: &Path) -> Result<()> {
-    let openblas = pins::OPENBLAS_CANDIDATES
-        .iter()
-        .map(Path::new)
-        .find(|path| path.exists())
-        .with_context(|| {
-            format!(
-                "OpenBLAS not found at {}: install the Debian package libopenblas0-pthread",
-                pins::OPENBLAS_CANDIDATES.join(" or ")
-            )
-        })?;
+    let openblas = pins::find_openblas()?;
     for entry in fs::read_dir(libs).with_context(|| format!("reading {}", libs.display()))? {
         let path = entry?.path();
         let name = path
@@ -334,7 +325,7 @@ fn require_files(dir: &Path, files: &[&str]) -> Result<()> {
     Ok(())
 }
 
-const STAMP: &str = ".setup-complete";
+pub const STAMP: &str = ".setup-complete";
 
 pub fn finished(dir: &Path, stamp: &str) -> bool {
     fs::read_to_string(dir.join(STAMP)).is_ok_and(|text| text.trim() == stamp.trim())

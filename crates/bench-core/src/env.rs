@@ -1,5 +1,6 @@
 //! The environment that produced a result: machine, libraries, commit, date.
 
+use std::path::Path;
 use std::process::Command;
 
 use sysinfo::System;
@@ -92,13 +93,17 @@ fn apple_gpu() -> (String, String) {
 }
 
 /// `BENCH_GIT_COMMIT` where set (bundles run away from the checkout), else
-/// the checkout's HEAD, with "-dirty" when it has uncommitted changes.
+/// the current checkout's commit.
 fn git_commit() -> String {
-    if let Ok(commit) = std::env::var("BENCH_GIT_COMMIT") {
-        return commit;
-    }
+    std::env::var("BENCH_GIT_COMMIT").unwrap_or_else(|_| checkout_commit(Path::new(".")))
+}
+
+/// HEAD of the git checkout at `dir`, with "-dirty" when it has uncommitted
+/// changes; "unknown" outside a checkout.
+pub fn checkout_commit(dir: &Path) -> String {
     let run = |args: &[&str]| {
         Command::new("git")
+            .current_dir(dir)
             .args(args)
             .output()
             .ok()
