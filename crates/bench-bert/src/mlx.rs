@@ -6,7 +6,7 @@
 
 use anyhow::Result;
 use bench_core::host::HostTensor;
-use fw_mlx::{to_host_f32, MlxRuntime};
+use fw_mlx::{from_host, to_host_f32, MlxRuntime};
 use mlx_rs::builder::Builder;
 use mlx_rs::error::Exception;
 use mlx_rs::fast::{self, scaled_dot_product_attention};
@@ -103,9 +103,7 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn tensor(&self, name: &str) -> Result<Array> {
-        let host = self.checkpoint.get(name)?;
-        let shape: Vec<i32> = host.shape.iter().map(|&d| d as i32).collect();
-        Ok(Array::from_slice(&host.data, &shape))
+        Ok(from_host(self.checkpoint.get(name)?))
     }
 
     fn linear(&self, name: &str) -> Result<Linear> {

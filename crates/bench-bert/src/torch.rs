@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use bench_core::host::HostTensor;
-use fw_torch::{to_host_f32, TorchRuntime};
+use fw_torch::{from_host, to_host_f32, TorchRuntime};
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -94,9 +94,7 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn tensor(&self, name: &str) -> Result<Tensor> {
-        let host = self.checkpoint.get(name)?;
-        let shape: Vec<i64> = host.shape.iter().map(|&d| d as i64).collect();
-        Ok(Tensor::from_slice(&host.data).reshape(shape))
+        Ok(from_host(self.checkpoint.get(name)?))
     }
 
     /// The VarStore path of a dotted name (tch joins path parts with '.').

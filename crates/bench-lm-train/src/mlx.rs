@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use bench_core::host::HostTensor;
-use fw_mlx::{load_safetensors, to_host_f32, MlxRuntime};
+use fw_mlx::{from_host, load_safetensors, to_host_f32, MlxRuntime};
 use mlx_rs::builder::Builder;
 use mlx_rs::error::Exception;
 use mlx_rs::error::StateProjectionError;
@@ -474,11 +474,6 @@ impl Trainer {
         weights.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(weights)
     }
-}
-
-fn from_host(tensor: &HostTensor) -> Array {
-    let shape: Vec<i32> = tensor.shape.iter().map(|&d| d as i32).collect();
-    Array::from_slice(&tensor.data, &shape)
 }
 
 fn dims(shape: &[i32]) -> Vec<usize> {

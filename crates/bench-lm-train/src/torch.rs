@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use bench_core::host::HostTensor;
-use fw_torch::{load_safetensors, to_host_f32, TorchRuntime};
+use fw_torch::{from_host, load_safetensors, to_host_f32, TorchRuntime};
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Kind, Tensor};
 
@@ -290,11 +290,6 @@ impl Trainer {
         weights.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(weights)
     }
-}
-
-fn from_host(tensor: &HostTensor) -> Tensor {
-    let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
-    Tensor::from_slice(&tensor.data).reshape(shape)
 }
 
 fn dims(shape: &[i64]) -> Vec<usize> {

@@ -124,11 +124,11 @@ pub fn generate(
         model.capacity()
     );
     model.reset();
+    let mut tokens = Vec::with_capacity(steps + 1);
     let start = Instant::now();
     let logits = model.forward(prompt, Logits::Last)?;
     runtime.synchronize()?;
     let prefill_s = start.elapsed().as_secs_f64();
-    let mut tokens = Vec::with_capacity(steps + 1);
     let first = sampler.sample(&logits.data);
     tokens.push(first);
     let first_token_s = start.elapsed().as_secs_f64();

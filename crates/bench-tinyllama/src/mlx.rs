@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use anyhow::{ensure, Context, Result};
 use bench_core::host::HostTensor;
-use fw_mlx::{to_host_f32, MlxRuntime};
+use fw_mlx::{from_host, to_host_f32, MlxRuntime};
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::ops::indexing::argmax_axis;
 use mlx_rs::ops::indexing::{IndexOp, TryIndexMutOp};
@@ -310,8 +310,7 @@ impl KvCache {
 /// A host tensor as an MLX array of `dtype`, evaluated now so that the
 /// float32 staging copy is freed before the next tensor arrives.
 fn upload(tensor: &HostTensor, dtype: Dtype) -> Result<Array> {
-    let shape: Vec<i32> = tensor.shape.iter().map(|&d| d as i32).collect();
-    let array = Array::from_slice(&tensor.data, &shape).as_dtype(dtype)?;
+    let array = from_host(tensor).as_dtype(dtype)?;
     array.eval()?;
     Ok(array)
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use anyhow::{ensure, Context, Result};
 use bench_core::host::HostTensor;
-use fw_torch::{to_host_f32, TorchRuntime};
+use fw_torch::{from_host, to_host_f32, TorchRuntime};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::LlamaConfig;
@@ -321,11 +321,7 @@ fn rope_tables(config: &LlamaConfig, capacity: usize, device: Device) -> (Tensor
 
 /// A host tensor on `device` as `kind`.
 fn upload(tensor: &HostTensor, kind: Kind, device: Device) -> Tensor {
-    let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
-    Tensor::from_slice(&tensor.data)
-        .view(shape.as_slice())
-        .to_device(device)
-        .to_kind(kind)
+    from_host(tensor).to_device(device).to_kind(kind)
 }
 
 /// The bandwidth ceiling (y = 2x), shared with the other benchmarks.

@@ -5,7 +5,7 @@
 use anyhow::Result;
 use bench_core::host::HostTensor;
 use bench_core::{DeviceKind, Runtime};
-use fw_mlx::{to_host_f32, MlxRuntime};
+use fw_mlx::{from_host, to_host_f32, MlxRuntime};
 use mlx_rs::{transforms::eval, with_stream, Array, Stream};
 
 /// The switch loop's state: three matrices that live between iterations.
@@ -24,7 +24,7 @@ impl Switch {
             collect_three(
                 inputs
                     .each_ref()
-                    .map(|input| Ok(from_host(input)?.as_dtype(runtime.dtype())?)),
+                    .map(|input| Ok(from_host(input).as_dtype(runtime.dtype())?)),
             )
         })?;
         eval(matrices.iter())?;
@@ -77,8 +77,7 @@ impl Matmul {
     pub fn new(runtime: &MlxRuntime, size: usize, seed: u64) -> Result<Self> {
         let shape = vec![size, size];
         let [a, b] = [0, 1].map(|i| {
-            from_host(&HostTensor::uniform(shape.clone(), seed + i))
-                .and_then(|a| Ok(a.as_dtype(runtime.dtype())?))
+            from_host(&HostTensor::uniform(shape.clone(), seed + i)).as_dtype(runtime.dtype())
         });
         let (a, b) = (a?, b?);
         eval([&a, &b])?;
@@ -93,11 +92,6 @@ impl Matmul {
 
 /// The bandwidth ceiling (y = 2x), shared with the other benchmarks.
 pub use fw_mlx::Scale;
-
-fn from_host(tensor: &HostTensor) -> Result<Array> {
-    let shape: Vec<i32> = tensor.shape.iter().map(|&d| d as i32).collect();
-    Ok(Array::from_slice(&tensor.data, &shape))
-}
 
 fn collect_three<T>(items: [Result<T>; 3]) -> Result<[T; 3]> {
     let [a, b, c] = items;

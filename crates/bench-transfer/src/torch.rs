@@ -5,7 +5,7 @@
 use anyhow::Result;
 use bench_core::host::HostTensor;
 use bench_core::{DeviceKind, Runtime};
-use fw_torch::{to_host_f32, TorchRuntime};
+use fw_torch::{from_host, to_host_f32, TorchRuntime};
 use tch::{Device, Tensor};
 
 /// The switch loop's state: three matrices that live between iterations.
@@ -22,8 +22,7 @@ impl Switch {
         let cpu = Device::Cpu;
         let matrices = inputs
             .each_ref()
-            .map(|input| from_host(input).map(|t| t.to_kind(runtime.kind()).to_device(cpu)));
-        let matrices = collect_three(matrices)?;
+            .map(|input| from_host(input).to_kind(runtime.kind()).to_device(cpu));
         let accelerator = (runtime.device() == DeviceKind::Gpu).then(|| runtime.tch_device());
         Ok(Self {
             matrices,
@@ -77,9 +76,10 @@ impl Matmul {
         let shape = vec![size, size];
         let [a, b] = [0, 1].map(|i| {
             from_host(&HostTensor::uniform(shape.clone(), seed + i))
-                .map(|t| t.to_kind(runtime.kind()).to_device(runtime.tch_device()))
+                .to_kind(runtime.kind())
+                .to_device(runtime.tch_device())
         });
-        Ok(Self { a: a?, b: b? })
+        Ok(Self { a, b })
     }
 
     pub fn run(&self) -> Result<()> {
@@ -91,11 +91,6 @@ impl Matmul {
 
 /// The bandwidth ceiling (y = 2x), shared with the other benchmarks.
 pub use fw_torch::Scale;
-
-fn from_host(tensor: &HostTensor) -> Result<Tensor> {
-    let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
-    Ok(Tensor::from_slice(&tensor.data).reshape(shape))
-}
 
 fn collect_three<T>(items: [Result<T>; 3]) -> Result<[T; 3]> {
     let [a, b, c] = items;

@@ -137,21 +137,16 @@ impl Ct2Model {
     /// and bfloat16). Quantized (integer) weights are refused.
     pub fn tensor(&self, name: &str) -> Result<HostTensor> {
         let variable = self.variable(name)?;
-        let data: Vec<f32> = match variable.dtype {
-            Ct2Dtype::F32 => chunks::<4>(&variable.bytes)
-                .map(f32::from_le_bytes)
-                .collect(),
-            Ct2Dtype::F16 => chunks::<2>(&variable.bytes)
-                .map(|b| half::f16::from_le_bytes(b).to_f32())
-                .collect(),
-            Ct2Dtype::Bf16 => chunks::<2>(&variable.bytes)
-                .map(|b| half::bf16::from_le_bytes(b).to_f32())
-                .collect(),
+        let dtype = match variable.dtype {
+            Ct2Dtype::F32 => safetensors::Dtype::F32,
+            Ct2Dtype::F16 => safetensors::Dtype::F16,
+            Ct2Dtype::Bf16 => safetensors::Dtype::BF16,
             other => bail!(
                 "{}: variable {name} is {other:?}; quantized CTranslate2 models are not supported (convert with --quantization float16 or float32)",
                 self.path.display()
             ),
         };
+        let data = model_hub::floats::to_f32(dtype, &variable.bytes)?;
         HostTensor::new(variable.shape.clone(), data)
             .with_context(|| format!("{}: variable {name}", self.path.display()))
     }
@@ -184,12 +179,6 @@ impl Ct2Model {
             .filter(move |name| name.starts_with(prefix))
             .map(String::as_str)
     }
-}
-
-fn chunks<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-    bytes
-        .chunks_exact(N)
-        .map(|chunk| chunk.try_into().expect("chunks_exact yields N bytes"))
 }
 
 /// A cursor whose every read says what it was reading when the file ended.

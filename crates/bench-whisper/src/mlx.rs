@@ -3,7 +3,7 @@
 
 use anyhow::{ensure, Context, Result};
 use bench_core::host::HostTensor;
-use fw_mlx::{to_host_f32, MlxRuntime};
+use fw_mlx::{from_host, to_host_f32, MlxRuntime};
 use mlx_rs::fast::{layer_norm, scaled_dot_product_attention, ScaledDotProductAttentionMask};
 use mlx_rs::ops::indexing::{argmax, IndexOp};
 use mlx_rs::ops::{addmm, concatenate, conv1d};
@@ -28,7 +28,7 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn tensor(&mut self, name: &str) -> Result<Array> {
-        let array = from_host(self.weights.get(name)?)?.as_dtype(self.dtype)?;
+        let array = from_host(self.weights.get(name)?).as_dtype(self.dtype)?;
         self.uploaded.push(array.clone());
         Ok(array)
     }
@@ -79,7 +79,7 @@ impl Loader<'_> {
 
     /// A conv1d weight in MLX's layout: (out, kernel, in), from (out, in, kernel).
     fn conv_weight(&mut self, name: &str) -> Result<Array> {
-        let weight = from_host(self.weights.get(name)?)?
+        let weight = from_host(self.weights.get(name)?)
             .swap_axes(1, 2)?
             .as_dtype(self.dtype)?;
         self.uploaded.push(weight.clone());
@@ -370,7 +370,7 @@ impl WhisperTwin for Whisper {
             "log-mel input has shape {:?}, the encoder takes {expected:?}",
             mel.shape
         );
-        let mel = from_host(mel)?.expand_dims(0)?.as_dtype(self.dtype)?;
+        let mel = from_host(mel).expand_dims(0)?.as_dtype(self.dtype)?;
         let features = self.encoder(&mel)?;
         features.eval()?;
         Ok(features)
@@ -404,9 +404,4 @@ impl WhisperTwin for Whisper {
             offset: 0,
         }
     }
-}
-
-fn from_host(tensor: &HostTensor) -> Result<Array> {
-    let shape: Vec<i32> = tensor.shape.iter().map(|&d| d as i32).collect();
-    Ok(Array::from_slice(&tensor.data, &shape))
 }

@@ -5,7 +5,7 @@
 
 use anyhow::{ensure, Context, Result};
 use bench_core::host::HostTensor;
-use fw_torch::{to_host_f32, TorchRuntime};
+use fw_torch::{from_host, to_host_f32, TorchRuntime};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::ModelDims;
@@ -25,7 +25,7 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn tensor(&mut self, name: &str) -> Result<Tensor> {
-        Ok(from_host(self.weights.get(name)?)?
+        Ok(from_host(self.weights.get(name)?)
             .f_to_kind(self.kind)?
             .f_to_device(self.device)?)
     }
@@ -383,7 +383,7 @@ impl WhisperTwin for Whisper {
             mel.shape
         );
         let _no_grad = tch::no_grad_guard();
-        let mel = from_host(mel)?
+        let mel = from_host(mel)
             .f_unsqueeze(0)?
             .f_to_kind(self.kind)?
             .f_to_device(self.device)?;
@@ -418,9 +418,4 @@ impl WhisperTwin for Whisper {
             offset: 0,
         }
     }
-}
-
-fn from_host(tensor: &HostTensor) -> Result<Tensor> {
-    let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
-    Ok(Tensor::f_from_slice(&tensor.data)?.f_reshape(shape)?)
 }

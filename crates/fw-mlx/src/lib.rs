@@ -8,4 +8,4 @@ mod weights;
 
 pub use ceiling::Scale;
 pub use runtime::{configure_process, gpu_backend, version, MlxRuntime, HOOKS};
-pub use weights::{load_safetensors, to_host_f32};
+pub use weights::{from_host, load_safetensors, to_host_f32};

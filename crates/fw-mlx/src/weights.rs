@@ -11,6 +11,13 @@ pub fn load_safetensors(path: &Path) -> Result<HashMap<String, Array>> {
         .with_context(|| format!("loading safetensors weights from {}", path.display()))
 }
 
+/// A host tensor as a float32 array of its shape (lazy: MLX copies the
+/// data when the array is first evaluated).
+pub fn from_host(tensor: &HostTensor) -> Array {
+    let shape: Vec<i32> = tensor.shape.iter().map(|&d| d as i32).collect();
+    Array::from_slice(&tensor.data, &shape)
+}
+
 /// Copies an array to the host as float32 (evaluating it first).
 pub fn to_host_f32(array: &Array) -> Result<HostTensor> {
     let array = array.as_dtype(Dtype::Float32)?;

@@ -12,6 +12,12 @@ pub fn load_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     Ok(tensors.into_iter().collect())
 }
 
+/// A host tensor as a float32 CPU tensor of its shape.
+pub fn from_host(tensor: &HostTensor) -> Tensor {
+    let shape: Vec<i64> = tensor.shape.iter().map(|&d| d as i64).collect();
+    Tensor::from_slice(&tensor.data).reshape(shape)
+}
+
 /// Copies a tensor to the host as float32.
 pub fn to_host_f32(tensor: &Tensor) -> Result<HostTensor> {
     let tensor = tensor
