@@ -3,6 +3,8 @@
 
 use anyhow::{ensure, Result};
 
+use crate::rng::SplitMix64;
+
 /// A dense float32 tensor in row-major order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {
@@ -25,17 +27,10 @@ impl HostTensor {
     /// platform (SplitMix64), so both twins start from the same numbers.
     pub fn uniform(shape: Vec<usize>, seed: u64) -> Self {
         let len = shape.iter().product();
-        let mut state = seed;
+        let mut rng = SplitMix64::new(seed);
+        // The top 24 bits give every float32 in [0, 1) with 2^-24 spacing.
         let data = (0..len)
-            .map(|_| {
-                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^= z >> 31;
-                // The top 24 bits give every float32 in [0, 1) with 2^-24 spacing.
-                (z >> 40) as f32 / (1u64 << 24) as f32
-            })
+            .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32)
             .collect();
         Self { shape, data }
     }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod host;
 pub mod measure;
 pub mod record;
+pub mod rng;
 pub mod runtime;
 pub mod stats;
 

@@ -14,7 +14,7 @@ use safetensors::Dtype;
 
 use crate::config::ModelConfig;
 use crate::model::{parameter_specs, Init, ParameterSpec};
-use crate::rng::SplitMix64;
+use bench_core::rng::{fnv1a, SplitMix64};
 
 /// Bump when the way weights are generated changes: cached files of an
 /// older version are then not reused.
@@ -35,7 +35,7 @@ pub fn initial_weights(config: &ModelConfig, seed: u64) -> Vec<(String, HostTens
 
 fn initial_tensor(spec: &ParameterSpec, seed: u64) -> HostTensor {
     let len = spec.shape.iter().product();
-    let mut rng = SplitMix64::new(seed ^ name_hash(&spec.name));
+    let mut rng = SplitMix64::new(seed ^ fnv1a(&spec.name));
     let data = match spec.init {
         Init::Ones => vec![1.0; len],
         Init::Zeros => vec![0.0; len],
@@ -48,13 +48,6 @@ fn initial_tensor(spec: &ParameterSpec, seed: u64) -> HostTensor {
         shape: spec.shape.clone(),
         data,
     }
-}
-
-/// FNV-1a: a stable hash of a name (std's hasher may change between releases).
-fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Writes float32 tensors to a safetensors file.
@@ -93,7 +86,7 @@ pub fn cached_checkpoint(config: &ModelConfig, seed: u64) -> Result<PathBuf> {
         "v{GENERATOR_VERSION} vocab {} layers {} dim {} heads {} ffn {} seed {seed}",
         config.vocab_size, config.layers, config.dim, config.heads, config.ffn_dim
     );
-    let path = dir.join(format!("lm-train-{:016x}.safetensors", name_hash(&key)));
+    let path = dir.join(format!("lm-train-{:016x}.safetensors", fnv1a(&key)));
     if path.is_file() {
         return Ok(path);
     }
@@ -102,7 +95,7 @@ pub fn cached_checkpoint(config: &ModelConfig, seed: u64) -> Result<PathBuf> {
     static CALLS: AtomicUsize = AtomicUsize::new(0);
     let partial = dir.join(format!(
         "lm-train-{:016x}.{}-{}.partial",
-        name_hash(&key),
+        fnv1a(&key),
         std::process::id(),
         CALLS.fetch_add(1, Ordering::Relaxed)
     ));

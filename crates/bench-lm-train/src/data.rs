@@ -10,7 +10,7 @@ use bench_core::assets;
 use tokenizers::Tokenizer;
 
 use crate::config::LmConfig;
-use crate::rng::SplitMix64;
+use bench_core::rng::SplitMix64;
 
 /// Named in the results' settings.
 pub const TOKENIZER_DESCRIPTION: &str =

@@ -55,7 +55,6 @@ pub mod config;
 pub mod data;
 pub mod mlx;
 pub mod model;
-mod rng;
 pub mod torch;
 
 use anyhow::Result;

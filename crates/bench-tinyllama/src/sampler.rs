@@ -2,6 +2,7 @@
 //! logits and seed, both pick the same tokens.
 
 use anyhow::{ensure, Result};
+use bench_core::rng::SplitMix64;
 
 /// Greedy (temperature 0) or temperature + nucleus (top-p) sampling.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,13 +60,13 @@ impl SamplingConfig {
 #[derive(Clone, Debug)]
 pub struct Sampler {
     config: SamplingConfig,
-    state: u64,
+    rng: SplitMix64,
 }
 
 impl Sampler {
     pub fn new(config: SamplingConfig) -> Self {
-        let state = config.seed;
-        Self { config, state }
+        let rng = SplitMix64::new(config.seed);
+        Self { config, rng }
     }
 
     pub fn is_greedy(&self) -> bool {
@@ -97,7 +98,7 @@ impl Sampler {
                 break;
             }
         }
-        let target = self.next_uniform() * kept;
+        let target = self.rng.next_f64() * kept;
         let mut cumulative = 0.0;
         for &(id, weight) in &candidates[..nucleus] {
             cumulative += weight;
@@ -106,16 +107,6 @@ impl Sampler {
             }
         }
         candidates[nucleus - 1].0
-    }
-
-    /// Uniform in [0, 1) with 53 random bits.
-    fn next_uniform(&mut self) -> f64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

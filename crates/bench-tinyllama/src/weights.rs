@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 use bench_core::host::HostTensor;
+use bench_core::rng::{draw_at, fnv1a};
 use safetensors::tensor::TensorInfo;
 
 use crate::config::{TensorKind, TensorSpec};
@@ -50,7 +51,7 @@ impl WeightSource for RandomWeights {
         let data = match spec.kind {
             TensorKind::Norm => vec![1.0; spec.elements()],
             TensorKind::Matrix => {
-                normal_values(spec.elements(), self.seed ^ name_hash(&spec.name), self.std)
+                normal_values(spec.elements(), self.seed ^ fnv1a(&spec.name), self.std)
             }
         };
         HostTensor::new(spec.shape.clone(), data)
@@ -65,22 +66,6 @@ impl WeightSource for RandomWeights {
     }
 }
 
-/// FNV-1a: a stable per-tensor stream key.
-fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// SplitMix64's output function: a counter-based generator, so that
-/// threads can fill disjoint ranges independently.
-fn mix(counter: u64) -> u64 {
-    let mut z = counter.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// `len` normal values (Box-Muller on two 24-bit uniforms per 64-bit draw),
 /// filled by all cores: TinyLlama has 1.1 billion of them.
 pub fn normal_values(len: usize, key: u64, std: f32) -> Vec<f32> {
@@ -93,7 +78,7 @@ pub fn normal_values(len: usize, key: u64, std: f32) -> Vec<f32> {
             scope.spawn(move || {
                 let first_pair = (index * chunk / 2) as u64;
                 for (pair, values) in part.chunks_mut(2).enumerate() {
-                    let bits = mix(key.wrapping_add(first_pair + pair as u64).wrapping_add(1));
+                    let bits = draw_at(key.wrapping_add(first_pair + pair as u64).wrapping_add(1));
                     let scale = 1.0 / (1u32 << 24) as f32;
                     // u1 in (0, 1] keeps ln finite; u2 in [0, 1).
                     let u1 = ((bits >> 40) as f32 + 1.0) * scale;

@@ -1,7 +1,12 @@
-//! A seeded generator that gives the same numbers on every platform and
-//! library version (SplitMix64, as `bench_core::host::HostTensor::uniform`),
-//! for the initial weights and the batch order that both twins share.
+//! Seeded numbers that are the same on every platform and library version
+//! (SplitMix64, and FNV-1a for names), for everything both twins must share:
+//! initial weights, data order, sampling.
 
+/// SplitMix64's additive constant: the state after n draws from seed 0 is
+/// n times this.
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[derive(Clone, Debug)]
 pub struct SplitMix64 {
     state: u64,
 }
@@ -12,11 +17,8 @@ impl SplitMix64 {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.state = self.state.wrapping_add(GOLDEN);
+        finalize(self.state)
     }
 
     /// Uniform in [0, 1) with 53 random bits.
@@ -46,6 +48,28 @@ impl SplitMix64 {
     }
 }
 
+/// The `n`-th draw (from 1) of a generator seeded with 0, computed
+/// directly: a counter-based generator, so that threads can fill disjoint
+/// ranges independently.
+pub fn draw_at(n: u64) -> u64 {
+    finalize(n.wrapping_mul(GOLDEN))
+}
+
+/// SplitMix64's output function.
+fn finalize(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// FNV-1a: a stable hash of a name (std's hasher may change between
+/// releases).
+pub fn fnv1a(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +84,14 @@ mod tests {
             mean.abs() < 0.03 && (var - 1.0).abs() < 0.03,
             "{mean} {var}"
         );
+    }
+
+    #[test]
+    fn draw_at_is_the_nth_draw_from_seed_zero() {
+        let mut rng = SplitMix64::new(0);
+        for n in 1..=5 {
+            assert_eq!(draw_at(n), rng.next_u64());
+        }
     }
 
     #[test]
