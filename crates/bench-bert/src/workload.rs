@@ -114,36 +114,20 @@ impl FineTuneConfig {
             config.model = model;
             config.model_is_default = false;
         }
-        if let Some(v) = cell.option("seq_len")? {
-            config.seq_len = v;
-        }
-        if let Some(v) = cell.option("batch_size")? {
-            config.batch_size = v;
-        }
-        if let Some(v) = cell.option("lr")? {
-            config.optimizer.learning_rate = v;
-        }
-        if let Some(v) = cell.option("target_accuracy")? {
-            config.target_accuracy = v;
-        }
-        if let Some(v) = cell.option("eval_every")? {
-            config.eval_every = v;
-        }
-        if let Some(v) = cell.option("max_epochs")? {
-            config.max_epochs = v;
-        }
+        cell.set_option("seq_len", &mut config.seq_len)?;
+        cell.set_option("batch_size", &mut config.batch_size)?;
+        cell.set_option("lr", &mut config.optimizer.learning_rate)?;
+        cell.set_option("target_accuracy", &mut config.target_accuracy)?;
+        cell.set_option("eval_every", &mut config.eval_every)?;
+        cell.set_option("max_epochs", &mut config.max_epochs)?;
         if let Some(v) = cell.option("train_emails")? {
             config.train_emails = Some(v);
         }
         if let Some(v) = cell.option("test_emails")? {
             config.test_emails = Some(v);
         }
-        if let Some(v) = cell.option("time_to_accuracy")? {
-            config.time_to_accuracy = v;
-        }
-        if let Some(v) = cell.option("offline")? {
-            config.offline = v;
-        }
+        cell.set_option("time_to_accuracy", &mut config.time_to_accuracy)?;
+        cell.set_option("offline", &mut config.offline)?;
         config.validate()?;
         Ok(config)
     }

@@ -111,6 +111,17 @@ impl Cell {
                 .map_err(|e| anyhow::anyhow!("--set {key}={value}: {e}")),
         }
     }
+
+    /// Overwrites `value` with the `--set` value of `key` where given.
+    pub fn set_option<T: std::str::FromStr>(&self, key: &str, value: &mut T) -> anyhow::Result<()>
+    where
+        T::Err: std::fmt::Display,
+    {
+        if let Some(given) = self.option(key)? {
+            *value = given;
+        }
+        Ok(())
+    }
 }
 
 /// Parses one `--set key=value`.

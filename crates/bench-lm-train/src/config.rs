@@ -166,18 +166,18 @@ impl LmConfig {
         let mut config = Self::for_preset(cell.preset);
         let model = &mut config.model;
         let train = &mut config.train;
-        set(cell, "layers", &mut model.layers)?;
-        set(cell, "dim", &mut model.dim)?;
-        set(cell, "heads", &mut model.heads)?;
-        set(cell, "ffn", &mut model.ffn_dim)?;
-        set(cell, "context", &mut model.context)?;
-        set(cell, "dropout", &mut model.dropout)?;
-        set(cell, "batch_size", &mut train.batch_size)?;
-        set(cell, "learning_rate", &mut train.learning_rate)?;
-        set(cell, "weight_decay", &mut train.weight_decay)?;
-        set(cell, "warmup_steps", &mut train.warmup_steps)?;
-        set(cell, "text_files", &mut config.text_files)?;
-        set(cell, "eval_batches", &mut config.eval_batches)?;
+        cell.set_option("layers", &mut model.layers)?;
+        cell.set_option("dim", &mut model.dim)?;
+        cell.set_option("heads", &mut model.heads)?;
+        cell.set_option("ffn", &mut model.ffn_dim)?;
+        cell.set_option("context", &mut model.context)?;
+        cell.set_option("dropout", &mut model.dropout)?;
+        cell.set_option("batch_size", &mut train.batch_size)?;
+        cell.set_option("learning_rate", &mut train.learning_rate)?;
+        cell.set_option("weight_decay", &mut train.weight_decay)?;
+        cell.set_option("warmup_steps", &mut train.warmup_steps)?;
+        cell.set_option("text_files", &mut config.text_files)?;
+        cell.set_option("eval_batches", &mut config.eval_batches)?;
         config.validate()?;
         Ok(config)
     }
@@ -189,17 +189,6 @@ impl LmConfig {
         ensure!(self.eval_batches >= 1, "eval_batches must be at least 1");
         Ok(())
     }
-}
-
-/// Overwrites `value` with the cell's `--set key=...` where given.
-fn set<T: std::str::FromStr>(cell: &Cell, key: &str, value: &mut T) -> Result<()>
-where
-    T::Err: std::fmt::Display,
-{
-    if let Some(given) = cell.option(key)? {
-        *value = given;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -54,21 +54,11 @@ impl GenerationConfig {
         if cell.device == DeviceKind::Gpu {
             config.copy_elements = 1 << 28;
         }
-        if let Some(n) = cell.option("prompt_tokens")? {
-            config.prompt_tokens = n;
-        }
-        if let Some(n) = cell.option("gen_tokens")? {
-            config.gen_tokens = n;
-        }
-        if let Some(t) = cell.option("temperature")? {
-            config.sampling.temperature = t;
-        }
-        if let Some(p) = cell.option("top_p")? {
-            config.sampling.top_p = p;
-        }
-        if let Some(seed) = cell.option("sample_seed")? {
-            config.sampling.seed = seed;
-        }
+        cell.set_option("prompt_tokens", &mut config.prompt_tokens)?;
+        cell.set_option("gen_tokens", &mut config.gen_tokens)?;
+        cell.set_option("temperature", &mut config.sampling.temperature)?;
+        cell.set_option("top_p", &mut config.sampling.top_p)?;
+        cell.set_option("sample_seed", &mut config.sampling.seed)?;
         ensure!(
             config.prompt_tokens >= 1,
             "prompt_tokens must be at least 1"
