@@ -30,9 +30,11 @@ fn timed(
 
 fn bert(c: &mut Criterion) {
     let threads = bench_core::env::default_threads();
-    for hooks in [fw_mlx::HOOKS, fw_torch::HOOKS] {
-        (hooks.configure_process)(Precision::F32, threads);
-    }
+    bench_core::cli::configure_processes(
+        &[fw_mlx::HOOKS, fw_torch::HOOKS],
+        Precision::F32,
+        threads,
+    );
     let mut fine_tune = FineTuneConfig::for_preset(Preset::Quick);
     // Enough emails for the steps Criterion runs; the test set is unused.
     fine_tune.train_emails = Some(256);

@@ -339,10 +339,6 @@ impl Trainer {
             loss: None,
         })
     }
-
-    pub fn model(&mut self) -> &mut BertClassifier {
-        &mut self.model
-    }
 }
 
 impl FineTune for Trainer {

@@ -127,6 +127,14 @@ pub fn main(
 }
 
 /// Runs every asked cell; returns how many failed.
+/// Sets each framework's process-wide knobs (threads, TF32) before any of
+/// them starts.
+pub fn configure_processes(frameworks: &[FrameworkHooks], precision: Precision, threads: usize) {
+    for hooks in frameworks {
+        (hooks.configure_process)(precision, threads);
+    }
+}
+
 pub fn run(
     suite_version: &str,
     benchmark: &dyn Benchmark,
@@ -135,9 +143,7 @@ pub fn run(
 ) -> Result<usize> {
     let threads = args.threads.unwrap_or_else(env::default_threads);
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
-    for hooks in frameworks {
-        (hooks.configure_process)(args.precision, threads);
-    }
+    configure_processes(frameworks, args.precision, threads);
     let mut environment = Environment::capture(suite_version);
     for hooks in frameworks {
         let version = (hooks.version)();

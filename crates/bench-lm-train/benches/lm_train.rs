@@ -16,9 +16,11 @@ const BATCHES: usize = 8;
 
 fn lm_train(c: &mut Criterion) {
     let threads = bench_core::env::default_threads();
-    for hooks in [fw_mlx::HOOKS, fw_torch::HOOKS] {
-        (hooks.configure_process)(Precision::F32, threads);
-    }
+    bench_core::cli::configure_processes(
+        &[fw_mlx::HOOKS, fw_torch::HOOKS],
+        Precision::F32,
+        threads,
+    );
     let config = LmConfig::for_preset(Preset::Quick);
     let data = Dataset::shakespeare(&config, 0).expect("Shakespeare text (cargo xtask setup)");
     let host_batches: Vec<_> = (0..BATCHES).map(|i| data.train_batch(i)).collect();

@@ -45,9 +45,11 @@ fn bench_model(
 
 fn tinyllama(c: &mut Criterion) {
     let threads = bench_core::env::default_threads();
-    for hooks in [fw_mlx::HOOKS, fw_torch::HOOKS] {
-        (hooks.configure_process)(Precision::F32, threads);
-    }
+    bench_core::cli::configure_processes(
+        &[fw_mlx::HOOKS, fw_torch::HOOKS],
+        Precision::F32,
+        threads,
+    );
     let config = LlamaConfig::tinyllama();
     let weights = RandomWeights::new(0);
     let sizes = GenerationConfig::for_preset(Preset::Quick);

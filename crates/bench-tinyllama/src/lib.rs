@@ -95,7 +95,7 @@ macro_rules! measure_twin {
                 let samples = measure(&copy_settings(), &$runtime, || scale.run())?;
                 CopyCeiling {
                     samples,
-                    bytes: 2.0 * (elements * scale.element_bytes()) as f64,
+                    bytes: scale.bytes(),
                     kernel: "y=2x through the framework on the device",
                     peak_memory_bytes: $runtime.peak_memory_bytes(),
                 }

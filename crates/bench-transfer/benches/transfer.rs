@@ -12,9 +12,11 @@ use fw_torch::TorchRuntime;
 
 fn transfer(c: &mut Criterion) {
     let threads = bench_core::env::default_threads();
-    for hooks in [fw_mlx::HOOKS, fw_torch::HOOKS] {
-        (hooks.configure_process)(Precision::F32, threads);
-    }
+    bench_core::cli::configure_processes(
+        &[fw_mlx::HOOKS, fw_torch::HOOKS],
+        Precision::F32,
+        threads,
+    );
     let switch = SwitchConfig::for_preset(Preset::Quick);
     let ceilings = CeilingConfig::for_cell(Preset::Quick, DeviceKind::Cpu);
     let inputs = switch.inputs(0);

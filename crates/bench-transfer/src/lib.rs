@@ -61,7 +61,7 @@ macro_rules! measure_twin {
         let matmul_case = measure_case(&$runtime, $cell, "ceiling-matmul", || matmul.run())?;
         drop(matmul);
         let scale = $twin::Scale::new(&$runtime, $ceilings.copy_elements)?;
-        let element_bytes = scale.element_bytes();
+        let copy_bytes = scale.bytes();
         let copy_case = measure_case(&$runtime, $cell, "ceiling-copy", || scale.run())?;
         Ok(CellOutput {
             device_name: $runtime.device_description(),
@@ -69,7 +69,7 @@ macro_rules! measure_twin {
                 $cell,
                 &$switch,
                 &$ceilings,
-                element_bytes,
+                copy_bytes,
                 [switch_case, matmul_case, copy_case],
             ),
         })
@@ -100,7 +100,7 @@ fn describe_cases(
     cell: &Cell,
     switch: &SwitchConfig,
     ceilings: &CeilingConfig,
-    element_bytes: usize,
+    copy_bytes: f64,
     [mut switch_case, mut matmul_case, mut copy_case]: [CaseResult; 3],
 ) -> Vec<CaseResult> {
     let placement = match cell.device {
@@ -122,7 +122,7 @@ fn describe_cases(
     });
     matmul_case.settings = vec![("n".into(), ceilings.matmul_size.to_string())];
     copy_case.throughput = Some(Throughput {
-        work_per_repetition: ceilings.copy_bytes(element_bytes) / 1e9,
+        work_per_repetition: copy_bytes / 1e9,
         unit: "GB/s".into(),
     });
     copy_case.settings = vec![

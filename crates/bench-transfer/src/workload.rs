@@ -81,9 +81,4 @@ impl CeilingConfig {
     pub fn matmul_flops(&self) -> f64 {
         2.0 * (self.matmul_size as f64).powi(3)
     }
-
-    /// Bytes read plus bytes written by one pass of y = 2x.
-    pub fn copy_bytes(&self, element_bytes: usize) -> f64 {
-        2.0 * (self.copy_elements * element_bytes) as f64
-    }
 }

@@ -43,9 +43,11 @@ fn bench_twin<T: WhisperTwin>(
 
 fn whisper(c: &mut Criterion) {
     let threads = bench_core::env::default_threads();
-    for hooks in [fw_mlx::HOOKS, fw_torch::HOOKS] {
-        (hooks.configure_process)(Precision::F32, threads);
-    }
+    bench_core::cli::configure_processes(
+        &[fw_mlx::HOOKS, fw_torch::HOOKS],
+        Precision::F32,
+        threads,
+    );
     let work = Workload::load(Options {
         model: DEFAULT_MODEL.to_owned(),
         source: SourcePreference::Auto,

@@ -285,7 +285,8 @@ impl Whisper {
 
     /// Token and position embeddings, the blocks, the final LayerNorm, and
     /// the last position's logits through the tied embedding, in float32.
-    fn decoder(&self, tokens: &[u32], offset: usize, session: &mut Session<'_>) -> Result<Array> {
+    fn decoder(&self, tokens: &[u32], session: &mut Session<'_>) -> Result<Array> {
+        let offset = session.offset;
         let count = tokens.len();
         ensure!(
             offset + count <= self.dims.n_text_ctx,
@@ -333,8 +334,7 @@ impl Session<'_> {
             tokens.len()
         );
         let model = self.model;
-        let offset = self.offset;
-        let logits = model.decoder(tokens, offset, self)?;
+        let logits = model.decoder(tokens, self)?;
         self.offset += tokens.len();
         Ok(logits)
     }

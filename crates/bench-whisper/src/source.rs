@@ -89,23 +89,22 @@ pub fn load(model: &str, source: SourcePreference, language: &str) -> Result<Whi
         offline_asset: Some(asset.to_owned()),
     };
     let files = model_hub::resolve(&copy, &CT2_FILES, Preference::OfflineOnly)?;
-    load_ct2(model, &files.origin, &files, language)
+    load_ct2(model, &files, language)
 }
 
 /// A folder with model.bin (CTranslate2) or model.safetensors (Hugging Face).
 pub fn load_folder(folder: &Path, language: &str) -> Result<WhisperModel> {
     let name = folder.display().to_string();
-    let origin = format!("dir:{name}");
     let files = |names: &[&str]| ModelFiles {
         files: names
             .iter()
             .map(|n| (n.to_string(), folder.join(n)))
             .filter(|(_, path)| path.is_file())
             .collect(),
-        origin: origin.clone(),
+        origin: format!("dir:{name}"),
     };
     if folder.join("model.bin").is_file() {
-        load_ct2(&name, &origin, &files(&CT2_FILES), language)
+        load_ct2(&name, &files(&CT2_FILES), language)
     } else if folder.join("model.safetensors").is_file() {
         let mut found = files(&HF_FILES);
         let generation = folder.join("generation_config.json");
@@ -114,7 +113,7 @@ pub fn load_folder(folder: &Path, language: &str) -> Result<WhisperModel> {
                 .files
                 .insert("generation_config.json".into(), generation);
         }
-        load_hf(&name, &origin, &found, language)
+        load_hf(&name, &found, language)
     } else {
         bail!("{name} has neither model.bin (CTranslate2) nor model.safetensors (Hugging Face)")
     }
@@ -131,11 +130,10 @@ fn load_hub_files(model: &str, files: &ModelFiles, language: &str) -> Result<Whi
     if let Ok(extra) = model_hub::resolve(&hub, &["generation_config.json"], Preference::HubOnly) {
         files.files.extend(extra.files);
     }
-    let origin = files.origin.clone();
-    load_hf(model, &origin, &files, language)
+    load_hf(model, &files, language)
 }
 
-fn load_hf(name: &str, origin: &str, files: &ModelFiles, language: &str) -> Result<WhisperModel> {
+fn load_hf(name: &str, files: &ModelFiles, language: &str) -> Result<WhisperModel> {
     let config_path = files.path("config.json")?;
     let config = read_json(config_path)?;
     let dims = ModelDims::from_hf_config(&config, config_path)?;
@@ -146,44 +144,27 @@ fn load_hf(name: &str, origin: &str, files: &ModelFiles, language: &str) -> Resu
         }
     }
     let rules = rules.with_context(|| {
-        format!("{origin}: neither config.json nor generation_config.json lists suppress_tokens")
+        format!(
+            "{}: neither config.json nor generation_config.json lists suppress_tokens",
+            files.origin
+        )
     })?;
     let weights = weights::from_hf_safetensors(files.path("model.safetensors")?, &dims)?;
-    finish(
-        name,
-        origin,
-        "safetensors",
-        dims,
-        weights,
-        &rules,
-        files,
-        language,
-    )
+    finish(name, "safetensors", dims, weights, &rules, files, language)
 }
 
-fn load_ct2(name: &str, origin: &str, files: &ModelFiles, language: &str) -> Result<WhisperModel> {
+fn load_ct2(name: &str, files: &ModelFiles, language: &str) -> Result<WhisperModel> {
     let model = Ct2Model::read(files.path("model.bin")?)?;
     let dims = ModelDims::from_ct2(&model)?;
     let config_path = files.path("config.json")?;
     let rules = SuppressRules::from_config(&read_json(config_path)?, config_path)?
         .with_context(|| format!("{} lists no suppress_ids", config_path.display()))?;
     let weights = weights::from_ct2(&model, &dims)?;
-    finish(
-        name,
-        origin,
-        "ctranslate2",
-        dims,
-        weights,
-        &rules,
-        files,
-        language,
-    )
+    finish(name, "ctranslate2", dims, weights, &rules, files, language)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn finish(
     name: &str,
-    origin: &str,
     format: &'static str,
     dims: ModelDims,
     weights: WeightSet,
@@ -193,10 +174,10 @@ fn finish(
 ) -> Result<WhisperModel> {
     let tokenizer = WhisperTokenizer::load(files.path("tokenizer.json")?, &dims, language)?;
     let masks = SuppressMasks::new(rules, &tokenizer.special, dims.n_vocab)
-        .with_context(|| format!("suppression rules of {origin}"))?;
+        .with_context(|| format!("suppression rules of {}", files.origin))?;
     Ok(WhisperModel {
         name: name.to_owned(),
-        origin: origin.to_owned(),
+        origin: files.origin.clone(),
         format,
         dims,
         weights,

@@ -289,7 +289,8 @@ impl Whisper {
 
     /// Token and position embeddings, the blocks, the final LayerNorm, and
     /// the last position's logits through the tied embedding, in float32.
-    fn decoder(&self, tokens: &[u32], offset: usize, session: &mut Session<'_>) -> Result<Tensor> {
+    fn decoder(&self, tokens: &[u32], session: &mut Session<'_>) -> Result<Tensor> {
+        let offset = session.offset;
         let count = tokens.len();
         ensure!(
             offset + count <= self.dims.n_text_ctx,
@@ -346,8 +347,7 @@ impl Session<'_> {
         );
         let _no_grad = tch::no_grad_guard();
         let model = self.model;
-        let offset = self.offset;
-        let logits = model.decoder(tokens, offset, self)?;
+        let logits = model.decoder(tokens, self)?;
         self.offset += tokens.len();
         Ok(logits)
     }

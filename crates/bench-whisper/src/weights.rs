@@ -80,7 +80,7 @@ pub fn expected_shapes(dims: &ModelDims) -> BTreeMap<String, Vec<usize>> {
         for (name, shape) in attention_block_shapes(&format!("{block}.attn"), a) {
             add(name, shape);
         }
-        for (name, shape) in norm_and_mlp_shapes(&block, "attn_ln", a) {
+        for (name, shape) in norm_and_mlp_shapes(&block, a) {
             add(name, shape);
         }
     }
@@ -98,7 +98,7 @@ pub fn expected_shapes(dims: &ModelDims) -> BTreeMap<String, Vec<usize>> {
                 add(name, shape);
             }
         }
-        for (name, shape) in norm_and_mlp_shapes(&block, "attn_ln", t) {
+        for (name, shape) in norm_and_mlp_shapes(&block, t) {
             add(name, shape);
         }
         add(format!("{block}.cross_attn_ln.weight"), vec![t]);
@@ -121,10 +121,10 @@ fn attention_block_shapes(prefix: &str, n: usize) -> Vec<(String, Vec<usize>)> {
     ]
 }
 
-fn norm_and_mlp_shapes(block: &str, attn_ln: &str, n: usize) -> Vec<(String, Vec<usize>)> {
+fn norm_and_mlp_shapes(block: &str, n: usize) -> Vec<(String, Vec<usize>)> {
     vec![
-        (format!("{block}.{attn_ln}.weight"), vec![n]),
-        (format!("{block}.{attn_ln}.bias"), vec![n]),
+        (format!("{block}.attn_ln.weight"), vec![n]),
+        (format!("{block}.attn_ln.bias"), vec![n]),
         (format!("{block}.mlp_ln.weight"), vec![n]),
         (format!("{block}.mlp_ln.bias"), vec![n]),
         (format!("{block}.mlp1.weight"), vec![4 * n, n]),
@@ -233,6 +233,25 @@ pub fn from_ct2(model: &Ct2Model, dims: &ModelDims) -> Result<WeightSet> {
         }
         Ok(())
     };
+    let self_attention = |to: &str, from: &str, weights: &mut WeightSet| -> Result<()> {
+        let attention = format!("{from}/self_attention");
+        norm(
+            &format!("{to}.attn_ln"),
+            &format!("{attention}/layer_norm"),
+            weights,
+        )?;
+        fused(
+            &format!("{to}.attn"),
+            &["query", "key", "value"],
+            &format!("{attention}/linear_0"),
+            weights,
+        )?;
+        linear(
+            &format!("{to}.attn.out"),
+            &format!("{attention}/linear_1"),
+            weights,
+        )
+    };
     let mlp = |to: &str, from: &str, weights: &mut WeightSet| -> Result<()> {
         norm(
             &format!("{to}.mlp_ln"),
@@ -260,23 +279,7 @@ pub fn from_ct2(model: &Ct2Model, dims: &ModelDims) -> Result<WeightSet> {
     )?;
     for i in 0..dims.n_audio_layer {
         let (to, from) = (format!("encoder.blocks.{i}"), format!("encoder/layer_{i}"));
-        let attention = format!("{from}/self_attention");
-        norm(
-            &format!("{to}.attn_ln"),
-            &format!("{attention}/layer_norm"),
-            &mut weights,
-        )?;
-        fused(
-            &format!("{to}.attn"),
-            &["query", "key", "value"],
-            &format!("{attention}/linear_0"),
-            &mut weights,
-        )?;
-        linear(
-            &format!("{to}.attn.out"),
-            &format!("{attention}/linear_1"),
-            &mut weights,
-        )?;
+        self_attention(&to, &from, &mut weights)?;
         mlp(&to, &from, &mut weights)?;
     }
     norm("encoder.ln_post", "encoder/layer_norm", &mut weights)?;
@@ -293,23 +296,7 @@ pub fn from_ct2(model: &Ct2Model, dims: &ModelDims) -> Result<WeightSet> {
     )?;
     for i in 0..dims.n_text_layer {
         let (to, from) = (format!("decoder.blocks.{i}"), format!("decoder/layer_{i}"));
-        let attention = format!("{from}/self_attention");
-        norm(
-            &format!("{to}.attn_ln"),
-            &format!("{attention}/layer_norm"),
-            &mut weights,
-        )?;
-        fused(
-            &format!("{to}.attn"),
-            &["query", "key", "value"],
-            &format!("{attention}/linear_0"),
-            &mut weights,
-        )?;
-        linear(
-            &format!("{to}.attn.out"),
-            &format!("{attention}/linear_1"),
-            &mut weights,
-        )?;
+        self_attention(&to, &from, &mut weights)?;
         let cross = format!("{from}/attention");
         norm(
             &format!("{to}.cross_attn_ln"),

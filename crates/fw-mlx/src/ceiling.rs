@@ -22,8 +22,9 @@ impl Scale {
         Ok(Self { x, two })
     }
 
-    pub fn element_bytes(&self) -> usize {
-        self.x.item_size()
+    /// Bytes read plus bytes written by one pass.
+    pub fn bytes(&self) -> f64 {
+        2.0 * self.x.nbytes() as f64
     }
 
     /// One pass, evaluated.

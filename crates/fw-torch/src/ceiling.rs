@@ -18,8 +18,9 @@ impl Scale {
         Ok(Self { x })
     }
 
-    pub fn element_bytes(&self) -> usize {
-        self.x.kind().elt_size_in_bytes()
+    /// Bytes read plus bytes written by one pass.
+    pub fn bytes(&self) -> f64 {
+        2.0 * (self.x.numel() * self.x.kind().elt_size_in_bytes()) as f64
     }
 
     /// One pass, queued (the harness synchronises before reading a clock).
