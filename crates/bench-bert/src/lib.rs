@@ -26,8 +26,8 @@ use anyhow::{bail, ensure, Context, Result};
 use bench_core::cli::{Benchmark, CellOutput};
 use bench_core::host::HostTensor;
 use bench_core::{
-    measure, CaseResult, Cell, Framework, MeasureSettings, Precision, Preset, Runtime, Throughput,
-    Unavailable,
+    measure_case, CaseResult, Cell, Framework, MeasureSettings, Precision, Preset, Runtime,
+    Throughput, Unavailable,
 };
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
@@ -232,23 +232,17 @@ fn run_twin<T: FineTune>(
     let order = permutation(prepared.train.len(), cell.seed);
     let batches = prepared.train.batches(&order, fine_tune.batch_size);
     let mut trainer = new_trainer()?;
-    runtime.reset_peak_memory();
     let mut next = 0;
-    let samples = measure(&cell.measure, runtime, || {
+    let mut step = measure_case(&cell.measure, runtime, "step", || {
         let batch = &batches[next % batches.len()];
         next += 1;
         trainer.step(batch)
     })?;
-    let mut step = CaseResult {
-        case: "step".into(),
-        samples,
-        throughput: Some(Throughput {
-            work_per_repetition: fine_tune.batch_size as f64,
-            unit: "samples/s".into(),
-        }),
-        peak_memory_bytes: runtime.peak_memory_bytes(),
-        settings: prepared.settings(cell),
-    };
+    step.throughput = Some(Throughput {
+        work_per_repetition: fine_tune.batch_size as f64,
+        unit: "samples/s".into(),
+    });
+    step.settings = prepared.settings(cell);
     step.settings.extend([
         ("steps_run".into(), next.to_string()),
         ("last_loss".into(), format!("{:.4}", trainer.last_loss()?)),

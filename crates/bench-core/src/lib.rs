@@ -16,7 +16,7 @@ pub mod stats;
 
 pub use cell::{Cell, DeviceKind, Framework, Precision, Preset};
 pub use error::Unavailable;
-pub use measure::{measure, time_iterations, MeasureSettings};
+pub use measure::{measure, measure_case, time_iterations, MeasureSettings};
 pub use record::{CaseResult, Record, Throughput};
 pub use runtime::Runtime;
 pub use stats::Summary;

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 
+use crate::record::CaseResult;
 use crate::runtime::Runtime;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -79,6 +80,25 @@ pub fn measure(
         samples.push(elapsed.as_secs_f64());
     }
     Ok(samples)
+}
+
+/// One case measured from a fresh peak-memory count: its samples and the
+/// allocator's peak during them; the caller adds throughput and settings.
+pub fn measure_case(
+    settings: &MeasureSettings,
+    runtime: &dyn Runtime,
+    case: &str,
+    step: impl FnMut() -> Result<()>,
+) -> Result<CaseResult> {
+    runtime.reset_peak_memory();
+    let samples = measure(settings, runtime, step).with_context(|| format!("case {case}"))?;
+    Ok(CaseResult {
+        case: case.to_owned(),
+        samples,
+        throughput: None,
+        peak_memory_bytes: runtime.peak_memory_bytes(),
+        settings: Vec::new(),
+    })
 }
 
 /// Times `iterations` calls of `step` back to back between two device

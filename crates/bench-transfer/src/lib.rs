@@ -9,7 +9,8 @@ pub mod workload;
 use anyhow::Result;
 use bench_core::cli::{Benchmark, CellOutput};
 use bench_core::{
-    measure, CaseResult, Cell, DeviceKind, Framework, MeasureSettings, Preset, Runtime, Throughput,
+    measure_case, CaseResult, Cell, DeviceKind, Framework, MeasureSettings, Preset, Runtime,
+    Throughput,
 };
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
@@ -53,16 +54,17 @@ macro_rules! measure_twin {
         let inputs = $switch.inputs($cell.seed);
         let mut switch = $twin::Switch::new(&$runtime, &inputs)?;
         let iterations = $switch.iterations;
-        let switch_case = measure_case(&$runtime, $cell, "switch", || {
+        let switch_case = measure_case(&$cell.measure, &$runtime, "switch", || {
             (0..iterations).try_for_each(|_| switch.iterate())
         })?;
         drop(switch);
         let matmul = $twin::Matmul::new(&$runtime, $ceilings.matmul_size, $cell.seed)?;
-        let matmul_case = measure_case(&$runtime, $cell, "ceiling-matmul", || matmul.run())?;
+        let matmul_case =
+            measure_case(&$cell.measure, &$runtime, "ceiling-matmul", || matmul.run())?;
         drop(matmul);
         let scale = $twin::Scale::new(&$runtime, $ceilings.copy_elements)?;
         let copy_bytes = scale.bytes();
-        let copy_case = measure_case(&$runtime, $cell, "ceiling-copy", || scale.run())?;
+        let copy_case = measure_case(&$cell.measure, &$runtime, "ceiling-copy", || scale.run())?;
         Ok(CellOutput {
             device_name: $runtime.device_description(),
             cases: describe_cases(
@@ -76,24 +78,6 @@ macro_rules! measure_twin {
     }};
 }
 use measure_twin;
-
-/// Times one case and records the allocator's peak memory during it.
-fn measure_case(
-    runtime: &dyn Runtime,
-    cell: &Cell,
-    case: &str,
-    step: impl FnMut() -> Result<()>,
-) -> Result<CaseResult> {
-    runtime.reset_peak_memory();
-    let samples = measure(&cell.measure, runtime, step)?;
-    Ok(CaseResult {
-        case: case.to_owned(),
-        samples,
-        throughput: None,
-        peak_memory_bytes: runtime.peak_memory_bytes(),
-        settings: Vec::new(),
-    })
-}
 
 /// Adds each case's throughput and sizes.
 fn describe_cases(

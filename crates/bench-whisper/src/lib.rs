@@ -23,9 +23,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use bench_core::cli::{Benchmark, CellOutput};
-use bench_core::{
-    measure, CaseResult, Cell, Framework, MeasureSettings, Preset, Runtime, Throughput,
-};
+use bench_core::{measure_case, Cell, Framework, MeasureSettings, Preset, Runtime, Throughput};
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
 
@@ -147,7 +145,7 @@ fn measure_twin<T: WhisperTwin>(
     let transcriber = work.transcriber();
     let samples = &work.audio.samples;
     let mut transcript = None;
-    let mut transcribe = measure_case(runtime, cell, "transcribe", || {
+    let mut transcribe = measure_case(&cell.measure, runtime, "transcribe", || {
         transcript = Some(transcriber.transcribe(twin, samples)?);
         Ok(())
     })?;
@@ -155,7 +153,7 @@ fn measure_twin<T: WhisperTwin>(
 
     let windows = transcriber.windows(samples)?;
     let first_window = windows.first().context("the clip gave no window")?;
-    let mut encode = measure_case(runtime, cell, "encode", || {
+    let mut encode = measure_case(&cell.measure, runtime, "encode", || {
         twin.cross_kv(&twin.encode(first_window)?)?;
         Ok(())
     })?;
@@ -164,7 +162,7 @@ fn measure_twin<T: WhisperTwin>(
     let max_tokens = max_sampled_tokens(&work.model.dims, special);
     let cross = twin.cross_kv(&twin.encode(first_window)?)?;
     let mut decoded = None;
-    let mut decode = measure_case(runtime, cell, "decode-token", || {
+    let mut decode = measure_case(&cell.measure, runtime, "decode-token", || {
         decoded = Some(greedy_decode(
             &mut twin.session(&cross),
             special,
@@ -224,24 +222,6 @@ fn measure_twin<T: WhisperTwin>(
     Ok(CellOutput {
         device_name: runtime.device_description(),
         cases: vec![transcribe, encode, decode],
-    })
-}
-
-/// Times one case and records the allocator's peak memory during it.
-fn measure_case(
-    runtime: &dyn Runtime,
-    cell: &Cell,
-    case: &str,
-    step: impl FnMut() -> Result<()>,
-) -> Result<CaseResult> {
-    runtime.reset_peak_memory();
-    let samples = measure(&cell.measure, runtime, step).with_context(|| format!("case {case}"))?;
-    Ok(CaseResult {
-        case: case.to_owned(),
-        samples,
-        throughput: None,
-        peak_memory_bytes: runtime.peak_memory_bytes(),
-        settings: Vec::new(),
     })
 }
 
