@@ -87,6 +87,16 @@ const CUDA_CUPTI: Wheel = Wheel {
     platforms: LINUX_X86_64,
 };
 
+/// The CUDA C runtime headers (`crt/host_config.h` and friends) that
+/// `cuda_runtime.h` includes and the runtime wheel leaves out: fw-torch's
+/// CUDA graph shim includes libtorch's CUDA headers, which include it.
+const CUDA_CRT: Wheel = Wheel {
+    requirement: "nvidia-cuda-crt==13.0.88",
+    file: "nvidia_cuda_crt-13.0.88-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+    sha256: "2c8043c7c9e02492716426e9919fc78d2c5b3b2a7a768a88e952676b08aa55a4",
+    platforms: LINUX_X86_64,
+};
+
 /// MLX 0.32.2's CUDA 13 build, carried to GPU machines by `cargo xtask
 /// bundle --mlx-cuda` (binaries built against mlx-cpu run against it: same
 /// headers, same exported symbols).
@@ -166,9 +176,19 @@ pub fn torch_macos() -> Pinned {
     TORCH_MACOS.pinned()
 }
 
-/// The two NVIDIA libraries that the CPU part of PyPI's libtorch links.
-pub fn cuda_runtime_libraries() -> [Pinned; 2] {
-    [CUDA_RUNTIME.pinned(), CUDA_CUPTI.pinned()]
+/// The two NVIDIA libraries that the CPU part of PyPI's libtorch links,
+/// and the CUDA headers that fw-torch's CUDA graph shim compiles against.
+pub fn cuda_runtime_libraries() -> [Pinned; 3] {
+    [
+        CUDA_RUNTIME.pinned(),
+        CUDA_CUPTI.pinned(),
+        CUDA_CRT.pinned(),
+    ]
+}
+
+/// The CUDA headers beyond torch's own dependencies (see [`CUDA_CRT`]).
+pub fn cuda_headers() -> Pinned {
+    CUDA_CRT.pinned()
 }
 
 pub fn mlx_cuda_13() -> Pinned {

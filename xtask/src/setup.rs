@@ -195,7 +195,9 @@ fn ensure_libtorch(cache: &Path, options: SetupOptions) -> Result<()> {
         }
     }
     let nvidia = if options.cuda {
-        fetch_cuda_dependencies(cache, &torch)?
+        let mut wheels = fetch_cuda_dependencies(cache, &torch)?;
+        wheels.push(fetch(cache, &pins::cuda_headers())?);
+        wheels
     } else {
         pins::cuda_runtime_libraries()
             .iter()
@@ -305,6 +307,8 @@ fn check_libtorch(dir: &Path) -> Result<()> {
             &[
                 "nvidia/cu13/lib/libcudart.so.13",
                 "nvidia/cu13/lib/libcupti.so.13",
+                "nvidia/cu13/include/cuda_runtime_api.h",
+                "nvidia/cu13/include/crt/host_config.h",
             ],
         )?;
     }

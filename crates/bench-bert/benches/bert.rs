@@ -33,6 +33,7 @@ fn bert(c: &mut Criterion) {
     bench_core::cli::configure_processes(
         &[fw_mlx::HOOKS, fw_torch::HOOKS],
         Precision::F32,
+        bench_core::Execution::Best,
         threads,
     );
     let mut fine_tune = FineTuneConfig::for_preset(Preset::Quick);
@@ -53,6 +54,7 @@ fn bert(c: &mut Criterion) {
         &prepared.bert,
         &prepared.checkpoint,
         &fine_tune.optimizer,
+        bench_core::Execution::Best,
     )
     .expect("MLX model");
     group.bench_function("train-step/mlx", |b| {
@@ -67,6 +69,7 @@ fn bert(c: &mut Criterion) {
         &prepared.bert,
         &prepared.checkpoint,
         &fine_tune.optimizer,
+        bench_core::Execution::Best,
     )
     .expect("PyTorch model");
     group.bench_function("train-step/torch", |b| {

@@ -48,6 +48,10 @@ pub trait FineTune {
     fn logits(&mut self, tokens: &TokenBatch) -> Result<HostTensor>;
     /// The loss of the last step.
     fn last_loss(&self) -> Result<f32>;
+    /// How the step ran, for the row's `execution=`.
+    fn execution(&self) -> &'static str;
+    /// Which AdamW ran, for the row's `optimizer=`.
+    fn optimizer(&self) -> &'static str;
 }
 
 pub struct Bert;
@@ -85,6 +89,7 @@ impl Benchmark for Bert {
                         &prepared.bert,
                         &prepared.checkpoint,
                         &fine_tune.optimizer,
+                        cell.execution()?,
                     )
                 })
             }
@@ -98,6 +103,7 @@ impl Benchmark for Bert {
                         &prepared.bert,
                         &prepared.checkpoint,
                         &fine_tune.optimizer,
+                        cell.execution()?,
                     )
                 })
             }
@@ -242,7 +248,12 @@ fn run_twin<T: FineTune>(
         work_per_repetition: fine_tune.batch_size as f64,
         unit: "samples/s".into(),
     });
+    let modes = [
+        ("execution".to_owned(), trainer.execution().to_owned()),
+        ("optimizer".to_owned(), trainer.optimizer().to_owned()),
+    ];
     step.settings = prepared.settings(cell);
+    step.settings.extend(modes.clone());
     step.settings.extend([
         ("steps_run".into(), next.to_string()),
         ("last_loss".into(), format!("{:.4}", trainer.last_loss()?)),
@@ -274,6 +285,7 @@ fn run_twin<T: FineTune>(
         peak_memory_bytes: runtime.peak_memory_bytes(),
         settings: prepared.settings(cell),
     };
+    to_target.settings.extend(modes);
     to_target.settings.extend([
         (
             "target_accuracy".into(),

@@ -6,6 +6,7 @@
 
 use anyhow::Result;
 use bench_core::host::HostTensor;
+use bench_core::Execution;
 use fw_mlx::{from_host, to_host_f32, MlxRuntime};
 use mlx_rs::builder::Builder;
 use mlx_rs::error::Exception;
@@ -324,6 +325,8 @@ pub struct Trainer {
     model: BertClassifier,
     optimizer: BiasCorrectedAdamW,
     loss: Option<Array>,
+    /// The row's `execution=`.
+    execution: &'static str,
 }
 
 impl Trainer {
@@ -332,11 +335,13 @@ impl Trainer {
         config: &BertConfig,
         checkpoint: &Checkpoint,
         optimizer: &OptimizerSettings,
+        execution: Execution,
     ) -> Result<Self> {
         Ok(Self {
             model: BertClassifier::new(runtime, config, checkpoint)?,
             optimizer: BiasCorrectedAdamW::new(optimizer),
             loss: None,
+            execution: runtime.execution_label(execution, false),
         })
     }
 }
@@ -375,5 +380,13 @@ impl FineTune for Trainer {
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("no training step has run"))?;
         Ok(loss.item_exact::<f32>())
+    }
+
+    fn execution(&self) -> &'static str {
+        self.execution
+    }
+
+    fn optimizer(&self) -> &'static str {
+        "per-parameter"
     }
 }

@@ -1,12 +1,19 @@
 //! PyTorch twin: BERT with a classification head on tch modules over one
-//! VarStore; a training step is forward, backward and libtorch's AdamW.
-//! The parameters and AdamW state are float32; the forward and backward
-//! run in the compute dtype (see [`linear`]).
+//! VarStore; a training step is forward, backward and AdamW. The
+//! parameters and AdamW state are float32; the forward and backward run in
+//! the compute dtype (see [`linear`]). At its best (the default) the step
+//! runs as PyTorch's whole-network CUDA graph recipe: fused AdamW, and on
+//! CUDA the whole step captured once and replayed with each batch copied
+//! into static inputs; eager mode runs libtorch's per-parameter AdamW.
 
 use anyhow::Result;
 use bench_core::host::HostTensor;
-use fw_torch::{from_host, to_host_f32, TorchRuntime};
-use tch::nn::{self, Module, OptimizerConfig};
+use bench_core::Execution;
+use fw_torch::{
+    cuda_graphs_available, from_host, to_host_f32, AdamW, AdamWHyper, AdamWKind, GraphedStep,
+    TorchRuntime,
+};
+use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::BertConfig;
@@ -278,23 +285,70 @@ fn layer_norm(norm: &LayerNorm, x: &Tensor) -> Tensor {
     )
 }
 
-/// libtorch's AdamW: bias correction, decoupled weight decay.
-fn adamw(vs: &nn::VarStore, settings: &OptimizerSettings) -> Result<nn::Optimizer> {
-    let config = nn::AdamW {
+/// AdamW with bias correction and decoupled weight decay: fused in best
+/// mode, libtorch's per-parameter `torch::optim::AdamW` in eager mode.
+fn adamw(vs: &nn::VarStore, settings: &OptimizerSettings, execution: Execution) -> Result<AdamW> {
+    let hyper = AdamWHyper {
         beta1: settings.beta1,
         beta2: settings.beta2,
-        wd: settings.weight_decay,
+        weight_decay: settings.weight_decay,
         eps: settings.eps,
-        amsgrad: false,
     };
-    Ok(config.build(vs, settings.learning_rate)?)
+    let kind = match execution {
+        Execution::Best => AdamWKind::Fused,
+        Execution::Eager => AdamWKind::PerParameter,
+    };
+    AdamW::new(vs, kind, hyper, settings.learning_rate)
+}
+
+/// One training step on device tensors: gradients cleared, forward,
+/// backward, AdamW update; the loss stays on the device. Nothing is read
+/// back, so a CUDA graph can record it.
+fn train_step_on(
+    model: &BertClassifier,
+    optimizer: &mut AdamW,
+    inputs: &Inputs,
+    labels: &Tensor,
+) -> Result<Tensor> {
+    optimizer.zero_grad()?;
+    let loss = model.loss(inputs, labels);
+    loss.backward();
+    optimizer.step()?;
+    Ok(loss)
+}
+
+/// The captured training step and its static inputs (one batch shape).
+struct StepGraph {
+    step: GraphedStep<Tensor>,
+    inputs: Inputs,
+    labels: Tensor,
+}
+
+impl StepGraph {
+    /// Whether a batch has the captured batch's shape (one that does not
+    /// runs eagerly).
+    fn fits(&self, inputs: &Inputs) -> bool {
+        inputs.ids.size() == self.inputs.ids.size()
+    }
+
+    /// Copies a batch into the static inputs.
+    fn fill(&mut self, inputs: &Inputs, labels: &Tensor) {
+        self.inputs.ids.copy_(&inputs.ids);
+        self.inputs.type_ids.copy_(&inputs.type_ids);
+        self.inputs.mask.copy_(&inputs.mask);
+        self.labels.copy_(labels);
+    }
 }
 
 /// Fine-tunes a [`BertClassifier`] with AdamW.
 pub struct Trainer {
     model: BertClassifier,
-    optimizer: nn::Optimizer,
+    optimizer: AdamW,
     loss: Option<Tensor>,
+    /// Best mode on CUDA: whether steps run as a CUDA graph, and the graph
+    /// once the first batch has given its shape.
+    graphs: bool,
+    graph: Option<StepGraph>,
 }
 
 impl Trainer {
@@ -303,13 +357,18 @@ impl Trainer {
         config: &BertConfig,
         checkpoint: &Checkpoint,
         optimizer: &OptimizerSettings,
+        execution: Execution,
     ) -> Result<Self> {
         let model = BertClassifier::new(runtime, config, checkpoint)?;
-        let optimizer = adamw(&model.vs, optimizer)?;
+        let optimizer = adamw(&model.vs, optimizer, execution)?;
+        let graphs =
+            execution == Execution::Best && cuda_graphs_available(runtime.tch_device()).is_ok();
         Ok(Self {
             model,
             optimizer,
             loss: None,
+            graphs,
+            graph: None,
         })
     }
 }
@@ -322,10 +381,46 @@ impl FineTune for Trainer {
         let labels = Tensor::from_slice(&batch.labels)
             .to_kind(Kind::Int64)
             .to_device(device);
-        let loss = self.model.loss(&inputs, &labels);
-        self.optimizer.backward_step(&loss);
+        if self.graphs && self.graph.is_none() {
+            self.graph = Some(StepGraph {
+                // One eager step first: cuBLAS and the kernels' choices
+                // start outside the capture.
+                step: GraphedStep::new(device, 1),
+                inputs: Inputs {
+                    ids: inputs.ids.zeros_like(),
+                    type_ids: inputs.type_ids.zeros_like(),
+                    mask: inputs.mask.zeros_like(),
+                },
+                labels: labels.zeros_like(),
+            });
+        }
+        let (model, optimizer) = (&self.model, &mut self.optimizer);
+        let graph = self.graph.as_mut().filter(|graph| graph.fits(&inputs));
+        let loss = match graph {
+            Some(graph) => {
+                graph.fill(&inputs, &labels);
+                let (inputs, labels) = (&graph.inputs, &graph.labels);
+                graph
+                    .step
+                    .run(|| train_step_on(model, optimizer, inputs, labels))?
+                    .shallow_clone()
+            }
+            None => train_step_on(model, optimizer, &inputs, &labels)?,
+        };
         self.loss = Some(loss.detach());
         Ok(())
+    }
+
+    fn execution(&self) -> &'static str {
+        if self.graphs {
+            "cuda-graph"
+        } else {
+            "eager"
+        }
+    }
+
+    fn optimizer(&self) -> &'static str {
+        self.optimizer.kind().name()
     }
 
     fn logits(&mut self, tokens: &TokenBatch) -> Result<HostTensor> {

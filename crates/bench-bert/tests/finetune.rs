@@ -56,11 +56,23 @@ fn both_twins_pass_the_accuracy_gate() {
     assert_eq!((prepared.train.len(), prepared.test.len()), (640, 192));
     let (mlx_rt, torch_rt) = common::runtimes();
     let optimizer = &prepared.fine_tune.optimizer;
-    let mut mlx_trainer =
-        mlx::Trainer::new(&mlx_rt, &prepared.bert, &prepared.checkpoint, optimizer).unwrap();
+    let mut mlx_trainer = mlx::Trainer::new(
+        &mlx_rt,
+        &prepared.bert,
+        &prepared.checkpoint,
+        optimizer,
+        bench_core::Execution::Best,
+    )
+    .unwrap();
     check_gate("MLX", &mut mlx_trainer, &prepared);
     drop(mlx_trainer);
-    let mut torch_trainer =
-        torch::Trainer::new(&torch_rt, &prepared.bert, &prepared.checkpoint, optimizer).unwrap();
+    let mut torch_trainer = torch::Trainer::new(
+        &torch_rt,
+        &prepared.bert,
+        &prepared.checkpoint,
+        optimizer,
+        bench_core::Execution::Best,
+    )
+    .unwrap();
     check_gate("PyTorch", &mut torch_trainer, &prepared);
 }

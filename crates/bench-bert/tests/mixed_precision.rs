@@ -57,11 +57,31 @@ fn bf16_adamw_steps_match_across_twins() {
     let batches = encoded.batches(&(0..8).collect::<Vec<_>>(), 4);
     let settings = OptimizerSettings::adamw(1e-3);
     let (mlx_rt, torch_rt) = common::runtimes_at(Precision::Bf16);
-    let mut mlx_trainer = mlx::Trainer::new(&mlx_rt, &config, &checkpoint, &settings).unwrap();
-    let mut torch_trainer =
-        torch::Trainer::new(&torch_rt, &config, &checkpoint, &settings).unwrap();
+    let mut mlx_trainer = mlx::Trainer::new(
+        &mlx_rt,
+        &config,
+        &checkpoint,
+        &settings,
+        bench_core::Execution::Best,
+    )
+    .unwrap();
+    let mut torch_trainer = torch::Trainer::new(
+        &torch_rt,
+        &config,
+        &checkpoint,
+        &settings,
+        bench_core::Execution::Best,
+    )
+    .unwrap();
     let (f32_mlx_rt, _) = common::runtimes();
-    let mut f32_trainer = mlx::Trainer::new(&f32_mlx_rt, &config, &checkpoint, &settings).unwrap();
+    let mut f32_trainer = mlx::Trainer::new(
+        &f32_mlx_rt,
+        &config,
+        &checkpoint,
+        &settings,
+        bench_core::Execution::Best,
+    )
+    .unwrap();
     let before = torch_trainer.logits(&batches[0].tokens).unwrap();
     for (step, batch) in batches.iter().enumerate() {
         mlx_trainer.step(batch).unwrap();

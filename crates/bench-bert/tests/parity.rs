@@ -84,9 +84,22 @@ fn adamw_steps_match_on_real_emails() {
     // A large learning rate, so that the steps move the weights visibly.
     let settings = OptimizerSettings::adamw(1e-3);
     let (mlx_rt, torch_rt) = common::runtimes();
-    let mut mlx_trainer = mlx::Trainer::new(&mlx_rt, &config, &checkpoint, &settings).unwrap();
-    let mut torch_trainer =
-        torch::Trainer::new(&torch_rt, &config, &checkpoint, &settings).unwrap();
+    let mut mlx_trainer = mlx::Trainer::new(
+        &mlx_rt,
+        &config,
+        &checkpoint,
+        &settings,
+        bench_core::Execution::Best,
+    )
+    .unwrap();
+    let mut torch_trainer = torch::Trainer::new(
+        &torch_rt,
+        &config,
+        &checkpoint,
+        &settings,
+        bench_core::Execution::Best,
+    )
+    .unwrap();
     let before = torch_trainer.logits(&batches[0].tokens).unwrap();
     for (step, batch) in batches.iter().enumerate() {
         mlx_trainer.step(batch).unwrap();
@@ -110,4 +123,43 @@ fn adamw_steps_match_on_real_emails() {
     // Three steps of AdamW amplify float32 rounding (sign-like updates of
     // gradients near zero): a looser bound than the forward pass.
     assert!(diff < 2e-3, "logits after training differ by {diff}");
+}
+
+#[test]
+fn torch_fused_best_and_per_parameter_eager_steps_match() {
+    let (config, checkpoint) = common::minilm(2);
+    let split = SpamSplit::load().unwrap();
+    let encoded = common::minilm_tokenizer(32)
+        .encode_emails(&split.train[..12])
+        .unwrap();
+    let batches = encoded.batches(&(0..12).collect::<Vec<_>>(), 4);
+    let settings = OptimizerSettings::adamw(1e-3);
+    let (_, torch_rt) = common::runtimes();
+    let run = |execution| {
+        let mut trainer =
+            torch::Trainer::new(&torch_rt, &config, &checkpoint, &settings, execution).unwrap();
+        let losses: Vec<f32> = batches
+            .iter()
+            .map(|batch| {
+                trainer.step(batch).unwrap();
+                trainer.last_loss().unwrap()
+            })
+            .collect();
+        let logits = trainer.logits(&batches[0].tokens).unwrap();
+        (losses, logits, trainer.optimizer())
+    };
+    let (best, best_logits, best_optimizer) = run(bench_core::Execution::Best);
+    let (eager, eager_logits, eager_optimizer) = run(bench_core::Execution::Eager);
+    assert_eq!(
+        (best_optimizer, eager_optimizer),
+        ("fused", "per-parameter")
+    );
+    for (a, b) in best.iter().zip(&eager) {
+        assert!((a - b).abs() < 1e-5 * b.abs().max(1.0), "losses {a} vs {b}");
+    }
+    let diff = best_logits.max_abs_diff(&eager_logits).unwrap();
+    assert!(
+        diff < 1e-4,
+        "fused and per-parameter AdamW logits differ by {diff}"
+    );
 }

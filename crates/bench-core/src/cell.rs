@@ -50,6 +50,40 @@ pub enum Preset {
     Paper,
 }
 
+/// How the twins run. `Best` is each framework as its users run it when
+/// speed matters (PyTorch: CUDA graphs and fused optimizers; MLX: compiled
+/// steps and its CUDA graphs); `Eager` runs both plainly, op by op
+/// (`--set execution=eager`). Each row records the mode that actually ran
+/// (`execution=`: eager, cuda-graph or compiled).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Execution {
+    #[default]
+    Best,
+    Eager,
+}
+
+impl std::str::FromStr for Execution {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        <Self as ValueEnum>::from_str(text, true)
+            .map_err(|_| format!("expected best or eager, got '{text}'"))
+    }
+}
+
 macro_rules! display_as_value_name {
     ($($t:ty),*) => {$(
         impl fmt::Display for $t {
@@ -60,7 +94,7 @@ macro_rules! display_as_value_name {
         }
     )*};
 }
-display_as_value_name!(Framework, DeviceKind, Precision, Preset);
+display_as_value_name!(Framework, DeviceKind, Precision, Preset, Execution);
 
 /// Everything one benchmark run needs to know about its cell.
 #[derive(Clone, Debug)]
@@ -94,8 +128,19 @@ impl Cell {
             ("seed".into(), self.seed.to_string()),
         ]
         .into_iter()
-        .chain(self.options.iter().cloned())
+        // The twin records the mode that actually ran as `execution=`.
+        .chain(
+            self.options
+                .iter()
+                .filter(|(key, _)| key != "execution")
+                .cloned(),
+        )
         .collect()
+    }
+
+    /// The execution mode asked for (`--set execution=best|eager`).
+    pub fn execution(&self) -> anyhow::Result<Execution> {
+        Ok(self.option("execution")?.unwrap_or_default())
     }
 
     /// The `--set` value of `key`, parsed; None when not given.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Parser;
 
-use crate::cell::{Cell, DeviceKind, Framework, Precision, Preset};
+use crate::cell::{Cell, DeviceKind, Execution, Framework, Precision, Preset};
 use crate::env::{self, Environment};
 use crate::error::unavailable_reason;
 use crate::measure::MeasureSettings;
@@ -52,8 +52,9 @@ pub struct FrameworkHooks {
     /// Library version, read without initialising a device.
     pub version: fn() -> String,
     /// Applies process-wide settings that must precede the framework's
-    /// first use: CPU threads and the TF32 switch.
-    pub configure_process: fn(Precision, usize),
+    /// first use: CPU threads, the TF32 switch, and the switches of eager
+    /// mode that the framework reads once (MLX's compile and CUDA graphs).
+    pub configure_process: fn(Precision, Execution, usize),
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -129,9 +130,14 @@ pub fn main(
 /// Runs every asked cell; returns how many failed.
 /// Sets each framework's process-wide knobs (threads, TF32) before any of
 /// them starts.
-pub fn configure_processes(frameworks: &[FrameworkHooks], precision: Precision, threads: usize) {
+pub fn configure_processes(
+    frameworks: &[FrameworkHooks],
+    precision: Precision,
+    execution: Execution,
+    threads: usize,
+) {
     for hooks in frameworks {
-        (hooks.configure_process)(precision, threads);
+        (hooks.configure_process)(precision, execution, threads);
     }
 }
 
@@ -143,7 +149,16 @@ pub fn run(
 ) -> Result<usize> {
     let threads = args.threads.unwrap_or_else(env::default_threads);
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
-    configure_processes(frameworks, args.precision, threads);
+    let execution = args
+        .options
+        .iter()
+        .rev()
+        .find(|(key, _)| key == "execution")
+        .map(|(_, value)| value.parse::<Execution>())
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--set execution: {e}"))?
+        .unwrap_or_default();
+    configure_processes(frameworks, args.precision, execution, threads);
     let mut environment = Environment::capture(suite_version);
     for hooks in frameworks {
         let version = (hooks.version)();

@@ -14,7 +14,7 @@ pub mod rng;
 pub mod runtime;
 pub mod stats;
 
-pub use cell::{Cell, DeviceKind, Framework, Precision, Preset};
+pub use cell::{Cell, DeviceKind, Execution, Framework, Precision, Preset};
 pub use error::Unavailable;
 pub use measure::{measure, measure_case, time_iterations, MeasureSettings};
 pub use record::{CaseResult, Record, Throughput};

@@ -124,7 +124,7 @@ fn hooks(framework: Framework) -> FrameworkHooks {
     FrameworkHooks {
         framework,
         version: || "1.0".into(),
-        configure_process: |_, _| {},
+        configure_process: |_, _, _| {},
     }
 }
 

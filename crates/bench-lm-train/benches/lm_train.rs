@@ -19,6 +19,7 @@ fn lm_train(c: &mut Criterion) {
     bench_core::cli::configure_processes(
         &[fw_mlx::HOOKS, fw_torch::HOOKS],
         Precision::F32,
+        bench_core::Execution::Best,
         threads,
     );
     let config = LmConfig::for_preset(Preset::Quick);
@@ -31,7 +32,14 @@ fn lm_train(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(20));
 
     let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX on CPU");
-    let mut mlx_trainer = mlx::Trainer::new(&mlx_rt, &config, &checkpoint, 0).expect("MLX model");
+    let mut mlx_trainer = mlx::Trainer::new(
+        &mlx_rt,
+        &config,
+        &checkpoint,
+        0,
+        bench_core::Execution::Best,
+    )
+    .expect("MLX model");
     let mlx_batches: Vec<_> = host_batches
         .iter()
         .map(|b| mlx_trainer.upload(b).expect("MLX batch"))
@@ -51,8 +59,14 @@ fn lm_train(c: &mut Criterion) {
 
     let torch_rt =
         TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("PyTorch on CPU");
-    let mut torch_trainer =
-        torch::Trainer::new(&torch_rt, &config, &checkpoint, 0).expect("PyTorch model");
+    let mut torch_trainer = torch::Trainer::new(
+        &torch_rt,
+        &config,
+        &checkpoint,
+        0,
+        bench_core::Execution::Best,
+    )
+    .expect("PyTorch model");
     let torch_batches: Vec<_> = host_batches
         .iter()
         .map(|b| torch_trainer.upload(b).expect("PyTorch batch"))

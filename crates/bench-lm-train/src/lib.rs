@@ -104,7 +104,13 @@ macro_rules! measure_twin {
     ($twin:ident, $runtime:ident, $cell:ident, $config:ident) => {{
         let data = Dataset::shakespeare(&$config, $cell.seed)?;
         let checkpoint = checkpoint::cached_checkpoint(&$config.model, $cell.seed)?;
-        let mut trainer = $twin::Trainer::new(&$runtime, &$config, &checkpoint, $cell.seed)?;
+        let mut trainer = $twin::Trainer::new(
+            &$runtime,
+            &$config,
+            &checkpoint,
+            $cell.seed,
+            $cell.execution()?,
+        )?;
         let steps = $cell.measure.warmup + $cell.measure.repetitions;
         let batches = (0..steps)
             .map(|index| trainer.upload(&data.train_batch(index)))
@@ -124,6 +130,8 @@ macro_rules! measure_twin {
         let peak_memory_bytes = $runtime.peak_memory_bytes();
         let figures = Figures {
             losses,
+            execution: trainer.execution(),
+            optimizer: trainer.optimizer(),
             eval_before,
             eval_after: trainer.eval_loss(&held_out)?,
             train_tokens: data.train_tokens(),
@@ -148,6 +156,8 @@ use measure_twin;
 struct Figures {
     /// The loss of every step, warm-up included.
     losses: Vec<f32>,
+    execution: &'static str,
+    optimizer: &'static str,
     eval_before: f32,
     eval_after: f32,
     train_tokens: usize,
@@ -174,14 +184,7 @@ fn step_case(
             "timed",
             "one step: forward + backward + AdamW update + reading the loss".into(),
         ),
-        (
-            "execution",
-            match cell.framework {
-                Framework::Mlx => "step compiled (compile_with_state) and evaluated once",
-                Framework::Torch => "eager (tch has no torch.compile)",
-            }
-            .into(),
-        ),
+        ("execution", figures.execution.into()),
         ("tokenizer", data::TOKENIZER_DESCRIPTION.into()),
         (
             "text",
@@ -198,8 +201,9 @@ fn step_case(
         ("batch_size", t.batch_size.to_string()),
         ("parameters", m.parameter_count().to_string()),
         ("dropout", m.dropout.to_string()),
+        ("optimizer", figures.optimizer.into()),
         (
-            "optimizer",
+            "update",
             format!(
                 "AdamW (PyTorch's bias-corrected update) betas {}/{} eps {:e}",
                 t.beta1, t.beta2, t.eps

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use bench_core::host::HostTensor;
+use bench_core::Execution;
 use fw_mlx::{from_host, load_safetensors, to_host_f32, MlxRuntime};
 use mlx_rs::builder::Builder;
 use mlx_rs::error::Exception;
@@ -388,6 +389,8 @@ pub struct Trainer {
     state: TrainState,
     step_fn: CompiledStep,
     train: TrainConfig,
+    /// The row's `execution=`.
+    execution: &'static str,
 }
 
 impl Trainer {
@@ -397,6 +400,7 @@ impl Trainer {
         config: &LmConfig,
         checkpoint: &Path,
         seed: u64,
+        execution: Execution,
     ) -> Result<Self> {
         let model = TransformerLm::load(runtime, &config.model, checkpoint)?;
         let optimizer = AdamW::new(&config.train, &model)?;
@@ -408,9 +412,26 @@ impl Trainer {
         eval(state.state_projection()?.into_entries().map(|(_, a)| a))?;
         Ok(Self {
             state,
+            // In eager mode MLX_DISABLE_COMPILE makes this a no-op.
             step_fn: Box::new(compile_with_state(training_step, false)),
             train: config.train.clone(),
+            execution: runtime.execution_label(execution, true),
         })
+    }
+
+    /// The row's `execution=`.
+    pub fn execution(&self) -> &'static str {
+        self.execution
+    }
+
+    /// The row's `optimizer=`: the update's element-wise work is traced
+    /// into the compiled step, which fuses it; eager runs it per parameter.
+    pub fn optimizer(&self) -> &'static str {
+        if self.execution.starts_with("compiled") {
+            "fused (compiled into the step)"
+        } else {
+            "per-parameter"
+        }
     }
 
     /// Copies a host batch to the device (untimed set-up).

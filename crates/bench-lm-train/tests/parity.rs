@@ -147,8 +147,8 @@ fn load_errors(path: &Path) -> [String; 2] {
     };
     let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap();
     let torch_rt = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap();
-    let mlx = mlx::Trainer::new(&mlx_rt, &config, path, 0).err();
-    let torch = torch::Trainer::new(&torch_rt, &config, path, 0).err();
+    let mlx = mlx::Trainer::new(&mlx_rt, &config, path, 0, bench_core::Execution::Best).err();
+    let torch = torch::Trainer::new(&torch_rt, &config, path, 0, bench_core::Execution::Best).err();
     let message = |e: Option<anyhow::Error>| format!("{:#}", e.expect("loading must fail"));
     [message(mlx), message(torch)]
 }
@@ -161,7 +161,7 @@ fn bad_checkpoints_are_errors_that_name_the_tensor_and_shapes() {
         ..small_config()
     };
     let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap();
-    assert!(mlx::Trainer::new(&mlx_rt, &config, &good, 0).is_ok());
+    assert!(mlx::Trainer::new(&mlx_rt, &config, &good, 0, bench_core::Execution::Best).is_ok());
 
     let missing = edited_checkpoint("missing", |w| w.retain(|(n, _)| n != "layers.1.ln2.bias"));
     for error in load_errors(&missing) {

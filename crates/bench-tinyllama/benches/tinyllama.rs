@@ -48,6 +48,7 @@ fn tinyllama(c: &mut Criterion) {
     bench_core::cli::configure_processes(
         &[fw_mlx::HOOKS, fw_torch::HOOKS],
         Precision::F32,
+        bench_core::Execution::Best,
         threads,
     );
     let config = LlamaConfig::tinyllama();
@@ -67,13 +68,26 @@ fn tinyllama(c: &mut Criterion) {
     // One twin at a time: each holds 4.4 GB of float32 weights.
     {
         let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX");
-        let mut model = mlx::Llama::new(&runtime, &config, &weights, capacity).expect("MLX model");
+        let mut model = mlx::Llama::new(
+            &runtime,
+            &config,
+            &weights,
+            capacity,
+            bench_core::Execution::Best,
+        )
+        .expect("MLX model");
         bench_model(&mut group, "mlx", &runtime, &mut model, &prompt);
     }
     {
         let runtime = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("PyTorch");
-        let mut model =
-            torch::Llama::new(&runtime, &config, &weights, capacity).expect("PyTorch model");
+        let mut model = torch::Llama::new(
+            &runtime,
+            &config,
+            &weights,
+            capacity,
+            bench_core::Execution::Best,
+        )
+        .expect("PyTorch model");
         bench_model(&mut group, "torch", &runtime, &mut model, &prompt);
     }
     group.finish();

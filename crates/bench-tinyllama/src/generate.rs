@@ -31,6 +31,8 @@ pub trait CausalLm {
     /// and fed straight back as the next input (no host round trip per
     /// token, as llama.cpp and mlx-lm decode). Returns the `steps` tokens.
     fn decode_greedy(&mut self, first: u32, steps: usize) -> Result<Vec<u32>>;
+    /// How the twin ran, for the row's `execution=`.
+    fn execution(&self) -> &'static str;
     /// Forgets the cache past `position` tokens; its buffers stay allocated.
     fn truncate(&mut self, position: usize);
     /// Empties the cache.

@@ -70,7 +70,9 @@ macro_rules! measure_twin {
             &$workload.config,
             $workload.weights.as_ref(),
             $workload.generation.cache_positions(),
+            $cell.execution()?,
         )?;
+        let execution = CausalLm::execution(&model);
         let generation = measure_generation(&mut model, &$runtime, $cell, &$workload)?;
         drop(model);
         let elements = $workload.generation.copy_elements;
@@ -103,7 +105,7 @@ macro_rules! measure_twin {
         };
         Ok(CellOutput {
             device_name: $runtime.device_description(),
-            cases: describe_cases(&$workload, $cell.precision, generation, copy)?,
+            cases: describe_cases(&$workload, $cell.precision, execution, generation, copy)?,
         })
     }};
 }
@@ -175,11 +177,13 @@ fn weight_bytes(precision: Precision) -> usize {
 fn describe_cases(
     workload: &Workload,
     precision: Precision,
+    execution: &str,
     runs: GenerationRuns,
     copy: CopyCeiling,
 ) -> Result<Vec<CaseResult>> {
     let g = &workload.generation;
-    let shared = workload.settings();
+    let mut shared = workload.settings();
+    shared.push(("execution".into(), execution.into()));
     let case = |name: &str, samples: Vec<f64>, throughput: Option<Throughput>| CaseResult {
         case: name.to_owned(),
         samples,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use anyhow::{ensure, Context, Result};
 use bench_core::host::HostTensor;
+use bench_core::Execution;
 use fw_mlx::{from_host, to_host_f32, MlxRuntime};
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::ops::indexing::argmax_axis;
@@ -26,6 +27,8 @@ pub struct Llama {
     norm: Array,
     lm_head: Array,
     cache: KvCache,
+    /// The row's `execution=` (MLX records CUDA graphs itself on CUDA).
+    execution: &'static str,
 }
 
 struct DecoderLayer {
@@ -58,6 +61,7 @@ impl Llama {
         config: &LlamaConfig,
         weights: &dyn WeightSource,
         capacity: usize,
+        execution: Execution,
     ) -> Result<Self> {
         ensure!(
             capacity <= config.max_position_embeddings,
@@ -105,6 +109,7 @@ impl Llama {
             norm,
             lm_head,
             cache,
+            execution: runtime.execution_label(execution, false),
         })
     }
 }
@@ -188,6 +193,10 @@ impl CausalLm for Llama {
             chosen.push(last.try_item_exact::<u32>()?);
         }
         Ok(chosen)
+    }
+
+    fn execution(&self) -> &'static str {
+        self.execution
     }
 
     fn truncate(&mut self, position: usize) {

@@ -1,12 +1,23 @@
-//! PyTorch twin. Eager execution under `no_grad`; libtorch's `rms_norm`
-//! and fused `scaled_dot_product_attention` (GQA through `enable_gqa`,
-//! without repeating keys) do the Llama-specific work.
+//! PyTorch twin, under `no_grad`; libtorch's `rms_norm` and fused
+//! `scaled_dot_product_attention` do the Llama-specific work. The prompt
+//! runs eagerly. Greedy decoding runs one single-token step whose every
+//! input is a device tensor (token, position, cache), so that on CUDA it is
+//! captured once as a CUDA graph and replayed per token, argmax included,
+//! as gpt-fast and `torch.compile(mode="reduce-overhead")` decode; in eager
+//! mode, or off CUDA, the same step runs op by op.
+//!
+//! Grouped-query attention: a decode step has one query position, so the
+//! query heads that share a key/value head become queries of that head and
+//! plain SDPA runs without repeating keys, in every dtype. The prompt's
+//! SDPA takes `enable_gqa`; its flash kernel needs 16-bit floats, so in
+//! float32 libtorch's math kernel repeats the keys (the row says so).
 
 use std::collections::HashMap;
 
 use anyhow::{ensure, Context, Result};
 use bench_core::host::HostTensor;
-use fw_torch::{from_host, to_host_f32, TorchRuntime};
+use bench_core::Execution;
+use fw_torch::{from_host, to_host_f32, GraphedStep, TorchRuntime};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::LlamaConfig;
@@ -21,11 +32,28 @@ pub struct Llama {
     norm: Tensor,
     lm_head: Tensor,
     cache: KvCache,
-    /// cos and sin of every cache position's rotary angles, float32,
-    /// [capacity, head_dim] (MLX's fused rope computes them on the fly,
-    /// in float32 too).
+    /// cos and sin of every cache position's rotary angles in the model's
+    /// dtype, [capacity, head_dim], cast once (as Hugging Face's Llama
+    /// applies them).
     rope: (Tensor, Tensor),
+    decode: DecodeState,
+    /// The decode step's CUDA graph (best mode on CUDA); None: eager.
+    step_graph: Option<GraphedStep<()>>,
     device: Device,
+}
+
+/// Greedy decoding's device state, read and written in place by the
+/// decode step (and so by its CUDA graph).
+struct DecodeState {
+    /// The token being fed, [1, 1] int64.
+    token: Tensor,
+    /// Its position, [1] int64.
+    position: Tensor,
+    /// chosen[p]: the token chosen after position p, [capacity] int64.
+    chosen: Tensor,
+    /// 0..capacity, int64: the keys a query at `position` may see are
+    /// those at key_positions <= position.
+    key_positions: Tensor,
 }
 
 struct DecoderLayer {
@@ -58,6 +86,7 @@ impl Llama {
         config: &LlamaConfig,
         weights: &dyn WeightSource,
         capacity: usize,
+        execution: Execution,
     ) -> Result<Self> {
         ensure!(
             capacity <= config.max_position_embeddings,
@@ -99,7 +128,19 @@ impl Llama {
             take("lm_head.weight".into())?
         };
         let cache = KvCache::new(config, capacity, runtime.kind(), device);
-        let rope = rope_tables(config, capacity, device);
+        let rope = rope_tables(config, capacity, runtime.kind(), device);
+        let int64 = (Kind::Int64, device);
+        let decode = DecodeState {
+            token: Tensor::zeros([1, 1], int64),
+            position: Tensor::zeros([1], int64),
+            chosen: Tensor::zeros([capacity as i64], int64),
+            key_positions: Tensor::arange(capacity as i64, int64),
+        };
+        // One eager step first: cuBLAS and the kernels' choices start
+        // outside the capture.
+        let step_graph = (execution == Execution::Best
+            && fw_torch::cuda_graphs_available(device).is_ok())
+        .then(|| GraphedStep::new(device, 1));
         Ok(Self {
             config: config.clone(),
             embed_tokens,
@@ -108,6 +149,8 @@ impl Llama {
             lm_head,
             cache,
             rope,
+            decode,
+            step_graph,
             device,
         })
     }
@@ -163,6 +206,44 @@ impl Llama {
             .view([rows, self.config.vocab_size as i64])
             .to_kind(Kind::Float)
     }
+
+    /// One greedy decode step from the device state alone: feeds
+    /// `decode.token` at `decode.position`, writes the cache there, stores
+    /// the argmax in `chosen` and as the next token, advances the position.
+    /// Nothing is read back, so a CUDA graph can record it.
+    fn decode_step(&mut self) {
+        let state = &mut self.decode;
+        let capacity = self.cache.capacity as i64;
+        let mask = state
+            .key_positions
+            .le_tensor(&state.position)
+            .view([1, 1, 1, capacity]);
+        let rope = (
+            self.rope.0.index_select(0, &state.position),
+            self.rope.1.index_select(0, &state.position),
+        );
+        let mut x = Tensor::embedding(&self.embed_tokens, &state.token, -1, false, false);
+        let cache = &mut self.cache;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let kv = (&mut cache.keys[i], &mut cache.values[i]);
+            x = layer.decode(&x, kv, &state.position, &mask, &rope, &self.config);
+        }
+        let x = x.rms_norm(
+            [self.config.hidden_size as i64],
+            Some(&self.norm),
+            self.config.rms_norm_eps,
+        );
+        let next = x
+            .linear(&self.lm_head, None::<Tensor>)
+            .view([1, self.config.vocab_size as i64])
+            .to_kind(Kind::Float)
+            .argmax(-1, true);
+        let _ = state
+            .chosen
+            .index_copy_(0, &state.position, &next.view([1]));
+        state.token.copy_(&next);
+        let _ = state.position.g_add_scalar_(1);
+    }
 }
 
 impl CausalLm for Llama {
@@ -178,26 +259,52 @@ impl CausalLm for Llama {
         to_host_f32(&out)
     }
 
-    /// Each step's token stays on the device as the next step's input, so
+    /// Each step's token stays on the device as the next step's input (a
+    /// replay of the step's CUDA graph, or the step's ops in eager mode), so
     /// that the host queues step n+1 while the device runs step n; the
     /// tokens come back in one copy at the end.
     fn decode_greedy(&mut self, first: u32, steps: usize) -> Result<Vec<u32>> {
         let _no_grad = tch::no_grad_guard();
+        check_tokens(&[first], self.config.vocab_size)?;
         self.check_room(steps)?;
-        let mut chosen = Vec::with_capacity(steps);
-        let mut next = Tensor::from_slice(&[i64::from(first)])
-            .view([1, 1])
-            .to_device(self.device);
-        for _ in 0..steps {
-            let logits = self.forward_ids(&next, Logits::Last);
-            next = logits.argmax(-1, true);
-            chosen.push(next.shallow_clone());
-        }
-        if chosen.is_empty() {
+        if steps == 0 {
             return Ok(Vec::new());
         }
-        let ids = Vec::<i64>::try_from(Tensor::cat(&chosen, 0).view([-1]).to_device(Device::Cpu))?;
+        let start = self.cache.position as i64;
+        let _ = self.decode.token.fill_(i64::from(first));
+        let _ = self.decode.position.fill_(start);
+        let mut graph = self.step_graph.take();
+        let mut outcome = Ok(());
+        for _ in 0..steps {
+            outcome = match &mut graph {
+                Some(graph) => graph
+                    .run(|| {
+                        self.decode_step();
+                        Ok(())
+                    })
+                    .map(drop),
+                None => {
+                    self.decode_step();
+                    Ok(())
+                }
+            };
+            if outcome.is_err() {
+                break;
+            }
+        }
+        self.step_graph = graph;
+        outcome?;
+        self.cache.position += steps;
+        let ids = self.decode.chosen.narrow(0, start, steps as i64);
+        let ids = Vec::<i64>::try_from(ids.to_device(Device::Cpu))?;
         Ok(ids.into_iter().map(|id| id as u32).collect())
+    }
+
+    fn execution(&self) -> &'static str {
+        match &self.step_graph {
+            Some(_) => "cuda-graph decode step, eager prompt",
+            None => "eager",
+        }
     }
 
     fn truncate(&mut self, position: usize) {
@@ -236,15 +343,31 @@ impl DecoderLayer {
         &x + self.mlp(&h)
     }
 
-    fn attention(
+    /// The single-token layer of a decode step (see [`Llama::decode_step`]).
+    fn decode(
         &self,
         x: &Tensor,
-        (keys, values): (&mut Tensor, &mut Tensor),
-        position: usize,
-        mask: Option<&Mask>,
-        (cos, sin): &(Tensor, Tensor),
+        kv: (&mut Tensor, &mut Tensor),
+        position: &Tensor,
+        mask: &Tensor,
+        rope: &(Tensor, Tensor),
         config: &LlamaConfig,
     ) -> Tensor {
+        let (hidden, eps) = ([config.hidden_size as i64], config.rms_norm_eps);
+        let h = x.rms_norm(hidden, Some(&self.input_layernorm), eps);
+        let x = x + self.attention_step(&h, kv, position, mask, rope, config);
+        let h = x.rms_norm(hidden, Some(&self.post_attention_layernorm), eps);
+        &x + self.mlp(&h)
+    }
+
+    /// Queries, keys and values of `x` [1, count, hidden], rotated:
+    /// [1, heads, count, head_dim].
+    fn project(
+        &self,
+        x: &Tensor,
+        (cos, sin): &(Tensor, Tensor),
+        config: &LlamaConfig,
+    ) -> (Tensor, Tensor, Tensor) {
         let count = x.size()[1];
         let head_dim = config.head_dim as i64;
         let heads = |projection: &Tensor, n: usize| {
@@ -252,17 +375,62 @@ impl DecoderLayer {
                 .view([1, count, n as i64, head_dim])
                 .transpose(1, 2)
         };
-        // HF Llama's rotate_half, in float32 as MLX's fused rope computes it.
+        // HF Llama's rotate_half, in the model's dtype.
         let rope = |a: Tensor| {
-            let kind = a.kind();
-            let a = a.to_kind(Kind::Float);
             let halves = a.chunk(2, -1);
             let rotated = Tensor::cat(&[-&halves[1], halves[0].shallow_clone()], -1);
-            (a * cos + rotated * sin).to_kind(kind)
+            a * cos + rotated * sin
         };
         let q = rope(heads(&self.q_proj, config.num_heads));
         let k = rope(heads(&self.k_proj, config.num_kv_heads));
         let v = heads(&self.v_proj, config.num_kv_heads);
+        (q, k, v)
+    }
+
+    /// A decode step's attention: the cache written at the device-side
+    /// `position`, every cache slot attended under `mask`; the query heads
+    /// of one key/value head are that head's queries (no repeated keys).
+    fn attention_step(
+        &self,
+        x: &Tensor,
+        (keys, values): (&mut Tensor, &mut Tensor),
+        position: &Tensor,
+        mask: &Tensor,
+        rope: &(Tensor, Tensor),
+        config: &LlamaConfig,
+    ) -> Tensor {
+        let (q, k, v) = self.project(x, rope, config);
+        let _ = keys.index_copy_(2, position, &k);
+        let _ = values.index_copy_(2, position, &v);
+        let (kv_heads, head_dim) = (config.num_kv_heads as i64, config.head_dim as i64);
+        let group = (config.num_heads / config.num_kv_heads) as i64;
+        let q = q.reshape([1, kv_heads, group, head_dim]);
+        let scale = 1.0 / (config.head_dim as f64).sqrt();
+        let out = Tensor::scaled_dot_product_attention(
+            &q,
+            &*keys,
+            &*values,
+            Some(mask),
+            0.0,
+            false,
+            scale,
+            false,
+        );
+        out.reshape([1, 1, (config.num_heads * config.head_dim) as i64])
+            .linear(&self.o_proj, None::<Tensor>)
+    }
+
+    fn attention(
+        &self,
+        x: &Tensor,
+        (keys, values): (&mut Tensor, &mut Tensor),
+        position: usize,
+        mask: Option<&Mask>,
+        rope: &(Tensor, Tensor),
+        config: &LlamaConfig,
+    ) -> Tensor {
+        let count = x.size()[1];
+        let (q, k, v) = self.project(x, rope, config);
         let (start, end) = (position as i64, position as i64 + count);
         keys.narrow(2, start, count).copy_(&k);
         values.narrow(2, start, count).copy_(&v);
@@ -309,14 +477,20 @@ impl KvCache {
 }
 
 /// cos and sin of position * frequency, each frequency twice over (the
-/// halves that rotate_half pairs), float32, [capacity, head_dim].
-fn rope_tables(config: &LlamaConfig, capacity: usize, device: Device) -> (Tensor, Tensor) {
+/// halves that rotate_half pairs), computed in float32 and cast once to
+/// `kind`, [capacity, head_dim].
+fn rope_tables(
+    config: &LlamaConfig,
+    capacity: usize,
+    kind: Kind,
+    device: Device,
+) -> (Tensor, Tensor) {
     let frequencies = rope_inverse_frequencies(config.head_dim, config.rope_theta);
     let frequencies = Tensor::from_slice(&frequencies).to_device(device);
     let positions = Tensor::arange(capacity as i64, (Kind::Float, device));
     let angles = positions.outer(&frequencies);
     let angles = Tensor::cat(&[&angles, &angles], -1);
-    (angles.cos(), angles.sin())
+    (angles.cos().to_kind(kind), angles.sin().to_kind(kind))
 }
 
 /// A host tensor on `device` as `kind`.

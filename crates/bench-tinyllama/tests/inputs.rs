@@ -114,8 +114,16 @@ fn a_safetensors_checkpoint_loads_into_both_twins() {
     let config = tiny_config();
     let mlx_rt = fw_mlx::MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap();
     let torch_rt = fw_torch::TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap();
-    let mut mlx_model = mlx::Llama::new(&mlx_rt, &config, &weights, 16).unwrap();
-    let mut torch_model = torch::Llama::new(&torch_rt, &config, &weights, 16).unwrap();
+    let mut mlx_model =
+        mlx::Llama::new(&mlx_rt, &config, &weights, 16, bench_core::Execution::Best).unwrap();
+    let mut torch_model = torch::Llama::new(
+        &torch_rt,
+        &config,
+        &weights,
+        16,
+        bench_core::Execution::Best,
+    )
+    .unwrap();
     let a = mlx_model.forward(&tokens(6), Logits::All).unwrap();
     let b = torch_model.forward(&tokens(6), Logits::All).unwrap();
     assert!(a.max_abs_diff(&b).unwrap() < 1e-4);
@@ -172,9 +180,15 @@ fn missing_and_misshaped_tensors_are_named() {
     );
     // A twin reports the first bad tensor instead of panicking.
     let torch_rt = fw_torch::TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap();
-    let error = torch::Llama::new(&torch_rt, &config, &weights, 16)
-        .err()
-        .unwrap();
+    let error = torch::Llama::new(
+        &torch_rt,
+        &config,
+        &weights,
+        16,
+        bench_core::Execution::Best,
+    )
+    .err()
+    .unwrap();
     assert!(error.to_string().contains("k_proj"), "{error}");
     std::fs::remove_file(&path).unwrap();
     let gone = SafetensorsWeights::open(std::slice::from_ref(&path), "test").unwrap_err();

@@ -31,8 +31,22 @@ fn runtimes(precision: Precision) -> (MlxRuntime, TorchRuntime) {
 fn twins(precision: Precision) -> (MlxRuntime, mlx::Llama, TorchRuntime, torch::Llama) {
     let (config, weights) = (tiny_config(), tiny_weights());
     let (mlx_rt, torch_rt) = runtimes(precision);
-    let mlx_model = mlx::Llama::new(&mlx_rt, &config, &weights, CAPACITY).unwrap();
-    let torch_model = torch::Llama::new(&torch_rt, &config, &weights, CAPACITY).unwrap();
+    let mlx_model = mlx::Llama::new(
+        &mlx_rt,
+        &config,
+        &weights,
+        CAPACITY,
+        bench_core::Execution::Best,
+    )
+    .unwrap();
+    let torch_model = torch::Llama::new(
+        &torch_rt,
+        &config,
+        &weights,
+        CAPACITY,
+        bench_core::Execution::Best,
+    )
+    .unwrap();
     (mlx_rt, mlx_model, torch_rt, torch_model)
 }
 
@@ -225,4 +239,36 @@ fn overflowing_the_cache_is_an_error() {
         let error = model.forward(&[5000], Logits::Last).unwrap_err();
         assert!(error.to_string().contains("5000"), "{error}");
     }
+}
+
+#[test]
+fn eager_and_best_modes_choose_the_same_tokens() {
+    let (config, weights) = (tiny_config(), tiny_weights());
+    let (mlx_rt, torch_rt) = runtimes(Precision::F32);
+    let prompt = tokens(8);
+    let decode = |model: &mut dyn CausalLm| {
+        model.reset();
+        let logits = model.forward(&prompt, Logits::Last).unwrap();
+        let first = bench_tinyllama::sampler::argmax(&logits.data);
+        // Twice: the second call replays what the first set up (a CUDA
+        // graph where there is one).
+        let once = model.decode_greedy(first, 12).unwrap();
+        model.truncate(prompt.len());
+        let again = model.decode_greedy(first, 12).unwrap();
+        assert_eq!(once, again, "{}", model.execution());
+        once
+    };
+    let mut tokens_by_mode = Vec::new();
+    for execution in [bench_core::Execution::Best, bench_core::Execution::Eager] {
+        let mut torch_model =
+            torch::Llama::new(&torch_rt, &config, &weights, CAPACITY, execution).unwrap();
+        let mut mlx_model =
+            mlx::Llama::new(&mlx_rt, &config, &weights, CAPACITY, execution).unwrap();
+        // On the CPU neither framework records CUDA graphs.
+        assert_eq!(torch_model.execution(), "eager");
+        assert_eq!(mlx_model.execution(), "eager");
+        tokens_by_mode.push((decode(&mut torch_model), decode(&mut mlx_model)));
+    }
+    assert_eq!(tokens_by_mode[0], tokens_by_mode[1]);
+    assert_eq!(tokens_by_mode[0].0, tokens_by_mode[0].1, "PyTorch vs MLX");
 }

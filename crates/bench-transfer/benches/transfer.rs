@@ -15,6 +15,7 @@ fn transfer(c: &mut Criterion) {
     bench_core::cli::configure_processes(
         &[fw_mlx::HOOKS, fw_torch::HOOKS],
         Precision::F32,
+        bench_core::Execution::Best,
         threads,
     );
     let switch = SwitchConfig::for_preset(Preset::Quick);

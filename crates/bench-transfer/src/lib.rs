@@ -37,11 +37,12 @@ impl Benchmark for Transfer {
         match cell.framework {
             Framework::Mlx => {
                 let runtime = MlxRuntime::new(cell.device, cell.precision, cell.threads)?;
-                measure_twin!(mlx, runtime, cell, switch, ceilings)
+                let execution = runtime.execution_label(cell.execution()?, false);
+                measure_twin!(mlx, runtime, cell, switch, ceilings, execution)
             }
             Framework::Torch => {
                 let runtime = TorchRuntime::new(cell.device, cell.precision, cell.threads)?;
-                measure_twin!(torch, runtime, cell, switch, ceilings)
+                measure_twin!(torch, runtime, cell, switch, ceilings, "eager")
             }
         }
     }
@@ -50,7 +51,7 @@ impl Benchmark for Transfer {
 /// The same steps for either twin: build each workload (untimed), measure
 /// it, drop it before the next, so that peak memory is per case.
 macro_rules! measure_twin {
-    ($twin:ident, $runtime:ident, $cell:ident, $switch:ident, $ceilings:ident) => {{
+    ($twin:ident, $runtime:ident, $cell:ident, $switch:ident, $ceilings:ident, $execution:expr) => {{
         let inputs = $switch.inputs($cell.seed);
         let mut switch = $twin::Switch::new(&$runtime, &inputs)?;
         let iterations = $switch.iterations;
@@ -71,6 +72,7 @@ macro_rules! measure_twin {
                 $cell,
                 &$switch,
                 &$ceilings,
+                $execution,
                 copy_bytes,
                 [switch_case, matmul_case, copy_case],
             ),
@@ -84,6 +86,7 @@ fn describe_cases(
     cell: &Cell,
     switch: &SwitchConfig,
     ceilings: &CeilingConfig,
+    execution: &str,
     copy_bytes: f64,
     [mut switch_case, mut matmul_case, mut copy_case]: [CaseResult; 3],
 ) -> Vec<CaseResult> {
@@ -99,6 +102,7 @@ fn describe_cases(
         ("n".into(), switch.size.to_string()),
         ("iterations".into(), switch.iterations.to_string()),
         ("placement".into(), placement.into()),
+        ("execution".into(), execution.into()),
     ];
     matmul_case.throughput = Some(Throughput {
         work_per_repetition: ceilings.matmul_flops() / 1e9,

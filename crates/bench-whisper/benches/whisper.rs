@@ -46,6 +46,7 @@ fn whisper(c: &mut Criterion) {
     bench_core::cli::configure_processes(
         &[fw_mlx::HOOKS, fw_torch::HOOKS],
         Precision::F32,
+        bench_core::Execution::Best,
         threads,
     );
     let work = Workload::load(Options {

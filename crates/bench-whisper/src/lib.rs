@@ -112,13 +112,16 @@ impl Benchmark for Transcription {
             Framework::Mlx => {
                 let runtime = MlxRuntime::new(cell.device, cell.precision, cell.threads)?;
                 let twin = mlx::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks)?;
-                measure_twin(&runtime, &twin, &work, cell)
+                let execution = runtime.execution_label(cell.execution()?, false);
+                measure_twin(&runtime, &twin, &work, cell, execution)
             }
             Framework::Torch => {
                 let runtime = TorchRuntime::new(cell.device, cell.precision, cell.threads)?;
                 let twin =
                     torch::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks)?;
-                measure_twin(&runtime, &twin, &work, cell)
+                // The decoder's self-attention cache grows by concatenation
+                // (shapes change per token), so no CUDA graph: eager always.
+                measure_twin(&runtime, &twin, &work, cell, "eager")
             }
         }
     }
@@ -141,6 +144,7 @@ fn measure_twin<T: WhisperTwin>(
     twin: &T,
     work: &Workload,
     cell: &Cell,
+    execution: &str,
 ) -> Result<CellOutput> {
     let transcriber = work.transcriber();
     let samples = &work.audio.samples;
@@ -175,7 +179,8 @@ fn measure_twin<T: WhisperTwin>(
         *sample /= decoded.steps as f64;
     }
 
-    let common = common_settings(work);
+    let mut common = common_settings(work);
+    common.push(("execution".into(), execution.into()));
     let seconds = work.audio.seconds();
     let median = bench_core::Summary::of(&transcribe.samples)?.median;
     transcribe.throughput = Some(Throughput {

@@ -371,9 +371,9 @@ impl WhisperTwin for Whisper {
             mel.shape
         );
         let mel = from_host(mel).expand_dims(0)?.as_dtype(self.dtype)?;
-        let features = self.encoder(&mel)?;
-        features.eval()?;
-        Ok(features)
+        // Left lazy: `cross_kv` evaluates the encoder with the keys and
+        // values it feeds, so each window is evaluated once.
+        self.encoder(&mel)
     }
 
     fn features_to_host(&self, features: &Array) -> Result<HostTensor> {

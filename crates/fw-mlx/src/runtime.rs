@@ -2,7 +2,7 @@ use std::ffi::CStr;
 
 use anyhow::{bail, Result};
 use bench_core::cli::FrameworkHooks;
-use bench_core::{DeviceKind, Framework, Precision, Runtime, Unavailable};
+use bench_core::{DeviceKind, Execution, Framework, Precision, Runtime, Unavailable};
 use mlx_rs::{Device, Dtype, Stream};
 
 use crate::blas;
@@ -34,8 +34,10 @@ pub fn version() -> String {
 
 /// Sets the CPU thread count and MLX's TF32 switch (read when MLX's CUDA
 /// backend starts, so this must come first). MLX's own default on CUDA is
-/// TF32; here it follows the chosen precision, as PyTorch's does.
-pub fn configure_process(precision: Precision, threads: usize) {
+/// TF32; here it follows the chosen precision, as PyTorch's does. Eager
+/// mode turns off `compile` (it becomes a no-op, as `mx.disable_compile()`)
+/// and MLX's automatic CUDA graphs.
+pub fn configure_process(precision: Precision, execution: Execution, threads: usize) {
     let tf32 = if precision == Precision::Tf32 {
         "1"
     } else {
@@ -44,6 +46,10 @@ pub fn configure_process(precision: Precision, threads: usize) {
     // SAFETY: called at start-up, before any other thread exists.
     unsafe {
         std::env::set_var("MLX_ENABLE_TF32", tf32);
+        if execution == Execution::Eager {
+            std::env::set_var("MLX_DISABLE_COMPILE", "1");
+            std::env::set_var("MLX_USE_CUDA_GRAPHS", "0");
+        }
         if precision == Precision::F32 {
             // NVIDIA's own switch: no TF32 in cuBLAS or cuDNN, whoever calls.
             std::env::set_var("NVIDIA_TF32_OVERRIDE", "0");
@@ -123,6 +129,21 @@ impl MlxRuntime {
         match self.device {
             DeviceKind::Cpu => Stream::cpu(),
             DeviceKind::Gpu => Stream::gpu(),
+        }
+    }
+
+    /// A row's `execution=`: "compiled" where the twin's step goes through
+    /// `compile` (not in eager mode, where MLX_DISABLE_COMPILE makes it a
+    /// no-op), "cuda-graph" where MLX records its own CUDA graphs (CUDA,
+    /// best mode), "eager" otherwise.
+    pub fn execution_label(&self, execution: Execution, compiles: bool) -> &'static str {
+        let cuda = self.device == DeviceKind::Gpu && gpu_backend() == Some("cuda");
+        match (execution, compiles, cuda) {
+            (Execution::Eager, _, _) => "eager",
+            (Execution::Best, true, true) => "compiled, cuda-graph",
+            (Execution::Best, true, false) => "compiled",
+            (Execution::Best, false, true) => "cuda-graph",
+            (Execution::Best, false, false) => "eager",
         }
     }
 

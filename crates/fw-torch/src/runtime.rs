@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use bench_core::cli::FrameworkHooks;
-use bench_core::{DeviceKind, Framework, Precision, Runtime, Unavailable};
+use bench_core::{DeviceKind, Execution, Framework, Precision, Runtime, Unavailable};
 use tch::{Device, Kind, Tensor};
 
 use crate::cuda;
@@ -40,8 +40,9 @@ fn loaded_libtorch_dir() -> Option<PathBuf> {
 
 /// Sets the CPU thread count and PyTorch's TF32 switch. PyTorch's default
 /// is strict float32; `TORCH_ALLOW_TF32_CUBLAS_OVERRIDE` is read when
-/// cuBLAS starts, so this must come first.
-pub fn configure_process(precision: Precision, threads: usize) {
+/// cuBLAS starts, so this must come first. Eager mode needs no process
+/// switch here: the twins choose graphs and optimizers per cell.
+pub fn configure_process(precision: Precision, _execution: Execution, threads: usize) {
     // SAFETY: called at start-up, before any other thread exists.
     unsafe {
         match precision {

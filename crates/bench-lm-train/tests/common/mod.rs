@@ -52,8 +52,22 @@ pub fn twins(config: &LmConfig, precision: Precision, seed: u64) -> Twins {
     let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, precision, 2).unwrap();
     let torch_rt = TorchRuntime::new(DeviceKind::Cpu, precision, 2).unwrap();
     Twins {
-        mlx: mlx::Trainer::new(&mlx_rt, config, &checkpoint, seed).unwrap(),
-        torch: torch::Trainer::new(&torch_rt, config, &checkpoint, seed).unwrap(),
+        mlx: mlx::Trainer::new(
+            &mlx_rt,
+            config,
+            &checkpoint,
+            seed,
+            bench_core::Execution::Best,
+        )
+        .unwrap(),
+        torch: torch::Trainer::new(
+            &torch_rt,
+            config,
+            &checkpoint,
+            seed,
+            bench_core::Execution::Best,
+        )
+        .unwrap(),
         data,
         _mlx_rt: mlx_rt,
         _torch_rt: torch_rt,
