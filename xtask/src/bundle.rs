@@ -85,9 +85,9 @@ fn fill(root: &Path, dir: &Path, benches: &[suite::BenchCrate], args: &BundleArg
             let path = setup::fetch(&root.join(".cache"), &wheel)?;
             fs::copy(&path, wheels.join(&wheel.file))?;
         }
-        fs::copy(
-            root.join("xtask/scripts/reference_tinyllama.py"),
-            dir.join("reference_tinyllama.py"),
+        copy_tree(
+            &root.join("xtask/scripts/references"),
+            &dir.join("references"),
         )?;
         fs::write(dir.join("references.sh"), REFERENCES_SH)?;
     }
@@ -141,24 +141,34 @@ cd "$here"
 exec "$here/bin/xtask" bench --prebuilt "$here/bin" --results "$out" "$@"
 "#;
 
-/// The Python references of TinyLlama generation: Hugging Face
-/// transformers (on the machine) and mlx-lm (installed from the bundle's
-/// wheels, over the CUDA libmlx that run.sh installs).
+/// The frameworks' own Python paths for each model benchmark
+/// (`references/*.py`: transformers, torch.compile, gpt-fast, mlx-lm,
+/// mlx-examples), run after the twins on the same machine; each reads the
+/// twin's configuration from the twin's row in OUT_DIR.
 const REFERENCES_SH: &str = r#"#!/usr/bin/env bash
-# usage: references.sh OUT_DIR [--precision f32] [--preset quick|paper]   (after run.sh, which installs libmlx)
-set -euo pipefail
+# usage: references.sh OUT_DIR BENCH [--precision P] [--preset quick|paper] [--device gpu|cpu] BACKEND...
+#   (after run.sh, which installs libmlx and writes the twins' rows to OUT_DIR)
+#   BENCH: tinyllama (hf hf-static-compile gpt-fast gpt-fast-eager mlx-lm),
+#          lm-train (torch-eager torch-compile mlx-compile),
+#          bert (hf-eager hf-compile hf-compile-graphs mlx-compile)
+set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-out=${1:?usage: references.sh OUT_DIR [--precision P] [--preset quick|paper]}
-shift
+out=${1:?usage: references.sh OUT_DIR BENCH [options] BACKEND...}
+bench=${2:?usage: references.sh OUT_DIR BENCH [options] BACKEND...}
+shift 2
+precision=f32; preset=quick; device=gpu; backends=()
+while [ $# -gt 0 ]; do case "$1" in
+  --precision) precision=$2; shift 2;; --preset) preset=$2; shift 2;; --device) device=$2; shift 2;;
+  *) backends+=("$1"); shift;; esac; done
 mkdir -p "$out"
-precision=f32; preset=quick
-while [ $# -gt 0 ]; do case "$1" in --precision) precision=$2; shift 2;; --preset) preset=$2; shift 2;; *) echo "unknown option $1"; exit 2;; esac; done
-if [ "$preset" = paper ]; then sizes="--prompt-tokens 512 --gen-tokens 128"; else sizes="--prompt-tokens 128 --gen-tokens 32"; fi
-python3 -m pip install -q --no-index --no-deps --no-compile "$here"/wheels/*.whl
-export BENCH_GIT_COMMIT="$(cat "$here/COMMIT")"
-csv="$out/reference-$(date -u +%Y%m%dT%H%M%SZ).csv"
-for backend in hf mlx-lm; do
-  python3 "$here/reference_tinyllama.py" "$backend" "$csv" --precision "$precision" --preset "$preset" $sizes || echo "$backend reference failed"
+if [ ! -e /tmp/mlx-vs-torch-wheels-installed ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile "$here"/wheels/*.whl && touch /tmp/mlx-vs-torch-wheels-installed
+fi
+export BENCH_GIT_COMMIT="$(cat "$here/COMMIT")" MLX_VS_TORCH_ASSETS="$here/assets" PYTHONUNBUFFERED=1
+script="$here/references/${bench//-/_}.py"
+for backend in "${backends[@]}"; do
+  timeout "${REFERENCE_TIMEOUT:-420}" python3 "$script" "$backend" "$out" --precision "$precision" \
+    --preset "$preset" --device "$device" || echo "reference $bench $backend failed or timed out"
 done
 "#;
 

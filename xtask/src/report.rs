@@ -25,8 +25,11 @@ pub fn generate(root: &Path) -> Result<()> {
         .map(|b| (b.name.clone(), (b.title.clone(), b.headline.clone())))
         .collect();
     let latest = latest_rows(&records);
-    let table = summary_table(&latest, &titles) + &reference_table(&records);
-    let results = results_page(&latest, &table);
+    let table = summary_table(&latest, &titles) + &reference_table(&records, false);
+    let results = results_page(
+        &latest,
+        &(summary_table(&latest, &titles) + &reference_table(&records, true)),
+    );
     fs::write(root.join("reports/RESULTS.md"), results)?;
     let readme_path = root.join("README.md");
     let readme = fs::read_to_string(&readme_path).context("reading README.md")?;
@@ -73,7 +76,7 @@ fn machine(record: &Record) -> String {
     }
 }
 
-type CellKey = (String, String, String, String, String, String);
+type CellKey = (String, String, String, String, String, String, String);
 
 fn cell_key(record: &Record) -> CellKey {
     (
@@ -83,7 +86,27 @@ fn cell_key(record: &Record) -> CellKey {
         record.precision.clone(),
         record.framework.clone(),
         record.device.clone(),
+        mode(record).to_owned(),
     )
+}
+
+/// The value of one `key=value` of a row's settings.
+fn setting<'a>(record: &'a Record, key: &str) -> Option<&'a str> {
+    record
+        .settings
+        .split(';')
+        .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// The execution mode asked for: "best" (each framework's fast path, the
+/// default) or "eager"; rows from before the setting existed ran "best".
+fn mode(record: &Record) -> &str {
+    setting(record, "mode").unwrap_or("best")
+}
+
+/// What actually ran (`execution=`: eager, cuda-graph, compiled, ...).
+fn execution(record: &Record) -> &str {
+    setting(record, "execution").unwrap_or("-")
 }
 
 /// The rows of each cell's latest run (a cell's rows share a run and a
@@ -127,9 +150,9 @@ fn significant(value: f64) -> String {
 }
 
 fn summary_table(rows: &[Record], titles: &BTreeMap<String, (String, String)>) -> String {
-    // (machine, benchmark, preset, precision) -> (torch row, mlx row)
-    let mut cells: BTreeMap<(String, String, String, String), [Option<&Record>; 2]> =
-        BTreeMap::new();
+    // (machine, benchmark, preset, precision, mode) -> (torch row, mlx row)
+    type Key = (String, String, String, String, String);
+    let mut cells: BTreeMap<Key, [Option<&Record>; 2]> = BTreeMap::new();
     let mut skipped = Vec::new();
     for row in rows {
         let headline = titles
@@ -141,6 +164,7 @@ fn summary_table(rows: &[Record], titles: &BTreeMap<String, (String, String)>) -
             row.benchmark.clone(),
             row.preset.clone(),
             row.precision.clone(),
+            mode(row).to_owned(),
         );
         match row.status {
             Status::Ok if row.case == headline => {
@@ -159,10 +183,10 @@ fn summary_table(rows: &[Record], titles: &BTreeMap<String, (String, String)>) -
     }
     let mut out = String::new();
     out.push_str(
-        "| Device | Benchmark | Precision | PyTorch time (s) | MLX time (s) | MLX speed-up |\n",
+        "| Device | Benchmark | Precision | Mode | PyTorch time (s) | MLX time (s) | MLX speed-up |\n",
     );
-    out.push_str("|---|---|---|---|---|---|\n");
-    for ((machine, benchmark, preset, precision), [torch, mlx]) in &cells {
+    out.push_str("|---|---|---|---|---|---|---|\n");
+    for ((machine, benchmark, preset, precision, mode), [torch, mlx]) in &cells {
         let title = titles
             .get(benchmark)
             .map(|t| t.0.as_str())
@@ -171,15 +195,18 @@ fn summary_table(rows: &[Record], titles: &BTreeMap<String, (String, String)>) -
             (Some(t), Some(m)) if m > 0.0 => format!("{:.2}x", t / m),
             _ => "-".into(),
         };
+        let ran = |row: Option<&&Record>| row.map_or("-", |r| execution(r)).to_owned();
         let _ = writeln!(
             out,
-            "| {machine} | {title} ({preset}) | {precision} | {} | {} | {speedup} |",
+            "| {machine} | {title} ({preset}) | {precision} | {mode} (PyTorch: {}; MLX: {}) | {} | {} | {speedup} |",
+            ran(torch.as_ref()),
+            ran(mlx.as_ref()),
             torch.map(seconds).unwrap_or_else(|| "-".into()),
             mlx.map(seconds).unwrap_or_else(|| "-".into()),
         );
     }
     if cells.is_empty() {
-        out.push_str("| - | no results yet: run `cargo xtask bench` | | | | |\n");
+        out.push_str("| - | no results yet: run `cargo xtask bench` | | | | | |\n");
     }
     if !skipped.is_empty() {
         out.push_str("\nNot measured: ");
@@ -195,60 +222,145 @@ fn summary_table(rows: &[Record], titles: &BTreeMap<String, (String, String)>) -
         out.push_str(&notes.join("; "));
         out.push('\n');
     }
-    out.push_str("\nMedian of the timed repetitions, interquartile range in brackets; speed-up = PyTorch median / MLX median. Every case, figure and setting: [reports/RESULTS.md](reports/RESULTS.md).\n");
+    out.push_str("\nMedian of the timed repetitions, interquartile range in brackets; speed-up = PyTorch median / MLX median. Mode: `best` runs each framework as its users do when speed matters (PyTorch: CUDA graphs and fused AdamW; MLX: compiled steps and its own CUDA graphs), `eager` runs both op by op (`--set execution=eager`); in brackets what each twin actually ran. Every case, figure and setting: [reports/RESULTS.md](reports/RESULTS.md).\n");
     out
 }
 
-/// Our twins beside each framework's own Python implementation (rows
-/// from `reference_tinyllama.py`): generation tokens/s and their ratio.
-/// Generation speed varies from run to run on a shared GPU host more than
-/// within a run, so each figure is the median over every run of the code
-/// that made its latest row (same git commit), with the range and count.
-fn reference_table(records: &[Record]) -> String {
-    const PAIRS: [(&str, &str); 2] = [("torch", "hf-transformers"), ("mlx", "mlx-lm")];
-    // (machine, preset, precision) -> framework -> rows
-    let mut groups: BTreeMap<(String, String, String), BTreeMap<String, Vec<&Record>>> =
-        BTreeMap::new();
+/// The headline case of each benchmark that has Python references.
+const REFERENCE_CASES: [(&str, &str); 4] = [
+    ("tinyllama", "generate"),
+    ("lm-train", "step"),
+    ("bert", "step"),
+    ("whisper", "transcribe"),
+];
+
+/// The twin framework a row stands beside ("torch" or "mlx") and the name
+/// of its Python path, for the rows of the frameworks' own Python
+/// implementations (`xtask/scripts/references/`, and the older
+/// hf-transformers / mlx-lm rows of TinyLlama).
+fn reference_of(record: &Record) -> Option<(&'static str, String)> {
+    let path = setting(record, "reference_path");
+    match record.framework.as_str() {
+        "torch-python" => Some(("torch", path.unwrap_or("PyTorch").to_owned())),
+        "mlx-python" => Some(("mlx", path.unwrap_or("MLX").to_owned())),
+        "hf-transformers" => Some(("torch", "transformers generate eager".to_owned())),
+        "mlx-lm" => Some(("mlx", "mlx-lm generate_step".to_owned())),
+        _ => None,
+    }
+}
+
+/// Speed of a row: its throughput (higher is faster), else 1 / median.
+fn speed(record: &Record) -> Option<f64> {
+    record
+        .throughput
+        .or_else(|| record.median_s.filter(|m| *m > 0.0).map(|m| 1.0 / m))
+}
+
+/// Each twin (best mode) beside the fastest of its framework's own Python
+/// paths, per device, benchmark, preset and precision: twin / best
+/// reference >= 1 means the twin is at least as fast. Speed varies from run
+/// to run on a shared GPU host more than within a run, so each figure is the
+/// median over every run of the code that made its latest row (same git
+/// commit), with the range and count. With `every`, also each reference's
+/// own figure (for RESULTS.md).
+fn reference_table(records: &[Record], every: bool) -> String {
+    type Group = (String, String, String, String);
+    // group -> framework ("torch"/"mlx") -> (twin rows, reference name -> rows)
+    let mut groups: BTreeMap<
+        Group,
+        BTreeMap<&str, (Vec<&Record>, BTreeMap<String, Vec<&Record>>)>,
+    > = BTreeMap::new();
     for row in records {
-        if row.benchmark == "tinyllama"
-            && row.case == "generate"
-            && row.status == Status::Ok
-            && row.throughput.is_some()
-        {
-            groups
-                .entry((machine(row), row.preset.clone(), row.precision.clone()))
-                .or_default()
-                .entry(row.framework.clone())
-                .or_default()
-                .push(row);
+        let headline = REFERENCE_CASES
+            .iter()
+            .any(|(bench, case)| row.benchmark == *bench && row.case == *case);
+        if !headline || row.status != Status::Ok || speed(row).is_none() || mode(row) != "best" {
+            continue;
+        }
+        let key = (
+            machine(row),
+            row.benchmark.clone(),
+            row.preset.clone(),
+            row.precision.clone(),
+        );
+        let (framework, reference) = match row.framework.as_str() {
+            "torch" => ("torch", None),
+            "mlx" => ("mlx", None),
+            _ => match reference_of(row) {
+                Some((framework, name)) => (framework, Some(name)),
+                None => continue,
+            },
+        };
+        let slot = groups.entry(key).or_default().entry(framework).or_default();
+        match reference {
+            None => slot.0.push(row),
+            Some(name) => slot.1.entry(name).or_default().push(row),
         }
     }
-    groups.retain(|_, found| {
-        PAIRS
-            .iter()
-            .any(|(_, reference)| found.contains_key(*reference))
-    });
+    groups.retain(|_, found| found.values().any(|(_, references)| !references.is_empty()));
     if groups.is_empty() {
         return String::new();
     }
+    let unit = |rows: &[&Record]| {
+        rows.first()
+            .map(|r| r.throughput_unit.clone())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "1/s".into())
+    };
     let mut out = String::from(
-        "\nTinyLlama generation (tokens/s) beside each framework's own Python implementation, same machine and config; median over the runs of the latest code (range, runs):\n\n| Device | Preset | Precision | PyTorch twin | transformers | twin / reference | MLX twin | mlx-lm | twin / reference |\n|---|---|---|---|---|---|---|---|---|\n",
+        "\nEach twin beside its framework's fastest own Python path (`xtask/scripts/references/`), same machine, configuration and device call; headline case, median over the runs of the latest code (range, runs); twin / reference above 1: the twin is faster:\n\n| Device | Benchmark | Preset | Precision | PyTorch twin | fastest PyTorch reference | twin / reference | MLX twin | fastest MLX reference | twin / reference |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
-    for ((machine, preset, precision), found) in &groups {
-        let _ = write!(out, "| {machine} | {preset} | {precision} |");
-        for (twin, reference) in PAIRS {
-            let (t, r) = (
-                found.get(twin).and_then(|rows| latest_code_runs(rows)),
-                found.get(reference).and_then(|rows| latest_code_runs(rows)),
-            );
-            let ratio = match (&t, &r) {
-                (Some(t), Some(r)) => format!("{:.2}x", t.median / r.median),
-                _ => "-".into(),
+    let mut each = String::from(
+        "\nEvery reference's own figure (headline case; median over the runs of the latest code):\n\n| Device | Benchmark | Preset | Precision | Framework | Reference | Execution | Figure | Twin / reference |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for ((machine, benchmark, preset, precision), found) in &groups {
+        let _ = write!(out, "| {machine} | {benchmark} | {preset} | {precision} |");
+        for framework in ["torch", "mlx"] {
+            let empty = (Vec::new(), BTreeMap::new());
+            let (twins, references) = found.get(framework).unwrap_or(&empty);
+            let twin = latest_code_runs(twins);
+            let summaries: Vec<(&String, Summary, &Vec<&Record>)> = references
+                .iter()
+                .filter_map(|(name, rows)| Some((name, latest_code_runs(rows)?, rows)))
+                .collect();
+            let best = summaries
+                .iter()
+                .max_by(|a, b| a.1.median.total_cmp(&b.1.median));
+            let ratio = |reference: &Summary| match &twin {
+                Some(t) => format!("{:.2}x", t.median / reference.median),
+                None => "-".into(),
             };
-            let show = |v: &Option<Summary>| v.as_ref().map_or("-".into(), describe_runs);
-            let _ = write!(out, " {} | {} | {ratio} |", show(&t), show(&r));
+            let show = |v: &Option<Summary>, rows: &[&Record]| {
+                v.as_ref().map_or("-".into(), |v| {
+                    format!("{} {}", describe_runs(v), unit(rows))
+                })
+            };
+            let (best_text, best_ratio) = match best {
+                Some((name, summary, rows)) => (
+                    format!("{} ({name})", show(&Some(summary.clone()), rows)),
+                    ratio(summary),
+                ),
+                None => ("-".into(), "-".into()),
+            };
+            let _ = write!(
+                out,
+                " {} | {best_text} | {best_ratio} |",
+                show(&twin, twins)
+            );
+            for (name, summary, rows) in &summaries {
+                let _ = writeln!(
+                    each,
+                    "| {machine} | {benchmark} | {preset} | {precision} | {framework}-python | {name} | {} | {} | {} |",
+                    rows.last().map_or("-", |r| execution(r)),
+                    show(&Some(summary.clone()), rows),
+                    ratio(summary)
+                );
+            }
         }
         out.push('\n');
+    }
+    if every {
+        out.push_str(&each);
     }
     out
 }
@@ -433,7 +545,7 @@ mod tests {
             row("mlx", "ceiling-matmul", 9.0, "r", Status::Ok),
         ];
         let table = summary_table(&rows, &titles());
-        assert!(table.contains("| CPU: EPYC (2 cores) | CPU/GPU switch (quick) | f32 | 2.000 (IQR 0.001000) | 1.000 (IQR 0.001000) | 2.00x |"), "{table}");
+        assert!(table.contains("| CPU: EPYC (2 cores) | CPU/GPU switch (quick) | f32 | best (PyTorch: -; MLX: -) | 2.000 (IQR 0.001000) | 1.000 (IQR 0.001000) | 2.00x |"), "{table}");
         assert!(!table.contains("9.000"), "{table}");
     }
 
@@ -477,12 +589,12 @@ mod tests {
         .into();
         let table = summary_table(&[twin.clone(), reference.clone()], &titles);
         assert!(
-            table.contains("| TinyLlama (quick) | f32 | - | 0.5000 (IQR 0.001000) | - |"),
+            table.contains("| TinyLlama (quick) | f32 | best (PyTorch: -; MLX: -) | - | 0.5000 (IQR 0.001000) | - |"),
             "{table}"
         );
-        let references = reference_table(&[twin.clone(), reference.clone()]);
+        let references = reference_table(&[twin.clone(), reference.clone()], true);
         assert!(
-            references.contains("| 200.0 | 250.0 | 0.80x |"),
+            references.contains("| 200.0 1/s | 250.0 1/s (mlx-lm generate_step) | 0.80x |"),
             "{references}"
         );
         // Runs of the latest code are pooled (median, range, count); a
@@ -499,11 +611,53 @@ mod tests {
         old.timestamp = "2025-01-01T00:00:00Z".into();
         old.git_commit = "older".into();
         old.throughput = Some(10.0);
-        let references = reference_table(&[twin, second, third, old, reference]);
+        let references = reference_table(&[twin, second, third, old, reference], true);
         assert!(
-            references.contains("| 220.0 (200.0-300.0, 3 runs) | 250.0 | 0.88x |"),
+            references.contains(
+                "| 220.0 (200.0-300.0, 3 runs) 1/s | 250.0 1/s (mlx-lm generate_step) | 0.88x |"
+            ),
             "{references}"
         );
+    }
+
+    #[test]
+    fn the_fastest_reference_of_each_framework_is_the_one_compared() {
+        let mut twin = row("torch", "step", 0.010, "r", Status::Ok);
+        twin.benchmark = "bert".into();
+        twin.throughput = Some(800.0);
+        twin.throughput_unit = "samples/s".into();
+        twin.settings = "mode=best;execution=cuda-graph".into();
+        let reference = |path: &str, throughput: f64| {
+            let mut r = twin.clone();
+            r.framework = "torch-python".into();
+            r.throughput = Some(throughput);
+            r.settings = format!("reference_path={path};execution=x");
+            r
+        };
+        // An eager twin is not the one compared with the references.
+        let mut eager = twin.clone();
+        eager.settings = "mode=eager;execution=eager".into();
+        eager.throughput = Some(100.0);
+        let rows = [
+            twin.clone(),
+            eager,
+            reference("hf-eager", 400.0),
+            reference("hf-compile-graphs", 1000.0),
+            reference("hf-compile", 700.0),
+        ];
+        let table = reference_table(&rows, true);
+        assert!(
+            table.contains("| 800.0 samples/s | 1000.0 samples/s (hf-compile-graphs) | 0.80x |"),
+            "{table}"
+        );
+        for line in [
+            "| hf-eager | x | 400.0 samples/s | 2.00x |",
+            "| hf-compile | x | 700.0 samples/s | 1.14x |",
+        ] {
+            assert!(table.contains(line), "{line} in {table}");
+        }
+        // Without references there is no table.
+        assert!(reference_table(&[twin], true).is_empty());
     }
 
     #[test]

@@ -126,6 +126,11 @@ impl Cell {
                 m.time_budget.as_secs_f64().to_string(),
             ),
             ("seed".into(), self.seed.to_string()),
+            // The mode asked for; the twin adds the one that ran (`execution=`).
+            (
+                "mode".into(),
+                self.execution().unwrap_or_default().to_string(),
+            ),
         ]
         .into_iter()
         // The twin records the mode that actually ran as `execution=`.

@@ -23,7 +23,7 @@ use bench_core::{
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
 
-use crate::bandwidth::HostScale;
+use crate::bandwidth::{CudaMemcpy, HostScale};
 
 pub use config::LlamaConfig;
 pub use generate::{generate, CausalLm, GenerationTimes, Logits};
@@ -91,17 +91,27 @@ macro_rules! measure_twin {
                     peak_memory_bytes: None,
                 }
             }
-            DeviceKind::Gpu => {
-                let scale = $twin::Scale::new(&$runtime, elements)?;
-                $runtime.reset_peak_memory();
-                let samples = measure(&copy_settings(), &$runtime, || scale.run())?;
-                CopyCeiling {
-                    samples,
-                    bytes: scale.bytes(),
-                    kernel: "y=2x through the framework on the device",
-                    peak_memory_bytes: $runtime.peak_memory_bytes(),
+            DeviceKind::Gpu => match CudaMemcpy::new(elements * 4) {
+                Ok(copy) => CopyCeiling {
+                    samples: measure(&copy_settings(), &$runtime, || copy.run())?,
+                    bytes: copy.bytes(),
+                    kernel:
+                        "cudaMemcpy device to device, float32-sized buffers (framework-neutral)",
+                    peak_memory_bytes: None,
+                },
+                // Metal: no framework-neutral copy here; the twin's own.
+                Err(_) => {
+                    let scale = $twin::Scale::new(&$runtime, elements)?;
+                    $runtime.reset_peak_memory();
+                    let samples = measure(&copy_settings(), &$runtime, || scale.run())?;
+                    CopyCeiling {
+                        samples,
+                        bytes: scale.bytes(),
+                        kernel: "y=2x through the framework on the device",
+                        peak_memory_bytes: $runtime.peak_memory_bytes(),
+                    }
                 }
-            }
+            },
         };
         Ok(CellOutput {
             device_name: $runtime.device_description(),

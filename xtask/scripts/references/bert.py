@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Fine-tuning BERT (MiniLM, the twins' offline weights) for spam
+classification through each framework's own Python paths, at the twin's
+configuration (sequence length, batch, learning rate, precision, seed) read
+from the twin's row. One timed repetition is one training step on a batch
+of real SpamAssassin emails: the batch copied to the device, forward,
+backward and AdamW, as the twins' `step` case.
+
+  hf-eager          transformers BertForSequenceClassification (SDPA), eager, AdamW(foreach=True)
+  hf-compile        the same under torch.compile, AdamW(fused=True)
+  hf-compile-graphs the same under torch.compile(mode="reduce-overhead") (CUDA graphs), AdamW(fused=True)
+  mlx-compile       an mlx-examples-style BERT, the training step under mx.compile
+
+bf16 is mixed precision on the PyTorch side (float32 weights and AdamW
+state, autocast to bfloat16, as the twins); MLX has no autocast, so its bf16
+reference holds the whole model in bfloat16 (the row says so). Dropout 0,
+as the twins.
+
+usage: bert.py BACKEND RESULTS_DIR --precision P --preset P [--device gpu|cpu]
+"""
+import argparse
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+
+def assets():
+    return os.environ.get("MLX_VS_TORCH_ASSETS", os.path.join(os.getcwd(), ".cache/assets"))
+
+
+def email_batches(cfg, count=4):
+    """`count` batches of real emails (Subject line + body, alternately spam
+    and ham), tokenised with MiniLM's tokenizer.json to seq_len."""
+    from tokenizers import Tokenizer
+    root = os.path.join(assets(), "spam-assassin")
+    files = json.load(open(os.path.join(root, "file_list.json")))
+    spam = [f for f in files if f.startswith("spam")]
+    ham = [f for f in files if "ham" in f]
+    tokenizer = Tokenizer.from_file(os.path.join(assets(), "minilm", "tokenizer.json"))
+    tokenizer.enable_truncation(cfg["seq_len"])
+    tokenizer.enable_padding(length=cfg["seq_len"])
+    batches = []
+    for b in range(count):
+        texts, labels = [], []
+        for i in range(cfg["batch_size"]):
+            n = b * cfg["batch_size"] + i
+            name, label = (spam[n // 2], 1) if n % 2 == 0 else (ham[n // 2], 0)
+            raw = open(os.path.join(root, name), encoding="latin-1").read()
+            head, _, body = raw.partition("\n\n")
+            subject = re.search(r"^Subject:(.*)$", head, re.M | re.I)
+            texts.append(((subject.group(1).strip() + "\n") if subject else "") + body)
+            labels.append(label)
+        enc = tokenizer.encode_batch(texts)
+        batches.append(([e.ids for e in enc], [e.type_ids for e in enc],
+                        [e.attention_mask for e in enc], labels))
+    return batches
+
+
+def run_torch(args, cfg, mode):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+    device = "cuda" if args.device == "gpu" else "cpu"
+    torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+    torch.manual_seed(cfg["seed"])
+    path = os.path.join(assets(), "minilm")
+    config = BertConfig.from_pretrained(path, num_labels=2, hidden_dropout_prob=0.0,
+                                        attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+    model = BertForSequenceClassification.from_pretrained(path, config=config, attn_implementation="sdpa")
+    model = model.to(device).train()
+    fused = mode != "eager"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8,
+                                  weight_decay=0.0, **({"fused": True} if fused else {"foreach": True}))
+    forward = {"eager": model, "compile": torch.compile(model),
+               "graphs": torch.compile(model, mode="reduce-overhead")}[mode]
+    host = [tuple(torch.tensor(part) for part in batch) for batch in email_batches(cfg)]
+    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    state = {"i": 0}
+
+    def step():
+        state["i"] += 1
+        ids, types, mask, labels = (t.to(device) for t in host[state["i"] % len(host)])
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = forward(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    samples = common.time_steps(step, sync, args.warmup, args.repetitions)
+    execution = {"eager": "eager", "compile": "torch.compile (inductor)",
+                 "graphs": "torch.compile reduce-overhead (CUDA graphs)"}[mode]
+    peak = torch.cuda.max_memory_allocated() if device == "cuda" else ""
+    weights = "float32, autocast bfloat16" if args.precision == "bf16" else "float32"
+    return samples, execution, "fused" if fused else "foreach", weights, peak
+
+
+def mlx_bert(cfg, mx, nn):
+    """mlx-examples' bert/model.py, with a classifier on the pooled [CLS]."""
+    hf = json.load(open(os.path.join(assets(), "minilm", "config.json")))
+    dims, heads, eps = hf["hidden_size"], hf["num_attention_heads"], hf["layer_norm_eps"]
+
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = nn.MultiHeadAttention(dims, heads, bias=True)
+            self.ln1, self.ln2 = nn.LayerNorm(dims, eps=eps), nn.LayerNorm(dims, eps=eps)
+            self.linear1 = nn.Linear(dims, hf["intermediate_size"])
+            self.linear2 = nn.Linear(hf["intermediate_size"], dims)
+            self.gelu = nn.GELU()
+
+        def __call__(self, x, mask):
+            x = self.ln1(x + self.attention(x, x, x, mask))
+            return self.ln2(x + self.linear2(self.gelu(self.linear1(x))))
+
+    class Embeddings(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.word_embeddings = nn.Embedding(hf["vocab_size"], dims)
+            self.token_type_embeddings = nn.Embedding(hf["type_vocab_size"], dims)
+            self.position_embeddings = nn.Embedding(hf["max_position_embeddings"], dims)
+            self.norm = nn.LayerNorm(dims, eps=eps)
+
+        def __call__(self, ids, types):
+            positions = mx.arange(ids.shape[1])
+            x = self.word_embeddings(ids) + self.position_embeddings(positions) \
+                + self.token_type_embeddings(types)
+            return self.norm(x)
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embeddings = Embeddings()
+            self.encoder = [Layer() for _ in range(hf["num_hidden_layers"])]
+            self.pooler = nn.Linear(dims, dims)
+            self.classifier = nn.Linear(dims, 2)
+
+        def __call__(self, ids, types, mask):
+            x = self.embeddings(ids, types)
+            additive = (1.0 - mask[:, None, None, :].astype(x.dtype)) * -1e4
+            for layer in self.encoder:
+                x = layer(x, additive)
+            return self.classifier(mx.tanh(self.pooler(x[:, 0])))
+
+    model = Classifier()
+    renames = [(r"^encoder\.layer\.", "encoder."), (r"attention\.self\.query", "attention.query_proj"),
+               (r"attention\.self\.key", "attention.key_proj"), (r"attention\.self\.value", "attention.value_proj"),
+               (r"attention\.output\.dense", "attention.out_proj"), (r"attention\.output\.LayerNorm", "ln1"),
+               (r"\.output\.LayerNorm", ".ln2"), (r"intermediate\.dense", "linear1"), (r"\.output\.dense", ".linear2"),
+               (r"embeddings\.LayerNorm", "embeddings.norm"), (r"^pooler\.dense", "pooler")]
+    weights = []
+    for name, value in mx.load(os.path.join(assets(), "minilm", "model.safetensors")).items():
+        if name.endswith("position_ids"):
+            continue
+        for pattern, replacement in renames:
+            name = re.sub(pattern, replacement, name)
+        weights.append((name, value))
+    from mlx.utils import tree_flatten
+    expected = {name for name, _ in tree_flatten(model.parameters()) if not name.startswith("classifier.")}
+    loaded = {name for name, _ in weights}
+    if expected != loaded:
+        raise ValueError(f"MiniLM checkpoint vs model: missing {sorted(expected - loaded)}, "
+                         f"unused {sorted(loaded - expected)}")
+    model.load_weights(weights, strict=False)  # the classifier keeps its seeded initialisation
+    return model
+
+
+def run_mlx(args, cfg):
+    from functools import partial
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    if args.device == "cpu":
+        mx.set_default_device(mx.cpu)
+    mx.random.seed(cfg["seed"])
+    model = mlx_bert(cfg, mx, nn)
+    if args.precision == "bf16":
+        model.set_dtype(mx.bfloat16)
+    mx.eval(model.parameters())
+    optimizer = optim.AdamW(learning_rate=cfg["lr"], weight_decay=0.0, bias_correction=True)
+
+    def loss_fn(model, ids, types, mask, labels):
+        logits = model(ids, types, mask).astype(mx.float32)
+        return nn.losses.cross_entropy(logits, labels, reduction="mean")
+
+    loss_and_grad = nn.value_and_grad(model, loss_fn)
+    state = [model.state, optimizer.state]
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def train_step(ids, types, mask, labels):
+        loss, grads = loss_and_grad(model, ids, types, mask, labels)
+        optimizer.update(model, grads)
+        return loss
+
+    host = email_batches(cfg)
+    counter = {"i": 0}
+
+    def step():
+        counter["i"] += 1
+        ids, types, mask, labels = (mx.array(part) for part in host[counter["i"] % len(host)])
+        loss = train_step(ids, types, mask, labels)
+        mx.eval(state, loss)
+
+    samples = common.time_steps(step, mx.synchronize, args.warmup, args.repetitions)
+    weights = "bfloat16 throughout (MLX has no autocast)" if args.precision == "bf16" else "float32"
+    return samples, "mx.compile of the step", "fused (compiled into the step)", weights, mx.get_peak_memory()
+
+
+BACKENDS = {
+    "hf-eager": ("torch-python", "transformers eager + AdamW(foreach)", ["torch", "transformers"],
+                 lambda a, c: run_torch(a, c, "eager")),
+    "hf-compile": ("torch-python", "transformers torch.compile + AdamW(fused)", ["torch", "transformers"],
+                   lambda a, c: run_torch(a, c, "compile")),
+    "hf-compile-graphs": ("torch-python", "transformers torch.compile reduce-overhead + AdamW(fused)",
+                          ["torch", "transformers"], lambda a, c: run_torch(a, c, "graphs")),
+    "mlx-compile": ("mlx-python", "mlx-examples-style BERT mx.compile", ["mlx.core"], run_mlx),
+}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("backend", choices=sorted(BACKENDS))
+    p.add_argument("results")
+    p.add_argument("--precision", default="f32", choices=["f32", "tf32", "bf16"])
+    p.add_argument("--preset", default="quick")
+    p.add_argument("--device", default="gpu", choices=["gpu", "cpu"])
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--repetitions", type=int, default=30)
+    p.add_argument("--csv")
+    args = p.parse_args()
+    twin = common.twin_settings(args.results, "bert", "step", args.precision, args.preset)
+    cfg = dict(seq_len=int(twin["seq_len"]), batch_size=int(twin["batch_size"]), lr=float(twin["lr"]),
+               seed=int(twin["seed"]))
+    common.configure_precision(args.precision)
+    framework, reference, packages, run = BACKENDS[args.backend]
+    csv_path = args.csv or os.path.join(args.results, "reference-bert.csv")
+    row = dict(benchmark="bert", framework=framework, device=args.device,
+               precision=args.precision, preset=args.preset, reference=reference)
+    try:
+        samples, execution, optimizer, weights, peak = run(args, cfg)
+    except Exception as error:
+        common.failed_row(csv_path, reason=f"{type(error).__name__}: {error}", **row)
+        raise SystemExit(1)
+    settings = dict(cfg, model="sentence-transformers/all-MiniLM-L6-v2 (registry copy)", execution=execution,
+                    optimizer=optimizer, weights=weights, warmup=args.warmup, repetitions=args.repetitions,
+                    data="SpamAssassin emails, 4 batches in turn")
+    common.write_rows(csv_path, packages=packages, settings=settings, device_name=args.device,
+                      cases=[("step", samples, cfg["batch_size"], "samples/s")], peak_memory=peak, **row)
+
+
+if __name__ == "__main__":
+    main()

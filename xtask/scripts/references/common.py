@@ -1,0 +1,175 @@
+"""What every Python reference shares: the twins' configuration, read from
+the twins' own rows (so that a reference runs exactly the twin's sizes,
+precision and seed, and cannot drift from it), the timing loop, and rows in
+the suite's CSV format.
+
+A reference is run after the twins of the same benchmark, in the same
+device call; `twin_settings` takes the newest ok row of that benchmark,
+precision and preset from the results folder.
+"""
+import csv
+import datetime
+import glob
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+COLUMNS = ("run_id timestamp benchmark case framework device precision preset status reason "
+           "repetitions median_s min_s max_s mean_s std_s iqr_s throughput throughput_unit "
+           "peak_memory_bytes peak_rss_bytes settings device_name framework_version os cpu "
+           "cpu_cores ram_gib gpu gpu_driver mlx_version libtorch_version suite_version git_commit").split()
+
+# The settings a reference reads from its twin's row, per benchmark; a
+# test (xtask/tests/references.rs) checks that the twins' rows hold them.
+REQUIRED = {
+    "tinyllama": ["prompt_tokens", "gen_tokens", "seed"],
+    "lm-train": ["layers", "dim", "heads", "ffn", "context", "batch_size", "vocab",
+                 "learning_rate", "weight_decay", "warmup_steps", "seed"],
+    "bert": ["seq_len", "batch_size", "lr", "seed"],
+}
+
+
+def parse_settings(text):
+    """'k=v;k=v' as a dict (a value may hold '=')."""
+    out = {}
+    for part in text.split(";"):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            out[key] = value
+    return out
+
+
+def twin_settings(results, benchmark, case, precision, preset):
+    """The settings of the newest ok twin row of `benchmark`/`case` at this
+    precision and preset under the folder (or file) `results`."""
+    files = [results] if os.path.isfile(results) else sorted(glob.glob(os.path.join(results, "*.csv")))
+    best = None
+    for path in files:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if (row.get("benchmark") == benchmark and row.get("case") == case
+                        and row.get("framework") in ("torch", "mlx") and row.get("status") == "ok"
+                        and row.get("precision") == precision and row.get("preset") == preset):
+                    if best is None or row["timestamp"] >= best["timestamp"]:
+                        best = row
+    if best is None:
+        raise SystemExit(f"no ok {benchmark} {case} twin row at {precision}/{preset} in {results}: "
+                         "run the twins first (run.sh), then the references")
+    settings = parse_settings(best["settings"])
+    missing = [k for k in REQUIRED.get(benchmark, []) if k not in settings]
+    if missing:
+        raise SystemExit(f"the {benchmark} twin row lacks the settings {missing}")
+    return settings
+
+
+def configure_precision(precision):
+    """Strict float32 for f32 (MLX's CUDA default is TF32), TF32 for tf32,
+    as the twins; must run before torch or mlx start."""
+    if precision == "f32":
+        os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
+        os.environ["MLX_ENABLE_TF32"] = "0"
+    elif precision == "tf32":
+        os.environ["TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"] = "1"
+        os.environ["MLX_ENABLE_TF32"] = "1"
+
+
+def quantile(xs, q):
+    xs = sorted(xs)
+    pos = q * (len(xs) - 1)
+    lo, hi = int(pos), min(int(pos) + 1, len(xs) - 1)
+    return xs[lo] * (1 - (pos - lo)) + xs[hi] * (pos - lo)
+
+
+def time_steps(step, sync, warmup, repetitions):
+    """Seconds of each of `repetitions` calls of `step` after `warmup`
+    untimed ones, the device synchronised before each clock read."""
+    for _ in range(warmup):
+        step()
+    sync()
+    samples = []
+    for _ in range(repetitions):
+        sync()
+        start = time.perf_counter()
+        step()
+        sync()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def versions():
+    out = {}
+    for module in ("torch", "transformers", "mlx.core", "mlx_lm", "mlx_whisper"):
+        try:
+            out[module] = __import__(module, fromlist=["x"]).__version__
+        except Exception:
+            pass
+    return out
+
+
+def gpu_identity():
+    try:
+        line = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20).stdout.splitlines()[0]
+        return tuple(line.split(", "))
+    except Exception:
+        return ("", "")
+
+
+def write_rows(csv_path, *, benchmark, framework, device, precision, preset, reference, packages,
+               cases, settings, device_name, peak_memory=""):
+    """Appends one row per case: cases is a list of (case, samples,
+    work per repetition or None, unit). `framework` is torch-python or
+    mlx-python; the `reference` setting names the path and its packages."""
+    gpu, driver = gpu_identity() if device == "gpu" else ("", "")
+    v = versions()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    settings = dict(settings)
+    settings["reference_path"] = reference
+    settings["reference"] = f"{reference} " + " ".join(f"{k}={v[k]}" for k in packages if k in v)
+    text = ";".join(f"{k}={str(val).replace(';', ',')}" for k, val in settings.items())
+    new = not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0
+    os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
+    with open(csv_path, "a", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        if new:
+            writer.writeheader()
+        for case, xs, work, unit in cases:
+            median = statistics.median(xs)
+            writer.writerow(dict(
+                run_id=os.environ.get("BENCH_RUN_ID", now.strftime("%Y%m%dT%H%M%SZ")),
+                timestamp=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                benchmark=benchmark, case=case, framework=framework, device=device,
+                precision=precision, preset=preset, status="ok", reason="", repetitions=len(xs),
+                median_s=median, min_s=min(xs), max_s=max(xs), mean_s=statistics.mean(xs),
+                std_s=statistics.stdev(xs) if len(xs) > 1 else 0.0,
+                iqr_s=quantile(xs, 0.75) - quantile(xs, 0.25),
+                throughput=(work / median) if work else "", throughput_unit=unit if work else "",
+                peak_memory_bytes=peak_memory, peak_rss_bytes="", settings=text, device_name=device_name,
+                framework_version=v.get("mlx.core" if framework == "mlx-python" else "torch", ""),
+                os=platform.platform(), cpu=platform.processor(), cpu_cores=os.cpu_count(), ram_gib=0,
+                gpu=gpu, gpu_driver=driver, mlx_version=v.get("mlx.core", ""),
+                libtorch_version=v.get("torch", ""), suite_version="reference",
+                git_commit=os.environ.get("BENCH_GIT_COMMIT", "unknown")))
+            line = f"{benchmark} {case} {framework} [{reference}] {precision}: median {median:.5f} s"
+            if work:
+                line += f", {work / median:.2f} {unit}"
+            print(line, flush=True)
+
+
+def failed_row(csv_path, *, benchmark, framework, device, precision, preset, reference, reason):
+    """A reference that could not run is recorded as failed, with why."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    new = not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0
+    with open(csv_path, "a", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(dict(
+            run_id=os.environ.get("BENCH_RUN_ID", now.strftime("%Y%m%dT%H%M%SZ")),
+            timestamp=now.isoformat(timespec="seconds").replace("+00:00", "Z"), benchmark=benchmark,
+            case="-", framework=framework, device=device, precision=precision, preset=preset,
+            status="failed", reason=reason.replace("\n", " ")[:500], settings=f"reference={reference}",
+            suite_version="reference", git_commit=os.environ.get("BENCH_GIT_COMMIT", "unknown")))
+    print(f"{benchmark} {framework} [{reference}] {precision}: FAILED {reason[:300]}", flush=True)

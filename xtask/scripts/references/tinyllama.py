@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""TinyLlama generation through each framework's own Python paths, at the
+twin's exact configuration (prompt and generation lengths, precision, seed)
+read from the twin's row, measured as bench-tinyllama measures its twins:
+the prompt in one pass (prompt), time to first token (ttft), then
+gen_tokens greedy single-token steps with end-of-sequence ignored
+(generate, the headline).
+
+  hf                  transformers LlamaForCausalLM.generate, eager (dynamic cache)
+  hf-static-compile   transformers with a static cache and
+                      torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+  gpt-fast            a gpt-fast-style loop: static KV cache as module buffers,
+                      decode step under torch.compile(mode="reduce-overhead",
+                      fullgraph=True) (CUDA graphs), prompt eager
+  gpt-fast-eager      the same loop without torch.compile
+  mlx-lm              mlx_lm's llama Model and generate_step (as mlx_lm.benchmark)
+
+Weights are seeded random weights of TinyLlama-1.1B's exact config, as the
+twins' offline rows (speed does not depend on their values).
+
+usage: tinyllama.py BACKEND RESULTS_DIR --precision P --preset P [--device gpu|cpu]
+"""
+import argparse
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+CONFIG = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+              num_attention_heads=32, num_key_value_heads=4, vocab_size=32000,
+              rms_norm_eps=1e-5, rope_theta=10000.0, max_position_embeddings=2048)
+
+
+def torch_setup(args):
+    import torch
+    device = "cuda" if args.device == "gpu" else "cpu"
+    dtype = {"f32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
+             "f16": torch.float16}[args.precision]
+    torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return torch, device, dtype, sync
+
+
+def run_hf(args, prompt, static_compile):
+    torch, device, dtype, sync = torch_setup(args)
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(args.seed)
+    model = LlamaForCausalLM(LlamaConfig(**CONFIG, tie_word_embeddings=False)).to(device, dtype).eval()
+    if static_compile:
+        model.generation_config.cache_implementation = "static"
+        model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+    ids = torch.tensor([prompt], device=device)
+    kwargs = dict(do_sample=False, eos_token_id=None, pad_token_id=0)
+    times = []
+    with torch.no_grad():
+        for _ in range(args.warmup + args.repetitions):
+            sync(); t0 = time.perf_counter()
+            model(ids, use_cache=True, logits_to_keep=1)
+            sync(); prefill = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
+            sync(); ttft = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            out = model.generate(ids, max_new_tokens=args.gen_tokens + 1,
+                                 min_new_tokens=args.gen_tokens + 1, **kwargs)
+            sync(); total = time.perf_counter() - t0
+            assert out.shape[1] == len(prompt) + args.gen_tokens + 1, out.shape
+            times.append((prefill, ttft, total - ttft))
+    execution = "torch.compile reduce-overhead, static cache" if static_compile else "eager"
+    return times[args.warmup:], execution
+
+
+def gpt_fast_model(torch, capacity, dtype, device):
+    """Llama as gpt-fast writes it: the KV cache as registered buffers,
+    positions and masks indexed by a position tensor."""
+    nn, F = torch.nn, torch.nn.functional
+    c = CONFIG
+    heads, kv_heads = c["num_attention_heads"], c["num_key_value_heads"]
+    head_dim = c["hidden_size"] // heads
+
+    class RMSNorm(nn.Module):
+        def __init__(self, dim):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(dim))
+
+        def forward(self, x):
+            y = x.float()
+            y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + c["rms_norm_eps"])
+            return y.type_as(x) * self.weight
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            d = c["hidden_size"]
+            self.wq = nn.Linear(d, heads * head_dim, bias=False)
+            self.wk = nn.Linear(d, kv_heads * head_dim, bias=False)
+            self.wv = nn.Linear(d, kv_heads * head_dim, bias=False)
+            self.wo = nn.Linear(heads * head_dim, d, bias=False)
+            shape = (1, kv_heads, capacity, head_dim)
+            self.register_buffer("k_cache", torch.zeros(shape, dtype=dtype), persistent=False)
+            self.register_buffer("v_cache", torch.zeros(shape, dtype=dtype), persistent=False)
+
+        def forward(self, x, cos, sin, mask, pos):
+            b, t, _ = x.shape
+            q = self.wq(x).view(b, t, heads, head_dim).transpose(1, 2)
+            k = self.wk(x).view(b, t, kv_heads, head_dim).transpose(1, 2)
+            v = self.wv(x).view(b, t, kv_heads, head_dim).transpose(1, 2)
+
+            def rope(a):
+                a1, a2 = a.chunk(2, dim=-1)
+                return a * cos + torch.cat((-a2, a1), dim=-1) * sin
+            q, k = rope(q), rope(k)
+            self.k_cache[:, :, pos] = k
+            self.v_cache[:, :, pos] = v
+            keys = self.k_cache.repeat_interleave(heads // kv_heads, dim=1)
+            values = self.v_cache.repeat_interleave(heads // kv_heads, dim=1)
+            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+            return self.wo(y.transpose(1, 2).reshape(b, t, heads * head_dim))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            d, f = c["hidden_size"], c["intermediate_size"]
+            self.attention_norm, self.ffn_norm = RMSNorm(d), RMSNorm(d)
+            self.attention = Attention()
+            self.w1 = nn.Linear(d, f, bias=False)
+            self.w3 = nn.Linear(d, f, bias=False)
+            self.w2 = nn.Linear(f, d, bias=False)
+
+        def forward(self, x, cos, sin, mask, pos):
+            h = x + self.attention(self.attention_norm(x), cos, sin, mask, pos)
+            y = self.ffn_norm(h)
+            return h + self.w2(F.silu(self.w1(y)) * self.w3(y))
+
+    class Transformer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            d = c["hidden_size"]
+            self.tok_embeddings = nn.Embedding(c["vocab_size"], d)
+            self.layers = nn.ModuleList(Block() for _ in range(c["num_hidden_layers"]))
+            self.norm = RMSNorm(d)
+            self.output = nn.Linear(d, c["vocab_size"], bias=False)
+            inv = 1.0 / (c["rope_theta"] ** (torch.arange(0, head_dim, 2).float() / head_dim))
+            angles = torch.outer(torch.arange(capacity).float(), inv)
+            angles = torch.cat((angles, angles), dim=-1)
+            self.register_buffer("cos", angles.cos().to(dtype), persistent=False)
+            self.register_buffer("sin", angles.sin().to(dtype), persistent=False)
+            causal = torch.tril(torch.ones(capacity, capacity, dtype=torch.bool))
+            self.register_buffer("causal_mask", causal, persistent=False)
+
+        def forward(self, idx, pos):
+            mask = self.causal_mask[None, None, pos]
+            cos, sin = self.cos[pos], self.sin[pos]
+            x = self.tok_embeddings(idx)
+            for layer in self.layers:
+                x = layer(x, cos, sin, mask, pos)
+            return self.output(self.norm(x[:, -1:]))
+
+    model = Transformer()
+    for p in model.parameters():
+        if p.dim() > 1:
+            torch.nn.init.normal_(p, std=0.02)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def run_gpt_fast(args, prompt, compiled):
+    torch, device, dtype, sync = torch_setup(args)
+    torch.manual_seed(args.seed)
+    capacity = args.prompt_tokens + args.gen_tokens
+    model = gpt_fast_model(torch, capacity, dtype, device)
+
+    def decode_one_token(x, pos):
+        logits = model(x, pos)
+        return torch.argmax(logits[:, -1], dim=-1, keepdim=True)
+    decode = decode_one_token
+    if compiled:
+        decode = torch.compile(decode_one_token, mode="reduce-overhead", fullgraph=True)
+    ids = torch.tensor([prompt], device=device)
+    times = []
+    with torch.no_grad():
+        for _ in range(args.warmup + args.repetitions):
+            sync(); t0 = time.perf_counter()
+            logits = model(ids, torch.arange(len(prompt), device=device))
+            sync(); prefill = time.perf_counter() - t0
+            token = torch.argmax(logits[:, -1], dim=-1, keepdim=True)
+            sync(); ttft = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            pos = torch.tensor([len(prompt)], device=device)
+            for _ in range(args.gen_tokens):
+                # gpt-fast decodes with the math SDPA kernel, which inductor fuses
+                with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
+                    nxt = decode(token, pos)
+                pos += 1
+                token = nxt.clone()
+            sync(); decode_s = time.perf_counter() - t1
+            times.append((prefill, ttft, decode_s))
+    execution = "torch.compile reduce-overhead fullgraph decode step (CUDA graphs), eager prompt" \
+        if compiled else "eager"
+    return times[args.warmup:], execution
+
+
+def run_mlx_lm(args, prompt):
+    import mlx.core as mx
+    from mlx_lm.models import llama
+    from mlx_lm.generate import generate_step
+    if args.device == "cpu":
+        mx.set_default_device(mx.cpu)
+    dtype = {"f32": mx.float32, "tf32": mx.float32, "bf16": mx.bfloat16, "f16": mx.float16}[args.precision]
+    mx.random.seed(args.seed)
+    model = llama.Model(llama.ModelArgs(model_type="llama", tie_word_embeddings=False, **CONFIG))
+    model.set_dtype(dtype)
+    mx.eval(model.parameters())
+    ids = mx.array(prompt)
+    times = []
+    for _ in range(args.warmup + args.repetitions):
+        mx.synchronize(); t0 = time.perf_counter()
+        hidden = model.model(ids[None])
+        mx.eval(model.lm_head(hidden[:, -1:]))
+        mx.synchronize(); prefill = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        count, ttft = 0, 0.0
+        for count, _ in enumerate(generate_step(ids, model, max_tokens=args.gen_tokens + 1)):
+            if count == 0:
+                ttft = time.perf_counter() - t0
+        mx.synchronize(); total = time.perf_counter() - t0
+        assert count == args.gen_tokens, count
+        times.append((prefill, ttft, total - ttft))
+    return times[args.warmup:], "generate_step (async_eval pipelining)"
+
+
+BACKENDS = {
+    "hf": ("torch-python", "transformers generate eager", ["torch", "transformers"],
+           lambda a, p: run_hf(a, p, False)),
+    "hf-static-compile": ("torch-python", "transformers static cache + torch.compile",
+                          ["torch", "transformers"], lambda a, p: run_hf(a, p, True)),
+    "gpt-fast": ("torch-python", "gpt-fast-style loop, torch.compile reduce-overhead", ["torch"],
+                 lambda a, p: run_gpt_fast(a, p, True)),
+    "gpt-fast-eager": ("torch-python", "gpt-fast-style loop, eager", ["torch"],
+                       lambda a, p: run_gpt_fast(a, p, False)),
+    "mlx-lm": ("mlx-python", "mlx-lm generate_step", ["mlx.core", "mlx_lm"], run_mlx_lm),
+}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("backend", choices=sorted(BACKENDS))
+    p.add_argument("results", help="folder of the twins' CSV (the reference's rows go there too)")
+    p.add_argument("--precision", default="f32", choices=["f32", "tf32", "bf16", "f16"])
+    p.add_argument("--preset", default="quick")
+    p.add_argument("--device", default="gpu", choices=["gpu", "cpu"])
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repetitions", type=int, default=5)
+    p.add_argument("--csv", help="output CSV (default: RESULTS/reference-tinyllama.csv)")
+    args = p.parse_args()
+    twin = common.twin_settings(args.results, "tinyllama", "generate", args.precision, args.preset)
+    args.prompt_tokens, args.gen_tokens = int(twin["prompt_tokens"]), int(twin["gen_tokens"])
+    args.seed = int(twin["seed"])
+    common.configure_precision(args.precision)
+    framework, reference, packages, run = BACKENDS[args.backend]
+    csv_path = args.csv or os.path.join(args.results, "reference-tinyllama.csv")
+    row = dict(benchmark="tinyllama", framework=framework, device=args.device,
+               precision=args.precision, preset=args.preset, reference=reference)
+    rng = random.Random(args.seed)
+    prompt = [rng.randrange(3, CONFIG["vocab_size"]) for _ in range(args.prompt_tokens)]
+    try:
+        times, execution = run(args, prompt)
+    except Exception as error:  # recorded, never lost
+        common.failed_row(csv_path, reason=f"{type(error).__name__}: {error}", **row)
+        raise SystemExit(1)
+    settings = dict(weights=f"random (seed {args.seed})", prompt_tokens=args.prompt_tokens,
+                    gen_tokens=args.gen_tokens, warmup=args.warmup, repetitions=args.repetitions,
+                    sampling="greedy", execution=execution, seed=args.seed)
+    common.write_rows(
+        csv_path, packages=packages, settings=settings, device_name=args.device,
+        cases=[("prompt", [t[0] for t in times], args.prompt_tokens, "tokens/s"),
+               ("generate", [t[2] for t in times], args.gen_tokens, "tokens/s"),
+               ("ttft", [t[1] for t in times], None, "")], **row)
+
+
+if __name__ == "__main__":
+    main()
