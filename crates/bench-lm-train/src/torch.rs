@@ -199,8 +199,8 @@ impl TransformerLm {
 }
 
 /// One training step on device tensors: gradients cleared, forward,
-/// backward, AdamW update; the loss stays on the device. Nothing is read
-/// back, so a CUDA graph can record it.
+/// backward, AdamW update; the loss stays on the device, detached. Nothing
+/// is read back, so a CUDA graph can record it.
 fn train_step_on(
     model: &TransformerLm,
     optimizer: &mut AdamW,
@@ -211,7 +211,11 @@ fn train_step_on(
     let loss = model.loss(inputs, targets, true);
     loss.backward();
     optimizer.step()?;
-    Ok(loss)
+    // Detached: a loss that kept its autograd graph would keep the
+    // parameters' gradient accumulators of this (eager, default-stream)
+    // step alive, and a CUDA graph captured next on a side stream would
+    // then have to wait on the default stream, which capture forbids.
+    Ok(loss.detach())
 }
 
 /// The captured training step and its static inputs.

@@ -32,9 +32,9 @@ pub struct Llama {
     norm: Tensor,
     lm_head: Tensor,
     cache: KvCache,
-    /// cos and sin of every cache position's rotary angles in the model's
-    /// dtype, [capacity, head_dim], cast once (as Hugging Face's Llama
-    /// applies them).
+    /// cos and sin (its first half negated) of every cache position's
+    /// rotary angles in the model's dtype, [capacity, head_dim], cast once
+    /// (as Hugging Face's Llama applies them).
     rope: (Tensor, Tensor),
     decode: DecodeState,
     /// The decode step's CUDA graph (best mode on CUDA); None: eager.
@@ -56,15 +56,17 @@ struct DecodeState {
     key_positions: Tensor,
 }
 
+/// The checkpoint's q/k/v and gate/up projections are concatenated once at
+/// load (as gpt-fast's `wqkv`): one matmul launch instead of three and of
+/// two, the same products.
 struct DecoderLayer {
     input_layernorm: Tensor,
-    q_proj: Tensor,
-    k_proj: Tensor,
-    v_proj: Tensor,
+    /// q_proj, k_proj and v_proj stacked: [(heads + 2 kv_heads) head_dim, hidden].
+    qkv_proj: Tensor,
     o_proj: Tensor,
     post_attention_layernorm: Tensor,
-    gate_proj: Tensor,
-    up_proj: Tensor,
+    /// gate_proj and up_proj stacked: [2 intermediate, hidden].
+    gate_up_proj: Tensor,
     down_proj: Tensor,
 }
 
@@ -110,13 +112,23 @@ impl Llama {
                 let p = format!("model.layers.{i}");
                 Ok(DecoderLayer {
                     input_layernorm: take(format!("{p}.input_layernorm.weight"))?,
-                    q_proj: take(format!("{p}.self_attn.q_proj.weight"))?,
-                    k_proj: take(format!("{p}.self_attn.k_proj.weight"))?,
-                    v_proj: take(format!("{p}.self_attn.v_proj.weight"))?,
+                    qkv_proj: Tensor::cat(
+                        &[
+                            take(format!("{p}.self_attn.q_proj.weight"))?,
+                            take(format!("{p}.self_attn.k_proj.weight"))?,
+                            take(format!("{p}.self_attn.v_proj.weight"))?,
+                        ],
+                        0,
+                    ),
                     o_proj: take(format!("{p}.self_attn.o_proj.weight"))?,
                     post_attention_layernorm: take(format!("{p}.post_attention_layernorm.weight"))?,
-                    gate_proj: take(format!("{p}.mlp.gate_proj.weight"))?,
-                    up_proj: take(format!("{p}.mlp.up_proj.weight"))?,
+                    gate_up_proj: Tensor::cat(
+                        &[
+                            take(format!("{p}.mlp.gate_proj.weight"))?,
+                            take(format!("{p}.mlp.up_proj.weight"))?,
+                        ],
+                        0,
+                    ),
                     down_proj: take(format!("{p}.mlp.down_proj.weight"))?,
                 })
             })
@@ -214,9 +226,11 @@ impl Llama {
     fn decode_step(&mut self) {
         let state = &mut self.decode;
         let capacity = self.cache.capacity as i64;
-        let mask = state
-            .key_positions
-            .le_tensor(&state.position)
+        // Additive, in the model's dtype, built once per step: SDPA takes it
+        // as is in every layer.
+        let hidden = state.key_positions.gt_tensor(&state.position);
+        let mask = Tensor::zeros([capacity], (self.rope.0.kind(), self.device))
+            .masked_fill(&hidden, f64::NEG_INFINITY)
             .view([1, 1, 1, capacity]);
         let rope = (
             self.rope.0.index_select(0, &state.position),
@@ -360,8 +374,9 @@ impl DecoderLayer {
         &x + self.mlp(&h)
     }
 
-    /// Queries, keys and values of `x` [1, count, hidden], rotated:
-    /// [1, heads, count, head_dim].
+    /// Queries, keys and values of `x` [1, count, hidden], queries and keys
+    /// rotated: [1, heads, count, head_dim]. One matmul for all three, one
+    /// rotation for queries and keys together.
     fn project(
         &self,
         x: &Tensor,
@@ -370,20 +385,26 @@ impl DecoderLayer {
     ) -> (Tensor, Tensor, Tensor) {
         let count = x.size()[1];
         let head_dim = config.head_dim as i64;
-        let heads = |projection: &Tensor, n: usize| {
-            x.linear(projection, None::<Tensor>)
-                .view([1, count, n as i64, head_dim])
-                .transpose(1, 2)
-        };
-        // HF Llama's rotate_half, in the model's dtype.
-        let rope = |a: Tensor| {
-            let halves = a.chunk(2, -1);
-            let rotated = Tensor::cat(&[-&halves[1], halves[0].shallow_clone()], -1);
-            a * cos + rotated * sin
-        };
-        let q = rope(heads(&self.q_proj, config.num_heads));
-        let k = rope(heads(&self.k_proj, config.num_kv_heads));
-        let v = heads(&self.v_proj, config.num_kv_heads);
+        let (heads, kv_heads) = (config.num_heads as i64, config.num_kv_heads as i64);
+        let qkv = x.linear(&self.qkv_proj, None::<Tensor>);
+        let qk = qkv.narrow(2, 0, (heads + kv_heads) * head_dim).view([
+            1,
+            count,
+            heads + kv_heads,
+            head_dim,
+        ]);
+        // HF Llama's rotate_half in the model's dtype: x cos + [x2, x1] sin',
+        // with sin' = [-sin, sin] from the table.
+        let halves = qk.chunk(2, -1);
+        let swapped = Tensor::cat(&[&halves[1], &halves[0]], -1);
+        let (cos, sin) = (cos.unsqueeze(1), sin.unsqueeze(1));
+        let rotated = (&qk * &cos).addcmul(&swapped, &sin);
+        let q = rotated.narrow(2, 0, heads).transpose(1, 2);
+        let k = rotated.narrow(2, heads, kv_heads).transpose(1, 2);
+        let v = qkv
+            .narrow(2, (heads + kv_heads) * head_dim, kv_heads * head_dim)
+            .view([1, count, kv_heads, head_dim])
+            .transpose(1, 2);
         (q, k, v)
     }
 
@@ -452,8 +473,9 @@ impl DecoderLayer {
 
     /// SwiGLU: down(silu(gate(x)) * up(x)).
     fn mlp(&self, x: &Tensor) -> Tensor {
-        let gate = x.linear(&self.gate_proj, None::<Tensor>).silu();
-        let up = x.linear(&self.up_proj, None::<Tensor>);
+        let gate_up = x.linear(&self.gate_up_proj, None::<Tensor>);
+        let halves = gate_up.chunk(2, -1);
+        let (gate, up) = (halves[0].silu(), &halves[1]);
         (gate * up).linear(&self.down_proj, None::<Tensor>)
     }
 }
@@ -478,7 +500,7 @@ impl KvCache {
 
 /// cos and sin of position * frequency, each frequency twice over (the
 /// halves that rotate_half pairs), computed in float32 and cast once to
-/// `kind`, [capacity, head_dim].
+/// `kind`, [capacity, head_dim]; the sin table's first half negated.
 fn rope_tables(
     config: &LlamaConfig,
     capacity: usize,
@@ -490,7 +512,11 @@ fn rope_tables(
     let positions = Tensor::arange(capacity as i64, (Kind::Float, device));
     let angles = positions.outer(&frequencies);
     let angles = Tensor::cat(&[&angles, &angles], -1);
-    (angles.cos().to_kind(kind), angles.sin().to_kind(kind))
+    // sin with the first half negated: rotate_half's sign, folded in.
+    let sin = angles.sin();
+    let half = (config.head_dim / 2) as i64;
+    let sin = Tensor::cat(&[-sin.narrow(1, 0, half), sin.narrow(1, half, half)], 1);
+    (angles.cos().to_kind(kind), sin.to_kind(kind))
 }
 
 /// A host tensor on `device` as `kind`.
