@@ -265,11 +265,10 @@ fn speed(record: &Record) -> Option<f64> {
 /// own figure (for RESULTS.md).
 fn reference_table(records: &[Record], every: bool) -> String {
     type Group = (String, String, String, String);
+    // a framework's twin rows, and its references' rows by name
+    type Found<'a> = (Vec<&'a Record>, BTreeMap<String, Vec<&'a Record>>);
     // group -> framework ("torch"/"mlx") -> (twin rows, reference name -> rows)
-    let mut groups: BTreeMap<
-        Group,
-        BTreeMap<&str, (Vec<&Record>, BTreeMap<String, Vec<&Record>>)>,
-    > = BTreeMap::new();
+    let mut groups: BTreeMap<Group, BTreeMap<&str, Found>> = BTreeMap::new();
     for row in records {
         let headline = REFERENCE_CASES
             .iter()

@@ -94,12 +94,21 @@ impl CudaMemcpy {
                 Ok(address)
             };
             CudaRuntimeApi {
-                malloc: std::mem::transmute::<*mut c_void, _>(symbol(c"cudaMalloc")?),
-                free: std::mem::transmute::<*mut c_void, _>(symbol(c"cudaFree")?),
-                memcpy: std::mem::transmute::<*mut c_void, _>(symbol(c"cudaMemcpy")?),
-                synchronize: std::mem::transmute::<*mut c_void, _>(symbol(
-                    c"cudaDeviceSynchronize",
-                )?),
+                malloc: std::mem::transmute::<
+                    *mut c_void,
+                    unsafe extern "C" fn(*mut *mut c_void, usize) -> CudaStatus,
+                >(symbol(c"cudaMalloc")?),
+                free: std::mem::transmute::<
+                    *mut c_void,
+                    unsafe extern "C" fn(*mut c_void) -> CudaStatus,
+                >(symbol(c"cudaFree")?),
+                memcpy: std::mem::transmute::<
+                    *mut c_void,
+                    unsafe extern "C" fn(*mut c_void, *const c_void, usize, c_int) -> CudaStatus,
+                >(symbol(c"cudaMemcpy")?),
+                synchronize: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> CudaStatus>(
+                    symbol(c"cudaDeviceSynchronize")?,
+                ),
             }
         };
         let mut copy = Self {

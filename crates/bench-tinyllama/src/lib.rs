@@ -125,6 +125,8 @@ use measure_twin;
 pub struct GenerationRuns {
     pub times: Vec<GenerationTimes>,
     pub peak_memory_bytes: Option<u64>,
+    /// The tokens of the last generation (the first token and every step's).
+    pub tokens: Vec<u32>,
 }
 
 /// Times whole generations through the harness's loop (warm-up,
@@ -139,9 +141,11 @@ pub fn measure_generation(
     let settings = &workload.generation;
     runtime.reset_peak_memory();
     let mut runs = Vec::new();
+    let mut tokens = Vec::new();
     measure(&cell.measure, runtime, || {
         let mut sampler = Sampler::new(settings.sampling.clone());
-        let (_, times) = generate(
+        let times;
+        (tokens, times) = generate(
             model,
             runtime,
             &workload.prompt,
@@ -155,6 +159,7 @@ pub fn measure_generation(
     let times = runs.split_off(cell.measure.warmup.min(runs.len()));
     Ok(GenerationRuns {
         times,
+        tokens,
         peak_memory_bytes: runtime.peak_memory_bytes(),
     })
 }
@@ -194,6 +199,10 @@ fn describe_cases(
     let g = &workload.generation;
     let mut shared = workload.settings();
     shared.push(("execution".into(), execution.into()));
+    // What the model chose, so that a reader (and the eager-vs-best check)
+    // sees the same tokens from both modes and both twins.
+    let first: Vec<String> = runs.tokens.iter().take(32).map(u32::to_string).collect();
+    shared.push(("first_tokens".into(), first.join(" ")));
     let case = |name: &str, samples: Vec<f64>, throughput: Option<Throughput>| CaseResult {
         case: name.to_owned(),
         samples,
