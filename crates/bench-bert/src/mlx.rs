@@ -1,23 +1,26 @@
 //! MLX twin: BERT with a classification head on mlx-rs modules; a
-//! training step is `value_and_grad`, AdamW, and one `eval` of the
-//! parameters, optimiser state and loss. The parameters and AdamW state are
+//! training step is `value_and_grad` and AdamW compiled into one graph
+//! (`compile_with_state`, as lm-train's and mlx-examples' steps), and one
+//! `eval` of the parameters, optimiser state and loss. The parameters and AdamW state are
 //! float32; the forward and backward run in the compute dtype (see
 //! [`linear`]).
 
 use anyhow::Result;
 use bench_core::host::HostTensor;
 use bench_core::Execution;
-use fw_mlx::{from_host, to_host_f32, MlxRuntime};
+use fw_mlx::{from_host, to_host_f32, AdamWHyper, BiasCorrectedAdamW, MlxRuntime, StepScalars};
 use mlx_rs::builder::Builder;
 use mlx_rs::error::Exception;
+use mlx_rs::error::StateProjectionError;
 use mlx_rs::fast::{self, scaled_dot_product_attention};
 use mlx_rs::losses::{CrossEntropyBuilder, LossReduction};
 use mlx_rs::macros::ModuleParameters;
 use mlx_rs::module::{Module, ModuleParameters as _, Param};
 use mlx_rs::nn::{self, Embedding, LayerNorm, Linear};
 use mlx_rs::ops::{addmm, matmul};
-use mlx_rs::optimizers::{AdamW, Optimizer};
+use mlx_rs::transforms::compile::compile_with_state;
 use mlx_rs::transforms::eval;
+use mlx_rs::utils::{StateProjection, Updatable};
 use mlx_rs::{array, Array, Dtype};
 
 use crate::config::BertConfig;
@@ -269,61 +272,51 @@ fn layer_norm(norm: &LayerNorm, x: &Array) -> MlxResult<Array> {
     fast::layer_norm(x, weight.as_ref(), bias.as_ref(), norm.eps)
 }
 
-/// AdamW with bias correction, as PyTorch's. mlx-rs 0.33's `AdamW` has none
-/// (MLX's Python AdamW makes it optional, off by default); with step t,
-/// bc1 = 1 - beta1^t, bc2 = 1 - beta2^t, PyTorch's update
-///   p <- p (1 - lr wd) - lr (m / bc1) / (sqrt(v) / sqrt(bc2) + eps)
-/// equals mlx-rs's
-///   p <- p (1 - lr' wd') - lr' m / (sqrt(v) + eps')
-/// with lr' = lr sqrt(bc2) / bc1, eps' = eps sqrt(bc2), wd' = wd lr / lr',
-/// which this sets before each step.
-struct BiasCorrectedAdamW {
-    inner: AdamW,
-    settings: OptimizerSettings,
-    step: i32,
+/// Everything the compiled step reads and writes besides its arguments.
+struct TrainState {
+    model: BertClassifier,
+    optimizer: BiasCorrectedAdamW,
 }
 
-impl BiasCorrectedAdamW {
-    fn new(settings: &OptimizerSettings) -> Self {
-        let inner = AdamW {
-            lr: array!(settings.learning_rate as f32),
-            betas: (array!(settings.beta1 as f32), array!(settings.beta2 as f32)),
-            eps: array!(settings.eps as f32),
-            weight_decay: array!(settings.weight_decay as f32),
-            state: Default::default(),
-        };
-        Self {
-            inner,
-            settings: settings.clone(),
-            step: 0,
-        }
-    }
-
-    fn update(
-        &mut self,
-        model: &mut BertClassifier,
-        gradients: &mlx_rs::module::FlattenedModuleParam,
-    ) -> MlxResult<()> {
-        self.step += 1;
-        let s = &self.settings;
-        let bc1 = 1.0 - s.beta1.powi(self.step);
-        let bc2 = 1.0 - s.beta2.powi(self.step);
-        let lr = s.learning_rate * bc2.sqrt() / bc1;
-        self.inner.lr = array!(lr as f32);
-        self.inner.eps = array!((s.eps * bc2.sqrt()) as f32);
-        self.inner.weight_decay = array!((s.weight_decay * s.learning_rate / lr) as f32);
-        self.inner.update(model, gradients)
-    }
-
-    fn state(&self) -> impl Iterator<Item = &Array> {
-        self.inner.state.values().flat_map(|(m, v)| [m, v])
+impl Updatable for TrainState {
+    fn state_projection(&mut self) -> Result<StateProjection<'_>, StateProjectionError> {
+        let mut projection = StateProjection::new();
+        fw_mlx::project_model(&mut self.model, &mut projection)?;
+        self.optimizer.project_state(&mut projection)?;
+        Ok(projection)
     }
 }
+
+/// The training step that `compile` traces once: arguments [ids, token
+/// types, mask, labels, decay, step size, sqrt(1 - b2^t)], result [loss].
+/// Forward, backward and update become one graph, as mlx-examples compile
+/// their steps with `mx.compile(step, inputs=state, outputs=state)`.
+fn training_step(state: &mut TrainState, args: &[Array]) -> Result<Vec<Array>, Exception> {
+    let [ids, type_ids, mask, labels, _, _, _] = args else {
+        return Err(Exception::custom("training_step takes 7 arrays"));
+    };
+    let inputs = Inputs {
+        ids: ids.clone(),
+        type_ids: type_ids.clone(),
+        mask: mask.clone(),
+    };
+    let loss_fn = |model: &mut BertClassifier, (inputs, labels): (&Inputs, &Array)| {
+        model.loss(inputs, labels)
+    };
+    let (loss, gradients) = nn::value_and_grad(loss_fn)(&mut state.model, (&inputs, labels))?;
+    state
+        .optimizer
+        .update(&mut state.model, &gradients, &StepScalars::from_args(args)?)?;
+    Ok(vec![loss])
+}
+
+type CompiledStep = Box<dyn FnMut(&mut TrainState, &[Array]) -> Result<Vec<Array>, Exception>>;
 
 /// Fine-tunes a [`BertClassifier`] with AdamW.
 pub struct Trainer {
-    model: BertClassifier,
-    optimizer: BiasCorrectedAdamW,
+    state: TrainState,
+    step_fn: CompiledStep,
+    learning_rate: f64,
     loss: Option<Array>,
     /// The row's `execution=`.
     execution: &'static str,
@@ -337,40 +330,62 @@ impl Trainer {
         optimizer: &OptimizerSettings,
         execution: Execution,
     ) -> Result<Self> {
+        let model = BertClassifier::new(runtime, config, checkpoint)?;
+        let hyper = AdamWHyper {
+            beta1: optimizer.beta1,
+            beta2: optimizer.beta2,
+            weight_decay: optimizer.weight_decay,
+            eps: optimizer.eps,
+        };
+        let mut state = TrainState {
+            optimizer: BiasCorrectedAdamW::new(hyper, &model)?,
+            model,
+        };
+        eval(state.state_projection()?.into_entries().map(|(_, a)| a))?;
         Ok(Self {
-            model: BertClassifier::new(runtime, config, checkpoint)?,
-            optimizer: BiasCorrectedAdamW::new(optimizer),
+            state,
+            // In eager mode MLX_DISABLE_COMPILE makes this a no-op.
+            step_fn: Box::new(compile_with_state(training_step, false)),
+            learning_rate: optimizer.learning_rate,
             loss: None,
-            execution: runtime.execution_label(execution, false),
+            execution: runtime.execution_label(execution, true),
         })
     }
 }
 
 impl FineTune for Trainer {
-    /// One training step: forward, backward, AdamW; evaluated once.
+    /// One training step: forward, backward, AdamW, compiled into one
+    /// graph; evaluated once with the new parameters and optimiser state.
     fn step(&mut self, batch: &LabelledBatch) -> Result<()> {
         let inputs = Inputs::upload(&batch.tokens)?;
         let labels = Array::from_slice(&batch.labels, &[batch.labels.len() as i32]);
-        let loss_fn = |model: &mut BertClassifier,
-                       (inputs, labels): (&Inputs, &Array)|
-         -> MlxResult<Array> { model.loss(inputs, labels) };
-        let mut loss_and_grad = nn::value_and_grad(loss_fn);
-        let (loss, gradients) = loss_and_grad(&mut self.model, (&inputs, &labels))?;
-        self.optimizer.update(&mut self.model, &gradients)?;
-        let parameters = self.model.parameters().flatten();
+        let [decay, step_size, sqrt_bias_correction2] = self
+            .state
+            .optimizer
+            .next_step(self.learning_rate)
+            .into_args();
+        let args = [
+            inputs.ids,
+            inputs.type_ids,
+            inputs.mask,
+            labels,
+            decay,
+            step_size,
+            sqrt_bias_correction2,
+        ];
+        let loss = (self.step_fn)(&mut self.state, &args)?.remove(0);
+        let state = self.state.state_projection()?;
         eval(
-            parameters
-                .values()
-                .copied()
-                .chain(self.optimizer.state())
-                .chain([&loss]),
+            [&loss]
+                .into_iter()
+                .chain(state.into_entries().map(|(_, a)| a)),
         )?;
         self.loss = Some(loss);
         Ok(())
     }
 
     fn logits(&mut self, tokens: &TokenBatch) -> Result<HostTensor> {
-        self.model.logits(tokens)
+        self.state.model.logits(tokens)
     }
 
     /// The loss of the last step.
@@ -386,7 +401,13 @@ impl FineTune for Trainer {
         self.execution
     }
 
+    /// The update's element-wise work is traced into the compiled step,
+    /// which fuses it; eager mode runs it per parameter.
     fn optimizer(&self) -> &'static str {
-        "per-parameter"
+        if self.execution.starts_with("compiled") {
+            "fused (compiled into the step)"
+        } else {
+            "per-parameter"
+        }
     }
 }

@@ -12,18 +12,19 @@ use std::path::Path;
 use anyhow::Result;
 use bench_core::host::HostTensor;
 use bench_core::Execution;
-use fw_mlx::{from_host, load_safetensors, to_host_f32, MlxRuntime};
+use fw_mlx::{
+    from_host, load_safetensors, to_host_f32, AdamWHyper, BiasCorrectedAdamW, MlxRuntime,
+    StepScalars,
+};
 use mlx_rs::builder::Builder;
 use mlx_rs::error::Exception;
 use mlx_rs::error::StateProjectionError;
 use mlx_rs::fast::{scaled_dot_product_attention, ScaledDotProductAttentionMask};
 use mlx_rs::losses::{CrossEntropyBuilder, LossReduction};
 use mlx_rs::macros::ModuleParameters;
-use mlx_rs::module::{FlattenedModuleParam, Module, ModuleParameters};
+use mlx_rs::module::{Module, ModuleParameters};
 use mlx_rs::nn::{self, Embedding, LayerNorm, LayerNormBuilder, Linear, LinearBuilder};
 use mlx_rs::ops::indexing::IndexOp;
-use mlx_rs::ops::zeros_like;
-use mlx_rs::optimizers::State;
 use mlx_rs::random::RandomState;
 use mlx_rs::transforms::compile::compile_with_state;
 use mlx_rs::transforms::eval;
@@ -237,100 +238,10 @@ impl TransformerLm {
 /// twin runs), so that both twins take the same step:
 ///   p <- p (1 - lr wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
 ///   p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-/// mlx-rs's `AdamW` differs in two ways that matter here: it has no bias
-/// correction (MLX's convention), and its float32 hyperparameter arrays
-/// turn bfloat16 weights and moments into float32. Here the moments are
-/// stored in the weights' dtype, as PyTorch stores them, and the
-/// arithmetic is float32 (as PyTorch's CPU kernels do for bfloat16).
-pub struct AdamW {
-    config: TrainConfig,
-    /// (m, v) per parameter name, created with the model so that the
-    /// compiled step sees the same state layout on every call.
-    moments: State<(Array, Array)>,
-    step: usize,
-}
-
-/// The scalars of one step that change with the step: passed to the
-/// compiled step as arrays, so that it is traced only once.
-struct StepScalars {
-    decay: Array,
-    step_size: Array,
-    sqrt_bias_correction2: Array,
-}
-
-impl AdamW {
-    fn new(config: &TrainConfig, model: &TransformerLm) -> Result<Self, Exception> {
-        let moments = model
-            .parameters()
-            .flatten()
-            .into_iter()
-            .map(|(name, p)| Ok((name, (zeros_like(p)?, zeros_like(p)?))))
-            .collect::<Result<_, Exception>>()?;
-        Ok(Self {
-            config: config.clone(),
-            moments,
-            step: 0,
-        })
-    }
-
-    /// Advances the step count and gives its scalars.
-    fn next_step(&mut self, lr: f64) -> StepScalars {
-        self.step += 1;
-        let c = &self.config;
-        let t = self.step as i32;
-        StepScalars {
-            decay: scalar(1.0 - lr * c.weight_decay),
-            step_size: scalar(lr / (1.0 - c.beta1.powi(t))),
-            sqrt_bias_correction2: scalar((1.0 - c.beta2.powi(t)).sqrt()),
-        }
-    }
-
-    /// One update of every parameter that has a gradient.
-    fn update(
-        &mut self,
-        model: &mut TransformerLm,
-        gradients: &FlattenedModuleParam,
-        scalars: &StepScalars,
-    ) -> Result<(), Exception> {
-        let c = &self.config;
-        let (b1, b2, eps) = (scalar(c.beta1), scalar(c.beta2), scalar(c.eps));
-        let (one_minus_b1, one_minus_b2) = (scalar(1.0 - c.beta1), scalar(1.0 - c.beta2));
-        let mut parameters = model.parameters_mut().flatten();
-        for (name, g) in gradients {
-            let (Some(p), Some((m, v))) = (parameters.get_mut(name), self.moments.get_mut(name))
-            else {
-                continue;
-            };
-            let dtype = p.dtype();
-            let f32 = |a: &Array| a.as_dtype(Dtype::Float32);
-            let g = f32(g)?;
-            let new_m = f32(m)?.multiply(&b1)?.add(g.multiply(&one_minus_b1)?)?;
-            let new_v = f32(v)?
-                .multiply(&b2)?
-                .add(g.square()?.multiply(&one_minus_b2)?)?;
-            let denominator = new_v
-                .sqrt()?
-                .divide(&scalars.sqrt_bias_correction2)?
-                .add(&eps)?;
-            let new_p = f32(p)?
-                .multiply(&scalars.decay)?
-                .subtract(scalars.step_size.multiply(new_m.divide(&denominator)?)?)?;
-            **p = new_p.as_dtype(dtype)?;
-            *m = new_m.as_dtype(dtype)?;
-            *v = new_v.as_dtype(dtype)?;
-        }
-        Ok(())
-    }
-}
-
-fn scalar(x: f64) -> Array {
-    Array::from_f32(x as f32)
-}
-
 /// Everything the compiled step reads and writes besides its arguments.
 struct TrainState {
     model: TransformerLm,
-    optimizer: AdamW,
+    optimizer: BiasCorrectedAdamW,
     /// Keys for dropout masks (unused at dropout 0).
     random: RandomState,
 }
@@ -338,13 +249,8 @@ struct TrainState {
 impl Updatable for TrainState {
     fn state_projection(&mut self) -> Result<StateProjection<'_>, StateProjectionError> {
         let mut projection = StateProjection::new();
-        for (name, p) in self.model.parameters_mut().flatten() {
-            projection.required(format!("model.{name}"), p)?;
-        }
-        for (name, (m, v)) in self.optimizer.moments.iter_mut() {
-            projection.required(format!("m.{name}"), m)?;
-            projection.required(format!("v.{name}"), v)?;
-        }
+        fw_mlx::project_model(&mut self.model, &mut projection)?;
+        self.optimizer.project_state(&mut projection)?;
         projection.required("random", self.random.as_array_mut())?;
         Ok(projection)
     }
@@ -355,7 +261,7 @@ impl Updatable for TrainState {
 /// backward and update become one graph, as mlx-examples' training loop
 /// does with `mx.compile(step, inputs=state, outputs=state)`.
 fn training_step(state: &mut TrainState, args: &[Array]) -> Result<Vec<Array>, Exception> {
-    let [inputs, targets, decay, step_size, sqrt_bias_correction2] = args else {
+    let [inputs, targets, _, _, _] = args else {
         return Err(Exception::custom("training_step takes 5 arrays"));
     };
     let TrainState {
@@ -367,12 +273,7 @@ fn training_step(state: &mut TrainState, args: &[Array]) -> Result<Vec<Array>, E
         model.loss(inputs, targets, Some(&mut *random))
     };
     let (loss, gradients) = nn::value_and_grad(loss_fn)(model, (inputs, targets))?;
-    let scalars = StepScalars {
-        decay: decay.clone(),
-        step_size: step_size.clone(),
-        sqrt_bias_correction2: sqrt_bias_correction2.clone(),
-    };
-    optimizer.update(model, &gradients, &scalars)?;
+    optimizer.update(model, &gradients, &StepScalars::from_args(args)?)?;
     Ok(vec![loss])
 }
 
@@ -403,7 +304,14 @@ impl Trainer {
         execution: Execution,
     ) -> Result<Self> {
         let model = TransformerLm::load(runtime, &config.model, checkpoint)?;
-        let optimizer = AdamW::new(&config.train, &model)?;
+        let train = &config.train;
+        let hyper = AdamWHyper {
+            beta1: train.beta1,
+            beta2: train.beta2,
+            weight_decay: train.weight_decay,
+            eps: train.eps,
+        };
+        let optimizer = BiasCorrectedAdamW::new(hyper, &model)?;
         let mut state = TrainState {
             model,
             optimizer,
@@ -452,14 +360,17 @@ impl Trainer {
     /// One training step: forward, backward, AdamW update, all evaluated.
     /// Returns the step's loss (before the update).
     pub fn train_step(&mut self, batch: &DeviceBatch) -> Result<f32> {
-        let lr = self.train.learning_rate_at(self.state.optimizer.step + 1);
-        let scalars = self.state.optimizer.next_step(lr);
+        let lr = self
+            .train
+            .learning_rate_at(self.state.optimizer.steps() + 1);
+        let [decay, step_size, sqrt_bias_correction2] =
+            self.state.optimizer.next_step(lr).into_args();
         let args = [
             batch.inputs.clone(),
             batch.targets.clone(),
-            scalars.decay,
-            scalars.step_size,
-            scalars.sqrt_bias_correction2,
+            decay,
+            step_size,
+            sqrt_bias_correction2,
         ];
         let loss = (self.step_fn)(&mut self.state, &args)?.remove(0);
         let state = self.state.state_projection()?;

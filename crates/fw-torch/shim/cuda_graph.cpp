@@ -13,8 +13,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include "common.h"
+
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,26 +29,6 @@ struct Graph {
   std::optional<c10::cuda::CUDAStreamGuard> stream;
 };
 
-char* message(const std::string& text) {
-  char* copy = static_cast<char*>(std::malloc(text.size() + 1));
-  if (copy != nullptr) {
-    std::memcpy(copy, text.c_str(), text.size() + 1);
-  }
-  return copy;
-}
-
-template <typename F>
-char* guarded(F&& work) {
-  try {
-    work();
-    return nullptr;
-  } catch (const std::exception& error) {
-    return message(error.what());
-  } catch (...) {
-    return message("unknown C++ exception");
-  }
-}
-
 }  // namespace
 
 extern "C" {
@@ -55,7 +36,7 @@ extern "C" {
 void fwt_graph_free_message(char* text) { std::free(text); }
 
 char* fwt_graph_new(void** out) {
-  return guarded([&] { *out = new Graph(); });
+  return fwt::guarded([&] { *out = new Graph(); });
 }
 
 void fwt_graph_delete(void* graph) { delete static_cast<Graph*>(graph); }
@@ -64,7 +45,7 @@ void fwt_graph_delete(void* graph) { delete static_cast<Graph*>(graph); }
 // capturing on it into a private memory pool: every op queued until
 // fwt_graph_end is recorded, not run.
 char* fwt_graph_begin(void* handle) {
-  return guarded([&] {
+  return fwt::guarded([&] {
     auto* g = static_cast<Graph*>(handle);
     c10::cuda::device_synchronize();
     g->stream.emplace(c10::cuda::getStreamFromPool());
@@ -80,17 +61,17 @@ char* fwt_graph_begin(void* handle) {
 // Ends the capture, instantiates the graph and restores the stream.
 char* fwt_graph_end(void* handle) {
   auto* g = static_cast<Graph*>(handle);
-  char* failure = guarded([&] { g->graph.capture_end(); });
+  char* failure = fwt::guarded([&] { g->graph.capture_end(); });
   g->stream.reset();
   if (failure == nullptr) {
-    failure = guarded([] { c10::cuda::device_synchronize(); });
+    failure = fwt::guarded([] { c10::cuda::device_synchronize(); });
   }
   return failure;
 }
 
 // Launches the recorded work on the current stream.
 char* fwt_graph_replay(void* handle) {
-  return guarded([&] { static_cast<Graph*>(handle)->graph.replay(); });
+  return fwt::guarded([&] { static_cast<Graph*>(handle)->graph.replay(); });
 }
 
 }  // extern "C"

@@ -9,32 +9,13 @@
 #include <ATen/ATen.h>
 #include <ATen/ops/_fused_adamw.h>
 
+#include "common.h"
+
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
 namespace {
-
-char* message(const std::string& text) {
-  char* copy = static_cast<char*>(std::malloc(text.size() + 1));
-  if (copy != nullptr) {
-    std::memcpy(copy, text.c_str(), text.size() + 1);
-  }
-  return copy;
-}
-
-template <typename F>
-char* guarded(F&& work) {
-  try {
-    work();
-    return nullptr;
-  } catch (const std::exception& error) {
-    return message(error.what());
-  } catch (...) {
-    return message("unknown C++ exception");
-  }
-}
 
 std::vector<at::Tensor> gather(at::Tensor* const* tensors, size_t count) {
   std::vector<at::Tensor> out;
@@ -63,7 +44,7 @@ char* fwt_fused_adamw(at::Tensor* const* params, at::Tensor* const* exp_avgs,
                       const at::Tensor* step, const at::Tensor* lr_tensor,
                       double lr, double beta1, double beta2,
                       double weight_decay, double eps) {
-  return guarded([&] {
+  return fwt::guarded([&] {
     std::vector<at::Tensor> p = gather(params, count);
     std::vector<at::Tensor> m = gather(exp_avgs, count);
     std::vector<at::Tensor> v = gather(exp_avg_sqs, count);
@@ -91,7 +72,7 @@ char* fwt_fused_adamw(at::Tensor* const* params, at::Tensor* const* exp_avgs,
 // optimizer.zero_grad(set_to_none=True): the next backward allocates fresh
 // gradients (inside a CUDA graph capture, from the graph's own pool).
 char* fwt_clear_grad(at::Tensor* tensor) {
-  return guarded([&] { tensor->mutable_grad() = at::Tensor(); });
+  return fwt::guarded([&] { tensor->mutable_grad() = at::Tensor(); });
 }
 
 }  // extern "C"

@@ -43,14 +43,7 @@ fn pointers(tensors: &[Tensor]) -> Vec<*mut c_void> {
     tensors.iter().map(|t| t.as_ptr() as *mut c_void).collect()
 }
 
-/// AdamW's hyper-parameters besides the learning rate.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamWHyper {
-    pub beta1: f64,
-    pub beta2: f64,
-    pub weight_decay: f64,
-    pub eps: f64,
-}
+pub use bench_core::AdamWHyper;
 
 /// `torch._fused_adamw_` over `params` (their own gradients) and their
 /// moments; `step` is incremented by the caller. `lr_tensor`, where given,
