@@ -666,3 +666,56 @@ mod tests {
         assert_eq!(significant(12345.6), "12346");
     }
 }
+
+/// The Python references read their configuration from the twins' rows
+/// (`xtask/scripts/references/common.py`, `REQUIRED`): every key they need
+/// must be in the newest committed twin row of that benchmark, or a
+/// reference would stop (or, worse, drift) on the next campaign.
+#[cfg(test)]
+mod reference_contract {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::{load, setting, REFERENCE_CASES};
+    use bench_core::record::Status;
+
+    #[test]
+    fn twin_rows_hold_every_setting_the_references_read() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let output = Command::new("python3")
+            .current_dir(root.join("xtask/scripts/references"))
+            .args([
+                "-c",
+                "import common, json; print(json.dumps(common.REQUIRED))",
+            ])
+            .output()
+            .expect("python3 runs");
+        assert!(output.status.success(), "{output:?}");
+        let required: BTreeMap<String, Vec<String>> =
+            serde_json::from_slice(&output.stdout).expect("REQUIRED as JSON");
+        assert!(required.len() >= 3, "{required:?}");
+        let records = load(&root.join("reports/raw")).unwrap();
+        for (benchmark, keys) in &required {
+            let case = REFERENCE_CASES
+                .iter()
+                .find(|(b, _)| b == benchmark)
+                .map(|(_, case)| *case)
+                .unwrap_or_else(|| panic!("no headline case for {benchmark}"));
+            let newest = records
+                .iter()
+                .filter(|r| &r.benchmark == benchmark && r.case == case && r.status == Status::Ok)
+                .filter(|r| r.framework == "torch" || r.framework == "mlx")
+                .filter(|r| setting(r, "mode").is_some())
+                .max_by(|a, b| a.timestamp.cmp(&b.timestamp))
+                .unwrap_or_else(|| panic!("no committed {benchmark} twin row with mode="));
+            for key in keys {
+                assert!(
+                    setting(newest, key).is_some(),
+                    "the {benchmark} twin row of {} lacks `{key}`, which its reference reads",
+                    newest.run_id
+                );
+            }
+        }
+    }
+}
