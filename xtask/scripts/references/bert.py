@@ -18,7 +18,6 @@ as the twins.
 
 usage: bert.py BACKEND RESULTS_DIR --precision P --preset P [--device gpu|cpu]
 """
-import argparse
 import json
 import os
 import re
@@ -221,35 +220,20 @@ BACKENDS = {
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("backend", choices=sorted(BACKENDS))
-    p.add_argument("results")
-    p.add_argument("--precision", default="f32", choices=["f32", "tf32", "bf16"])
-    p.add_argument("--preset", default="quick")
-    p.add_argument("--device", default="gpu", choices=["gpu", "cpu"])
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--repetitions", type=int, default=30)
-    p.add_argument("--csv")
-    args = p.parse_args()
+    args, (framework, reference, packages, run), csv_path = common.parse_args(
+        "bert", BACKENDS, warmup=5, repetitions=30)
     twin = common.twin_settings(args.results, "bert", "step", args.precision, args.preset)
     cfg = dict(seq_len=int(twin["seq_len"]), batch_size=int(twin["batch_size"]), lr=float(twin["lr"]),
                seed=int(twin["seed"]))
     common.configure_precision(args.precision)
-    framework, reference, packages, run = BACKENDS[args.backend]
-    csv_path = args.csv or os.path.join(args.results, "reference-bert.csv")
     row = dict(benchmark="bert", framework=framework, device=args.device,
                precision=args.precision, preset=args.preset, reference=reference)
-    try:
-        samples, execution, optimizer, weights, peak = run(args, cfg)
-    except Exception as error:
-        common.failed_row(csv_path, reason=f"{type(error).__name__}: {error}", **row)
-        raise SystemExit(1)
+    samples, execution, optimizer, weights, peak = common.attempt(csv_path, row, lambda: run(args, cfg))
     settings = dict(cfg, model="sentence-transformers/all-MiniLM-L6-v2 (registry copy)", execution=execution,
                     optimizer=optimizer, weights=weights, warmup=args.warmup, repetitions=args.repetitions,
                     data="SpamAssassin emails, 4 batches in turn")
     common.write_rows(csv_path, packages=packages, settings=settings, device_name=args.device,
                       cases=[("step", samples, cfg["batch_size"], "samples/s")], peak_memory=peak, **row)
-
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ A reference is run after the twins of the same benchmark, in the same
 device call; `twin_settings` takes the newest ok row of that benchmark,
 precision and preset from the results folder.
 """
+import argparse
 import csv
 import datetime
 import glob
@@ -173,3 +174,32 @@ def failed_row(csv_path, *, benchmark, framework, device, precision, preset, ref
             status="failed", reason=reason.replace("\n", " ")[:500], settings=f"reference={reference}",
             suite_version="reference", git_commit=os.environ.get("BENCH_GIT_COMMIT", "unknown")))
     print(f"{benchmark} {framework} [{reference}] {precision}: FAILED {reason[:300]}", flush=True)
+
+
+def parse_args(benchmark, backends, warmup, repetitions, precisions=("f32", "tf32", "bf16")):
+    """The command line every reference takes:
+    BACKEND RESULTS_DIR [--precision] [--preset] [--device] [--warmup] [--repetitions] [--csv].
+    Returns the arguments, the backend's (framework, reference name,
+    packages, run function) and the CSV path."""
+    p = argparse.ArgumentParser(description=f"{benchmark}: the frameworks' own Python paths")
+    p.add_argument("backend", choices=sorted(backends))
+    p.add_argument("results", help="folder of the twins' CSV (the reference's rows go there too)")
+    p.add_argument("--precision", default="f32", choices=list(precisions))
+    p.add_argument("--preset", default="quick")
+    p.add_argument("--device", default="gpu", choices=["gpu", "cpu"])
+    p.add_argument("--warmup", type=int, default=warmup)
+    p.add_argument("--repetitions", type=int, default=repetitions)
+    p.add_argument("--csv", help=f"output CSV (default: RESULTS/reference-{benchmark}.csv)")
+    args = p.parse_args()
+    csv_path = args.csv or os.path.join(args.results, f"reference-{benchmark}.csv")
+    return args, backends[args.backend], csv_path
+
+
+def attempt(csv_path, row, run):
+    """Runs a reference; one that fails is recorded as a failed row (never
+    lost) and the script exits non-zero."""
+    try:
+        return run()
+    except Exception as error:
+        failed_row(csv_path, reason=f"{type(error).__name__}: {error}", **row)
+        raise SystemExit(1)

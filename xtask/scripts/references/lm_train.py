@@ -18,7 +18,6 @@ their values; the twins' rows carry the Shakespeare losses).
 
 usage: lm_train.py BACKEND RESULTS_DIR --precision P --preset P [--device gpu|cpu]
 """
-import argparse
 import math
 import os
 import sys
@@ -190,30 +189,16 @@ BACKENDS = {
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("backend", choices=sorted(BACKENDS))
-    p.add_argument("results")
-    p.add_argument("--precision", default="f32", choices=["f32", "tf32", "bf16"])
-    p.add_argument("--preset", default="quick")
-    p.add_argument("--device", default="gpu", choices=["gpu", "cpu"])
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repetitions", type=int, default=10)
-    p.add_argument("--csv")
-    args = p.parse_args()
+    args, (framework, reference, packages, run), csv_path = common.parse_args(
+        "lm-train", BACKENDS, warmup=3, repetitions=10)
     twin = common.twin_settings(args.results, "lm-train", "step", args.precision, args.preset)
     cfg = {k: int(twin[k]) for k in ("layers", "dim", "heads", "ffn", "context", "batch_size",
                                      "vocab", "warmup_steps", "seed")}
     cfg.update(learning_rate=float(twin["learning_rate"]), weight_decay=float(twin["weight_decay"]))
     common.configure_precision(args.precision)
-    framework, reference, packages, run = BACKENDS[args.backend]
-    csv_path = args.csv or os.path.join(args.results, "reference-lm-train.csv")
     row = dict(benchmark="lm-train", framework=framework, device=args.device,
                precision=args.precision, preset=args.preset, reference=reference)
-    try:
-        samples, execution, optimizer, peak = run(args, cfg)
-    except Exception as error:
-        common.failed_row(csv_path, reason=f"{type(error).__name__}: {error}", **row)
-        raise SystemExit(1)
+    samples, execution, optimizer, peak = common.attempt(csv_path, row, lambda: run(args, cfg))
     settings = dict(cfg, execution=execution, optimizer=optimizer, warmup=args.warmup,
                     repetitions=args.repetitions,
                     data="seeded random token ids of the twins' shape",
@@ -221,7 +206,6 @@ def main():
     tokens = cfg["batch_size"] * cfg["context"]
     common.write_rows(csv_path, packages=packages, settings=settings, device_name=args.device,
                       cases=[("step", samples, tokens, "tokens/s")], peak_memory=peak, **row)
-
 
 if __name__ == "__main__":
     main()

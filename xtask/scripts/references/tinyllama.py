@@ -20,7 +20,6 @@ twins' offline rows (speed does not depend on their values).
 
 usage: tinyllama.py BACKEND RESULTS_DIR --precision P --preset P [--device gpu|cpu]
 """
-import argparse
 import os
 import random
 import sys
@@ -249,31 +248,17 @@ BACKENDS = {
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("backend", choices=sorted(BACKENDS))
-    p.add_argument("results", help="folder of the twins' CSV (the reference's rows go there too)")
-    p.add_argument("--precision", default="f32", choices=["f32", "tf32", "bf16", "f16"])
-    p.add_argument("--preset", default="quick")
-    p.add_argument("--device", default="gpu", choices=["gpu", "cpu"])
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repetitions", type=int, default=5)
-    p.add_argument("--csv", help="output CSV (default: RESULTS/reference-tinyllama.csv)")
-    args = p.parse_args()
+    args, (framework, reference, packages, run), csv_path = common.parse_args(
+        "tinyllama", BACKENDS, warmup=2, repetitions=5, precisions=("f32", "tf32", "bf16", "f16"))
     twin = common.twin_settings(args.results, "tinyllama", "generate", args.precision, args.preset)
     args.prompt_tokens, args.gen_tokens = int(twin["prompt_tokens"]), int(twin["gen_tokens"])
     args.seed = int(twin["seed"])
     common.configure_precision(args.precision)
-    framework, reference, packages, run = BACKENDS[args.backend]
-    csv_path = args.csv or os.path.join(args.results, "reference-tinyllama.csv")
     row = dict(benchmark="tinyllama", framework=framework, device=args.device,
                precision=args.precision, preset=args.preset, reference=reference)
     rng = random.Random(args.seed)
     prompt = [rng.randrange(3, CONFIG["vocab_size"]) for _ in range(args.prompt_tokens)]
-    try:
-        times, execution = run(args, prompt)
-    except Exception as error:  # recorded, never lost
-        common.failed_row(csv_path, reason=f"{type(error).__name__}: {error}", **row)
-        raise SystemExit(1)
+    times, execution = common.attempt(csv_path, row, lambda: run(args, prompt))
     settings = dict(weights=f"random (seed {args.seed})", prompt_tokens=args.prompt_tokens,
                     gen_tokens=args.gen_tokens, warmup=args.warmup, repetitions=args.repetitions,
                     sampling="greedy", execution=execution, seed=args.seed)
@@ -282,7 +267,6 @@ def main():
         cases=[("prompt", [t[0] for t in times], args.prompt_tokens, "tokens/s"),
                ("generate", [t[2] for t in times], args.gen_tokens, "tokens/s"),
                ("ttft", [t[1] for t in times], None, "")], **row)
-
 
 if __name__ == "__main__":
     main()
