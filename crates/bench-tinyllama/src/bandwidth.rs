@@ -89,7 +89,7 @@ impl CudaMemcpy {
             let symbol = |name: &CStr| {
                 let address = libc::dlsym(handle, name.as_ptr());
                 if address.is_null() {
-                    bail!("libcudart.so.13 lacks {name:?}");
+                    bail!("the CUDA runtime (libcudart.so.13) lacks {name:?}");
                 }
                 Ok(address)
             };
@@ -122,7 +122,9 @@ impl CudaMemcpy {
             if (copy.api.malloc)(&mut copy.source, bytes) != 0
                 || (copy.api.malloc)(&mut copy.target, bytes) != 0
             {
-                bail!("cudaMalloc of 2 x {bytes} bytes failed");
+                bail!(
+                    "CUDA device memory: cudaMalloc of 2 x {bytes} bytes failed (no CUDA device?)"
+                );
             }
         }
         Ok(copy)
@@ -147,7 +149,7 @@ impl CudaMemcpy {
         // SAFETY: a plain runtime call.
         let synced = unsafe { (self.api.synchronize)() };
         if status != 0 || synced != 0 {
-            bail!("cudaMemcpy failed (status {status}, synchronise {synced})");
+            bail!("CUDA memcpy failed (status {status}, synchronise {synced})");
         }
         Ok(())
     }
