@@ -149,7 +149,7 @@ const REFERENCES_SH: &str = r#"#!/usr/bin/env bash
 # usage: references.sh OUT_DIR BENCH [--precision P] [--preset quick|paper] [--device gpu|cpu] BACKEND...
 #   (after run.sh, which installs libmlx and writes the twins' rows to OUT_DIR)
 #   BENCH: tinyllama (hf hf-static-compile gpt-fast gpt-fast-eager mlx-lm),
-#          lm-train (torch-eager torch-compile mlx-compile),
+#          lm-train (torch-eager torch-compile mlx-compile mlx-compile-causal),
 #          bert (hf-eager hf-compile hf-compile-graphs mlx-compile)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

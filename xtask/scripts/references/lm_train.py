@@ -7,7 +7,8 @@ forward, backward, AdamW update and reading the loss, as the twins.
 
   torch-eager     nanoGPT-style: eager, AdamW(foreach=True)
   torch-compile   nanoGPT-style: torch.compile(model), AdamW(fused=True)
-  mlx-compile     mlx-examples transformer_lm: the step under mx.compile
+  mlx-compile     mlx-examples transformer_lm: the step under mx.compile (explicit additive mask)
+  mlx-compile-causal  the same, attention masked by MLX's fused causal kernel (as the twin)
 
 The model is the twins': token embedding plus sinusoidal positions (MLX's
 formula), pre-norm blocks (causal SDPA, no projection biases, ReLU FFN),
@@ -111,7 +112,7 @@ def run_torch(args, cfg, compiled):
     return samples, execution, "fused" if compiled else "foreach", peak
 
 
-def run_mlx(args, cfg):
+def run_mlx(args, cfg, causal=False):
     from functools import partial
     import mlx.core as mx
     import mlx.nn as nn
@@ -133,10 +134,13 @@ def run_mlx(args, cfg):
 
         def __call__(self, x):
             length = x.shape[1]
-            mask = nn.MultiHeadAttention.create_additive_causal_mask(length)
             x = self.embedding(x)
             x = x + self.pe(mx.arange(length))
-            return self.out_proj(self.transformer(x, mask.astype(x.dtype)))
+            # mlx-examples passes an explicit additive mask; "causal" lets
+            # MLX's fused attention kernel mask by itself (as the twin does).
+            mask = "causal" if causal else \
+                nn.MultiHeadAttention.create_additive_causal_mask(length).astype(x.dtype)
+            return self.out_proj(self.transformer(x, mask))
 
     model = TransformerLM()
     if args.precision == "bf16":
@@ -176,7 +180,8 @@ def run_mlx(args, cfg):
         return loss.item()
 
     samples = common.time_steps(step, mx.synchronize, args.warmup, args.repetitions)
-    return samples, "mx.compile of the step", "fused (compiled into the step)", mx.get_peak_memory()
+    execution = "mx.compile of the step" + (", fused causal attention" if causal else ", additive mask")
+    return samples, execution, "fused (compiled into the step)", mx.get_peak_memory()
 
 
 BACKENDS = {
@@ -185,6 +190,8 @@ BACKENDS = {
     "torch-compile": ("torch-python", "nanoGPT-style torch.compile + AdamW(fused)", ["torch"],
                       lambda a, c: run_torch(a, c, True)),
     "mlx-compile": ("mlx-python", "mlx-examples transformer_lm mx.compile", ["mlx.core"], run_mlx),
+    "mlx-compile-causal": ("mlx-python", "mlx-examples transformer_lm mx.compile, causal SDPA", ["mlx.core"],
+                           lambda a, c: run_mlx(a, c, causal=True)),
 }
 
 
