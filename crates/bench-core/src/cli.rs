@@ -59,11 +59,13 @@ pub struct FrameworkHooks {
 
 #[derive(Parser, Debug, Clone)]
 pub struct RunnerArgs {
+    /// Sizes: quick (seconds on a 2-core CPU) or paper (the original study's).
     #[arg(long, value_enum, default_value_t = Preset::Quick)]
     pub preset: Preset,
     /// Frameworks to run, one after the other (default: all).
     #[arg(long, value_enum, num_args = 1..)]
     pub framework: Vec<Framework>,
+    /// Where the twins run: the CPU, or the accelerator (CUDA, Metal / MPS).
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub device: DeviceKind,
     /// One per process: TF32 switches are read once, at framework start-up.
@@ -72,18 +74,23 @@ pub struct RunnerArgs {
     /// CPU threads for both frameworks (default: physical cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Untimed repetitions before the timed ones (default: the benchmark's, per preset).
     #[arg(long)]
     pub warmup: Option<usize>,
+    /// Timed repetitions at most (default: the benchmark's, per preset).
     #[arg(long)]
     pub repetitions: Option<usize>,
+    /// Timed repetitions at least, even past the time budget.
     #[arg(long)]
     pub min_repetitions: Option<usize>,
     /// Seconds of timed work after which no further repetition starts.
     #[arg(long)]
     pub time_budget: Option<f64>,
+    /// Seed of every random choice (weights, data order, sampling), the same for both twins.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// A benchmark-specific knob, e.g. `--set batch_size=16` (repeatable).
+    /// A benchmark-specific knob, e.g. `--set batch_size=16` (repeatable);
+    /// `--set execution=eager` runs both twins op by op instead of at their best.
     #[arg(long = "set", value_parser = crate::cell::parse_option)]
     pub options: Vec<(String, String)>,
     /// CSV file to append rows to (default: reports/raw/<timestamp>.csv).
