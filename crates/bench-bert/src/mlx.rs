@@ -8,7 +8,7 @@
 use anyhow::Result;
 use bench_core::host::HostTensor;
 use bench_core::Execution;
-use fw_mlx::{from_host, to_host_f32, AdamWHyper, BiasCorrectedAdamW, MlxRuntime, StepScalars};
+use fw_mlx::{from_host, to_host_f32, BiasCorrectedAdamW, MlxRuntime, StepScalars};
 use mlx_rs::builder::Builder;
 use mlx_rs::error::Exception;
 use mlx_rs::error::StateProjectionError;
@@ -331,14 +331,8 @@ impl Trainer {
         execution: Execution,
     ) -> Result<Self> {
         let model = BertClassifier::new(runtime, config, checkpoint)?;
-        let hyper = AdamWHyper {
-            beta1: optimizer.beta1,
-            beta2: optimizer.beta2,
-            weight_decay: optimizer.weight_decay,
-            eps: optimizer.eps,
-        };
         let mut state = TrainState {
-            optimizer: BiasCorrectedAdamW::new(hyper, &model)?,
+            optimizer: BiasCorrectedAdamW::new(optimizer.hyper(), &model)?,
             model,
         };
         eval(state.state_projection()?.into_entries().map(|(_, a)| a))?;

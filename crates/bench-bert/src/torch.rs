@@ -10,8 +10,7 @@ use anyhow::Result;
 use bench_core::host::HostTensor;
 use bench_core::Execution;
 use fw_torch::{
-    cuda_graphs_available, from_host, to_host_f32, AdamW, AdamWHyper, AdamWKind, GraphedStep,
-    TorchRuntime,
+    cuda_graphs_available, from_host, to_host_f32, AdamW, AdamWKind, GraphedStep, TorchRuntime,
 };
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
@@ -288,17 +287,12 @@ fn layer_norm(norm: &LayerNorm, x: &Tensor) -> Tensor {
 /// AdamW with bias correction and decoupled weight decay: fused in best
 /// mode, libtorch's per-parameter `torch::optim::AdamW` in eager mode.
 fn adamw(vs: &nn::VarStore, settings: &OptimizerSettings, execution: Execution) -> Result<AdamW> {
-    let hyper = AdamWHyper {
-        beta1: settings.beta1,
-        beta2: settings.beta2,
-        weight_decay: settings.weight_decay,
-        eps: settings.eps,
-    };
-    let kind = match execution {
-        Execution::Best => AdamWKind::Fused,
-        Execution::Eager => AdamWKind::PerParameter,
-    };
-    AdamW::new(vs, kind, hyper, settings.learning_rate)
+    AdamW::new(
+        vs,
+        AdamWKind::for_execution(execution),
+        settings.hyper(),
+        settings.learning_rate,
+    )
 }
 
 /// One training step on device tensors: gradients cleared, forward,

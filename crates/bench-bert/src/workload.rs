@@ -24,6 +24,16 @@ pub struct OptimizerSettings {
 }
 
 impl OptimizerSettings {
+    /// AdamW's hyper-parameters besides the learning rate, as both twins take them.
+    pub fn hyper(&self) -> bench_core::AdamWHyper {
+        bench_core::AdamWHyper {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            weight_decay: self.weight_decay,
+            eps: self.eps,
+        }
+    }
+
     pub fn adamw(learning_rate: f64) -> Self {
         Self {
             learning_rate,

@@ -92,6 +92,16 @@ impl ModelConfig {
 }
 
 impl TrainConfig {
+    /// AdamW's hyper-parameters besides the learning rate, as both twins take them.
+    pub fn adamw_hyper(&self) -> bench_core::AdamWHyper {
+        bench_core::AdamWHyper {
+            beta1: self.beta1,
+            beta2: self.beta2,
+            weight_decay: self.weight_decay,
+            eps: self.eps,
+        }
+    }
+
     /// The learning rate of 1-based `step`: linear warm-up from lr/warmup
     /// to lr over `warmup_steps`, then constant. (mlx-examples starts its
     /// schedule at 0, which makes the first update a no-op; starting at

@@ -13,8 +13,7 @@ use anyhow::Result;
 use bench_core::host::HostTensor;
 use bench_core::Execution;
 use fw_mlx::{
-    from_host, load_safetensors, to_host_f32, AdamWHyper, BiasCorrectedAdamW, MlxRuntime,
-    StepScalars,
+    from_host, load_safetensors, to_host_f32, BiasCorrectedAdamW, MlxRuntime, StepScalars,
 };
 use mlx_rs::builder::Builder;
 use mlx_rs::error::Exception;
@@ -304,14 +303,7 @@ impl Trainer {
         execution: Execution,
     ) -> Result<Self> {
         let model = TransformerLm::load(runtime, &config.model, checkpoint)?;
-        let train = &config.train;
-        let hyper = AdamWHyper {
-            beta1: train.beta1,
-            beta2: train.beta2,
-            weight_decay: train.weight_decay,
-            eps: train.eps,
-        };
-        let optimizer = BiasCorrectedAdamW::new(hyper, &model)?;
+        let optimizer = BiasCorrectedAdamW::new(config.train.adamw_hyper(), &model)?;
         let mut state = TrainState {
             model,
             optimizer,

@@ -13,8 +13,8 @@ use anyhow::Result;
 use bench_core::host::HostTensor;
 use bench_core::Execution;
 use fw_torch::{
-    cuda_graphs_available, from_host, load_safetensors, to_host_f32, AdamW, AdamWHyper, AdamWKind,
-    GraphedStep, TorchRuntime,
+    cuda_graphs_available, from_host, load_safetensors, to_host_f32, AdamW, AdamWKind, GraphedStep,
+    TorchRuntime,
 };
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -258,17 +258,8 @@ impl Trainer {
         vs.set_kind(runtime.kind());
         let model = TransformerLm::load(runtime, &vs, &config.model, checkpoint)?;
         let train = &config.train;
-        let hyper = AdamWHyper {
-            beta1: train.beta1,
-            beta2: train.beta2,
-            weight_decay: train.weight_decay,
-            eps: train.eps,
-        };
-        let kind = match execution {
-            Execution::Best => AdamWKind::Fused,
-            Execution::Eager => AdamWKind::PerParameter,
-        };
-        let optimizer = AdamW::new(&vs, kind, hyper, train.learning_rate_at(1))?;
+        let kind = AdamWKind::for_execution(execution);
+        let optimizer = AdamW::new(&vs, kind, train.adamw_hyper(), train.learning_rate_at(1))?;
         let graph =
             (execution == Execution::Best && cuda_graphs_available(device).is_ok()).then(|| {
                 let shape = [train.batch_size as i64, config.model.context as i64];

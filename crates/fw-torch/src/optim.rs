@@ -21,6 +21,15 @@ pub enum AdamWKind {
 }
 
 impl AdamWKind {
+    /// PyTorch's fast path fuses the update; eager mode runs libtorch's
+    /// per-parameter AdamW.
+    pub fn for_execution(execution: bench_core::Execution) -> Self {
+        match execution {
+            bench_core::Execution::Best => Self::Fused,
+            bench_core::Execution::Eager => Self::PerParameter,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Fused => "fused",
