@@ -29,6 +29,7 @@ REQUIRED = {
     "lm-train": ["layers", "dim", "heads", "ffn", "context", "batch_size", "vocab",
                  "learning_rate", "weight_decay", "warmup_steps", "seed"],
     "bert": ["seq_len", "batch_size", "lr", "seed"],
+    "whisper": ["model", "origin", "audio", "transcript"],
 }
 
 
