@@ -143,14 +143,15 @@ exec "$here/bin/xtask" bench --prebuilt "$here/bin" --results "$out" "$@"
 
 /// The frameworks' own Python paths for each model benchmark
 /// (`references/*.py`: transformers, torch.compile, gpt-fast, mlx-lm,
-/// mlx-examples), run after the twins on the same machine; each reads the
+/// mlx-examples, mlx-whisper), run after the twins on the same machine; each reads the
 /// twin's configuration from the twin's row in OUT_DIR.
 const REFERENCES_SH: &str = r#"#!/usr/bin/env bash
 # usage: references.sh OUT_DIR BENCH [--precision P] [--preset quick|paper] [--device gpu|cpu] BACKEND...
 #   (after run.sh, which installs libmlx and writes the twins' rows to OUT_DIR)
 #   BENCH: tinyllama (hf hf-static-compile gpt-fast gpt-fast-eager mlx-lm),
 #          lm-train (torch-eager torch-compile mlx-compile mlx-compile-causal),
-#          bert (hf-eager hf-compile hf-compile-graphs mlx-compile)
+#          bert (hf-eager hf-compile hf-compile-graphs mlx-compile),
+#          whisper (hf-eager hf-static-compile mlx-whisper)
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: references.sh OUT_DIR BENCH [options] BACKEND...}

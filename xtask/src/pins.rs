@@ -124,6 +124,24 @@ const MLX_LM: Wheel = Wheel {
     platforms: &[],
 };
 
+/// mlx-whisper and the one compiled package it needs that the GPU
+/// machine's Python lacks (tiktoken, for Python 3.12), for the Whisper
+/// reference. Its numba and scipy serve word timestamps only; the
+/// reference stands in for them where absent.
+const MLX_WHISPER: Wheel = Wheel {
+    requirement: "mlx-whisper==0.4.3",
+    file: "mlx_whisper-0.4.3-py3-none-any.whl",
+    sha256: "6b82b6597a994643a3e5496c7bc229a672e5ca308458455bfe276e76ae024489",
+    platforms: &[],
+};
+
+const TIKTOKEN_CP312: Wheel = Wheel {
+    requirement: "tiktoken==0.14.0",
+    file: "tiktoken-0.14.0-cp312-cp312-manylinux_2_28_x86_64.whl",
+    sha256: "7896eea257fe497a2b7134474d909156c6744ce8da35bce88011a960e008aa0d",
+    platforms: &["manylinux_2_28_x86_64"],
+};
+
 /// libtorch 2.11.0 for Apple Silicon (MPS). MLX builds from source there,
 /// as upstream mlx-sys does.
 const TORCH_MACOS: Wheel = Wheel {
@@ -196,6 +214,11 @@ pub fn mlx_cuda_13() -> Pinned {
 }
 
 /// Wheels for the Python references of a bundle.
-pub fn reference_wheels() -> [Pinned; 2] {
-    [MLX_PYTHON_CP312.pinned(), MLX_LM.pinned()]
+pub fn reference_wheels() -> [Pinned; 4] {
+    [
+        MLX_PYTHON_CP312.pinned(),
+        MLX_LM.pinned(),
+        MLX_WHISPER.pinned(),
+        TIKTOKEN_CP312.pinned(),
+    ]
 }
