@@ -221,7 +221,7 @@ BACKENDS = {
 
 def main():
     args, (framework, reference, packages, run), csv_path = common.parse_args(
-        "bert", BACKENDS, warmup=5, repetitions=30)
+        "bert", BACKENDS, warmup=5, repetitions=30, gpu_only=("hf-compile-graphs",))
     twin = common.twin_settings(args.results, "bert", "step", args.precision, args.preset)
     cfg = dict(seq_len=int(twin["seq_len"]), batch_size=int(twin["batch_size"]), lr=float(twin["lr"]),
                seed=int(twin["seed"]))

@@ -15,6 +15,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 
 COLUMNS = ("run_id timestamp benchmark case framework device precision preset status reason "
@@ -177,11 +178,17 @@ def failed_row(csv_path, *, benchmark, framework, device, precision, preset, ref
     print(f"{benchmark} {framework} [{reference}] {precision}: FAILED {reason[:300]}", flush=True)
 
 
-def parse_args(benchmark, backends, warmup, repetitions, precisions=("f32", "tf32", "bf16")):
+def parse_args(benchmark, backends, warmup, repetitions, precisions=("f32", "tf32", "bf16"),
+               gpu_only=()):
     """The command line every reference takes:
     BACKEND RESULTS_DIR [--precision] [--preset] [--device] [--warmup] [--repetitions] [--csv].
     Returns the arguments, the backend's (framework, reference name,
-    packages, run function) and the CSV path."""
+    packages, run function) and the CSV path. `--backends-for DEVICE`
+    lists the backends that run on DEVICE (`gpu_only`: CUDA graphs, which
+    a CPU run would only repeat as plain torch.compile)."""
+    if len(sys.argv) == 3 and sys.argv[1] == "--backends-for":
+        print("\n".join(b for b in sorted(backends) if sys.argv[2] == "gpu" or b not in gpu_only))
+        raise SystemExit(0)
     p = argparse.ArgumentParser(description=f"{benchmark}: the frameworks' own Python paths")
     p.add_argument("backend", choices=sorted(backends))
     p.add_argument("results", help="folder of the twins' CSV (the reference's rows go there too)")
@@ -192,6 +199,11 @@ def parse_args(benchmark, backends, warmup, repetitions, precisions=("f32", "tf3
     p.add_argument("--repetitions", type=int, default=repetitions)
     p.add_argument("--csv", help=f"output CSV (default: RESULTS/reference-{benchmark}.csv)")
     args = p.parse_args()
+    threads = os.environ.get("BENCH_THREADS")
+    if args.device == "cpu" and threads:
+        # The twins' thread count (torch's intra-op pool; OpenBLAS for MLX).
+        os.environ.setdefault("OMP_NUM_THREADS", threads)
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", threads)
     csv_path = args.csv or os.path.join(args.results, f"reference-{benchmark}.csv")
     return args, backends[args.backend], csv_path
 
