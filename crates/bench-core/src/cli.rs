@@ -15,7 +15,7 @@ use clap::Parser;
 
 use crate::cell::{Cell, DeviceKind, Execution, Framework, Precision, Preset};
 use crate::env::{self, Environment};
-use crate::error::unavailable_reason;
+use crate::error::{out_of_memory_reason, size_settings, unavailable_reason};
 use crate::measure::MeasureSettings;
 use crate::record::{CaseResult, CsvAppender, Record, RecordHeader};
 
@@ -229,7 +229,7 @@ fn run_cell(
         Ok(Err(error)) => {
             return vec![match unavailable_reason(&error) {
                 Some(reason) => header.skipped(&reason, env),
-                None => header.failed(&format!("{error:#}"), env),
+                None => failed(header, cell, format!("{error:#}"), env),
             }]
         }
         Err(panic) => {
@@ -238,7 +238,7 @@ fn run_cell(
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            return vec![header.failed(&format!("panicked: {message}"), env)];
+            return vec![failed(header, cell, format!("panicked: {message}"), env)];
         }
     };
     header.device_name = output.device_name;
@@ -252,6 +252,14 @@ fn run_cell(
                 .unwrap_or_else(|error| header.failed(&format!("{error:#}"), env))
         })
         .collect()
+}
+
+/// A failed row; one that ran out of memory says so, with the cell's sizes
+/// (libtorch's allocator errors reach us as `unwrap` panics).
+fn failed(header: &RecordHeader, cell: &Cell, message: String, env: &Environment) -> Record {
+    let sizes = size_settings(&cell.preset.to_string(), &cell.options);
+    let reason = out_of_memory_reason(&message, &sizes).unwrap_or(message);
+    header.failed(&reason, env)
 }
 
 fn print_row(record: &Record) {

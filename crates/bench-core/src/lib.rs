@@ -2,6 +2,7 @@
 //! the frameworks reach it through the [`runtime::Runtime`] trait that the
 //! adapter crates (`fw-mlx`, `fw-torch`) implement.
 
+pub mod append;
 pub mod assets;
 pub mod cell;
 pub mod cli;

@@ -1,12 +1,12 @@
 //! Result records: one CSV row per benchmark x case x framework x device x
 //! precision x preset, with its figures, settings and environment.
 
-use std::fs::OpenOptions;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::append::Appender;
 use crate::cell::Cell;
 use crate::env::Environment;
 use crate::stats::Summary;
@@ -201,33 +201,27 @@ fn join_settings(settings: &[(String, String)]) -> String {
 }
 
 /// Appends records to a CSV file, writing the header only when the file is
-/// new or empty, and flushing after every row so that a crash loses nothing.
+/// new or empty. Each row is one write, whole or not at all
+/// ([`Appender`]), so a crash or a full disk loses at most that row.
 pub struct CsvAppender {
-    writer: csv::Writer<std::fs::File>,
+    file: Appender,
 }
 
 impl CsvAppender {
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening {} for appending", path.display()))?;
-        let is_empty = file.metadata()?.len() == 0;
-        let writer = csv::WriterBuilder::new()
-            .has_headers(is_empty)
-            .from_writer(file);
-        Ok(Self { writer })
+        Ok(Self {
+            file: Appender::open(path)?,
+        })
     }
 
     pub fn append(&mut self, record: &Record) -> Result<()> {
-        self.writer.serialize(record)?;
-        self.writer.flush()?;
-        Ok(())
+        self.file.append(|with_header| {
+            let mut writer = csv::WriterBuilder::new()
+                .has_headers(with_header)
+                .from_writer(Vec::new());
+            writer.serialize(record)?;
+            writer.into_inner().context("encoding a CSV row")
+        })
     }
 }
 

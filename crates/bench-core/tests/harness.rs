@@ -183,3 +183,77 @@ fn runner_records_every_cell_and_goes_on_after_failures() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Both twins run out of GPU memory: libtorch's error arrives as an
+/// `unwrap` panic, MLX's as an error.
+struct Hungry;
+
+impl Benchmark for Hungry {
+    fn name(&self) -> &'static str {
+        "hungry"
+    }
+    fn run(&self, cell: &Cell) -> Result<CellOutput> {
+        match cell.framework {
+            // As tch's error reaches a twin that unwraps it.
+            Framework::Torch => panic!(
+                "called `Result::unwrap()` on an `Err` value: Torch(\"CUDA out of memory. \
+                 Tried to allocate 64.00 GiB. GPU 0 has a total capacity of 139.81 GiB of \
+                 which 2.19 GiB is free.\\nException raised from malloc\")"
+            ),
+            Framework::Mlx => {
+                bail!("step: [metal::malloc] Attempting to allocate 96905199616 bytes which is greater than the maximum allowed buffer size")
+            }
+        }
+    }
+}
+
+#[test]
+fn out_of_memory_is_a_failed_row_naming_it_and_the_sizes() {
+    let dir = std::env::temp_dir().join(format!("harness-oom-{}", std::process::id()));
+    let csv = dir.join("out.csv");
+    let _ = std::fs::remove_dir_all(&dir);
+    let frameworks = [hooks(Framework::Torch), hooks(Framework::Mlx)];
+    let args = RunnerArgs::parse_from([
+        "runner",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--preset",
+        "paper",
+        "--set",
+        "batch_size=1024",
+    ]);
+    assert_eq!(cli::run("0.1.0", &Hungry, &frameworks, &args).unwrap(), 2);
+    let rows = read_records(&csv).unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, detail) in rows.iter().zip([
+        "CUDA out of memory. Tried to allocate 64.00 GiB.",
+        "[metal::malloc] Attempting to allocate 96905199616 bytes",
+    ]) {
+        assert_eq!(row.status, Status::Failed);
+        assert!(
+            row.reason
+                .starts_with("out of memory (preset=paper; batch_size=1024): ")
+                && row.reason.contains(detail),
+            "{}",
+            row.reason
+        );
+        assert!(
+            !row.reason.contains("unwrap") && !row.reason.contains("panicked"),
+            "{}",
+            row.reason
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_full_disk_fails_the_runner_naming_the_file() {
+    let frameworks = [hooks(Framework::Mlx)];
+    let args = RunnerArgs::parse_from(["runner", "--csv", "/dev/full", "--threads", "1"]);
+    let error = cli::run("0.1.0", &Troubled, &frameworks, &args).unwrap_err();
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("/dev/full") && text.contains("No space left on device"),
+        "{text}"
+    );
+}

@@ -1,0 +1,155 @@
+//! Rows are written whole: a full disk, a file size limit or a second
+//! writer never leaves half a row or a second header in a results file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bench_core::env::Environment;
+use bench_core::record::{read_records, CsvAppender, Record, RecordHeader};
+use bench_core::{Cell, DeviceKind, Framework, MeasureSettings, Precision, Preset};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rows-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A failed row of about 1.5 kB (a long reason, as a runner's output tail).
+fn row(index: usize) -> Record {
+    let cell = Cell {
+        framework: Framework::Torch,
+        device: DeviceKind::Cpu,
+        precision: Precision::F32,
+        preset: Preset::Quick,
+        threads: 1,
+        measure: MeasureSettings::default(),
+        seed: 0,
+        options: Vec::new(),
+    };
+    let env = Environment {
+        os: "os".into(),
+        cpu: "cpu".into(),
+        cpu_cores: 1,
+        ram_gib: 1.0,
+        gpu: String::new(),
+        gpu_driver: String::new(),
+        mlx_version: String::new(),
+        libtorch_version: String::new(),
+        suite_version: "0".into(),
+        git_commit: "abc".into(),
+    };
+    let header = RecordHeader::for_cell("run", "rows", &cell);
+    header.failed(&format!("{index}: {}", "x".repeat(1500)), &env)
+}
+
+const LIMIT_ENV: &str = "ROWS_TEST_LIMITED_CSV";
+
+/// Run by `a_row_cut_short_by_a_full_disk_is_undone` in a child process
+/// with a file size limit: appends rows until the limit stops it.
+#[test]
+#[ignore = "a child process of another test"]
+fn child_appends_until_the_file_size_limit() {
+    let Some(path) = std::env::var_os(LIMIT_ENV) else {
+        return;
+    };
+    // The 5th row crosses the limit: its write is cut short, the next fails.
+    let limit = libc::rlimit {
+        rlim_cur: 6000,
+        rlim_max: 6000,
+    };
+    // SAFETY: plain system calls on this process; past the limit a write
+    // fails with EFBIG instead of the default SIGXFSZ killing us.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    }
+    let mut csv = CsvAppender::open(Path::new(&path)).unwrap();
+    for index in 0..100 {
+        if let Err(error) = csv.append(&row(index)) {
+            println!("append failed: {error:#}");
+            return;
+        }
+    }
+    panic!("the file size limit never stopped the writer");
+}
+
+#[test]
+fn a_row_cut_short_by_a_full_disk_is_undone() {
+    let dir = temp_dir("limit");
+    let path = dir.join("run.csv");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_appends_until_the_file_size_limit",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(LIMIT_ENV, &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "append failed: writing a row to {}",
+            path.display()
+        )),
+        "{stdout}"
+    );
+    // Every row in the file is whole: the header and the rows before the cut.
+    let rows = read_records(&path).unwrap();
+    assert!(!rows.is_empty() && rows.len() < 4, "{} rows", rows.len());
+    for (index, record) in rows.iter().enumerate() {
+        assert_eq!(
+            record,
+            &Record {
+                timestamp: record.timestamp.clone(),
+                ..row(index)
+            }
+        );
+    }
+    assert!(std::fs::read(&path).unwrap().ends_with(b"\n"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_full_device_is_an_error_naming_it() {
+    let error = CsvAppender::open(Path::new("/dev/full"))
+        .and_then(|mut csv| csv.append(&row(0)))
+        .unwrap_err();
+    let text = format!("{error:#}");
+    assert!(text.contains("/dev/full"), "{text}");
+    assert!(text.contains("No space left on device"), "{text}");
+}
+
+#[test]
+fn an_output_under_a_file_is_an_error_naming_it() {
+    let dir = temp_dir("notdir");
+    std::fs::write(dir.join("file"), b"").unwrap();
+    let path = dir.join("file/run.csv");
+    let error = CsvAppender::open(&path).err().expect("cannot create");
+    assert!(
+        format!("{error:#}").contains(&dir.join("file").display().to_string()),
+        "{error:#}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn concurrent_writers_write_one_header_and_whole_rows() {
+    let dir = temp_dir("concurrent");
+    let path = dir.join("run.csv");
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let mut csv = CsvAppender::open(&path).unwrap();
+                for index in 0..25 {
+                    csv.append(&row(index)).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(read_records(&path).unwrap().len(), 100);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
