@@ -5,23 +5,28 @@
 //! RSS is its own; libraries of the other framework are not loaded into
 //! its timing) and turns a crash into a failed row instead of a lost suite.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use bench_core::cli::EXIT_FAILURES_RECORDED;
 use bench_core::env::Environment;
-use bench_core::record::{CsvAppender, RecordHeader};
+use bench_core::error::{out_of_memory_reason, size_settings};
+use bench_core::record::{CsvAppender, Record, RecordHeader, Status};
 use bench_core::{Cell, DeviceKind, Framework, MeasureSettings, Precision, Preset};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
 
+use crate::cell_process::{self, End};
+use crate::interrupt::{signal_name, Interrupt};
 use crate::suite::{self, BenchCrate};
-use crate::{report, setup};
+use crate::{report, runs, setup};
 
-#[derive(Args, Debug, Clone)]
+/// The settings of a run; saved with it (`.runs/<run id>.json`) so that
+/// `--resume` runs the rest of it alike. The last three are not the run's.
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Preset::Quick)]
     pub preset: Preset,
@@ -50,16 +55,37 @@ pub struct BenchArgs {
     /// A benchmark-specific knob passed to every runner, e.g. `--set batch_size=16`.
     #[arg(long = "set")]
     pub options: Vec<String>,
-    /// A cell still running after this many seconds is stopped and recorded as failed.
-    #[arg(long, default_value_t = 3600)]
-    pub cell_timeout: u64,
+    /// A cell still running after this many seconds is stopped and recorded
+    /// as failed (default: 900 for the quick preset, 3600 for paper).
+    #[arg(long)]
+    pub cell_timeout: Option<u64>,
     /// Run prebuilt runners from this folder (a bundle's `bin/`): no set-up,
     /// no build, no report. For machines without a Rust toolchain.
     #[arg(long)]
+    #[serde(skip)]
     pub prebuilt: Option<PathBuf>,
     /// Folder for the CSV (default: reports/raw).
     #[arg(long)]
+    #[serde(skip)]
     pub results: Option<PathBuf>,
+    /// Run the cells that run RUN_ID lacks (never run, or interrupted), with
+    /// its settings, appending to its CSV.
+    #[arg(long, value_name = "RUN_ID", conflicts_with_all = [
+        "preset", "bench", "framework", "device", "precision", "threads",
+        "warmup", "repetitions", "time_budget", "options",
+    ])]
+    #[serde(skip)]
+    pub resume: Option<String>,
+}
+
+impl BenchArgs {
+    /// The per-cell wall-clock limit in seconds.
+    fn cell_timeout(&self) -> u64 {
+        self.cell_timeout.unwrap_or(match self.preset {
+            Preset::Quick => 900,
+            Preset::Paper => 3600,
+        })
+    }
 }
 
 /// One runner invocation.
@@ -71,7 +97,77 @@ struct Job {
     precision: Precision,
 }
 
-pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
+impl Job {
+    fn label(&self) -> String {
+        format!(
+            "{} {} {} {}",
+            self.bench.name, self.framework, self.device, self.precision
+        )
+    }
+
+    fn owns(&self, row: &Record) -> bool {
+        row.benchmark == self.bench.name
+            && row.framework == self.framework.to_string()
+            && row.device == self.device.to_string()
+            && row.precision == self.precision.to_string()
+    }
+}
+
+/// How a cell ended, for the summary line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Outcome {
+    Ok,
+    Skipped,
+    Failed,
+    Interrupted,
+}
+
+#[derive(Default)]
+struct Tally {
+    ok: usize,
+    skipped: usize,
+    failed: usize,
+    interrupted: usize,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Outcome) {
+        *match outcome {
+            Outcome::Ok => &mut self.ok,
+            Outcome::Skipped => &mut self.skipped,
+            Outcome::Failed => &mut self.failed,
+            Outcome::Interrupted => &mut self.interrupted,
+        } += 1;
+    }
+}
+
+/// Runs the suite; the exit code says whether every cell ran (a skip is
+/// not a failure): 1 when a cell failed, 128 + signal when interrupted.
+pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
+    let results = given
+        .results
+        .clone()
+        .unwrap_or_else(|| root.join("reports/raw"));
+    let (args, run_id) = match &given.resume {
+        Some(run_id) => {
+            let mut args: BenchArgs = runs::load_plan(&results, run_id)?;
+            args.cell_timeout = given.cell_timeout.or(args.cell_timeout);
+            args.prebuilt.clone_from(&given.prebuilt);
+            args.results = Some(results.clone());
+            args.resume = Some(run_id.clone());
+            (args, run_id.clone())
+        }
+        None => (
+            given.clone(),
+            chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string(),
+        ),
+    };
+    // First, before any set-up or build: a second suite, an unwritable
+    // folder or a full disk stops here.
+    let _lock = runs::lock(&results, &run_id)?;
+    if args.resume.is_none() {
+        runs::save_plan(&results, &run_id, &args)?;
+    }
     let (benches, runner_dir) = match &args.prebuilt {
         Some(dir) => (
             suite::select(&suite::prebuilt(dir)?, &args.bench)?,
@@ -84,26 +180,33 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
             (benches, root.join("target/release"))
         }
     };
-    let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-    let results = args
-        .results
-        .clone()
-        .unwrap_or_else(|| root.join("reports/raw"));
     let csv_path = results.join(format!("{run_id}.csv"));
-    let jobs = plan(&benches, args);
+    let mut jobs = plan(&benches, &args);
+    if args.resume.is_some() {
+        let done = runs::rows(&csv_path, &run_id)?;
+        let all = jobs.len();
+        jobs.retain(|job| {
+            !done
+                .iter()
+                .any(|row| job.owns(row) && row.status != Status::Interrupted)
+        });
+        eprintln!("resuming run {run_id}: {} of {all} cells left", jobs.len());
+    }
+    let interrupt = Interrupt::install()?;
     let progress = ProgressBar::new(jobs.len() as u64).with_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .expect("valid template")
             .progress_chars("=> "),
     );
     let started = Instant::now();
+    let mut tally = Tally::default();
     for job in &jobs {
-        progress.set_message(format!(
-            "{} {} {} {}",
-            job.bench.name, job.framework, job.device, job.precision
-        ));
-        let outcome = run_job(&runner_dir, job, args, &run_id, &csv_path)?;
-        for line in outcome.lines() {
+        if interrupt.signal().is_some() {
+            break;
+        }
+        progress.set_message(job.label());
+        let (outcome, log) = run_job(&runner_dir, job, &args, &run_id, &csv_path, &interrupt)?;
+        for line in log.lines() {
             // A hidden bar (output not a terminal) drops println: print plainly.
             if progress.is_hidden() {
                 eprintln!("{line}");
@@ -111,14 +214,54 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
                 progress.println(line);
             }
         }
+        tally.add(outcome);
         progress.inc(1);
     }
-    progress.finish_with_message(format!("done in {:.0} s", started.elapsed().as_secs_f64()));
+    progress.abandon_with_message(format!("{:.0} s", started.elapsed().as_secs_f64()));
+    let not_run = jobs.len() - (tally.ok + tally.skipped + tally.failed + tally.interrupted);
+    eprintln!(
+        "cells: {} ok, {} skipped, {} failed, {} interrupted{}",
+        tally.ok,
+        tally.skipped,
+        tally.failed,
+        tally.interrupted,
+        if not_run > 0 {
+            format!(", {not_run} not run")
+        } else {
+            String::new()
+        }
+    );
     eprintln!("results: {}", csv_path.display());
-    if args.prebuilt.is_some() {
-        return Ok(());
+    if let Some(signal) = interrupt.signal() {
+        eprintln!(
+            "stopped by {}; the finished rows are kept. Resume with:\n  {}",
+            signal_name(signal),
+            resume_command(given, &run_id)
+        );
+        return Ok(ExitCode::from(128 + signal as u8));
     }
-    report::generate(root)
+    if args.prebuilt.is_none() {
+        report::generate(root)?;
+    }
+    Ok(if tally.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The command that runs the rest of an interrupted run.
+fn resume_command(given: &BenchArgs, run_id: &str) -> String {
+    let mut command = format!("cargo xtask bench --resume {run_id}");
+    for (flag, path) in [
+        ("--prebuilt", &given.prebuilt),
+        ("--results", &given.results),
+    ] {
+        if let Some(path) = path {
+            command.push_str(&format!(" {flag} {}", path.display()));
+        }
+    }
+    command
 }
 
 fn plan(benches: &[BenchCrate], args: &BenchArgs) -> Vec<Job> {
@@ -172,15 +315,17 @@ fn runner_path(runner_dir: &Path, bench: &BenchCrate) -> PathBuf {
     runner_dir.join(&bench.package)
 }
 
-/// Runs one job; returns the runner's output for the log. A runner that
-/// dies or times out gets a failed row here, after any rows it wrote.
+/// Runs one job; returns how the cell ended and the runner's output for the
+/// log. A runner that dies, times out, is interrupted or writes no row gets
+/// a row of that here, after any rows it wrote.
 fn run_job(
     runner_dir: &Path,
     job: &Job,
     args: &BenchArgs,
     run_id: &str,
     csv_path: &Path,
-) -> Result<String> {
+    interrupt: &Interrupt,
+) -> Result<(Outcome, String)> {
     let mut command = Command::new(runner_path(runner_dir, &job.bench));
     command
         .args(["--preset", &args.preset.to_string()])
@@ -189,9 +334,7 @@ fn run_job(
         .args(["--precision", &job.precision.to_string()])
         .args(["--run-id", run_id])
         .arg("--csv")
-        .arg(csv_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .arg(csv_path);
     for (flag, value) in [
         ("--threads", args.threads.map(|v| v.to_string())),
         ("--warmup", args.warmup.map(|v| v.to_string())),
@@ -205,57 +348,80 @@ fn run_job(
     for option in &args.options {
         command.args(["--set", option]);
     }
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("starting {}", runner_path(runner_dir, &job.bench).display()))?;
-    let output = collect_output(&mut child);
-    let deadline = Instant::now() + Duration::from_secs(args.cell_timeout);
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = output.join().unwrap_or_default();
-    let failure = match status {
-        None => Some(format!("timed out after {} s", args.cell_timeout)),
-        Some(status)
-            if status.success() || status.code() == Some(EXIT_FAILURES_RECORDED.into()) =>
+    let rows_before = cell_rows(job, run_id, csv_path)?.len();
+    let started = Instant::now();
+    let limit = args.cell_timeout();
+    let (end, output) = cell_process::run(command, Duration::from_secs(limit), interrupt)?;
+    let (status, reason) = match end {
+        End::Interrupted(signal) => (
+            Status::Interrupted,
+            format!(
+                "interrupted by {} after {:.0} s",
+                signal_name(signal),
+                started.elapsed().as_secs_f64()
+            ),
+        ),
+        End::TimedOut => (Status::Failed, format!("timed out after {limit} s")),
+        End::Exited(exit)
+            if exit.success() || exit.code() == Some(EXIT_FAILURES_RECORDED.into()) =>
         {
-            None
+            let rows = cell_rows(job, run_id, csv_path)?;
+            match outcome_of(&rows[rows_before.min(rows.len())..]) {
+                Some(outcome) => return Ok((outcome, output.trim_end().to_owned())),
+                None => (
+                    Status::Failed,
+                    format!(
+                        "the runner ended ({exit}) but wrote no row to {}",
+                        csv_path.display()
+                    ),
+                ),
+            }
         }
-        Some(status) => Some(format!("runner {status}: {}", tail(&output, 600))),
+        End::Exited(exit) => (Status::Failed, death_reason(exit, &output, args)),
     };
-    if let Some(reason) = failure {
-        record_failure(job, args, run_id, csv_path, &reason)?;
-        return Ok(format!(
-            "{output}{} {} {} {}: failed: {reason}",
-            job.bench.name, job.framework, job.device, job.precision
-        ));
-    }
-    Ok(output.trim_end().to_owned())
+    record_row(job, args, run_id, csv_path, status, &reason)?;
+    let outcome = if status == Status::Interrupted {
+        Outcome::Interrupted
+    } else {
+        Outcome::Failed
+    };
+    Ok((outcome, format!("{output}{}: {reason}", job.label())))
 }
 
-/// Reads the child's stdout and stderr on threads, so a chatty runner never
-/// blocks on a full pipe while we wait for it.
-fn collect_output(child: &mut std::process::Child) -> std::thread::JoinHandle<String> {
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    std::thread::spawn(move || {
-        let err_thread = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text + &err_thread.join().unwrap_or_default()
-    })
+/// The rows this job's cell has in the run so far.
+fn cell_rows(job: &Job, run_id: &str, csv_path: &Path) -> Result<Vec<Record>> {
+    let mut rows = runs::rows(csv_path, run_id)?;
+    rows.retain(|row| job.owns(row));
+    Ok(rows)
+}
+
+/// A cell's outcome from the rows its runner wrote; None when it wrote none.
+fn outcome_of(rows: &[Record]) -> Option<Outcome> {
+    let any = |status| rows.iter().any(|row| row.status == status);
+    if rows.is_empty() {
+        None
+    } else if any(Status::Failed) {
+        Some(Outcome::Failed)
+    } else if any(Status::Interrupted) {
+        Some(Outcome::Interrupted)
+    } else if any(Status::Ok) {
+        Some(Outcome::Ok)
+    } else {
+        Some(Outcome::Skipped)
+    }
+}
+
+/// Why a runner that died failed: out of memory, with the cell's sizes,
+/// where its output says so; else its exit and the end of its output.
+fn death_reason(exit: std::process::ExitStatus, output: &str, args: &BenchArgs) -> String {
+    let options: Vec<(String, String)> = args
+        .options
+        .iter()
+        .filter_map(|o| bench_core::cell::parse_option(o).ok())
+        .collect();
+    let sizes = size_settings(&args.preset.to_string(), &options);
+    out_of_memory_reason(output, &sizes)
+        .unwrap_or_else(|| format!("{}: {}", cell_process::describe(exit), tail(output, 600)))
 }
 
 fn tail(text: &str, max_chars: usize) -> String {
@@ -267,11 +433,13 @@ fn tail(text: &str, max_chars: usize) -> String {
         .replace('\n', " | ")
 }
 
-fn record_failure(
+/// Appends a failed or interrupted row for a cell whose runner could not.
+fn record_row(
     job: &Job,
     args: &BenchArgs,
     run_id: &str,
     csv_path: &Path,
+    status: Status,
     reason: &str,
 ) -> Result<()> {
     let cell = Cell {
@@ -293,7 +461,7 @@ fn record_failure(
         ("warmup", args.warmup.map(|v| v.to_string())),
         ("repetitions", args.repetitions.map(|v| v.to_string())),
         ("time_budget_s", args.time_budget.map(|v| v.to_string())),
-        ("cell_timeout_s", Some(args.cell_timeout.to_string())),
+        ("cell_timeout_s", Some(args.cell_timeout().to_string())),
     ]
     .into_iter()
     .filter_map(|(key, value)| value.map(|v| (key.to_owned(), v)))
@@ -304,7 +472,12 @@ fn record_failure(
     )
     .collect();
     let env = Environment::capture(env!("CARGO_PKG_VERSION"));
-    CsvAppender::open(csv_path)?.append(&header.failed(reason, &env))
+    let row = if status == Status::Interrupted {
+        header.interrupted(reason, &env)
+    } else {
+        header.failed(reason, &env)
+    };
+    CsvAppender::open(csv_path)?.append(&row)
 }
 
 #[cfg(test)]

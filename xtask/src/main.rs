@@ -3,8 +3,11 @@
 mod assets;
 mod bench;
 mod bundle;
+mod cell_process;
+mod interrupt;
 mod pins;
 mod report;
+mod runs;
 mod setup;
 mod suite;
 
@@ -30,7 +33,7 @@ enum Commands {
         cuda: bool,
     },
     /// Set up if needed, run the suite, append CSV to reports/raw/, regenerate the report.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// Pack runners, assets and MLX's CUDA runtime for a machine without Rust or network.
     Bundle(bundle::BundleArgs),
     /// Aggregate reports/raw/*.csv into reports/RESULTS.md and the README table.
@@ -65,7 +68,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 started.elapsed().as_secs_f64()
             );
         }
-        Commands::Bench(args) => bench::run(&root, &args)?,
+        Commands::Bench(args) => return bench::run(&root, &args),
         Commands::Bundle(args) => bundle::run(&root, &args)?,
         Commands::Report => report::generate(&root)?,
         Commands::Test { cargo_args } => {

@@ -38,6 +38,9 @@ pub enum Status {
     Ok,
     Skipped,
     Failed,
+    /// The suite was stopped (Ctrl-C, SIGTERM) while the cell ran; `cargo
+    /// xtask bench --resume` runs it again.
+    Interrupted,
 }
 
 /// One CSV row. Field order is column order.
@@ -189,6 +192,11 @@ impl RecordHeader {
     /// A row for a cell that failed.
     pub fn failed(&self, reason: &str, env: &Environment) -> Record {
         self.record("-", Status::Failed, reason.to_owned(), env)
+    }
+
+    /// A row for a cell stopped by an interrupt.
+    pub fn interrupted(&self, reason: &str, env: &Environment) -> Record {
+        self.record("-", Status::Interrupted, reason.to_owned(), env)
     }
 }
 

@@ -1,0 +1,472 @@
+//! `cargo xtask bench` under faults, with a fake runner (a shell script
+//! that writes rows like a real one): interrupts and resume, hung cells,
+//! out-of-memory deaths, runners that write nothing, a second suite on the
+//! same results, unwritable results.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bench_core::env::Environment;
+use bench_core::record::{read_records, Record, RecordHeader, Status};
+use bench_core::{Cell, DeviceKind, Framework, MeasureSettings, Precision, Preset};
+
+/// A temporary suite: `bin/bench-fake` and a `results/` folder. What the
+/// fake does for a cell is the content of `mode-<framework>-<device>`
+/// (default ok); every call appends "<framework> <device>" to `calls`.
+struct Suite {
+    dir: PathBuf,
+}
+
+impl Suite {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("xtask-faults-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("bin")).unwrap();
+        let script = dir.join("bin/bench-fake");
+        fs::write(&script, fake_runner(&dir)).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        Self { dir }
+    }
+
+    fn set_mode(&self, framework: &str, device: &str, mode: &str) {
+        fs::write(self.dir.join(format!("mode-{framework}-{device}")), mode).unwrap();
+    }
+
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        command
+            .arg("bench")
+            .arg("--prebuilt")
+            .arg(self.dir.join("bin"))
+            .arg("--results")
+            .arg(self.dir.join("results"))
+            .args(extra);
+        command
+    }
+
+    /// A new run of the four cells: cpu torch, cpu mlx, gpu torch, gpu mlx.
+    fn four_cells(&self, extra: &[&str]) -> Command {
+        let mut command = self.command(&["--framework", "torch", "mlx", "--device", "cpu", "gpu"]);
+        command.args(extra);
+        command
+    }
+
+    fn calls(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The run's CSV file (the only one) and its rows.
+    fn rows(&self) -> (PathBuf, Vec<Record>) {
+        let csvs: Vec<PathBuf> = fs::read_dir(self.dir.join("results"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "csv"))
+            .collect();
+        assert_eq!(csvs.len(), 1, "{csvs:?}");
+        let rows = read_records(&csvs[0]).unwrap();
+        (csvs[0].clone(), rows)
+    }
+
+    /// Waits (at most a minute) for the fake to reach its hang.
+    fn wait_for_hang(&self) -> (i32, i32) {
+        let started = self.dir.join("started");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !started.exists() {
+            assert!(Instant::now() < deadline, "the hanging cell never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pid = |name: &str| {
+            fs::read_to_string(self.dir.join(name))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        (pid("started"), pid("sleeper"))
+    }
+}
+
+impl Drop for Suite {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A row as a runner writes it, with placeholders for the cell that sed
+/// fills in.
+fn template(status: Status) -> (String, String) {
+    let cell = Cell {
+        framework: Framework::Torch,
+        device: DeviceKind::Cpu,
+        precision: Precision::F32,
+        preset: Preset::Quick,
+        threads: 1,
+        measure: MeasureSettings::default(),
+        seed: 0,
+        options: Vec::new(),
+    };
+    let env = Environment {
+        os: "fake os".into(),
+        cpu: "fake cpu".into(),
+        cpu_cores: 1,
+        ram_gib: 1.0,
+        gpu: String::new(),
+        gpu_driver: String::new(),
+        mlx_version: String::new(),
+        libtorch_version: String::new(),
+        suite_version: "0".into(),
+        git_commit: "abc".into(),
+    };
+    let mut header = RecordHeader::for_cell("@RUN@", "fake", &cell);
+    header.framework = "@FW@".into();
+    header.device = "@DEV@".into();
+    header.precision = "@PREC@".into();
+    let record = match status {
+        Status::Skipped => header.skipped("no accelerator", &env),
+        Status::Failed => header.failed("fake failure", &env),
+        _ => header.failed("", &env),
+    };
+    let mut record = record;
+    record.status = status;
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.serialize(&record).unwrap();
+    let text = String::from_utf8(writer.into_inner().unwrap()).unwrap();
+    let (head, row) = text.trim_end().split_once('\n').unwrap();
+    (head.to_owned(), row.to_owned())
+}
+
+fn fake_runner(dir: &Path) -> String {
+    let (header, ok) = template(Status::Ok);
+    let (_, skipped) = template(Status::Skipped);
+    let (_, failed) = template(Status::Failed);
+    let dir = dir.display();
+    format!(
+        r#"#!/bin/sh
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --csv) csv=$2; shift ;;
+    --run-id) run=$2; shift ;;
+    --framework) fw=$2; shift ;;
+    --device) dev=$2; shift ;;
+    --precision) prec=$2; shift ;;
+  esac
+  shift
+done
+echo "$fw $dev" >> "{dir}/calls"
+row() {{
+  [ -s "$csv" ] || printf '%s\n' '{header}' >> "$csv"
+  printf '%s\n' "$1" | sed "s/@RUN@/$run/; s/@FW@/$fw/; s/@DEV@/$dev/; s/@PREC@/$prec/" >> "$csv"
+}}
+case $(cat "{dir}/mode-$fw-$dev" 2>/dev/null || echo ok) in
+  ok) row '{ok}' ;;
+  skip) row '{skipped}' ;;
+  fail) row '{failed}'; exit 3 ;;
+  silent) ;;
+  hang) sleep 600 & echo $! > "{dir}/sleeper"; echo $$ > "{dir}/started"; wait ;;
+  oom)
+    echo "terminate called after throwing an instance of 'std::runtime_error'" >&2
+    echo "  what():  cudaMallocAsync failed: out of memory" >&2
+    kill -ABRT $$ ;;
+esac
+"#
+    )
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A process is gone once it no longer exists or is a zombie awaiting its
+/// reaper. Waits up to 10 s for the kill to land.
+fn assert_gone(pid: i32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+        let alive = state.is_some_and(|stat| {
+            let after_name = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            !after_name.is_some_and(|rest| rest.starts_with('Z'))
+        });
+        if !alive {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} (pid {pid}) is still running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cell_of<'a>(rows: &'a [Record], framework: &str, device: &str) -> Vec<&'a Record> {
+    rows.iter()
+        .filter(|r| r.framework == framework && r.device == device)
+        .collect()
+}
+
+#[test]
+fn summary_counts_cells_and_only_a_failure_fails_the_suite() {
+    let suite = Suite::new("summary");
+    suite.set_mode("mlx", "cpu", "fail");
+    suite.set_mode("torch", "gpu", "skip");
+    // A runner that ends well but writes nothing has not measured anything.
+    suite.set_mode("mlx", "gpu", "silent");
+    let output = suite.four_cells(&[]).output().unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("cells: 1 ok, 1 skipped, 2 failed, 0 interrupted"),
+        "{text}"
+    );
+    let (csv, rows) = suite.rows();
+    let silent = cell_of(&rows, "mlx", "gpu");
+    assert_eq!(silent.len(), 1);
+    assert_eq!(silent[0].status, Status::Failed);
+    assert!(
+        silent[0]
+            .reason
+            .contains(&format!("wrote no row to {}", csv.display())),
+        "{}",
+        silent[0].reason
+    );
+
+    let skips_only = Suite::new("skips");
+    skips_only.set_mode("torch", "gpu", "skip");
+    skips_only.set_mode("mlx", "gpu", "skip");
+    let output = skips_only.four_cells(&[]).output().unwrap();
+    let text = stderr(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("cells: 2 ok, 2 skipped, 0 failed, 0 interrupted"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_hung_cell_times_out_with_its_children_and_the_suite_goes_on() {
+    let suite = Suite::new("hung");
+    suite.set_mode("torch", "cpu", "hang");
+    let output = suite
+        .command(&[
+            "--framework",
+            "torch",
+            "mlx",
+            "--device",
+            "cpu",
+            "--cell-timeout",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let (runner, sleeper) = suite.wait_for_hang();
+    assert_gone(runner, "the hung runner");
+    assert_gone(sleeper, "the hung runner's child");
+    let (_, rows) = suite.rows();
+    let hung = cell_of(&rows, "torch", "cpu");
+    assert_eq!(
+        (hung[0].status, hung[0].reason.as_str()),
+        (Status::Failed, "timed out after 1 s")
+    );
+    assert!(
+        hung[0].settings.contains("cell_timeout_s=1"),
+        "{}",
+        hung[0].settings
+    );
+    assert_eq!(cell_of(&rows, "mlx", "cpu")[0].status, Status::Ok);
+}
+
+#[test]
+fn a_runner_dead_of_out_of_memory_is_a_failed_row_naming_it_and_the_sizes() {
+    let suite = Suite::new("oom");
+    suite.set_mode("torch", "gpu", "oom");
+    let output = suite
+        .four_cells(&["--preset", "paper", "--set", "batch_size=1024"])
+        .output()
+        .unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let (_, rows) = suite.rows();
+    let oom = cell_of(&rows, "torch", "gpu");
+    assert_eq!(oom[0].status, Status::Failed);
+    assert!(
+        oom[0]
+            .reason
+            .starts_with("out of memory (preset=paper; batch_size=1024): ")
+            && oom[0]
+                .reason
+                .contains("cudaMallocAsync failed: out of memory")
+            && !oom[0].reason.contains("terminate called"),
+        "{}",
+        oom[0].reason
+    );
+    // The next cell still ran.
+    assert_eq!(suite.calls().last().map(String::as_str), Some("mlx gpu"));
+    assert_eq!(cell_of(&rows, "mlx", "gpu")[0].status, Status::Ok);
+}
+
+/// Starts the four-cell suite with a hang in its third cell (gpu torch) and
+/// sends `signal` once the hang is reached.
+fn interrupt_in_third_cell(suite: &Suite, signal: i32) -> (Output, i32, i32) {
+    suite.set_mode("torch", "gpu", "hang");
+    let child: Child = suite
+        .four_cells(&[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (runner, sleeper) = suite.wait_for_hang();
+    // SAFETY: a signal to our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    (child.wait_with_output().unwrap(), runner, sleeper)
+}
+
+#[test]
+fn an_interrupt_stops_the_runner_keeps_rows_and_resume_runs_the_rest() {
+    for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM")] {
+        let suite = Suite::new(&format!("interrupt-{name}"));
+        let (output, runner, sleeper) = interrupt_in_third_cell(&suite, signal);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(128 + signal), "{text}");
+        assert_gone(runner, "the interrupted runner");
+        assert_gone(sleeper, "the interrupted runner's child");
+        assert!(
+            text.contains("cells: 2 ok, 0 skipped, 0 failed, 1 interrupted, 1 not run"),
+            "{text}"
+        );
+        let (csv, rows) = suite.rows();
+        let run_id = csv.file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(
+            text.contains(&format!("cargo xtask bench --resume {run_id}")),
+            "{text}"
+        );
+        let statuses: Vec<_> = rows
+            .iter()
+            .map(|r| (r.framework.as_str(), r.device.as_str(), r.status))
+            .collect();
+        assert_eq!(
+            statuses,
+            [
+                ("torch", "cpu", Status::Ok),
+                ("mlx", "cpu", Status::Ok),
+                ("torch", "gpu", Status::Interrupted),
+            ]
+        );
+        assert!(
+            rows[2]
+                .reason
+                .starts_with(&format!("interrupted by {name}")),
+            "{}",
+            rows[2].reason
+        );
+
+        // Resume runs the interrupted cell and the one never started, only.
+        suite.set_mode("torch", "gpu", "ok");
+        fs::remove_file(suite.dir.join("calls")).unwrap();
+        let output = suite.command(&["--resume", &run_id]).output().unwrap();
+        let text = stderr(&output);
+        assert!(output.status.success(), "{text}");
+        assert!(text.contains("2 of 4 cells left"), "{text}");
+        assert_eq!(suite.calls(), ["torch gpu", "mlx gpu"]);
+        let (_, rows) = suite.rows();
+        assert_eq!(rows.len(), 5);
+        assert!(rows[3..]
+            .iter()
+            .all(|r| r.status == Status::Ok && r.run_id == run_id));
+
+        // A finished run has nothing left.
+        let output = suite.command(&["--resume", &run_id]).output().unwrap();
+        assert!(
+            stderr(&output).contains("0 of 4 cells left"),
+            "{}",
+            stderr(&output)
+        );
+        assert_eq!(suite.calls().len(), 2);
+    }
+}
+
+#[test]
+fn resume_of_an_unknown_run_or_with_new_settings_is_refused() {
+    let suite = Suite::new("resume-unknown");
+    let output = suite
+        .command(&["--resume", "20990101T000000Z"])
+        .output()
+        .unwrap();
+    let text = stderr(&output);
+    assert!(!output.status.success());
+    assert!(text.contains("no run 20990101T000000Z to resume"), "{text}");
+    let output = suite.command(&["--resume", "../x"]).output().unwrap();
+    assert!(
+        stderr(&output).contains("is not a run id"),
+        "{}",
+        stderr(&output)
+    );
+    let output = suite
+        .command(&["--resume", "20990101T000000Z", "--preset", "paper"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&output).contains("cannot be used with"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(suite.calls().is_empty());
+}
+
+#[test]
+fn a_second_suite_on_the_same_results_is_refused_and_changes_nothing() {
+    let suite = Suite::new("concurrent");
+    suite.set_mode("torch", "cpu", "hang");
+    let mut first = suite
+        .command(&["--framework", "torch", "--device", "cpu"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    suite.wait_for_hang();
+    let output = suite.four_cells(&[]).output().unwrap();
+    let text = stderr(&output);
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains("another `cargo xtask bench` is writing to")
+            && text.contains(&format!("pid {}", first.id())),
+        "{text}"
+    );
+    assert_eq!(suite.calls(), ["torch cpu"]);
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(first.id() as i32, libc::SIGTERM) };
+    first.wait().unwrap();
+    let (_, rows) = suite.rows();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, Status::Interrupted);
+}
+
+#[test]
+fn unwritable_results_fail_before_any_cell_naming_the_path() {
+    let suite = Suite::new("unwritable");
+    let file = suite.dir.join("a-file");
+    fs::write(&file, b"").unwrap();
+    for results in [Path::new("/dev/full"), &file] {
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("bench")
+            .arg("--prebuilt")
+            .arg(suite.dir.join("bin"))
+            .arg("--results")
+            .arg(results)
+            .output()
+            .unwrap();
+        let text = stderr(&output);
+        assert!(!output.status.success(), "{text}");
+        assert!(
+            text.contains(&format!("cannot write results to {}", results.display())),
+            "{text}"
+        );
+        assert!(suite.calls().is_empty(), "a cell ran: {text}");
+    }
+}
