@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use bench_core::env::Environment;
 use bench_core::record::{read_records, Record, RecordHeader, Status};
-use bench_core::{Cell, DeviceKind, Framework, MeasureSettings, Precision, Preset};
 
 /// A temporary suite: `bin/bench-fake` and a `results/` folder. What the
 /// fake does for a cell is the content of `mode-<framework>-<device>`
@@ -102,32 +101,18 @@ impl Drop for Suite {
 /// A row as a runner writes it, with placeholders for the cell that sed
 /// fills in.
 fn template(status: Status) -> (String, String) {
-    let cell = Cell {
-        framework: Framework::Torch,
-        device: DeviceKind::Cpu,
-        precision: Precision::F32,
-        preset: Preset::Quick,
-        threads: 1,
-        measure: MeasureSettings::default(),
-        seed: 0,
-        options: Vec::new(),
+    let header = RecordHeader {
+        run_id: "@RUN@".into(),
+        benchmark: "fake".into(),
+        framework: "@FW@".into(),
+        device: "@DEV@".into(),
+        precision: "@PREC@".into(),
+        preset: "quick".into(),
+        device_name: String::new(),
+        framework_version: String::new(),
+        settings: vec![("threads".into(), "1".into())],
     };
-    let env = Environment {
-        os: "fake os".into(),
-        cpu: "fake cpu".into(),
-        cpu_cores: 1,
-        ram_gib: 1.0,
-        gpu: String::new(),
-        gpu_driver: String::new(),
-        mlx_version: String::new(),
-        libtorch_version: String::new(),
-        suite_version: "0".into(),
-        git_commit: "abc".into(),
-    };
-    let mut header = RecordHeader::for_cell("@RUN@", "fake", &cell);
-    header.framework = "@FW@".into();
-    header.device = "@DEV@".into();
-    header.precision = "@PREC@".into();
+    let env = Environment::default();
     let record = match status {
         Status::Skipped => header.skipped("no accelerator", &env),
         Status::Failed => header.failed("fake failure", &env),

@@ -28,16 +28,8 @@ fn row(index: usize) -> Record {
         options: Vec::new(),
     };
     let env = Environment {
-        os: "os".into(),
-        cpu: "cpu".into(),
-        cpu_cores: 1,
-        ram_gib: 1.0,
-        gpu: String::new(),
-        gpu_driver: String::new(),
-        mlx_version: String::new(),
-        libtorch_version: String::new(),
-        suite_version: "0".into(),
         git_commit: "abc".into(),
+        ..Environment::default()
     };
     let header = RecordHeader::for_cell("run", "rows", &cell);
     header.failed(&format!("{index}: {}", "x".repeat(1500)), &env)
