@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use crate::pins::{Pinned, Registry};
-use crate::setup;
+use crate::{cache, setup};
 
 #[derive(Debug, Deserialize)]
 struct Manifest {
@@ -62,8 +62,13 @@ pub fn load(root: &Path) -> Result<Vec<Asset>> {
 
 /// Fetches and unpacks every asset that is not already in place.
 pub fn ensure(root: &Path) -> Result<()> {
-    let cache = root.join(".cache");
-    for asset in load(root)? {
+    ensure_all(&root.join(".cache"), &load(root)?)
+}
+
+/// Each asset in `cache/assets/<name>/`: unpacked when missing, half
+/// unpacked or changed in the manifest.
+fn ensure_all(cache: &Path, assets: &[Asset]) -> Result<()> {
+    for asset in assets {
         let dir = cache.join("assets").join(&asset.name);
         // The stamp covers what is kept, so editing strip or include re-unpacks.
         let stamp = format!(
@@ -72,13 +77,16 @@ pub fn ensure(root: &Path) -> Result<()> {
             asset.strip,
             asset.include.join(",")
         );
-        if setup::finished(&dir, &stamp) {
-            continue;
-        }
-        eprintln!("set-up: asset {}: {}", asset.name, asset.about);
-        let archive = setup::fetch(&cache, &asset.pinned())?;
-        setup::rebuild_dir(&dir, |staging| unpack(&asset, &archive, staging))?;
-        setup::mark_finished(&dir, &stamp)?;
+        cache::ensure_dir(
+            &dir,
+            &stamp,
+            |_| Ok(()),
+            |staging| {
+                eprintln!("set-up: asset {}: {}", asset.name, asset.about);
+                let archive = setup::fetch(cache, &asset.pinned())?;
+                unpack(asset, &archive, staging)
+            },
+        )?;
     }
     Ok(())
 }
@@ -163,5 +171,59 @@ mod tests {
             Some(PathBuf::from("d/e.txt"))
         );
         assert_eq!(open.destination("package/data/../../etc/passwd"), None);
+    }
+
+    /// An npm-style .tgz of `files` in `cache/downloads`, and its asset.
+    fn packed_asset(cache: &Path, files: &[(&str, &[u8])]) -> Asset {
+        let downloads = cache.join("downloads");
+        fs::create_dir_all(&downloads).unwrap();
+        let archive = downloads.join("fake-1.0.0.tgz");
+        let gzip = flate2::write::GzEncoder::new(
+            File::create(&archive).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut tar = tar::Builder::new(gzip);
+        for (name, bytes) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            tar.append_data(&mut header, format!("package/{name}"), *bytes)
+                .unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+        Asset {
+            name: "fake".into(),
+            about: "a test asset".into(),
+            registry: Registry::Npm,
+            package: "fake@1.0.0".into(),
+            file: "fake-1.0.0.tgz".into(),
+            sha256: setup::sha256_of(&archive).unwrap(),
+            strip: "package/".into(),
+            include: vec![],
+        }
+    }
+
+    #[test]
+    fn a_half_unpacked_asset_is_unpacked_again() {
+        let cache = std::env::temp_dir().join(format!("xtask-asset-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&cache);
+        let model = vec![1u8; 10_000];
+        let asset = packed_asset(&cache, &[("model.bin", &model), ("vocab.txt", b"a b c")]);
+        ensure_all(&cache, std::slice::from_ref(&asset)).unwrap();
+        let dir = cache.join("assets/fake");
+        assert_eq!(fs::read(dir.join("model.bin")).unwrap(), model);
+        // As an unpack cut short leaves it: one file short, one missing.
+        fs::write(dir.join("model.bin"), &model[..4096]).unwrap();
+        fs::remove_file(dir.join("vocab.txt")).unwrap();
+        let error = cache::check_files(&dir).unwrap_err().to_string();
+        assert!(
+            error.contains("model.bin is 4096 bytes, but set-up left 10000"),
+            "{error}"
+        );
+        ensure_all(&cache, &[asset]).unwrap();
+        assert_eq!(fs::read(dir.join("model.bin")).unwrap(), model);
+        assert_eq!(fs::read(dir.join("vocab.txt")).unwrap(), b"a b c");
+        fs::remove_dir_all(&cache).unwrap();
     }
 }

@@ -278,7 +278,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 /// arrived (`sha256sum -c` reads the same format).
 fn write_manifest(dir: &Path) -> Result<()> {
     let mut files = Vec::new();
-    collect_files(dir, dir, &mut files)?;
+    crate::cache::collect_files(dir, dir, &mut files)?;
     files.sort();
     let mut text = String::new();
     for relative in files {
@@ -286,17 +286,5 @@ fn write_manifest(dir: &Path) -> Result<()> {
         text.push_str(&format!("{sha}  {}\n", relative.display()));
     }
     fs::write(dir.join("MANIFEST.sha256"), text)?;
-    Ok(())
-}
-
-fn collect_files(base: &Path, dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            collect_files(base, &entry.path(), files)?;
-        } else {
-            files.push(entry.path().strip_prefix(base)?.to_path_buf());
-        }
-    }
     Ok(())
 }

@@ -3,6 +3,7 @@
 mod assets;
 mod bench;
 mod bundle;
+mod cache;
 mod cell_process;
 mod interrupt;
 mod pins;

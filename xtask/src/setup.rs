@@ -11,6 +11,7 @@ use std::process::Command;
 use anyhow::{bail, ensure, Context, Result};
 use sha2::{Digest, Sha256};
 
+use crate::cache::ensure_dir;
 use crate::pins::{self, Pinned, Registry};
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -38,11 +39,15 @@ pub fn ensure(root: &Path, options: SetupOptions) -> Result<()> {
 /// start a build on a broken cache.
 pub fn verify(root: &Path) -> Result<()> {
     let cache = root.join(".cache");
+    let libtorch = cache.join(pins::LIBTORCH_DIR);
+    crate::cache::check_files(&libtorch)?;
     if cfg!(target_os = "macos") {
-        return check_libtorch(&cache.join(pins::LIBTORCH_DIR));
+        return check_libtorch(&libtorch);
     }
-    check_mlx(&cache.join(pins::MLX_DIR))?;
-    check_libtorch(&cache.join(pins::LIBTORCH_DIR))
+    let mlx = cache.join(pins::MLX_DIR);
+    crate::cache::check_files(&mlx)?;
+    check_mlx(&mlx)?;
+    check_libtorch(&libtorch)
 }
 
 fn ensure_debian_packages() -> Result<()> {
@@ -96,20 +101,12 @@ fn debian_package_installed(package: &str) -> bool {
 fn ensure_mlx(cache: &Path) -> Result<()> {
     let dir = cache.join(pins::MLX_DIR);
     let mlx = pins::mlx_cpu();
-    let stamp = mlx.sha256.as_str();
-    if finished(&dir, stamp) {
-        match check_mlx(&dir) {
-            Ok(()) => return Ok(()),
-            Err(problem) => eprintln!("set-up: {problem:#}; rebuilding {}", dir.display()),
-        }
-    }
-    let wheel = fetch(cache, &mlx)?;
-    rebuild_dir(&dir, |staging| {
+    ensure_dir(&dir, &mlx.sha256, check_mlx, |staging| {
+        let wheel = fetch(cache, &mlx)?;
         unzip(&wheel, staging, same_name(|_| true))?;
         use_openblas(&staging.join("mlx_cpu.libs"))
-    })?;
-    check_mlx(&dir)?;
-    mark_finished(&dir, stamp)
+    })
+    .map(drop)
 }
 
 /// The wheel's netlib reference BLAS/LAPACK run a 1024^2 sgemm at a few
@@ -188,28 +185,22 @@ fn ensure_libtorch(cache: &Path, options: SetupOptions) -> Result<()> {
     let variant = if options.cuda { "cuda" } else { "cpu" };
     let torch = pins::torch_linux();
     let stamp = format!("{variant} {}", torch.sha256);
-    if finished(&dir, &stamp) {
-        match check_libtorch(&dir) {
-            Ok(()) => return Ok(()),
-            Err(problem) => eprintln!("set-up: {problem:#}; rebuilding {}", dir.display()),
-        }
-    }
-    let nvidia = if options.cuda {
-        let mut wheels = fetch_cuda_dependencies(cache, &torch)?;
-        wheels.push(fetch(cache, &pins::cuda_headers())?);
-        wheels
-    } else {
-        pins::cuda_runtime_libraries()
-            .iter()
-            .map(|library| fetch(cache, library))
-            .collect::<Result<Vec<_>>>()?
-    };
-    let torch = fetch(cache, &torch)?;
-    eprintln!(
-        "set-up: unpacking libtorch ({variant}) into {}",
-        dir.display()
-    );
-    rebuild_dir(&dir, |staging| {
+    ensure_dir(&dir, &stamp, check_libtorch, |staging| {
+        let nvidia = if options.cuda {
+            let mut wheels = fetch_cuda_dependencies(cache, &torch)?;
+            wheels.push(fetch(cache, &pins::cuda_headers())?);
+            wheels
+        } else {
+            pins::cuda_runtime_libraries()
+                .iter()
+                .map(|library| fetch(cache, library))
+                .collect::<Result<Vec<_>>>()?
+        };
+        let torch = fetch(cache, &torch)?;
+        eprintln!(
+            "set-up: unpacking libtorch ({variant}) into {}",
+            dir.display()
+        );
         unzip(
             &torch,
             staging,
@@ -223,9 +214,8 @@ fn ensure_libtorch(cache: &Path, options: SetupOptions) -> Result<()> {
             )?;
         }
         Ok(())
-    })?;
-    check_libtorch(&dir)?;
-    mark_finished(&dir, &stamp)
+    })
+    .map(drop)
 }
 
 /// The parts of the torch wheel that make a libtorch: its shared libraries
@@ -276,19 +266,16 @@ fn ensure_libtorch_macos(cache: &Path) -> Result<()> {
     let dir = cache.join(pins::LIBTORCH_DIR);
     let torch = pins::torch_macos();
     let stamp = format!("macos {}", torch.sha256);
-    if finished(&dir, &stamp) && check_libtorch(&dir).is_ok() {
-        return Ok(());
-    }
-    let torch = fetch(cache, &torch)?;
-    rebuild_dir(&dir, |staging| {
+    ensure_dir(&dir, &stamp, check_libtorch, |staging| {
+        let torch = fetch(cache, &torch)?;
         unzip(
             &torch,
             staging,
             same_name(|name| libtorch_file(name, false)),
         )
         .map(drop)
-    })?;
-    mark_finished(&dir, &stamp)
+    })
+    .map(drop)
 }
 
 fn check_libtorch(dir: &Path) -> Result<()> {
@@ -331,12 +318,17 @@ fn require_files(dir: &Path, files: &[&str]) -> Result<()> {
 
 pub const STAMP: &str = ".setup-complete";
 
+/// Whether the stamp's first line is `stamp` (what was built; the lines
+/// after it list the files' sizes, see `cache`).
 pub fn finished(dir: &Path, stamp: &str) -> bool {
-    fs::read_to_string(dir.join(STAMP)).is_ok_and(|text| text.trim() == stamp.trim())
+    fs::read_to_string(dir.join(STAMP))
+        .is_ok_and(|text| text.lines().next().unwrap_or_default().trim() == stamp.trim())
 }
 
 pub fn mark_finished(dir: &Path, stamp: &str) -> Result<()> {
-    fs::write(dir.join(STAMP), format!("{stamp}\n"))?;
+    let path = dir.join(STAMP);
+    fs::write(&path, crate::cache::stamp_text(dir, stamp)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("set-up: {} is ready", dir.display());
     Ok(())
 }
