@@ -37,10 +37,13 @@ impl Appender {
     /// lock, so that two writers neither interleave nor both write a header.
     /// A short write (a full disk, a file size limit) is undone.
     pub fn append(&self, row: impl FnOnce(bool) -> Result<Vec<u8>>) -> Result<()> {
-        fs4::FileExt::lock(&self.file)
-            .with_context(|| format!("locking {}", self.path.display()))?;
+        // Where the file system has no locks (some network mounts), rows
+        // are still single writes; only the header could come twice.
+        let locked = fs4::FileExt::lock(&self.file).is_ok();
         let outcome = self.append_locked(row);
-        let _ = fs4::FileExt::unlock(&self.file);
+        if locked {
+            let _ = fs4::FileExt::unlock(&self.file);
+        }
         outcome
     }
 
