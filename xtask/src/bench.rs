@@ -139,6 +139,20 @@ impl Tally {
             Outcome::Interrupted => &mut self.interrupted,
         } += 1;
     }
+
+    /// The suite's last line, e.g. "cells: 3 ok, 1 skipped, 0 failed, 1
+    /// interrupted, 2 not run" (of `planned` cells).
+    fn summary(&self, planned: usize) -> String {
+        let ended = self.ok + self.skipped + self.failed + self.interrupted;
+        let mut line = format!(
+            "cells: {} ok, {} skipped, {} failed, {} interrupted",
+            self.ok, self.skipped, self.failed, self.interrupted
+        );
+        if planned > ended {
+            line.push_str(&format!(", {} not run", planned - ended));
+        }
+        line
+    }
 }
 
 /// Runs the suite; the exit code says whether every cell ran (a skip is
@@ -148,20 +162,7 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
         .results
         .clone()
         .unwrap_or_else(|| root.join("reports/raw"));
-    let (args, run_id) = match &given.resume {
-        Some(run_id) => {
-            let mut args: BenchArgs = runs::load_plan(&results, run_id)?;
-            args.cell_timeout = given.cell_timeout.or(args.cell_timeout);
-            args.prebuilt.clone_from(&given.prebuilt);
-            args.results = Some(results.clone());
-            args.resume = Some(run_id.clone());
-            (args, run_id.clone())
-        }
-        None => (
-            given.clone(),
-            chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string(),
-        ),
-    };
+    let (args, run_id) = resolve_run(given, &results)?;
     // First, before any set-up or build: a second suite, an unwritable
     // folder or a full disk stops here.
     let _lock = runs::lock(&results, &run_id)?;
@@ -218,19 +219,7 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
         progress.inc(1);
     }
     progress.abandon_with_message(format!("{:.0} s", started.elapsed().as_secs_f64()));
-    let not_run = jobs.len() - (tally.ok + tally.skipped + tally.failed + tally.interrupted);
-    eprintln!(
-        "cells: {} ok, {} skipped, {} failed, {} interrupted{}",
-        tally.ok,
-        tally.skipped,
-        tally.failed,
-        tally.interrupted,
-        if not_run > 0 {
-            format!(", {not_run} not run")
-        } else {
-            String::new()
-        }
-    );
+    eprintln!("{}", tally.summary(jobs.len()));
     eprintln!("results: {}", csv_path.display());
     if let Some(signal) = interrupt.signal() {
         eprintln!(
@@ -248,6 +237,21 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The settings and id of the run: a new one, or the one `--resume` names
+/// (its saved settings; where its runners are and the cell limit may change).
+fn resolve_run(given: &BenchArgs, results: &Path) -> Result<(BenchArgs, String)> {
+    let Some(run_id) = &given.resume else {
+        let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        return Ok((given.clone(), run_id));
+    };
+    let mut args: BenchArgs = runs::load_plan(results, run_id)?;
+    args.cell_timeout = given.cell_timeout.or(args.cell_timeout);
+    args.prebuilt.clone_from(&given.prebuilt);
+    args.results = Some(results.to_path_buf());
+    args.resume = Some(run_id.clone());
+    Ok((args, run_id.clone()))
 }
 
 /// The command that runs the rest of an interrupted run.
