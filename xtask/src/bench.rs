@@ -186,10 +186,12 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
     if args.resume.is_some() {
         let done = runs::rows(&csv_path, &run_id)?;
         let all = jobs.len();
+        // A cell is done when its last row is not an interrupted one (rows
+        // it wrote before the interrupt came do not make it whole).
         jobs.retain(|job| {
-            !done
-                .iter()
-                .any(|row| job.owns(row) && row.status != Status::Interrupted)
+            done.iter()
+                .rfind(|row| job.owns(row))
+                .is_none_or(|row| row.status == Status::Interrupted)
         });
         eprintln!("resuming run {run_id}: {} of {all} cells left", jobs.len());
     }

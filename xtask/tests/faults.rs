@@ -155,6 +155,9 @@ case $(cat "{dir}/mode-$fw-$dev" 2>/dev/null || echo ok) in
   fail) row '{failed}'; exit 3 ;;
   silent) ;;
   hang) sleep 600 & echo $! > "{dir}/sleeper"; echo $$ > "{dir}/started"; wait ;;
+  row-then-hang)
+    row '{ok}'
+    sleep 600 & echo $! > "{dir}/sleeper"; echo $$ > "{dir}/started"; wait ;;
   oom)
     echo "terminate called after throwing an instance of 'std::runtime_error'" >&2
     echo "  what():  cudaMallocAsync failed: out of memory" >&2
@@ -297,10 +300,10 @@ fn a_runner_dead_of_out_of_memory_is_a_failed_row_naming_it_and_the_sizes() {
     assert_eq!(cell_of(&rows, "mlx", "gpu")[0].status, Status::Ok);
 }
 
-/// Starts the four-cell suite with a hang in its third cell (gpu torch) and
-/// sends `signal` once the hang is reached.
+/// Starts the four-cell suite with a hang in its third cell (gpu torch),
+/// after one of its rows, and sends `signal` once the hang is reached.
 fn interrupt_in_third_cell(suite: &Suite, signal: i32) -> (Output, i32, i32) {
-    suite.set_mode("torch", "gpu", "hang");
+    suite.set_mode("torch", "gpu", "row-then-hang");
     let child: Child = suite
         .four_cells(&[])
         .stdout(Stdio::piped())
@@ -341,18 +344,20 @@ fn an_interrupt_stops_the_runner_keeps_rows_and_resume_runs_the_rest() {
             [
                 ("torch", "cpu", Status::Ok),
                 ("mlx", "cpu", Status::Ok),
+                ("torch", "gpu", Status::Ok),
                 ("torch", "gpu", Status::Interrupted),
             ]
         );
         assert!(
-            rows[2]
+            rows[3]
                 .reason
                 .starts_with(&format!("interrupted by {name}")),
             "{}",
-            rows[2].reason
+            rows[3].reason
         );
 
-        // Resume runs the interrupted cell and the one never started, only.
+        // Resume runs the interrupted cell (its row from before the
+        // interrupt does not make it whole) and the one never started, only.
         suite.set_mode("torch", "gpu", "ok");
         fs::remove_file(suite.dir.join("calls")).unwrap();
         let output = suite.command(&["--resume", &run_id]).output().unwrap();
@@ -361,8 +366,8 @@ fn an_interrupt_stops_the_runner_keeps_rows_and_resume_runs_the_rest() {
         assert!(text.contains("2 of 4 cells left"), "{text}");
         assert_eq!(suite.calls(), ["torch gpu", "mlx gpu"]);
         let (_, rows) = suite.rows();
-        assert_eq!(rows.len(), 5);
-        assert!(rows[3..]
+        assert_eq!(rows.len(), 6);
+        assert!(rows[4..]
             .iter()
             .all(|r| r.status == Status::Ok && r.run_id == run_id));
 
