@@ -1,14 +1,18 @@
 //! Result records: one CSV row per benchmark x case x framework x device x
-//! precision x preset, with its figures, settings and environment.
+//! precision x preset, with its figures, settings and environment; and
+//! beside each CSV file a JSONL file of the same rows with every
+//! repetition's time ([`SampleRecord`]), for `report` and `compare`.
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cell::Cell;
-use crate::env::Environment;
+use crate::env::{is_dirty, Environment};
 use crate::stats::Summary;
 
 /// How much work one repetition does, so that throughput = work / median time.
@@ -84,6 +88,34 @@ pub struct Record {
     pub git_commit: String,
 }
 
+impl Record {
+    /// The environment inlined in the row.
+    pub fn environment(&self) -> Environment {
+        Environment {
+            os: self.os.clone(),
+            cpu: self.cpu.clone(),
+            cpu_cores: self.cpu_cores,
+            ram_gib: self.ram_gib,
+            gpu: self.gpu.clone(),
+            gpu_driver: self.gpu_driver.clone(),
+            mlx_version: self.mlx_version.clone(),
+            libtorch_version: self.libtorch_version.clone(),
+            suite_version: self.suite_version.clone(),
+            git_commit: self.git_commit.clone(),
+        }
+    }
+
+    /// The settings as `key -> value` (a repeated key: the last one wins, as
+    /// the runner applies them).
+    pub fn settings_map(&self) -> BTreeMap<String, String> {
+        self.settings
+            .split(';')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect()
+    }
+}
+
 /// The identifying part of a record, shared by all rows of one cell.
 #[derive(Clone, Debug)]
 pub struct RecordHeader {
@@ -114,6 +146,7 @@ impl RecordHeader {
     }
 
     fn record(&self, case: &str, status: Status, reason: String, env: &Environment) -> Record {
+        let env = env.clone();
         Record {
             run_id: self.run_id.clone(),
             timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -139,16 +172,16 @@ impl RecordHeader {
             settings: join_settings(&self.settings),
             device_name: self.device_name.clone(),
             framework_version: self.framework_version.clone(),
-            os: env.os.clone(),
-            cpu: env.cpu.clone(),
+            os: env.os,
+            cpu: env.cpu,
             cpu_cores: env.cpu_cores,
             ram_gib: env.ram_gib,
-            gpu: env.gpu.clone(),
-            gpu_driver: env.gpu_driver.clone(),
-            mlx_version: env.mlx_version.clone(),
-            libtorch_version: env.libtorch_version.clone(),
-            suite_version: env.suite_version.clone(),
-            git_commit: env.git_commit.clone(),
+            gpu: env.gpu,
+            gpu_driver: env.gpu_driver,
+            mlx_version: env.mlx_version,
+            libtorch_version: env.libtorch_version,
+            suite_version: env.suite_version,
+            git_commit: env.git_commit,
         }
     }
 
@@ -227,6 +260,169 @@ impl CsvAppender {
     pub fn append(&mut self, record: &Record) -> Result<()> {
         self.writer.serialize(record)?;
         self.writer.flush()?;
+        Ok(())
+    }
+}
+
+/// Layout version of [`SampleRecord`]; raised on a change that old readers
+/// would misread.
+pub const SAMPLES_SCHEMA_VERSION: u32 = 1;
+
+/// The JSONL file beside a CSV file: `<run>.csv` -> `<run>.jsonl`.
+pub fn samples_path(csv_path: &Path) -> PathBuf {
+    csv_path.with_extension("jsonl")
+}
+
+/// One JSONL line: a CSV row's identity and figures, with every repetition's
+/// time, the settings as a map and the environment as an object.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SampleRecord {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub timestamp: String,
+    pub benchmark: String,
+    pub case: String,
+    pub framework: String,
+    pub device: String,
+    pub precision: String,
+    pub preset: String,
+    pub status: Status,
+    pub reason: String,
+    /// Seconds of each timed repetition, in the order they ran; empty for a
+    /// skipped or failed row.
+    pub samples_s: Vec<f64>,
+    pub median_s: Option<f64>,
+    pub iqr_s: Option<f64>,
+    /// Throughput at the median time.
+    pub throughput: Option<f64>,
+    pub throughput_unit: String,
+    pub peak_memory_bytes: Option<u64>,
+    pub peak_rss_bytes: Option<u64>,
+    pub settings: BTreeMap<String, String>,
+    pub device_name: String,
+    pub framework_version: String,
+    pub environment: SampleEnvironment,
+}
+
+/// The environment of a [`SampleRecord`], with the dirty flag spelled out.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SampleEnvironment {
+    #[serde(flatten)]
+    pub machine: Environment,
+    /// The checkout had uncommitted changes outside `reports/`.
+    pub git_dirty: bool,
+}
+
+impl SampleRecord {
+    pub fn new(record: &Record, samples: &[f64]) -> Self {
+        let machine = record.environment();
+        Self {
+            schema_version: SAMPLES_SCHEMA_VERSION,
+            run_id: record.run_id.clone(),
+            timestamp: record.timestamp.clone(),
+            benchmark: record.benchmark.clone(),
+            case: record.case.clone(),
+            framework: record.framework.clone(),
+            device: record.device.clone(),
+            precision: record.precision.clone(),
+            preset: record.preset.clone(),
+            status: record.status,
+            reason: record.reason.clone(),
+            samples_s: samples.to_vec(),
+            median_s: record.median_s,
+            iqr_s: record.iqr_s,
+            throughput: record.throughput,
+            throughput_unit: record.throughput_unit.clone(),
+            peak_memory_bytes: record.peak_memory_bytes,
+            peak_rss_bytes: record.peak_rss_bytes,
+            settings: record.settings_map(),
+            device_name: record.device_name.clone(),
+            framework_version: record.framework_version.clone(),
+            environment: SampleEnvironment {
+                git_dirty: is_dirty(&machine.git_commit),
+                machine,
+            },
+        }
+    }
+
+    /// The CSV row this line stands for (summary figures from the samples),
+    /// for a run whose CSV file is lost.
+    pub fn to_record(&self) -> Record {
+        let env = &self.environment.machine;
+        let summary = Summary::of(&self.samples_s).ok();
+        let figure = |pick: fn(&Summary) -> f64| summary.as_ref().map(pick);
+        Record {
+            run_id: self.run_id.clone(),
+            timestamp: self.timestamp.clone(),
+            benchmark: self.benchmark.clone(),
+            case: self.case.clone(),
+            framework: self.framework.clone(),
+            device: self.device.clone(),
+            precision: self.precision.clone(),
+            preset: self.preset.clone(),
+            status: self.status,
+            reason: self.reason.clone(),
+            repetitions: summary.as_ref().map(|s| s.n),
+            median_s: self.median_s.or(figure(|s| s.median)),
+            min_s: figure(|s| s.min),
+            max_s: figure(|s| s.max),
+            mean_s: figure(|s| s.mean),
+            std_s: figure(|s| s.std_dev),
+            iqr_s: self.iqr_s.or(figure(|s| s.iqr)),
+            throughput: self.throughput,
+            throughput_unit: self.throughput_unit.clone(),
+            peak_memory_bytes: self.peak_memory_bytes,
+            peak_rss_bytes: self.peak_rss_bytes,
+            settings: join_settings(
+                &self
+                    .settings
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+            device_name: self.device_name.clone(),
+            framework_version: self.framework_version.clone(),
+            os: env.os.clone(),
+            cpu: env.cpu.clone(),
+            cpu_cores: env.cpu_cores,
+            ram_gib: env.ram_gib,
+            gpu: env.gpu.clone(),
+            gpu_driver: env.gpu_driver.clone(),
+            mlx_version: env.mlx_version.clone(),
+            libtorch_version: env.libtorch_version.clone(),
+            suite_version: env.suite_version.clone(),
+            git_commit: env.git_commit.clone(),
+        }
+    }
+}
+
+/// Appends [`SampleRecord`]s to a JSONL file, one line per row, flushed
+/// after each so that a crash loses nothing.
+pub struct JsonlAppender {
+    file: std::fs::File,
+}
+
+impl JsonlAppender {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {} for appending", path.display()))?;
+        Ok(Self { file })
+    }
+
+    /// Appends the row with its samples (seconds per timed repetition).
+    pub fn append(&mut self, record: &Record, samples: &[f64]) -> Result<()> {
+        let mut line = serde_json::to_vec(&SampleRecord::new(record, samples))?;
+        line.push(b'\n');
+        // One write per line: concurrent appenders never interleave a line.
+        self.file.write_all(&line)?;
+        self.file.flush()?;
         Ok(())
     }
 }
