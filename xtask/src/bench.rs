@@ -60,6 +60,9 @@ pub struct BenchArgs {
     /// Folder for the CSV (default: reports/raw).
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Also rewrite the README's results section (default: only reports/ changes).
+    #[arg(long)]
+    pub update_readme: bool,
 }
 
 /// One runner invocation.
@@ -118,7 +121,7 @@ pub fn run(root: &Path, args: &BenchArgs) -> Result<()> {
     if args.prebuilt.is_some() {
         return Ok(());
     }
-    report::generate(root)
+    report::generate(root, args.update_readme)
 }
 
 fn plan(benches: &[BenchCrate], args: &BenchArgs) -> Vec<Job> {
