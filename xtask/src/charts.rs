@@ -112,7 +112,7 @@ fn quartiles(row: &Row) -> Option<(f64, f64, f64)> {
     Some(((median - half).max(median / 10.0), median, median + half))
 }
 
-/// Log-scale bounds around every value, with some room.
+/// Log-scale bounds around every value, with room above for the legend.
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let (low, high) = values
         .filter(|v| v.is_finite() && *v > 0.0)
@@ -120,9 +120,23 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
             (lo.min(v), hi.max(v))
         });
     if low.is_finite() {
-        (low / 1.6, high * 1.6)
+        (low / 1.5, high * 1.5 * (high / low).powf(0.35).max(2.0))
     } else {
         (0.1, 10.0)
+    }
+}
+
+/// The label of a tick on a log10 axis: its value, three significant
+/// digits, no trailing zeros. (Plotting log10 on a linear axis gives evenly
+/// spaced, labelled ticks; plotters' log axis labels decades only.)
+fn tick(log10: &f64) -> String {
+    let value = 10f64.powf(*log10);
+    let digits = (2 - value.abs().log10().floor() as i32).max(0) as usize;
+    let text = format!("{value:.digits$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
     }
 }
 
@@ -161,12 +175,14 @@ fn render(title: &str, columns: &[Column]) -> DrawResult<String> {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(80)
-            .build_cartesian_2d(x_range(), (low..high).log_scale())?;
+            .build_cartesian_2d(x_range(), low.log10()..high.log10())?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(n)
             .x_label_formatter(&label)
+            .y_labels(8)
+            .y_label_formatter(&tick)
             .y_desc("seconds (log scale)")
             .draw()?;
         for (offset, color, name, pick) in [
@@ -185,16 +201,23 @@ fn render(title: &str, columns: &[Column]) -> DrawResult<String> {
                 .collect();
             chart
                 .draw_series(points.iter().map(|&(x, (q1, median, q3))| {
-                    ErrorBar::new_vertical(x, q1, median, q3, color.filled(), 10)
+                    ErrorBar::new_vertical(
+                        x,
+                        q1.log10(),
+                        median.log10(),
+                        q3.log10(),
+                        color.filled(),
+                        10,
+                    )
                 }))?
                 .label(name)
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
                 });
             chart.draw_series(
-                points
-                    .iter()
-                    .map(|&(x, (_, median, _))| Circle::new((x, median), 5, color.filled())),
+                points.iter().map(|&(x, (_, median, _))| {
+                    Circle::new((x, median.log10()), 5, color.filled())
+                }),
             )?;
         }
         chart
@@ -219,16 +242,18 @@ fn render(title: &str, columns: &[Column]) -> DrawResult<String> {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(80)
-            .build_cartesian_2d(x_range(), (low..high).log_scale())?;
+            .build_cartesian_2d(x_range(), low.log10()..high.log10())?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .x_labels(n)
             .x_label_formatter(&label)
+            .y_labels(8)
+            .y_label_formatter(&tick)
             .y_desc("ratio (log scale)")
             .draw()?;
         chart.draw_series(std::iter::once(PathElement::new(
-            vec![(-0.5, 1.0), (n as f64 - 0.5, 1.0)],
+            vec![(-0.5, 0.0), (n as f64 - 0.5, 0.0)],
             GREY.stroke_width(1),
         )))?;
         for (offset, color, name, pick) in [
@@ -261,17 +286,22 @@ fn render(title: &str, columns: &[Column]) -> DrawResult<String> {
             }
             chart
                 .draw_series(points.iter().map(|&(x, (lo, ratio, hi))| {
-                    ErrorBar::new_vertical(x, lo, ratio, hi, color.filled(), 10)
+                    ErrorBar::new_vertical(
+                        x,
+                        lo.log10(),
+                        ratio.log10(),
+                        hi.log10(),
+                        color.filled(),
+                        10,
+                    )
                 }))?
                 .label(name)
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
                 });
-            chart.draw_series(
-                points
-                    .iter()
-                    .map(|&(x, (_, ratio, _))| TriangleMarker::new((x, ratio), 6, color.filled())),
-            )?;
+            chart.draw_series(points.iter().map(|&(x, (_, ratio, _))| {
+                TriangleMarker::new((x, ratio.log10()), 6, color.filled())
+            }))?;
         }
         chart
             .configure_series_labels()
@@ -335,5 +365,14 @@ mod tests {
         assert_eq!(quartiles(&row), Some((0.9, 1.0, 1.1)));
         row.samples = Some(vec![1.0, 2.0, 3.0, 4.0, 5.0]);
         assert_eq!(quartiles(&row), Some((2.0, 3.0, 4.0)));
+    }
+
+    #[test]
+    fn ticks_are_short() {
+        let at = |v: f64| tick(&v.log10());
+        assert_eq!(at(0.6000000000000001), "0.6");
+        assert_eq!(at(0.00225), "0.00225");
+        assert_eq!(at(2.0), "2");
+        assert_eq!(at(1234.6), "1235");
     }
 }
