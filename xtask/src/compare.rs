@@ -142,6 +142,11 @@ fn cells(rows: &[Row]) -> BTreeMap<CellKey, &Row> {
     out
 }
 
+fn describe_key(key: &CellKey) -> String {
+    let (benchmark, case, framework, device, precision, preset, mode) = key;
+    format!("{benchmark} {case} {framework} {device} {precision} {preset} {mode}")
+}
+
 pub fn compare(baseline: &[Row], candidate: &[Row], fail_above: Option<f64>) -> Comparison {
     let a = cells(baseline);
     let b = cells(candidate);
@@ -163,7 +168,7 @@ pub fn compare(baseline: &[Row], candidate: &[Row], fail_above: Option<f64>) -> 
     let mut unmatched = Vec::new();
     for (key, row_a) in &a {
         let Some(row_b) = b.get(key) else {
-            unmatched.push(format!("{} {} {} only in A", key.0, key.1, key.2));
+            unmatched.push(format!("{} only in A", describe_key(key)));
             continue;
         };
         let (benchmark, case, framework, device, precision, preset, mode) = key;
@@ -216,11 +221,11 @@ pub fn compare(baseline: &[Row], candidate: &[Row], fail_above: Option<f64>) -> 
         );
     }
     for key in b.keys().filter(|k| !a.contains_key(*k)) {
-        unmatched.push(format!("{} {} {} only in B", key.0, key.1, key.2));
+        unmatched.push(format!("{} only in B", describe_key(key)));
     }
     let _ = writeln!(
         text,
-        "\nB against A: {faster} faster, {slower} slower, {same} within noise (95% interval of B / A holds 1); {} cell(s) in one run only{}",
+        "\nB / A of the median times: above 1, B is slower. Verdict from the 95% interval bootstrapped from both runs' repetitions (within noise: it holds 1); for runs without recorded repetitions, from the IQR (within noise: the change is within the larger relative IQR).\n\nB against A: {faster} faster, {slower} slower, {same} within noise; {} cell(s) in one run only{}",
         unmatched.len(),
         if unmatched.is_empty() {
             String::new()
