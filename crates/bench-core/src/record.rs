@@ -36,16 +36,17 @@ pub struct CaseResult {
     pub settings: Vec<(String, String)>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    #[default]
     Ok,
     Skipped,
     Failed,
 }
 
 /// One CSV row. Field order is column order.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     pub run_id: String,
     pub timestamp: String,
@@ -105,6 +106,20 @@ impl Record {
         }
     }
 
+    /// Inlines an environment into the row.
+    fn set_environment(&mut self, env: Environment) {
+        self.os = env.os;
+        self.cpu = env.cpu;
+        self.cpu_cores = env.cpu_cores;
+        self.ram_gib = env.ram_gib;
+        self.gpu = env.gpu;
+        self.gpu_driver = env.gpu_driver;
+        self.mlx_version = env.mlx_version;
+        self.libtorch_version = env.libtorch_version;
+        self.suite_version = env.suite_version;
+        self.git_commit = env.git_commit;
+    }
+
     /// The settings as `key -> value` (a repeated key: the last one wins, as
     /// the runner applies them).
     pub fn settings_map(&self) -> BTreeMap<String, String> {
@@ -146,8 +161,7 @@ impl RecordHeader {
     }
 
     fn record(&self, case: &str, status: Status, reason: String, env: &Environment) -> Record {
-        let env = env.clone();
-        Record {
+        let mut record = Record {
             run_id: self.run_id.clone(),
             timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             benchmark: self.benchmark.clone(),
@@ -172,17 +186,10 @@ impl RecordHeader {
             settings: join_settings(&self.settings),
             device_name: self.device_name.clone(),
             framework_version: self.framework_version.clone(),
-            os: env.os,
-            cpu: env.cpu,
-            cpu_cores: env.cpu_cores,
-            ram_gib: env.ram_gib,
-            gpu: env.gpu,
-            gpu_driver: env.gpu_driver,
-            mlx_version: env.mlx_version,
-            libtorch_version: env.libtorch_version,
-            suite_version: env.suite_version,
-            git_commit: env.git_commit,
-        }
+            ..Record::default()
+        };
+        record.set_environment(env.clone());
+        record
     }
 
     /// A row for a measured case.
@@ -348,10 +355,9 @@ impl SampleRecord {
     /// The CSV row this line stands for (summary figures from the samples),
     /// for a run whose CSV file is lost.
     pub fn to_record(&self) -> Record {
-        let env = &self.environment.machine;
         let summary = Summary::of(&self.samples_s).ok();
         let figure = |pick: fn(&Summary) -> f64| summary.as_ref().map(pick);
-        Record {
+        let mut record = Record {
             run_id: self.run_id.clone(),
             timestamp: self.timestamp.clone(),
             benchmark: self.benchmark.clone(),
@@ -382,17 +388,10 @@ impl SampleRecord {
             ),
             device_name: self.device_name.clone(),
             framework_version: self.framework_version.clone(),
-            os: env.os.clone(),
-            cpu: env.cpu.clone(),
-            cpu_cores: env.cpu_cores,
-            ram_gib: env.ram_gib,
-            gpu: env.gpu.clone(),
-            gpu_driver: env.gpu_driver.clone(),
-            mlx_version: env.mlx_version.clone(),
-            libtorch_version: env.libtorch_version.clone(),
-            suite_version: env.suite_version.clone(),
-            git_commit: env.git_commit.clone(),
-        }
+            ..Record::default()
+        };
+        record.set_environment(self.environment.machine.clone());
+        record
     }
 }
 
@@ -402,18 +401,24 @@ pub struct JsonlAppender {
     file: std::fs::File,
 }
 
+/// Opens a file for appending, creating it and its folder when missing.
+fn open_for_appending(path: &Path) -> Result<std::fs::File> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {} for appending", path.display()))
+}
+
 impl JsonlAppender {
     pub fn open(path: &Path) -> Result<Self> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening {} for appending", path.display()))?;
-        Ok(Self { file })
+        Ok(Self {
+            file: open_for_appending(path)?,
+        })
     }
 
     /// Appends the row with its samples (seconds per timed repetition).
