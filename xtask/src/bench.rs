@@ -13,7 +13,7 @@ use anyhow::{ensure, Context, Result};
 use bench_core::cli::EXIT_FAILURES_RECORDED;
 use bench_core::env::Environment;
 use bench_core::error::{out_of_memory_reason, size_settings};
-use bench_core::record::{CsvAppender, Record, RecordHeader, Status};
+use bench_core::record::{samples_path, CsvAppender, JsonlAppender, Record, RecordHeader, Status};
 use bench_core::{Cell, DeviceKind, Framework, MeasureSettings, Precision, Preset};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -76,6 +76,10 @@ pub struct BenchArgs {
     ])]
     #[serde(skip)]
     pub resume: Option<String>,
+    /// Also rewrite the README's results section (default: only reports/ changes).
+    #[arg(long)]
+    #[serde(skip)]
+    pub update_readme: bool,
 }
 
 impl BenchArgs {
@@ -232,7 +236,7 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(128 + signal as u8));
     }
     if args.prebuilt.is_none() {
-        report::generate(root)?;
+        report::generate(root, given.update_readme)?;
     }
     Ok(if tally.failed > 0 {
         ExitCode::FAILURE
@@ -483,7 +487,9 @@ fn record_row(
     } else {
         header.failed(reason, &env)
     };
-    CsvAppender::open(csv_path)?.append(&row)
+    CsvAppender::open(csv_path)?.append(&row)?;
+    // The JSONL beside it holds every row too (no samples: nothing was timed).
+    JsonlAppender::open(&samples_path(csv_path))?.append(&row, &[])
 }
 
 #[cfg(test)]

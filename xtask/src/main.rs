@@ -5,12 +5,18 @@ mod bench;
 mod bundle;
 mod cache;
 mod cell_process;
+mod charts;
+mod compare;
 mod interrupt;
 mod pins;
+mod references;
 mod report;
+mod results;
 mod runs;
 mod setup;
 mod suite;
+mod twins;
+mod uncertainty;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -33,12 +39,18 @@ enum Commands {
         #[arg(long)]
         cuda: bool,
     },
-    /// Set up if needed, run the suite, append CSV to reports/raw/, regenerate the report.
+    /// Set up if needed, run the suite, append CSV and JSONL to reports/raw/, regenerate reports/RESULTS.md.
     Bench(Box<bench::BenchArgs>),
     /// Pack runners, assets and MLX's CUDA runtime for a machine without Rust or network.
     Bundle(bundle::BundleArgs),
-    /// Aggregate reports/raw/*.csv into reports/RESULTS.md and the README table.
-    Report,
+    /// Aggregate reports/raw/ into reports/RESULTS.md and reports/charts/ (and the README's results with --readme).
+    Report {
+        /// Also rewrite the results section of the tracked README.md.
+        #[arg(long)]
+        readme: bool,
+    },
+    /// Compare two runs (run ids or result files), cell by cell: medians, ratio with its interval, verdict.
+    Compare(compare::CompareArgs),
     /// Set up if needed, then run every test of the workspace.
     Test {
         /// Passed to `cargo test` after `--`, e.g. a test name filter.
@@ -71,7 +83,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Commands::Bench(args) => return bench::run(&root, &args),
         Commands::Bundle(args) => bundle::run(&root, &args)?,
-        Commands::Report => report::generate(&root)?,
+        Commands::Report { readme } => report::generate(&root, readme)?,
+        Commands::Compare(args) => return compare::run(&root, &args),
         Commands::Test { cargo_args } => {
             setup::ensure(&root, setup::SetupOptions::default())?;
             return cargo_test(&root, &cargo_args);

@@ -17,7 +17,7 @@ use crate::cell::{Cell, DeviceKind, Execution, Framework, Precision, Preset};
 use crate::env::{self, Environment};
 use crate::error::{out_of_memory_reason, size_settings, unavailable_reason};
 use crate::measure::MeasureSettings;
-use crate::record::{CaseResult, CsvAppender, Record, RecordHeader};
+use crate::record::{samples_path, CaseResult, CsvAppender, JsonlAppender, Record, RecordHeader};
 
 /// Exit status of a runner that recorded at least one failed cell.
 pub const EXIT_FAILURES_RECORDED: u8 = 3;
@@ -183,6 +183,8 @@ pub fn run(
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("reports/raw/{run_id}.csv")));
     let mut csv = CsvAppender::open(&csv_path)?;
+    // Every repetition's time, beside the CSV (which keeps summary figures).
+    let mut jsonl = JsonlAppender::open(&samples_path(&csv_path))?;
     let asked: Vec<Framework> = if args.framework.is_empty() {
         frameworks.iter().map(|hooks| hooks.framework).collect()
     } else {
@@ -206,10 +208,11 @@ pub fn run(
         };
         let mut header = RecordHeader::for_cell(&run_id, benchmark.name(), &cell);
         header.framework_version = (hooks.version)();
-        for record in run_cell(benchmark, &cell, &mut header, &environment) {
+        for (record, samples) in run_cell(benchmark, &cell, &mut header, &environment) {
             failures += usize::from(record.status == crate::record::Status::Failed);
             print_row(&record);
             csv.append(&record)?;
+            jsonl.append(&record, &samples)?;
         }
     }
     eprintln!("rows appended to {}", csv_path.display());
@@ -221,16 +224,17 @@ fn run_cell(
     cell: &Cell,
     header: &mut RecordHeader,
     env: &Environment,
-) -> Vec<Record> {
+) -> Vec<(Record, Vec<f64>)> {
     env::reset_peak_rss();
     let outcome = catch_unwind(AssertUnwindSafe(|| benchmark.run(cell)));
     let output = match outcome {
         Ok(Ok(output)) => output,
         Ok(Err(error)) => {
-            return vec![match unavailable_reason(&error) {
+            let record = match unavailable_reason(&error) {
                 Some(reason) => header.skipped(&reason, env),
                 None => failed(header, cell, format!("{error:#}"), env),
-            }]
+            };
+            return vec![(record, Vec::new())];
         }
         Err(panic) => {
             let message = panic
@@ -238,7 +242,10 @@ fn run_cell(
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            return vec![failed(header, cell, format!("panicked: {message}"), env)];
+            return vec![(
+                failed(header, cell, format!("panicked: {message}"), env),
+                Vec::new(),
+            )];
         }
     };
     header.device_name = output.device_name;
@@ -246,10 +253,9 @@ fn run_cell(
     output
         .cases
         .iter()
-        .map(|case| {
-            header
-                .measured(case, peak_rss, env)
-                .unwrap_or_else(|error| header.failed(&format!("{error:#}"), env))
+        .map(|case| match header.measured(case, peak_rss, env) {
+            Ok(record) => (record, case.samples.clone()),
+            Err(error) => (header.failed(&format!("{error:#}"), env), Vec::new()),
         })
         .collect()
 }

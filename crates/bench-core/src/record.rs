@@ -1,14 +1,17 @@
 //! Result records: one CSV row per benchmark x case x framework x device x
-//! precision x preset, with its figures, settings and environment.
+//! precision x preset, with its figures, settings and environment; and
+//! beside each CSV file a JSONL file of the same rows with every
+//! repetition's time ([`SampleRecord`]), for `report` and `compare`.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::append::Appender;
 use crate::cell::Cell;
-use crate::env::Environment;
+use crate::env::{is_dirty, Environment};
 use crate::stats::Summary;
 
 /// How much work one repetition does, so that throughput = work / median time.
@@ -32,9 +35,10 @@ pub struct CaseResult {
     pub settings: Vec<(String, String)>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
+    #[default]
     Ok,
     Skipped,
     Failed,
@@ -44,7 +48,7 @@ pub enum Status {
 }
 
 /// One CSV row. Field order is column order.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Record {
     pub run_id: String,
     pub timestamp: String,
@@ -87,6 +91,48 @@ pub struct Record {
     pub git_commit: String,
 }
 
+impl Record {
+    /// The environment inlined in the row.
+    pub fn environment(&self) -> Environment {
+        Environment {
+            os: self.os.clone(),
+            cpu: self.cpu.clone(),
+            cpu_cores: self.cpu_cores,
+            ram_gib: self.ram_gib,
+            gpu: self.gpu.clone(),
+            gpu_driver: self.gpu_driver.clone(),
+            mlx_version: self.mlx_version.clone(),
+            libtorch_version: self.libtorch_version.clone(),
+            suite_version: self.suite_version.clone(),
+            git_commit: self.git_commit.clone(),
+        }
+    }
+
+    /// Inlines an environment into the row.
+    fn set_environment(&mut self, env: Environment) {
+        self.os = env.os;
+        self.cpu = env.cpu;
+        self.cpu_cores = env.cpu_cores;
+        self.ram_gib = env.ram_gib;
+        self.gpu = env.gpu;
+        self.gpu_driver = env.gpu_driver;
+        self.mlx_version = env.mlx_version;
+        self.libtorch_version = env.libtorch_version;
+        self.suite_version = env.suite_version;
+        self.git_commit = env.git_commit;
+    }
+
+    /// The settings as `key -> value` (a repeated key: the last one wins, as
+    /// the runner applies them).
+    pub fn settings_map(&self) -> BTreeMap<String, String> {
+        self.settings
+            .split(';')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect()
+    }
+}
+
 /// The identifying part of a record, shared by all rows of one cell.
 #[derive(Clone, Debug)]
 pub struct RecordHeader {
@@ -117,7 +163,7 @@ impl RecordHeader {
     }
 
     fn record(&self, case: &str, status: Status, reason: String, env: &Environment) -> Record {
-        Record {
+        let mut record = Record {
             run_id: self.run_id.clone(),
             timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             benchmark: self.benchmark.clone(),
@@ -142,17 +188,10 @@ impl RecordHeader {
             settings: join_settings(&self.settings),
             device_name: self.device_name.clone(),
             framework_version: self.framework_version.clone(),
-            os: env.os.clone(),
-            cpu: env.cpu.clone(),
-            cpu_cores: env.cpu_cores,
-            ram_gib: env.ram_gib,
-            gpu: env.gpu.clone(),
-            gpu_driver: env.gpu_driver.clone(),
-            mlx_version: env.mlx_version.clone(),
-            libtorch_version: env.libtorch_version.clone(),
-            suite_version: env.suite_version.clone(),
-            git_commit: env.git_commit.clone(),
-        }
+            ..Record::default()
+        };
+        record.set_environment(env.clone());
+        record
     }
 
     /// A row for a measured case.
@@ -229,6 +268,153 @@ impl CsvAppender {
                 .from_writer(Vec::new());
             writer.serialize(record)?;
             writer.into_inner().context("encoding a CSV row")
+        })
+    }
+}
+
+/// Layout version of [`SampleRecord`]; raised on a change that old readers
+/// would misread.
+pub const SAMPLES_SCHEMA_VERSION: u32 = 1;
+
+/// The JSONL file beside a CSV file: `<run>.csv` -> `<run>.jsonl`.
+pub fn samples_path(csv_path: &Path) -> PathBuf {
+    csv_path.with_extension("jsonl")
+}
+
+/// One JSONL line: a CSV row's identity and figures, with every repetition's
+/// time, the settings as a map and the environment as an object.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SampleRecord {
+    pub schema_version: u32,
+    pub run_id: String,
+    pub timestamp: String,
+    pub benchmark: String,
+    pub case: String,
+    pub framework: String,
+    pub device: String,
+    pub precision: String,
+    pub preset: String,
+    pub status: Status,
+    pub reason: String,
+    /// Seconds of each timed repetition, in the order they ran; empty for a
+    /// skipped or failed row.
+    pub samples_s: Vec<f64>,
+    pub median_s: Option<f64>,
+    pub iqr_s: Option<f64>,
+    /// Throughput at the median time.
+    pub throughput: Option<f64>,
+    pub throughput_unit: String,
+    pub peak_memory_bytes: Option<u64>,
+    pub peak_rss_bytes: Option<u64>,
+    pub settings: BTreeMap<String, String>,
+    pub device_name: String,
+    pub framework_version: String,
+    pub environment: SampleEnvironment,
+}
+
+/// The environment of a [`SampleRecord`], with the dirty flag spelled out.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SampleEnvironment {
+    #[serde(flatten)]
+    pub machine: Environment,
+    /// The checkout had uncommitted changes outside `reports/`.
+    pub git_dirty: bool,
+}
+
+impl SampleRecord {
+    pub fn new(record: &Record, samples: &[f64]) -> Self {
+        let machine = record.environment();
+        Self {
+            schema_version: SAMPLES_SCHEMA_VERSION,
+            run_id: record.run_id.clone(),
+            timestamp: record.timestamp.clone(),
+            benchmark: record.benchmark.clone(),
+            case: record.case.clone(),
+            framework: record.framework.clone(),
+            device: record.device.clone(),
+            precision: record.precision.clone(),
+            preset: record.preset.clone(),
+            status: record.status,
+            reason: record.reason.clone(),
+            samples_s: samples.to_vec(),
+            median_s: record.median_s,
+            iqr_s: record.iqr_s,
+            throughput: record.throughput,
+            throughput_unit: record.throughput_unit.clone(),
+            peak_memory_bytes: record.peak_memory_bytes,
+            peak_rss_bytes: record.peak_rss_bytes,
+            settings: record.settings_map(),
+            device_name: record.device_name.clone(),
+            framework_version: record.framework_version.clone(),
+            environment: SampleEnvironment {
+                git_dirty: is_dirty(&machine.git_commit),
+                machine,
+            },
+        }
+    }
+
+    /// The CSV row this line stands for (summary figures from the samples),
+    /// for a run whose CSV file is lost.
+    pub fn to_record(&self) -> Record {
+        let summary = Summary::of(&self.samples_s).ok();
+        let figure = |pick: fn(&Summary) -> f64| summary.as_ref().map(pick);
+        let mut record = Record {
+            run_id: self.run_id.clone(),
+            timestamp: self.timestamp.clone(),
+            benchmark: self.benchmark.clone(),
+            case: self.case.clone(),
+            framework: self.framework.clone(),
+            device: self.device.clone(),
+            precision: self.precision.clone(),
+            preset: self.preset.clone(),
+            status: self.status,
+            reason: self.reason.clone(),
+            repetitions: summary.as_ref().map(|s| s.n),
+            median_s: self.median_s.or(figure(|s| s.median)),
+            min_s: figure(|s| s.min),
+            max_s: figure(|s| s.max),
+            mean_s: figure(|s| s.mean),
+            std_s: figure(|s| s.std_dev),
+            iqr_s: self.iqr_s.or(figure(|s| s.iqr)),
+            throughput: self.throughput,
+            throughput_unit: self.throughput_unit.clone(),
+            peak_memory_bytes: self.peak_memory_bytes,
+            peak_rss_bytes: self.peak_rss_bytes,
+            settings: join_settings(
+                &self
+                    .settings
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Vec<_>>(),
+            ),
+            device_name: self.device_name.clone(),
+            framework_version: self.framework_version.clone(),
+            ..Record::default()
+        };
+        record.set_environment(self.environment.machine.clone());
+        record
+    }
+}
+
+/// Appends [`SampleRecord`]s to a JSONL file, one line per row, each
+/// line one whole write ([`Appender`]), as the CSV rows.
+pub struct JsonlAppender {
+    file: Appender,
+}
+
+impl JsonlAppender {
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(Self {
+            file: Appender::open(path)?,
+        })
+    }
+
+    /// Appends the row with its samples (seconds per timed repetition).
+    pub fn append(&mut self, record: &Record, samples: &[f64]) -> Result<()> {
+        self.file.append(|_| {
+            let mut line = serde_json::to_vec(&SampleRecord::new(record, samples))?;
+            line.push(b'\n');
+            Ok(line)
         })
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use bench_core::cli::{self, Benchmark, CellOutput, FrameworkHooks, RunnerArgs};
-use bench_core::record::{read_records, Status};
+use bench_core::record::{
+    read_records, samples_path, SampleRecord, Status, SAMPLES_SCHEMA_VERSION,
+};
 use bench_core::{
     measure, CaseResult, Cell, DeviceKind, Framework, MeasureSettings, Runtime, Unavailable,
 };
@@ -181,6 +183,31 @@ fn runner_records_every_cell_and_goes_on_after_failures() {
         (gpu.status, gpu.reason.as_str()),
         (Status::Skipped, "no accelerator")
     );
+
+    // The JSONL beside the CSV: the same rows, with every repetition.
+    let jsonl = std::fs::read_to_string(samples_path(&csv)).unwrap();
+    let lines: Vec<SampleRecord> = jsonl
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), rows.len());
+    let first = &lines[0];
+    assert_eq!(first.schema_version, SAMPLES_SCHEMA_VERSION);
+    assert_eq!(first.samples_s, vec![0.5, 0.25, 1.0]);
+    assert_eq!(first.settings.get("size").map(String::as_str), Some("3"));
+    assert_eq!(first.environment.machine.mlx_version, "1.0");
+    let back = first.to_record();
+    assert_eq!(
+        (back.median_s, back.iqr_s, back.min_s, back.repetitions),
+        (
+            rows[0].median_s,
+            rows[0].iqr_s,
+            rows[0].min_s,
+            rows[0].repetitions
+        )
+    );
+    assert_eq!(back.settings_map(), rows[0].settings_map());
+    assert!(lines[1].samples_s.is_empty() && lines[1].status == Status::Failed);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

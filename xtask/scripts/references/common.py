@@ -11,6 +11,7 @@ import argparse
 import csv
 import datetime
 import glob
+import json
 import os
 import platform
 import statistics
@@ -140,7 +141,7 @@ def write_rows(csv_path, *, benchmark, framework, device, precision, preset, ref
             writer.writeheader()
         for case, xs, work, unit in cases:
             median = statistics.median(xs)
-            writer.writerow(dict(
+            row = dict(
                 run_id=os.environ.get("BENCH_RUN_ID", now.strftime("%Y%m%dT%H%M%SZ")),
                 timestamp=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
                 benchmark=benchmark, case=case, framework=framework, device=device,
@@ -154,11 +155,36 @@ def write_rows(csv_path, *, benchmark, framework, device, precision, preset, ref
                 os=platform.platform(), cpu=platform.processor(), cpu_cores=os.cpu_count(), ram_gib=0,
                 gpu=gpu, gpu_driver=driver, mlx_version=v.get("mlx.core", ""),
                 libtorch_version=v.get("torch", ""), suite_version="reference",
-                git_commit=os.environ.get("BENCH_GIT_COMMIT", "unknown")))
+                git_commit=os.environ.get("BENCH_GIT_COMMIT", "unknown"))
+            writer.writerow(row)
+            write_samples(csv_path, row, xs, settings)
             line = f"{benchmark} {case} {framework} [{reference}] {precision}: median {median:.5f} s"
             if work:
                 line += f", {work / median:.2f} {unit}"
             print(line, flush=True)
+
+
+SAMPLES_SCHEMA_VERSION = 1  # bench_core::record::SAMPLES_SCHEMA_VERSION
+ENVIRONMENT = ("os", "cpu", "cpu_cores", "ram_gib", "gpu", "gpu_driver", "mlx_version",
+               "libtorch_version", "suite_version", "git_commit")
+
+
+def write_samples(csv_path, row, samples, settings):
+    """The row's JSONL line beside the CSV (bench_core::record::SampleRecord):
+    every repetition's time, the settings as a map, the environment as an
+    object, so that the report can give the twin / reference ratio an interval."""
+    number = lambda v: None if v == "" else v
+    line = {k: row[k] for k in ("run_id", "timestamp", "benchmark", "case", "framework", "device",
+                                 "precision", "preset", "status", "reason", "median_s", "iqr_s",
+                                 "throughput_unit", "device_name", "framework_version")}
+    line.update(
+        schema_version=SAMPLES_SCHEMA_VERSION, samples_s=[float(x) for x in samples],
+        throughput=number(row["throughput"]), peak_memory_bytes=number(row["peak_memory_bytes"]),
+        peak_rss_bytes=None, settings={k: str(v).replace(';', ',') for k, v in settings.items()},
+        environment=dict({k: row[k] for k in ENVIRONMENT},
+                         git_dirty=str(row["git_commit"]).endswith("-dirty")))
+    with open(os.path.splitext(csv_path)[0] + ".jsonl", "a") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 def failed_row(csv_path, *, benchmark, framework, device, precision, preset, reference, reason):

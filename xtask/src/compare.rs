@@ -1,0 +1,315 @@
+//! `cargo xtask compare A B`: every cell measured in both runs, baseline A
+//! beside candidate B: both medians, B / A with its 95% interval, and a
+//! verdict. `--fail-above PCT` makes a confident regression (B slower than
+//! A by more than PCT percent, interval and all) an error exit, for CI.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use bench_core::record::Status;
+use clap::Args;
+
+use crate::results::{self, machine, mode, significant, Loaded, Row};
+use crate::twins::ratio_cell;
+use crate::uncertainty::{ratio_interval, relative_iqr, Interval};
+
+#[derive(Args, Debug, Clone)]
+pub struct CompareArgs {
+    /// Baseline: a run id (found under --results) or a result file (.csv or .jsonl).
+    pub baseline: String,
+    /// Candidate: a run id or a result file.
+    pub candidate: String,
+    /// Exit non-zero when a cell is slower than the baseline by more than
+    /// PCT percent with 95% confidence (runs without samples: beyond their
+    /// IQR), e.g. `--fail-above 5`.
+    #[arg(long, value_name = "PCT")]
+    pub fail_above: Option<f64>,
+    /// Folder of the run files that run ids are looked up in (default: reports/raw).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+}
+
+pub fn run(root: &Path, args: &CompareArgs) -> Result<ExitCode> {
+    let dir = args
+        .results
+        .clone()
+        .unwrap_or_else(|| root.join("reports/raw"));
+    let baseline = resolve(&args.baseline, &dir)?;
+    let candidate = resolve(&args.candidate, &dir)?;
+    let comparison = compare(&baseline.rows, &candidate.rows, args.fail_above);
+    print!("{}", comparison.text);
+    if let Some(pct) = args.fail_above {
+        if comparison.regressions > 0 {
+            eprintln!(
+                "compare: {} cell(s) slower than the baseline by more than {pct}%",
+                comparison.regressions
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The rows of a run: a file (with the CSV or JSONL beside it), else a run
+/// id found in `dir`.
+fn resolve(spec: &str, dir: &Path) -> Result<Loaded> {
+    for path in [PathBuf::from(spec), dir.join(spec)] {
+        if path.is_file() {
+            let loaded = results::load_run(&path)?;
+            loaded.warn();
+            return Ok(loaded);
+        }
+    }
+    let mut loaded = results::load_dir(dir)?;
+    loaded.warn();
+    loaded.rows.retain(|r| r.record.run_id == spec);
+    if loaded.rows.is_empty() {
+        bail!(
+            "'{spec}' is neither a result file nor a run id in {}",
+            dir.display()
+        );
+    }
+    Ok(loaded)
+}
+
+/// What one cell's two rows say.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Verdict {
+    Faster,
+    Slower,
+    WithinNoise,
+}
+
+/// B / A of two time rows, its interval (from samples) and the verdict:
+/// the interval decides where there is one; else the change must exceed
+/// both rows' relative IQR.
+pub fn judge(a: &Row, b: &Row) -> Option<(f64, Option<Interval>, Verdict)> {
+    let ratio = b.record.median_s? / a.record.median_s.filter(|m| *m > 0.0)?;
+    let interval = match (&a.samples, &b.samples) {
+        (Some(sa), Some(sb)) => ratio_interval(sb, sa),
+        _ => None,
+    };
+    let verdict = match interval {
+        Some(i) if i.contains(1.0) => Verdict::WithinNoise,
+        Some(i) if i.low > 1.0 => Verdict::Slower,
+        Some(_) => Verdict::Faster,
+        None => {
+            let noise = relative_iqr(&a.record)
+                .unwrap_or(0.0)
+                .max(relative_iqr(&b.record).unwrap_or(0.0));
+            if (ratio - 1.0).abs() <= noise {
+                Verdict::WithinNoise
+            } else if ratio > 1.0 {
+                Verdict::Slower
+            } else {
+                Verdict::Faster
+            }
+        }
+    };
+    Some((ratio, interval, verdict))
+}
+
+pub struct Comparison {
+    pub text: String,
+    /// Cells slower by more than `--fail-above` with confidence.
+    pub regressions: usize,
+}
+
+type CellKey = (String, String, String, String, String, String, String);
+
+/// The latest row of each cell.
+fn cells(rows: &[Row]) -> BTreeMap<CellKey, &Row> {
+    let mut out: BTreeMap<CellKey, &Row> = BTreeMap::new();
+    for row in rows {
+        let r = &row.record;
+        let key = (
+            r.benchmark.clone(),
+            r.case.clone(),
+            r.framework.clone(),
+            r.device.clone(),
+            r.precision.clone(),
+            r.preset.clone(),
+            mode(r).to_owned(),
+        );
+        let slot = out.entry(key).or_insert(row);
+        if r.timestamp >= slot.record.timestamp {
+            *slot = row;
+        }
+    }
+    out
+}
+
+fn describe_key(key: &CellKey) -> String {
+    let (benchmark, case, framework, device, precision, preset, mode) = key;
+    format!("{benchmark} {case} {framework} {device} {precision} {preset} {mode}")
+}
+
+pub fn compare(baseline: &[Row], candidate: &[Row], fail_above: Option<f64>) -> Comparison {
+    let a = cells(baseline);
+    let b = cells(candidate);
+    let mut text = String::new();
+    let describe = |rows: &[Row]| {
+        let mut seen: Vec<String> = Vec::new();
+        for r in rows {
+            let what = format!("{} at {}", machine(&r.record), r.record.git_commit);
+            if !seen.contains(&what) {
+                seen.push(what);
+            }
+        }
+        seen.join("; ")
+    };
+    let _ = writeln!(text, "A (baseline): {}", describe(baseline));
+    let _ = writeln!(text, "B (candidate): {}\n", describe(candidate));
+    text.push_str("| Benchmark | Case | Framework | Device | Precision | Preset | Mode | A median (s) | B median (s) | B / A [95% CI] | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let (mut faster, mut slower, mut same, mut regressions) = (0, 0, 0, 0);
+    let mut unmatched = Vec::new();
+    for (key, row_a) in &a {
+        let Some(row_b) = b.get(key) else {
+            unmatched.push(format!("{} only in A", describe_key(key)));
+            continue;
+        };
+        let (benchmark, case, framework, device, precision, preset, mode) = key;
+        let median = |row: &Row| row.record.median_s.map_or("-".into(), significant);
+        let (ratio, verdict) =
+            if row_a.record.status != Status::Ok || row_b.record.status != Status::Ok {
+                let status = |row: &Row| format!("{:?}", row.record.status).to_lowercase();
+                (
+                    "-".to_owned(),
+                    format!("A {}, B {}", status(row_a), status(row_b)),
+                )
+            } else {
+                match judge(row_a, row_b) {
+                    Some((ratio, interval, verdict)) => {
+                        let limit = fail_above.map(|pct| 1.0 + pct / 100.0);
+                        let bound = interval.map_or(ratio, |i| i.low);
+                        let regression =
+                            verdict == Verdict::Slower && limit.is_some_and(|limit| bound > limit);
+                        regressions += usize::from(regression);
+                        let mut word = match verdict {
+                            Verdict::Faster => {
+                                faster += 1;
+                                "faster".to_owned()
+                            }
+                            Verdict::Slower => {
+                                slower += 1;
+                                "slower".to_owned()
+                            }
+                            Verdict::WithinNoise => {
+                                same += 1;
+                                "within noise".to_owned()
+                            }
+                        };
+                        if interval.is_none() {
+                            word.push_str(" (by IQR: no samples)");
+                        }
+                        if regression {
+                            word.push_str(" REGRESSION");
+                        }
+                        (ratio_cell(Some(ratio), interval), word)
+                    }
+                    None => ("-".into(), "no median".into()),
+                }
+            };
+        let _ = writeln!(
+            text,
+            "| {benchmark} | {case} | {framework} | {device} | {precision} | {preset} | {mode} | {} | {} | {ratio} | {verdict} |",
+            median(row_a),
+            median(row_b),
+        );
+    }
+    for key in b.keys().filter(|k| !a.contains_key(*k)) {
+        unmatched.push(format!("{} only in B", describe_key(key)));
+    }
+    let _ = writeln!(
+        text,
+        "\nB / A of the median times: above 1, B is slower. Verdict from the 95% interval bootstrapped from both runs' repetitions (within noise: it holds 1); for runs without recorded repetitions, from the IQR (within noise: the change is within the larger relative IQR).\n\nB against A: {faster} faster, {slower} slower, {same} within noise; {} cell(s) in one run only{}",
+        unmatched.len(),
+        if unmatched.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", unmatched.join(", "))
+        }
+    );
+    Comparison { text, regressions }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::tests::{record, temp_dir, write_run};
+
+    fn cell(framework: &str, case: &str, median: f64, run: &str) -> (bench_core::Record, Vec<f64>) {
+        let mut r = record(framework, case, median, run);
+        r.iqr_s = Some(median * 0.02);
+        let samples = [0.98, 0.99, 1.0, 1.01, 1.02].map(|f| f * median).to_vec();
+        (r, samples)
+    }
+
+    #[test]
+    fn verdicts_and_a_failing_regression_gate() {
+        let dir = temp_dir("compare");
+        write_run(
+            &dir.join("a.csv"),
+            &[
+                cell("torch", "switch", 1.0, "A"),
+                cell("mlx", "switch", 1.0, "A"),
+                cell("mlx", "ceiling", 1.0, "A"),
+            ],
+        );
+        write_run(
+            &dir.join("b.csv"),
+            &[
+                cell("torch", "switch", 1.5, "B"),  // slower by 50%
+                cell("mlx", "switch", 0.5, "B"),    // faster
+                cell("mlx", "ceiling", 1.001, "B"), // the same
+            ],
+        );
+        let a = resolve("A", &dir).unwrap();
+        let b = resolve(dir.join("b.csv").to_str().unwrap(), &dir).unwrap();
+        let result = compare(&a.rows, &b.rows, Some(10.0));
+        let text = &result.text;
+        assert!(
+            text.contains("| switch | torch | cpu | f32 | quick | best | 1.000 | 1.500 | 1.50x ["),
+            "{text}"
+        );
+        assert!(text.contains("| slower REGRESSION |"), "{text}");
+        assert!(
+            text.contains("| 0.50x [") && text.contains("| faster |"),
+            "{text}"
+        );
+        assert!(text.contains("| within noise |"), "{text}");
+        assert!(
+            text.contains("1 faster, 1 slower, 1 within noise"),
+            "{text}"
+        );
+        assert_eq!(result.regressions, 1);
+        // A 60% threshold: the 50% slow-down is not a failure.
+        assert_eq!(compare(&a.rows, &b.rows, Some(60.0)).regressions, 0);
+        assert!(resolve("nope", &dir).is_err());
+        fs_cleanup(&dir);
+    }
+
+    fn fs_cleanup(dir: &Path) {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn without_samples_the_iqr_decides() {
+        let row = |median: f64, iqr: f64| {
+            let mut r = record("torch", "switch", median, "r");
+            r.iqr_s = Some(iqr);
+            Row {
+                record: r,
+                samples: None,
+            }
+        };
+        let a = row(1.0, 0.1);
+        assert_eq!(judge(&a, &row(1.05, 0.1)).unwrap().2, Verdict::WithinNoise);
+        assert_eq!(judge(&a, &row(1.3, 0.1)).unwrap().2, Verdict::Slower);
+        assert_eq!(judge(&a, &row(0.7, 0.1)).unwrap().2, Verdict::Faster);
+        assert_eq!(judge(&a, &row(1.3, 0.1)).unwrap().1, None);
+    }
+}

@@ -1,0 +1,447 @@
+//! The twins side by side: which rows a table shows, and the speed-up
+//! table itself.
+//!
+//! A speed-up pairs the PyTorch and MLX rows of one run (same run id: same
+//! build, machine and session), never rows of different runs. A device's
+//! table shows one commit: the latest at which every benchmark of the suite
+//! was measured there, else the latest, naming what it lacks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use bench_core::env::is_dirty;
+use bench_core::record::Status;
+
+use crate::results::{execution, machine, mode, model, significant, Row};
+use crate::uncertainty::{self, noise_note, ratio_interval, relative_iqr, Interval};
+
+/// Title and headline case of each benchmark, by name.
+pub type Titles = BTreeMap<String, (String, String)>;
+
+/// The rows of one device at one commit.
+#[derive(Clone, Debug)]
+pub struct DeviceRun<'a> {
+    pub machine: String,
+    pub commit: String,
+    pub rows: Vec<&'a Row>,
+    /// Benchmarks of the suite without a measured twin row here.
+    pub missing: Vec<String>,
+}
+
+impl DeviceRun<'_> {
+    fn runs(&self) -> BTreeSet<&str> {
+        self.rows.iter().map(|r| r.record.run_id.as_str()).collect()
+    }
+
+    fn dates(&self) -> BTreeSet<&str> {
+        self.rows
+            .iter()
+            .map(|r| r.record.timestamp.get(..10).unwrap_or(&r.record.timestamp))
+            .collect()
+    }
+}
+
+fn is_twin(row: &Row) -> bool {
+    matches!(row.record.framework.as_str(), "torch" | "mlx")
+}
+
+/// Every device's runs, commit by commit, newest commit first.
+pub fn history<'a>(rows: &'a [Row], suite: &[String]) -> Vec<DeviceRun<'a>> {
+    // machine -> commit -> rows
+    let mut by_commit: BTreeMap<String, BTreeMap<&str, Vec<&Row>>> = BTreeMap::new();
+    for row in rows.iter().filter(|r| is_twin(r)) {
+        by_commit
+            .entry(machine(&row.record))
+            .or_default()
+            .entry(row.record.git_commit.as_str())
+            .or_default()
+            .push(row);
+    }
+    let mut out = Vec::new();
+    for (machine, commits) in by_commit {
+        let mut runs: Vec<DeviceRun> = commits
+            .into_iter()
+            .map(|(commit, rows)| {
+                let measured: BTreeSet<&str> = rows
+                    .iter()
+                    .filter(|r| r.record.status == Status::Ok)
+                    .map(|r| r.record.benchmark.as_str())
+                    .collect();
+                DeviceRun {
+                    machine: machine.clone(),
+                    commit: commit.to_owned(),
+                    missing: suite
+                        .iter()
+                        .filter(|b| !measured.contains(b.as_str()))
+                        .cloned()
+                        .collect(),
+                    rows,
+                }
+            })
+            .collect();
+        let newest = |run: &DeviceRun| {
+            run.rows
+                .iter()
+                .map(|r| r.record.timestamp.clone())
+                .max()
+                .unwrap_or_default()
+        };
+        runs.sort_by_key(|run| std::cmp::Reverse(newest(run)));
+        out.extend(runs);
+    }
+    out
+}
+
+/// Per device, the run the headline shows: the latest complete one, else
+/// the latest.
+pub fn headline<'a>(history: &[DeviceRun<'a>]) -> Vec<DeviceRun<'a>> {
+    let machines: BTreeSet<&str> = history.iter().map(|r| r.machine.as_str()).collect();
+    machines
+        .into_iter()
+        .filter_map(|machine| {
+            let mut runs = history.iter().filter(|r| r.machine == machine);
+            let first = runs.clone().next()?;
+            Some(runs.find(|r| r.missing.is_empty()).unwrap_or(first).clone())
+        })
+        .collect()
+}
+
+/// The PyTorch and MLX rows of one configuration's headline case, from one run.
+#[derive(Clone, Debug)]
+pub struct Pair<'a> {
+    pub machine: String,
+    pub benchmark: String,
+    pub preset: String,
+    pub precision: String,
+    pub mode: String,
+    pub torch: Option<&'a Row>,
+    pub mlx: Option<&'a Row>,
+}
+
+impl Pair<'_> {
+    /// PyTorch median / MLX median: above 1, MLX is faster.
+    pub fn speedup(&self) -> Option<f64> {
+        let torch = self.torch?.record.median_s?;
+        let mlx = self.mlx?.record.median_s.filter(|m| *m > 0.0)?;
+        Some(torch / mlx)
+    }
+
+    /// The speed-up's 95% interval, from both twins' repetitions.
+    pub fn interval(&self) -> Option<Interval> {
+        ratio_interval(
+            self.torch?.samples.as_deref()?,
+            self.mlx?.samples.as_deref()?,
+        )
+    }
+
+    pub fn noise(&self) -> String {
+        noise_note(&[
+            ("PyTorch", self.torch.map(|r| &r.record)),
+            ("MLX", self.mlx.map(|r| &r.record)),
+        ])
+    }
+
+    pub fn model(&self) -> String {
+        self.torch
+            .or(self.mlx)
+            .map_or("-".into(), |r| model(&r.record))
+    }
+
+    fn newest(&self) -> String {
+        [self.torch, self.mlx]
+            .iter()
+            .flatten()
+            .map(|r| r.record.timestamp.clone())
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// Each configuration's latest pair with both twins (else its latest
+/// pair), from the measured headline rows.
+pub fn pairs<'a>(rows: &[&'a Row], titles: &Titles) -> Vec<Pair<'a>> {
+    // configuration -> run -> pair
+    type Config = (String, String, String, String, String);
+    let mut found: BTreeMap<Config, BTreeMap<&str, Pair<'a>>> = BTreeMap::new();
+    for &row in rows {
+        let r = &row.record;
+        let headline = titles.get(&r.benchmark).map(|t| t.1.as_str());
+        if r.status != Status::Ok || headline != Some(r.case.as_str()) || !is_twin(row) {
+            continue;
+        }
+        let config = (
+            machine(r),
+            r.benchmark.clone(),
+            r.preset.clone(),
+            r.precision.clone(),
+            mode(r).to_owned(),
+        );
+        let pair = found
+            .entry(config.clone())
+            .or_default()
+            .entry(r.run_id.as_str())
+            .or_insert_with(|| Pair {
+                machine: config.0,
+                benchmark: config.1,
+                preset: config.2,
+                precision: config.3,
+                mode: config.4,
+                torch: None,
+                mlx: None,
+            });
+        match r.framework.as_str() {
+            "torch" => pair.torch = Some(row),
+            _ => pair.mlx = Some(row),
+        }
+    }
+    found
+        .into_values()
+        .filter_map(|runs| {
+            let complete = runs
+                .values()
+                .filter(|p| p.torch.is_some() && p.mlx.is_some())
+                .max_by_key(|p| p.newest());
+            complete
+                .or_else(|| runs.values().max_by_key(|p| p.newest()))
+                .cloned()
+        })
+        .collect()
+}
+
+/// "0.2112 (IQR 0.1%)".
+pub fn time_cell(row: Option<&Row>) -> String {
+    match row.and_then(|r| Some((r.record.median_s?, relative_iqr(&r.record)?))) {
+        Some((median, iqr)) => format!("{} (IQR {})", significant(median), percent(iqr)),
+        None => "-".into(),
+    }
+}
+
+fn percent(fraction: f64) -> String {
+    let value = fraction * 100.0;
+    if value < 1.0 {
+        format!("{value:.1}%")
+    } else {
+        format!("{value:.0}%")
+    }
+}
+
+/// "1.21x [1.18-1.25]"; the interval is missing where the rows carry no
+/// repetitions (runs before the JSONL files).
+pub fn ratio_cell(ratio: Option<f64>, interval: Option<Interval>) -> String {
+    match (ratio, interval) {
+        (Some(r), Some(i)) => format!("{r:.2}x [{:.2}-{:.2}]", i.low, i.high),
+        (Some(r), None) => format!("{r:.2}x [no samples]"),
+        _ => "-".into(),
+    }
+}
+
+/// The speed-up table of some device runs, with a note per run (commit,
+/// run ids, what it lacks) and what was not measured.
+pub fn speedup_table(runs: &[DeviceRun], titles: &Titles) -> String {
+    let mut out = String::from(
+        "| Device | Benchmark | Model | Precision | Mode (what ran: PyTorch; MLX) | PyTorch time (s) | MLX time (s) | MLX speed-up [95% CI] | Noise |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mut notes = String::new();
+    let mut any = false;
+    for run in runs {
+        let pairs = pairs(&run.rows, titles);
+        for pair in &pairs {
+            any = true;
+            let title = titles
+                .get(&pair.benchmark)
+                .map_or(pair.benchmark.as_str(), |t| t.0.as_str());
+            let ran = |row: Option<&Row>| row.map_or("-", |r| execution(&r.record)).to_owned();
+            let _ = writeln!(
+                out,
+                "| {} | {title} ({}) | {} | {} | {} ({}; {}) | {} | {} | {} | {} |",
+                pair.machine,
+                pair.preset,
+                pair.model(),
+                pair.precision,
+                pair.mode,
+                ran(pair.torch),
+                ran(pair.mlx),
+                time_cell(pair.torch),
+                time_cell(pair.mlx),
+                ratio_cell(pair.speedup(), pair.interval()),
+                pair.noise(),
+            );
+        }
+        let runs = run.runs();
+        let _ = write!(
+            notes,
+            "- {}: commit `{}`{}, {} run{} ({}) on {}",
+            run.machine,
+            run.commit,
+            if is_dirty(&run.commit) {
+                " (uncommitted changes)"
+            } else {
+                ""
+            },
+            runs.len(),
+            if runs.len() == 1 { "" } else { "s" },
+            runs.into_iter().collect::<Vec<_>>().join(", "),
+            run.dates().into_iter().collect::<Vec<_>>().join(", "),
+        );
+        if !run.missing.is_empty() {
+            let _ = write!(
+                notes,
+                "; not measured at this commit: {}",
+                run.missing.join(", ")
+            );
+        }
+        notes.push('\n');
+        for row in &run.rows {
+            let r = &row.record;
+            // A failure stays listed unless this run shows the twin measured.
+            let measured = pairs.iter().any(|p| {
+                let twin = if r.framework == "torch" {
+                    p.torch
+                } else {
+                    p.mlx
+                };
+                p.benchmark == r.benchmark
+                    && p.precision == r.precision
+                    && p.preset == r.preset
+                    && p.mode == mode(r)
+                    && twin.is_some()
+            });
+            if r.status != Status::Ok && !measured {
+                let _ = writeln!(
+                    notes,
+                    "  - {} {} {} {}: {:?}: {}",
+                    r.benchmark,
+                    r.framework,
+                    r.device,
+                    r.precision,
+                    r.status,
+                    r.reason.replace('|', "/")
+                );
+            }
+        }
+    }
+    if !any {
+        out.push_str("| - | no results yet: run `cargo xtask bench` | | | | | | | |\n");
+    }
+    out.push('\n');
+    out.push_str(&notes);
+    out
+}
+
+/// What the numbers mean, under every speed-up table.
+pub fn legend() -> String {
+    format!(
+        "\nHow to read it: each time is the median of the timed repetitions of the benchmark's headline case, in seconds; IQR is the interquartile range as a share of that median. MLX speed-up = PyTorch median / MLX median (above 1: MLX is faster), from the two twins' rows of one run. In brackets, a 95% interval bootstrapped (2000 resamples, fixed seed) from the repetitions: where it holds 1, the run does not tell which framework is faster. Runs from before raw samples were recorded say `no samples`. A cell whose IQR exceeds {:.0}% of its median is flagged noisy: its median may move that much from run to run. Mode `best` runs each framework as its users do when speed matters (PyTorch: CUDA graphs and fused AdamW; MLX: compiled steps and its own CUDA graphs); `eager` runs both op by op (`--set execution=eager`); in brackets what each twin actually ran. Model: the checkpoint or size that ran.\n",
+        uncertainty::NOISY_IQR_FRACTION * 100.0
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::tests::record;
+
+    fn row(framework: &str, median: f64, run: &str, commit: &str, samples: bool) -> Row {
+        let mut record = record(framework, "switch", median, run);
+        record.git_commit = commit.into();
+        Row {
+            record,
+            samples: samples.then(|| vec![median * 0.99, median, median * 1.01]),
+        }
+    }
+
+    fn titles() -> Titles {
+        [
+            (
+                "transfer".to_owned(),
+                ("CPU/GPU switch".to_owned(), "switch".to_owned()),
+            ),
+            ("bert".to_owned(), ("BERT".to_owned(), "step".to_owned())),
+        ]
+        .into()
+    }
+
+    #[test]
+    fn speedups_pair_rows_of_one_run() {
+        // r2 (newer) has MLX only: the pair is r1's, not r2's MLX with r1's PyTorch.
+        let rows = [
+            row("torch", 2.0, "r1", "c", true),
+            row("mlx", 1.0, "r1", "c", true),
+            row("mlx", 0.1, "r22", "c", true),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let pairs = pairs(&refs, &titles());
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(pairs[0].speedup(), Some(2.0));
+        let interval = pairs[0].interval().unwrap();
+        assert!(interval.contains(2.0) && interval.low > 1.9, "{interval:?}");
+        // Without samples: the ratio, and no interval.
+        let old = [
+            row("torch", 2.0, "r", "c", false),
+            row("mlx", 1.0, "r", "c", false),
+        ];
+        let refs: Vec<&Row> = old.iter().collect();
+        let pair = &pairs_of(&refs)[0];
+        assert_eq!(
+            ratio_cell(pair.speedup(), pair.interval()),
+            "2.00x [no samples]"
+        );
+    }
+
+    fn pairs_of<'a>(rows: &[&'a Row]) -> Vec<Pair<'a>> {
+        pairs(rows, &titles())
+    }
+
+    #[test]
+    fn headline_is_one_commit_per_device_complete_first() {
+        let mut bert = row("torch", 1.0, "b", "old", false);
+        bert.record.benchmark = "bert".into();
+        bert.record.case = "step".into();
+        bert.record.timestamp = "2025-01-01T00:00:00Z".into();
+        let mut old = row("torch", 3.0, "o", "old", false);
+        old.record.timestamp = "2025-01-01T00:00:00Z".into();
+        let rows = [
+            bert,
+            old,
+            row("torch", 2.0, "n", "new-dirty", true),
+            row("mlx", 1.0, "n", "new-dirty", true),
+        ];
+        let suite = ["bert".to_owned(), "transfer".to_owned()];
+        let history = history(&rows, &suite);
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[0].commit, "new-dirty");
+        assert_eq!(history[0].missing, vec!["bert".to_owned()]);
+        // "old" measured both benchmarks: complete, so it is the headline.
+        let chosen = headline(&history);
+        assert_eq!((chosen.len(), chosen[0].commit.as_str()), (1, "old"));
+        // With only transfer in the suite, the newest commit is complete.
+        let chosen = headline(&super::history(&rows, &suite[1..]));
+        assert_eq!(chosen[0].commit, "new-dirty");
+        let table = speedup_table(&chosen, &titles());
+        assert!(
+            table.contains("| CPU: EPYC (2 cores) | CPU/GPU switch (quick) | - | f32 | best (-; -) | 2.000 (IQR 1%) | 1.000 (IQR 1%) | 2.00x ["),
+            "{table}"
+        );
+        assert!(
+            table.contains("- CPU: EPYC (2 cores): commit `new-dirty` (uncommitted changes), 1 run (n) on 2026-01-01"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn noisy_cells_and_failures_are_shown() {
+        let mut torch = row("torch", 2.0, "r", "c", false);
+        torch.record.iqr_s = Some(0.5);
+        let mut failed = row("mlx", 0.0, "r", "c", false);
+        failed.record.status = Status::Failed;
+        failed.record.reason = "boom".into();
+        let rows = [torch, failed];
+        let runs = history(&rows, &["transfer".to_owned()]);
+        let table = speedup_table(&runs, &titles());
+        assert!(table.contains("| noisy (PyTorch IQR 25%) |"), "{table}");
+        assert!(
+            table.contains("  - transfer mlx cpu f32: Failed: boom"),
+            "{table}"
+        );
+    }
+}
