@@ -200,6 +200,7 @@ def failed_row(csv_path, *, benchmark, framework, device, precision, preset, ref
             timestamp=now.isoformat(timespec="seconds").replace("+00:00", "Z"), benchmark=benchmark,
             case="-", framework=framework, device=device, precision=precision, preset=preset,
             status="failed", reason=reason.replace("\n", " ")[:500], settings=f"reference={reference}",
+            os=platform.platform(), cpu=platform.processor(), cpu_cores=os.cpu_count(), ram_gib=0,
             suite_version="reference", git_commit=os.environ.get("BENCH_GIT_COMMIT", "unknown")))
     print(f"{benchmark} {framework} [{reference}] {precision}: FAILED {reason[:300]}", flush=True)
 
