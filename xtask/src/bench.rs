@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cell_process::{self, End};
 use crate::interrupt::{signal_name, Interrupt};
+use crate::reference_runs;
 use crate::suite::{self, BenchCrate};
 use crate::{report, runs, setup};
 
@@ -80,6 +81,16 @@ pub struct BenchArgs {
     #[arg(long)]
     #[serde(skip)]
     pub update_readme: bool,
+    /// After the twins, run each benchmark's Python references
+    /// (xtask/scripts/references/) at the twins' configuration, same device.
+    #[arg(long)]
+    #[serde(skip)]
+    pub references: bool,
+    /// The Python for --references (default: .cache/references-venv, built
+    /// from the hash-pinned requirements.lock on first use, about 4.7 GB).
+    #[arg(long, requires = "references")]
+    #[serde(skip)]
+    pub python: Option<PathBuf>,
 }
 
 impl BenchArgs {
@@ -235,6 +246,9 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(128 + signal as u8));
     }
+    if given.references {
+        run_references(root, given, &args, &csv_path, &run_id, &interrupt)?;
+    }
     if args.prebuilt.is_none() {
         report::generate(root, given.update_readme)?;
     }
@@ -243,6 +257,35 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The Python references of the run's ok twin configurations; their
+/// failures are reported, not fatal (the twins' rows stand on their own).
+fn run_references(
+    root: &Path,
+    given: &BenchArgs,
+    args: &BenchArgs,
+    csv_path: &Path,
+    run_id: &str,
+    interrupt: &Interrupt,
+) -> Result<()> {
+    let targets = reference_runs::targets(root, csv_path)?;
+    if targets.is_empty() {
+        eprintln!("references: no ok twin row of a benchmark with references in this run");
+        return Ok(());
+    }
+    let python = reference_runs::python(root, given.python.as_deref())?;
+    let context = reference_runs::RunContext {
+        root,
+        python: &python,
+        twins_csv: csv_path,
+        run_id,
+        threads: args
+            .threads
+            .unwrap_or_else(bench_core::env::default_threads),
+        limit: Duration::from_secs(args.cell_timeout()),
+    };
+    reference_runs::run_all(&context, &targets, interrupt).map(drop)
 }
 
 /// The settings and id of the run: a new one, or the one `--resume` names

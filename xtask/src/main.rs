@@ -9,6 +9,7 @@ mod charts;
 mod compare;
 mod interrupt;
 mod pins;
+mod reference_runs;
 mod references;
 mod report;
 mod results;

@@ -113,7 +113,7 @@ fn ensure_mlx(cache: &Path) -> Result<()> {
 /// GFLOP/s; MLX-on-CPU figures on it would say nothing about MLX. Point
 /// both (by the names libmlx.so asks for) at OpenBLAS, keeping the
 /// originals beside them as `*.reference`.
-fn use_openblas(libs: &Path) -> Result<()> {
+pub fn use_openblas(libs: &Path) -> Result<()> {
     let openblas = pins::find_openblas()?;
     for entry in fs::read_dir(libs).with_context(|| format!("reading {}", libs.display()))? {
         let path = entry?.path();

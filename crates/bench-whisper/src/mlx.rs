@@ -7,7 +7,7 @@ use fw_mlx::{from_host, to_host_f32, MlxRuntime};
 use mlx_rs::fast::{layer_norm, scaled_dot_product_attention, ScaledDotProductAttentionMask};
 use mlx_rs::ops::indexing::{argmax, IndexOp};
 use mlx_rs::ops::{addmm, concatenate, conv1d};
-use mlx_rs::transforms::eval;
+use mlx_rs::transforms::{async_eval, eval};
 use mlx_rs::{Array, Dtype};
 
 use crate::config::ModelDims;
@@ -285,20 +285,20 @@ impl Whisper {
 
     /// Token and position embeddings, the blocks, the final LayerNorm, and
     /// the last position's logits through the tied embedding, in float32.
-    fn decoder(&self, tokens: &[u32], session: &mut Session<'_>) -> Result<Array> {
+    /// `ids`: (1, count) token ids.
+    fn decoder(&self, ids: &Array, session: &mut Session<'_>) -> Result<Array> {
         let offset = session.offset;
-        let count = tokens.len();
+        let count = ids.shape()[1] as usize;
         ensure!(
             offset + count <= self.dims.n_text_ctx,
             "decoding past the text context: {} positions of {}",
             offset + count,
             self.dims.n_text_ctx
         );
-        let ids = Array::from_slice(tokens, &[1, count as i32]);
         let positions = self
             .text_positions
             .index(offset as i32..(offset + count) as i32);
-        let mut x = self.token_embedding.take_axis(&ids, 0)?.add(&positions)?;
+        let mut x = self.token_embedding.take_axis(ids, 0)?.add(&positions)?;
         for ((block, cache), cross) in self
             .decoder_blocks
             .iter()
@@ -327,33 +327,59 @@ pub struct Session<'a> {
 }
 
 impl Session<'_> {
-    fn forward(&mut self, tokens: &[u32]) -> Result<Array> {
+    /// Host token ids as a (1, count) array.
+    fn token_ids(&self, tokens: &[u32]) -> Result<Array> {
+        Ok(Array::from_slice(tokens, &[1, tokens.len() as i32]))
+    }
+
+    fn forward(&mut self, ids: &Array) -> Result<Array> {
+        let count = ids.shape()[1] as usize;
         ensure!(
-            self.offset == 0 || tokens.len() == 1,
-            "after the prompt, the decoder takes one token per step (got {})",
-            tokens.len()
+            self.offset == 0 || count == 1,
+            "after the prompt, the decoder takes one token per step (got {count})"
         );
         let model = self.model;
-        let logits = model.decoder(tokens, self)?;
-        self.offset += tokens.len();
+        let logits = model.decoder(ids, self)?;
+        self.offset += count;
         Ok(logits)
     }
-}
 
-impl DecoderSession for Session<'_> {
-    fn logits(&mut self, tokens: &[u32]) -> Result<HostTensor> {
-        to_host_f32(&self.forward(tokens)?)
-    }
-
-    fn next_token(&mut self, tokens: &[u32], first: bool) -> Result<u32> {
+    /// The greedy token after `ids` (arg-max after the suppression mask),
+    /// queued with `async_eval` together with the caches it updates: the
+    /// device runs it while the host builds the next step.
+    fn sample(&mut self, ids: &Array, first: bool) -> Result<Array> {
         let mask = if first {
             &self.model.mask_first
         } else {
             &self.model.mask_rest
         };
-        let token = argmax(self.forward(tokens)?.add(mask)?, None)?;
-        // The step's one evaluation: the token, with the caches it needs.
-        eval(std::iter::once(&token).chain(self.cache.iter().flatten().flat_map(|(k, v)| [k, v])))?;
+        let token = argmax(self.forward(ids)?.add(mask)?, None)?;
+        async_eval(
+            std::iter::once(&token).chain(self.cache.iter().flatten().flat_map(|(k, v)| [k, v])),
+        )?;
+        Ok(token)
+    }
+}
+
+impl DecoderSession for Session<'_> {
+    type Pending = Array;
+
+    fn logits(&mut self, tokens: &[u32]) -> Result<HostTensor> {
+        let ids = self.token_ids(tokens)?;
+        to_host_f32(&self.forward(&ids)?)
+    }
+
+    fn start(&mut self, prompt: &[u32]) -> Result<Array> {
+        let ids = self.token_ids(prompt)?;
+        self.sample(&ids, true)
+    }
+
+    fn follow(&mut self, previous: &Array) -> Result<Array> {
+        self.sample(&previous.reshape(&[1, 1])?, false)
+    }
+
+    fn read(&mut self, token: &Array) -> Result<u32> {
+        // Waits for the token's step, queued by `sample`.
         Ok(token.try_item_cast::<u32>()?)
     }
 }

@@ -10,15 +10,27 @@ use crate::mel::MelFrontEnd;
 use crate::text::{SpecialTokens, WhisperTokenizer};
 
 /// The decoder of one window, with its self-attention key/value cache.
+///
+/// Greedy sampling is split so that decoding can run ahead of the host, as
+/// mlx-whisper's `async_eval` loop does: `start` and `follow` queue a step
+/// whose token (the arg-max after the suppression mask) stays on the
+/// device; `read` waits for one and brings its id to the host.
 pub trait DecoderSession {
+    /// A sampled token still on the device.
+    type Pending;
+
     /// Feeds `tokens` (the prompt at first, then one token per step) and
     /// returns the raw logits of the last position, as float32 on the host.
     fn logits(&mut self, tokens: &[u32]) -> Result<HostTensor>;
 
-    /// Feeds `tokens` and returns the arg-max token after the suppression
-    /// mask (`first`: the first sampled token's mask), computed on the
-    /// device; only the token id comes back to the host.
-    fn next_token(&mut self, tokens: &[u32], first: bool) -> Result<u32>;
+    /// Feeds the prompt; queues the first sampled token (its own mask).
+    fn start(&mut self, prompt: &[u32]) -> Result<Self::Pending>;
+
+    /// Feeds a token still on the device; queues the next one.
+    fn follow(&mut self, previous: &Self::Pending) -> Result<Self::Pending>;
+
+    /// Waits for a queued token and returns its id.
+    fn read(&mut self, token: &Self::Pending) -> Result<u32>;
 }
 
 /// A Whisper model in one framework: `mlx::Whisper` or `torch::Whisper`.
@@ -60,23 +72,36 @@ pub fn max_sampled_tokens(dims: &ModelDims, special: &SpecialTokens) -> usize {
 
 /// Greedy decoding without timestamps: the arg-max token at each step,
 /// until <|endoftext|> or `max_tokens` sampled tokens.
-pub fn greedy_decode(
-    session: &mut impl DecoderSession,
+///
+/// Each step is queued before the previous token is read, so the device
+/// never waits for the host (mlx-whisper's loop). The step queued after
+/// <|endoftext|> is wasted, as there; `steps` counts the steps whose token
+/// was used.
+pub fn greedy_decode<S: DecoderSession>(
+    session: &mut S,
     special: &SpecialTokens,
     max_tokens: usize,
 ) -> Result<Decoded> {
     let mut tokens = Vec::new();
-    let mut input = special.prompt.clone();
+    let mut pending = session.start(&special.prompt)?;
     for step in 0..max_tokens {
-        let next = session.next_token(&input, step == 0)?;
-        if next == special.end_of_text {
+        let next = if step + 1 < max_tokens {
+            Some(session.follow(&pending)?)
+        } else {
+            None
+        };
+        let token = session.read(&pending)?;
+        if token == special.end_of_text {
             return Ok(Decoded {
                 tokens,
                 steps: step + 1,
             });
         }
-        tokens.push(next);
-        input = vec![next];
+        tokens.push(token);
+        match next {
+            Some(next) => pending = next,
+            None => break,
+        }
     }
     Ok(Decoded {
         tokens,
@@ -134,5 +159,69 @@ impl Transcriber<'_> {
             windows: windows.len(),
             decoder_steps,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A decoder that samples a fixed script of tokens and counts its steps.
+    struct Scripted {
+        script: Vec<u32>,
+        queued: usize,
+    }
+
+    impl DecoderSession for Scripted {
+        type Pending = usize;
+
+        fn logits(&mut self, _: &[u32]) -> Result<HostTensor> {
+            unreachable!("greedy decoding reads tokens, not logits")
+        }
+
+        fn start(&mut self, _: &[u32]) -> Result<usize> {
+            self.queued = 1;
+            Ok(0)
+        }
+
+        fn follow(&mut self, previous: &usize) -> Result<usize> {
+            self.queued += 1;
+            Ok(previous + 1)
+        }
+
+        fn read(&mut self, step: &usize) -> Result<u32> {
+            Ok(self.script[*step])
+        }
+    }
+
+    fn special() -> SpecialTokens {
+        SpecialTokens {
+            prompt: vec![50257, 50362],
+            end_of_text: 50256,
+        }
+    }
+
+    #[test]
+    fn runs_one_step_ahead_and_stops_at_the_end_of_text() {
+        let mut session = Scripted {
+            script: vec![7, 8, 50256, 9, 9],
+            queued: 0,
+        };
+        let decoded = greedy_decode(&mut session, &special(), 10).unwrap();
+        assert_eq!(decoded.tokens, vec![7, 8]);
+        assert_eq!(decoded.steps, 3);
+        // The step after the end of text was queued before it was read.
+        assert_eq!(session.queued, 4);
+    }
+
+    #[test]
+    fn never_queues_more_than_max_tokens() {
+        let mut session = Scripted {
+            script: vec![5; 8],
+            queued: 0,
+        };
+        let decoded = greedy_decode(&mut session, &special(), 3).unwrap();
+        assert_eq!(decoded.tokens, vec![5, 5, 5]);
+        assert_eq!((decoded.steps, session.queued), (3, 3));
     }
 }

@@ -289,24 +289,21 @@ impl Whisper {
 
     /// Token and position embeddings, the blocks, the final LayerNorm, and
     /// the last position's logits through the tied embedding, in float32.
-    fn decoder(&self, tokens: &[u32], session: &mut Session<'_>) -> Result<Tensor> {
+    /// `ids`: (1, count) token ids on the device.
+    fn decoder(&self, ids: &Tensor, session: &mut Session<'_>) -> Result<Tensor> {
         let offset = session.offset;
-        let count = tokens.len();
+        let count = ids.size()[1] as usize;
         ensure!(
             offset + count <= self.dims.n_text_ctx,
             "decoding past the text context: {} positions of {}",
             offset + count,
             self.dims.n_text_ctx
         );
-        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
-        let ids = Tensor::f_from_slice(&ids)?
-            .f_reshape([1, count as i64])?
-            .f_to_device(self.device)?;
         let positions = self
             .text_positions
             .f_narrow(0, offset as i64, count as i64)?;
-        let mut x = Tensor::f_embedding(&self.token_embedding, &ids, -1, false, false)?
-            .f_add(&positions)?;
+        let mut x =
+            Tensor::f_embedding(&self.token_embedding, ids, -1, false, false)?.f_add(&positions)?;
         for ((block, cache), cross) in self
             .decoder_blocks
             .iter()
@@ -339,32 +336,57 @@ pub struct Session<'a> {
 }
 
 impl Session<'_> {
-    fn forward(&mut self, tokens: &[u32]) -> Result<Tensor> {
+    /// Host token ids as a (1, count) device tensor.
+    fn token_ids(&self, tokens: &[u32]) -> Result<Tensor> {
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        Ok(Tensor::f_from_slice(&ids)?
+            .f_reshape([1, tokens.len() as i64])?
+            .f_to_device(self.model.device)?)
+    }
+
+    fn forward(&mut self, ids: &Tensor) -> Result<Tensor> {
+        let count = ids.size()[1] as usize;
         ensure!(
-            self.offset == 0 || tokens.len() == 1,
-            "after the prompt, the decoder takes one token per step (got {})",
-            tokens.len()
+            self.offset == 0 || count == 1,
+            "after the prompt, the decoder takes one token per step (got {count})"
         );
         let _no_grad = tch::no_grad_guard();
         let model = self.model;
-        let logits = model.decoder(tokens, self)?;
-        self.offset += tokens.len();
+        let logits = model.decoder(ids, self)?;
+        self.offset += count;
         Ok(logits)
     }
-}
 
-impl DecoderSession for Session<'_> {
-    fn logits(&mut self, tokens: &[u32]) -> Result<HostTensor> {
-        to_host_f32(&self.forward(tokens)?)
-    }
-
-    fn next_token(&mut self, tokens: &[u32], first: bool) -> Result<u32> {
+    /// The greedy token after `ids` (arg-max after the suppression mask),
+    /// left on the device: CUDA runs it while the host goes on.
+    fn sample(&mut self, ids: &Tensor, first: bool) -> Result<Tensor> {
         let mask = if first {
             &self.model.mask_first
         } else {
             &self.model.mask_rest
         };
-        let token = self.forward(tokens)?.f_add(mask)?.f_argmax(None, false)?;
+        Ok(self.forward(ids)?.f_add(mask)?.f_argmax(None, false)?)
+    }
+}
+
+impl DecoderSession for Session<'_> {
+    type Pending = Tensor;
+
+    fn logits(&mut self, tokens: &[u32]) -> Result<HostTensor> {
+        let ids = self.token_ids(tokens)?;
+        to_host_f32(&self.forward(&ids)?)
+    }
+
+    fn start(&mut self, prompt: &[u32]) -> Result<Tensor> {
+        let ids = self.token_ids(prompt)?;
+        self.sample(&ids, true)
+    }
+
+    fn follow(&mut self, previous: &Tensor) -> Result<Tensor> {
+        self.sample(&previous.f_reshape([1, 1])?, false)
+    }
+
+    fn read(&mut self, token: &Tensor) -> Result<u32> {
         // Reading the id back waits for the step's work.
         Ok(token.f_int64_value(&[])? as u32)
     }

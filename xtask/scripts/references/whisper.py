@@ -9,6 +9,10 @@ and loading the model are not timed.
   hf-eager          transformers WhisperForConditionalGeneration.generate, greedy, eager
   hf-static-compile the same with a static cache and torch.compile(mode="reduce-overhead",
                     fullgraph=True) on the forward (transformers' documented fast path)
+  hf-static-compile-default  the same, torch.compile's default mode (no CUDA graphs): on the
+                    H200 (torch 2.11, transformers 5.17) reduce-overhead skipped its graphs
+                    ("mutated inputs": the static cache's length counter) and the process
+                    crashed (segmentation fault), so this is the compiled path that runs
   mlx-whisper       mlx_whisper.transcribe (temperature 0, no timestamps)
 
 Every row records its transcript and whether it equals the twin's.
@@ -191,7 +195,7 @@ def hf_name(name):
     return "model." + name
 
 
-def run_torch(args, audio, compiled):
+def run_torch(args, audio, compile_mode):
     import torch
     from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
                               WhisperForConditionalGeneration)
@@ -214,26 +218,27 @@ def run_torch(args, audio, compiled):
         raise ValueError(f"converted tiny.en vs transformers' Whisper: missing {missing}, unused {unexpected}")
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     model = model.to(device=device, dtype=dtype).eval()
+    max_new = min(d["n_text_ctx"] // 2, d["n_text_ctx"] - 2)
     model.generation_config = GenerationConfig(
         decoder_start_token_id=50257, bos_token_id=50256, eos_token_id=50256, pad_token_id=50256,
-        no_timestamps_token_id=50362, is_multilingual=False, **suppress)
-    if compiled:
+        no_timestamps_token_id=50362, is_multilingual=False, max_new_tokens=max_new, **suppress)
+    if compile_mode:
         model.generation_config.cache_implementation = "static"
-        model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+        model.forward = torch.compile(model.forward, mode=compile_mode, fullgraph=True)
     features = WhisperFeatureExtractor(feature_size=d["n_mels"])
     decode = detokenizer()
-    max_new = min(d["n_text_ctx"] // 2, d["n_text_ctx"] - 2)
 
     @torch.inference_mode()
     def transcribe():
         mel = features(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", device=device).input_features
         ids = model.generate(mel.to(device=device, dtype=dtype), do_sample=False, num_beams=1,
-                             return_timestamps=False, max_new_tokens=max_new)
+                             return_timestamps=False)
         return decode(ids[0].tolist())
 
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    execution = ("torch.compile reduce-overhead fullgraph, static cache (CUDA graphs)" if compiled
-                 else "eager, dynamic cache")
+    execution = {None: "eager, dynamic cache",
+                 "reduce-overhead": "torch.compile reduce-overhead fullgraph, static cache (CUDA graphs)",
+                 "default": "torch.compile fullgraph (inductor, no CUDA graphs), static cache"}[compile_mode]
     peak = (lambda: torch.cuda.max_memory_allocated()) if device == "cuda" else (lambda: "")
     return transcribe, sync, execution, peak
 
@@ -274,7 +279,9 @@ def run_mlx(args, audio):
     import mlx.core as mx
     import mlx_whisper
     import mlx_whisper.decoding
-    import mlx_whisper.transcribe as transcribe_module
+    # The module, not the function that mlx_whisper/__init__.py exports
+    # under the same name.
+    transcribe_module = sys.modules["mlx_whisper.transcribe"]
     if args.device == "cpu":
         mx.set_default_device(mx.cpu)
     weights, d, _suppress = load_model()
@@ -306,16 +313,19 @@ def run_mlx(args, audio):
 
 BACKENDS = {
     "hf-eager": ("torch-python", "transformers generate eager", ["torch", "transformers"],
-                 lambda a, audio: run_torch(a, audio, compiled=False)),
+                 lambda a, audio: run_torch(a, audio, None)),
     "hf-static-compile": ("torch-python", "transformers generate static cache + torch.compile reduce-overhead",
-                          ["torch", "transformers"], lambda a, audio: run_torch(a, audio, compiled=True)),
+                          ["torch", "transformers"], lambda a, audio: run_torch(a, audio, "reduce-overhead")),
+    "hf-static-compile-default": ("torch-python", "transformers generate static cache + torch.compile",
+                                  ["torch", "transformers"], lambda a, audio: run_torch(a, audio, "default")),
     "mlx-whisper": ("mlx-python", "mlx-whisper transcribe", ["mlx.core", "mlx_whisper"], run_mlx),
 }
 
 
 def main():
     args, (framework, reference, packages, run), csv_path = common.parse_args(
-        "whisper", BACKENDS, warmup=2, repetitions=10, precisions=("f32", "tf32", "bf16"))
+        "whisper", BACKENDS, warmup=2, repetitions=10, precisions=("f32", "tf32", "bf16"),
+        gpu_only=("hf-static-compile",))
     twin = common.twin_settings(args.results, "whisper", "transcribe", args.precision, args.preset)
     common.configure_precision(args.precision)
     row = dict(benchmark="whisper", framework=framework, device=args.device,
