@@ -506,6 +506,7 @@ fn record_row(
         measure: MeasureSettings::default(),
         seed: 0,
         options: Vec::new(),
+        knobs: &[],
     };
     let mut header = RecordHeader::for_cell(run_id, &job.bench.name, &cell);
     // Only what the runner was told: its own defaults are unknown here.

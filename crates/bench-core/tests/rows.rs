@@ -26,6 +26,7 @@ fn row(index: usize) -> Record {
         measure: MeasureSettings::default(),
         seed: 0,
         options: Vec::new(),
+        knobs: &[],
     };
     let env = Environment {
         git_commit: "abc".into(),
