@@ -167,6 +167,15 @@ pub fn main(
         return ExitCode::from(2);
     }
     if args.check {
+        // What would run, for a person and for the suite's time estimate.
+        let m = args.measure_settings(benchmark.measure_settings(args.preset));
+        println!(
+            "ok: warmup={} repetitions={} min_repetitions={} time_budget_s={}",
+            m.warmup,
+            m.repetitions,
+            m.min_repetitions,
+            m.time_budget.as_secs_f64()
+        );
         return ExitCode::SUCCESS;
     }
     match run(suite_version, benchmark, frameworks, &args) {

@@ -239,10 +239,17 @@ impl RecordHeader {
     }
 }
 
+/// `key=value;...`; a value's own `;` and line breaks (a prompt, a
+/// transcript) become `,` and spaces, so that the pairs stay apart.
 fn join_settings(settings: &[(String, String)]) -> String {
     settings
         .iter()
-        .map(|(key, value)| format!("{key}={value}"))
+        .map(|(key, value)| {
+            format!(
+                "{key}={}",
+                value.replace(';', ",").replace(['\n', '\r'], " ")
+            )
+        })
         .collect::<Vec<_>>()
         .join(";")
 }
