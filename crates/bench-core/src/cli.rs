@@ -209,6 +209,49 @@ pub fn configure_processes(
     }
 }
 
+/// The environment variable that picks a Criterion harness's framework.
+pub const HARNESS_FRAMEWORK_VAR: &str = "MLX_VS_TORCH_FRAMEWORK";
+
+/// One framework per process for the Criterion harnesses: libtorch's BLAS
+/// can serve MLX's calls in a process that set up both. With
+/// MLX_VS_TORCH_FRAMEWORK=mlx|torch, returns that framework, its
+/// process-wide knobs set; without it, runs this same program (with its
+/// arguments) once per framework, each in its own process, and exits.
+pub fn harness_framework(frameworks: &[FrameworkHooks], threads: usize) -> Framework {
+    let hooks_of = |framework: Framework| frameworks.iter().find(|h| h.framework == framework);
+    if let Ok(name) = std::env::var(HARNESS_FRAMEWORK_VAR) {
+        let picked = <Framework as clap::ValueEnum>::from_str(&name, true)
+            .ok()
+            .and_then(hooks_of);
+        let Some(hooks) = picked else {
+            eprintln!("error: {HARNESS_FRAMEWORK_VAR}={name}: expected mlx or torch");
+            std::process::exit(2);
+        };
+        configure_processes(&[*hooks], Precision::F32, Execution::Best, threads);
+        return hooks.framework;
+    }
+    let program = std::env::current_exe().expect("the harness's own path");
+    for hooks in frameworks {
+        let status = std::process::Command::new(&program)
+            .args(std::env::args_os().skip(1))
+            .env(HARNESS_FRAMEWORK_VAR, hooks.framework.to_string())
+            .status();
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => std::process::exit(status.code().unwrap_or(1)),
+            Err(error) => {
+                eprintln!(
+                    "error: running {} for {}: {error}",
+                    program.display(),
+                    hooks.framework
+                );
+                std::process::exit(1);
+            }
+        }
+    }
+    std::process::exit(0)
+}
+
 /// Runs every asked cell; returns how many failed.
 pub fn run(
     suite_version: &str,
