@@ -139,6 +139,7 @@ pub fn command(
     RunnerArgs::command()
         .name(benchmark.name())
         .bin_name(format!("bench-{}", benchmark.name()))
+        .display_name(format!("bench-{}", benchmark.name()))
         .about(about)
         .version(suite_version)
         .after_help(format!(
