@@ -77,15 +77,13 @@ pub fn check(
             .with_context(|| format!("running {} --check", bench.package))?;
         if !output.status.success() {
             let said = String::from_utf8_lossy(&output.stderr);
+            let said = said.trim().trim_start_matches("error: ");
             let hint = if benches.len() > 1 {
-                format!(
-                    "\n(a knob for one benchmark only: --set {}.key=value)",
-                    bench.name
-                )
+                "\n(a plain --set goes to every benchmark asked; --set <benchmark>.<key>=<value> to one)"
             } else {
-                String::new()
+                ""
             };
-            bail!("{}: {}{hint}", bench.name, said.trim());
+            bail!("{said}{hint}");
         }
         let time_budget_s = String::from_utf8_lossy(&output.stdout)
             .split_whitespace()

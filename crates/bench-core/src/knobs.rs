@@ -183,8 +183,13 @@ pub fn check(benchmark: &str, knobs: &[Knob], options: &[(String, String)]) -> R
 fn unknown(benchmark: &str, knobs: &[Knob], key: &str) -> String {
     let names = || knobs.iter().chain(GENERIC).map(|knob| knob.name);
     let mut text = format!("{benchmark} has no knob '{key}'");
-    if let Some(closest) = names().min_by_key(|name| strsim::levenshtein(name, key)) {
-        write!(text, "; did you mean '{closest}'?").ok();
+    let closest = names()
+        .map(|name| (strsim::levenshtein(name, key), name))
+        .min()
+        // A distant "closest" key (batch_size for n) would mislead.
+        .filter(|&(distance, _)| distance <= key.len().div_ceil(2));
+    if let Some((_, name)) = closest {
+        write!(text, "; did you mean '{name}'?").ok();
     }
     let all: Vec<&str> = names().collect();
     write!(
@@ -277,6 +282,8 @@ mod tests {
         assert!(text.contains("bert has no knob 'batchsize'"), "{text}");
         assert!(text.contains("did you mean 'batch_size'?"), "{text}");
         assert!(text.contains("execution"), "{text}");
+        let far = error(&[("n", "4")]);
+        assert!(!far.contains("did you mean"), "{far}");
     }
 
     #[test]
