@@ -444,3 +444,17 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_with_semicolons_or_line_breaks_keeps_the_pairs_apart() {
+        let settings = [
+            ("prompt".to_owned(), "Hi; a=b\nnext".to_owned()),
+            ("n".to_owned(), "3".to_owned()),
+        ];
+        assert_eq!(join_settings(&settings), "prompt=Hi, a=b next;n=3");
+    }
+}
