@@ -250,6 +250,51 @@ pub fn scoped(
     Ok(mine)
 }
 
+/// Values that have broken option parsing before: zero, negatives, not a
+/// number, empty, out of any range, not finite.
+pub const BAD_VALUES: &[&str] = &["0", "-1", "x", "", "1e999", "NaN", "99999999999999999999"];
+
+/// For each benchmark's tests: every declared knob with each of
+/// [`BAD_VALUES`] goes through the runner's check and, where the check lets
+/// it pass, through `parse` (the benchmark's option parsing). Returns every
+/// failure reason that reads like a crash (panic or unwrap text), as
+/// "key=value: reason"; an empty list is the pass.
+pub fn crash_reasons(
+    benchmark: &dyn crate::cli::Benchmark,
+    parse: impl Fn(&crate::Cell) -> Result<()>,
+) -> Vec<String> {
+    let crash_like = |reason: &str| {
+        ["panicked", "unwrap", "called `Result", "called `Option"]
+            .iter()
+            .any(|text| reason.contains(text))
+    };
+    let mut crashes = Vec::new();
+    for knob in benchmark.knobs().iter().chain(GENERIC) {
+        for value in BAD_VALUES {
+            let options = vec![(knob.name.to_owned(), (*value).to_owned())];
+            let reason = match check(benchmark.name(), benchmark.knobs(), &options) {
+                Err(error) => format!("{error:#}"),
+                Ok(()) => {
+                    let cell = crate::Cell {
+                        options,
+                        knobs: benchmark.knobs(),
+                        ..crate::Cell::for_checks()
+                    };
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(&cell))) {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(error)) => format!("{error:#}"),
+                        Err(_) => "panicked".to_owned(),
+                    }
+                }
+            };
+            if crash_like(&reason) {
+                crashes.push(format!("{}={value}: {reason}", knob.name));
+            }
+        }
+    }
+    crashes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,49 +380,4 @@ mod tests {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
     }
-}
-
-/// Values that have broken option parsing before: zero, negatives, not a
-/// number, empty, out of any range, not finite.
-pub const BAD_VALUES: &[&str] = &["0", "-1", "x", "", "1e999", "NaN", "99999999999999999999"];
-
-/// For each benchmark's tests: every declared knob with each of
-/// [`BAD_VALUES`] goes through the runner's check and, where the check lets
-/// it pass, through `parse` (the benchmark's option parsing). Returns every
-/// failure reason that reads like a crash (panic or unwrap text), as
-/// "key=value: reason"; an empty list is the pass.
-pub fn crash_reasons(
-    benchmark: &dyn crate::cli::Benchmark,
-    parse: impl Fn(&crate::Cell) -> Result<()>,
-) -> Vec<String> {
-    let crash_like = |reason: &str| {
-        ["panicked", "unwrap", "called `Result", "called `Option"]
-            .iter()
-            .any(|text| reason.contains(text))
-    };
-    let mut crashes = Vec::new();
-    for knob in benchmark.knobs().iter().chain(GENERIC) {
-        for value in BAD_VALUES {
-            let options = vec![(knob.name.to_owned(), (*value).to_owned())];
-            let reason = match check(benchmark.name(), benchmark.knobs(), &options) {
-                Err(error) => format!("{error:#}"),
-                Ok(()) => {
-                    let cell = crate::Cell {
-                        options,
-                        knobs: benchmark.knobs(),
-                        ..crate::Cell::for_checks()
-                    };
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(&cell))) {
-                        Ok(Ok(())) => continue,
-                        Ok(Err(error)) => format!("{error:#}"),
-                        Err(_) => "panicked".to_owned(),
-                    }
-                }
-            };
-            if crash_like(&reason) {
-                crashes.push(format!("{}={value}: {reason}", knob.name));
-            }
-        }
-    }
-    crashes
 }
