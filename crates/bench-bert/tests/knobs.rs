@@ -1,40 +1,13 @@
 //! The declared knobs: the parsing reads only them, bad values get clear
-//! errors (never panic text), a mistyped key names the closest one.
+//! errors (never panic text), a mistyped key names the one meant.
 
-use bench_core::{knobs, Cell};
+use bench_core::Cell;
 
-fn parse(cell: &Cell) -> anyhow::Result<()> {
-    bench_bert::FineTuneConfig::for_cell(cell).map(drop)
-}
-
-#[test]
-fn every_knob_the_parsing_reads_is_declared() {
-    let cell = Cell {
-        knobs: bench_bert::workload::KNOBS,
-        ..Cell::for_checks()
-    };
-    parse(&cell).unwrap();
-}
-
-#[test]
-fn bad_values_get_clear_errors_never_panic_text() {
-    let crashes = knobs::crash_reasons(&bench_bert::Bert, parse);
-    assert!(crashes.is_empty(), "{crashes:#?}");
-}
-
-#[test]
-fn a_mistyped_knob_names_the_closest_and_a_bad_size_is_refused() {
-    let check = |key: &str, value: &str| {
-        let options = [(key.to_owned(), value.to_owned())];
-        format!(
-            "{:#}",
-            knobs::check("bert", bench_bert::workload::KNOBS, &options).unwrap_err()
-        )
-    };
-    let error = check("seqlen", "3");
-    assert!(error.contains("did you mean 'seq_len'?"), "{error}");
-    let error = check("batch_size", "-1");
-    assert!(error.contains("out of range"), "{error}");
+bench_core::knob_tests! {
+    benchmark: bench_bert::Bert,
+    parse: |cell| bench_bert::FineTuneConfig::for_cell(cell).map(drop),
+    typo: ("seqlen", "seq_len"),
+    bad: ("batch_size", "-1", "out of range"),
 }
 
 /// The offline MiniLM copy, given as a local folder, is the model.

@@ -295,6 +295,67 @@ pub fn crash_reasons(
     crashes
 }
 
+/// The knob tests every benchmark crate runs (`tests/knobs.rs`): the
+/// parsing reads only declared knobs, bad values never give panic text, a
+/// mistyped key names the one meant, and a bad value says what is wrong.
+///
+/// ```ignore
+/// bench_core::knob_tests! {
+///     benchmark: bench_transfer::Transfer,
+///     parse: |cell| bench_transfer::SwitchConfig::for_cell(cell).map(drop),
+///     typo: ("iteration", "iterations"),
+///     bad: ("n", "-1", "out of range"),
+/// }
+/// ```
+#[macro_export]
+macro_rules! knob_tests {
+    (
+        benchmark: $benchmark:expr,
+        parse: $parse:expr,
+        typo: ($typo:literal, $meant:literal),
+        bad: ($key:literal, $value:literal, $says:literal) $(,)?
+    ) => {
+        fn parse(cell: &$crate::Cell) -> anyhow::Result<()> {
+            let parse: fn(&$crate::Cell) -> anyhow::Result<()> = $parse;
+            parse(cell)
+        }
+
+        #[test]
+        fn every_knob_the_parsing_reads_is_declared() {
+            use $crate::cli::Benchmark;
+            let cell = $crate::Cell {
+                knobs: $benchmark.knobs(),
+                ..$crate::Cell::for_checks()
+            };
+            parse(&cell).unwrap();
+        }
+
+        #[test]
+        fn bad_values_get_clear_errors_never_panic_text() {
+            let crashes = $crate::knobs::crash_reasons(&$benchmark, parse);
+            assert!(crashes.is_empty(), "{crashes:#?}");
+        }
+
+        #[test]
+        fn a_mistyped_knob_names_the_one_meant_and_a_bad_value_is_refused() {
+            use $crate::cli::Benchmark;
+            let check = |key: &str, value: &str| {
+                let options = [(key.to_owned(), value.to_owned())];
+                let knobs = $benchmark.knobs();
+                let error = $crate::knobs::check($benchmark.name(), knobs, &options).unwrap_err();
+                format!("{error:#}")
+            };
+            let error = check($typo, "3");
+            assert!(
+                error.contains(concat!("did you mean '", $meant, "'?")),
+                "{error}"
+            );
+            let error = check($key, $value);
+            assert!(error.contains($says), "{error}");
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

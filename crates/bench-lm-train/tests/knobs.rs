@@ -1,38 +1,9 @@
 //! The declared knobs: the parsing reads only them, bad values get clear
-//! errors (never panic text), a mistyped key names the closest one.
+//! errors (never panic text), a mistyped key names the one meant.
 
-use bench_core::{knobs, Cell};
-
-fn parse(cell: &Cell) -> anyhow::Result<()> {
-    bench_lm_train::config::LmConfig::for_cell(cell).map(drop)
-}
-
-#[test]
-fn every_knob_the_parsing_reads_is_declared() {
-    let cell = Cell {
-        knobs: bench_lm_train::config::KNOBS,
-        ..Cell::for_checks()
-    };
-    parse(&cell).unwrap();
-}
-
-#[test]
-fn bad_values_get_clear_errors_never_panic_text() {
-    let crashes = knobs::crash_reasons(&bench_lm_train::LmTrain, parse);
-    assert!(crashes.is_empty(), "{crashes:#?}");
-}
-
-#[test]
-fn a_mistyped_knob_names_the_closest_and_a_bad_size_is_refused() {
-    let check = |key: &str, value: &str| {
-        let options = [(key.to_owned(), value.to_owned())];
-        format!(
-            "{:#}",
-            knobs::check("lm-train", bench_lm_train::config::KNOBS, &options).unwrap_err()
-        )
-    };
-    let error = check("batchsize", "3");
-    assert!(error.contains("did you mean 'batch_size'?"), "{error}");
-    let error = check("layers", "-1");
-    assert!(error.contains("out of range"), "{error}");
+bench_core::knob_tests! {
+    benchmark: bench_lm_train::LmTrain,
+    parse: |cell| bench_lm_train::LmConfig::for_cell(cell).map(drop),
+    typo: ("batchsize", "batch_size"),
+    bad: ("layers", "-1", "out of range"),
 }
