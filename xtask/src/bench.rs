@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cell_process::{self, End};
 use crate::interrupt::{signal_name, Interrupt};
-use crate::reference_runs;
 use crate::knobs::Checked;
+use crate::reference_runs;
 use crate::suite::{self, BenchCrate};
 use crate::{knobs, report, runs, setup};
 
