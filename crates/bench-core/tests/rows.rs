@@ -6,7 +6,7 @@ use std::process::Command;
 
 use bench_core::env::Environment;
 use bench_core::record::{read_records, CsvAppender, Record, RecordHeader};
-use bench_core::{Cell, DeviceKind, Framework, MeasureSettings, Precision, Preset};
+use bench_core::Cell;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rows-{name}-{}", std::process::id()));
