@@ -5,8 +5,10 @@
 //! RSS is its own; libraries of the other framework are not loaded into
 //! its timing) and turns a crash into a failed row instead of a lost suite.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
@@ -21,14 +23,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::cell_process::{self, End};
 use crate::interrupt::{signal_name, Interrupt};
+use crate::knobs::Checked;
 use crate::reference_runs;
 use crate::suite::{self, BenchCrate};
-use crate::{report, runs, setup};
+use crate::{knobs, report, runs, setup};
 
 /// The settings of a run; saved with it (`.runs/<run id>.json`) so that
 /// `--resume` runs the rest of it alike. The last three are not the run's.
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct BenchArgs {
+    /// Sizes: quick (seconds per cell on a 2-core CPU) or paper (the original study's).
     #[arg(long, value_enum, default_value_t = Preset::Quick)]
     pub preset: Preset,
     /// Benchmarks to run (default: all), e.g. `--bench transfer bert`.
@@ -46,15 +50,19 @@ pub struct BenchArgs {
     /// CPU threads for both frameworks (default: physical cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Untimed repetitions before the timed ones (default: each benchmark's, per preset).
     #[arg(long)]
     pub warmup: Option<usize>,
+    /// Timed repetitions at most (default: each benchmark's, per preset).
     #[arg(long)]
     pub repetitions: Option<usize>,
     /// Seconds of timed work per case after which no repetition starts.
     #[arg(long)]
     pub time_budget: Option<f64>,
-    /// A benchmark-specific knob passed to every runner, e.g. `--set batch_size=16`.
-    #[arg(long = "set")]
+    /// A benchmark's knob, e.g. `--set batch_size=16` (for every benchmark
+    /// asked) or `--set bert.batch_size=16` (for bert only); repeatable.
+    /// Checked before anything runs; `--list-knobs` lists them.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
     pub options: Vec<String>,
     /// A cell still running after this many seconds is stopped and recorded
     /// as failed (default: 900 for the quick preset, 3600 for paper).
@@ -91,6 +99,10 @@ pub struct BenchArgs {
     #[arg(long, requires = "references")]
     #[serde(skip)]
     pub python: Option<PathBuf>,
+    /// Print every benchmark's `--set` knobs (name, range, default, help) and exit.
+    #[arg(long, conflicts_with = "resume")]
+    #[serde(skip)]
+    pub list_knobs: bool,
 }
 
 impl BenchArgs {
@@ -110,6 +122,8 @@ struct Job {
     framework: Framework,
     device: DeviceKind,
     precision: Precision,
+    /// Its benchmark's knobs and time budget.
+    knobs: Checked,
 }
 
 impl Job {
@@ -177,27 +191,22 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
         .results
         .clone()
         .unwrap_or_else(|| root.join("reports/raw"));
+    if given.list_knobs {
+        let (benches, runner_dir) = runners(root, given)?;
+        return knobs::list(&runner_dir, &benches).map(|()| ExitCode::SUCCESS);
+    }
     let (args, run_id) = resolve_run(given, &results)?;
     // First, before any set-up or build: a second suite, an unwritable
     // folder or a full disk stops here.
     let _lock = runs::lock(&results, &run_id)?;
+    let (benches, runner_dir) = runners(root, &args)?;
+    // Before any cell: a mistyped or out-of-range knob stops the suite.
+    let checked = knobs::check(&runner_dir, &benches, &args)?;
     if args.resume.is_none() {
         runs::save_plan(&results, &run_id, &args)?;
     }
-    let (benches, runner_dir) = match &args.prebuilt {
-        Some(dir) => (
-            suite::select(&suite::prebuilt(dir)?, &args.bench)?,
-            dir.clone(),
-        ),
-        None => {
-            let benches = suite::select(&suite::discover(root)?, &args.bench)?;
-            setup::ensure(root, setup::SetupOptions::default())?;
-            build_runners(root, &benches)?;
-            (benches, root.join("target/release"))
-        }
-    };
     let csv_path = results.join(format!("{run_id}.csv"));
-    let mut jobs = plan(&benches, &args);
+    let mut jobs = plan(&benches, &args, &checked);
     if args.resume.is_some() {
         let done = runs::rows(&csv_path, &run_id)?;
         let all = jobs.len();
@@ -211,31 +220,30 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
         eprintln!("resuming run {run_id}: {} of {all} cells left", jobs.len());
     }
     let interrupt = Interrupt::install()?;
-    let progress = ProgressBar::new(jobs.len() as u64).with_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let progress = suite_progress(&jobs);
+    let show = show_lines(&progress);
     let started = Instant::now();
     let mut tally = Tally::default();
-    for job in &jobs {
+    for (done, job) in jobs.iter().enumerate() {
         if interrupt.signal().is_some() {
             break;
         }
-        progress.set_message(job.label());
-        let (outcome, log) = run_job(&runner_dir, job, &args, &run_id, &csv_path, &interrupt)?;
-        for line in log.lines() {
-            // A hidden bar (output not a terminal) drops println: print plainly.
-            if progress.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                progress.println(line);
-            }
+        progress.set_message(format!("cell {}/{}: {}", done + 1, jobs.len(), job.label()));
+        let place = Place {
+            runner_dir: &runner_dir,
+            run_id: &run_id,
+            csv_path: &csv_path,
+            interrupt: &interrupt,
+        };
+        let (outcome, last_word) = run_job(&place, job, &args, show.clone())?;
+        if let Some(line) = last_word {
+            show(&line);
         }
         tally.add(outcome);
-        progress.inc(1);
+        progress.inc(weight(job));
     }
     progress.abandon_with_message(format!("{:.0} s", started.elapsed().as_secs_f64()));
+    drop(show);
     eprintln!("{}", tally.summary(jobs.len()));
     eprintln!("results: {}", csv_path.display());
     if let Some(signal) = interrupt.signal() {
@@ -288,6 +296,55 @@ fn run_references(
     reference_runs::run_all(&context, &targets, interrupt).map(drop)
 }
 
+/// The benchmarks asked and the folder of their runners: a bundle's, or
+/// this workspace's, set up and built first.
+fn runners(root: &Path, args: &BenchArgs) -> Result<(Vec<BenchCrate>, PathBuf)> {
+    Ok(match &args.prebuilt {
+        Some(dir) => (
+            suite::select(&suite::prebuilt(dir)?, &args.bench)?,
+            dir.clone(),
+        ),
+        None => {
+            let benches = suite::select(&suite::discover(root)?, &args.bench)?;
+            setup::ensure(root, setup::SetupOptions::default())?;
+            build_runners(root, &benches)?;
+            (benches, root.join("target/release"))
+        }
+    })
+}
+
+/// The suite's bar: it ticks every second with the time spent, and its
+/// length is the cells' time budgets, so that its estimate of the time
+/// left weighs a long cell as long.
+fn suite_progress(jobs: &[Job]) -> ProgressBar {
+    let total = jobs.iter().map(weight).sum();
+    let progress = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {msg} (about {eta} left)")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    progress.enable_steady_tick(Duration::from_secs(1));
+    progress
+}
+
+/// A cell's share of the bar: its time budget (per case), at least a second.
+fn weight(job: &Job) -> u64 {
+    job.knobs.time_budget_s.max(1.0).round() as u64
+}
+
+/// Prints a runner's lines above the bar, as they come.
+fn show_lines(progress: &ProgressBar) -> cell_process::LineSink {
+    let progress = progress.clone();
+    Arc::new(move |line: &str| {
+        // A hidden bar (output not a terminal) drops println: print plainly.
+        if progress.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            progress.println(line);
+        }
+    })
+}
+
 /// The settings and id of the run: a new one, or the one `--resume` names
 /// (its saved settings; where its runners are and the cell limit may change).
 fn resolve_run(given: &BenchArgs, results: &Path) -> Result<(BenchArgs, String)> {
@@ -317,7 +374,7 @@ fn resume_command(given: &BenchArgs, run_id: &str) -> String {
     command
 }
 
-fn plan(benches: &[BenchCrate], args: &BenchArgs) -> Vec<Job> {
+fn plan(benches: &[BenchCrate], args: &BenchArgs, checked: &BTreeMap<String, Checked>) -> Vec<Job> {
     let frameworks = or(&args.framework, &[Framework::Torch, Framework::Mlx]);
     let devices = or(&args.device, &[DeviceKind::Cpu, DeviceKind::Gpu]);
     let precisions = or(&args.precision, &[Precision::F32]);
@@ -331,6 +388,7 @@ fn plan(benches: &[BenchCrate], args: &BenchArgs) -> Vec<Job> {
                         framework,
                         device,
                         precision,
+                        knobs: checked.get(&bench.name).cloned().unwrap_or_default(),
                     });
                 }
             }
@@ -368,17 +426,29 @@ fn runner_path(runner_dir: &Path, bench: &BenchCrate) -> PathBuf {
     runner_dir.join(&bench.package)
 }
 
-/// Runs one job; returns how the cell ended and the runner's output for the
-/// log. A runner that dies, times out, is interrupted or writes no row gets
-/// a row of that here, after any rows it wrote.
+/// What every job of a run shares.
+struct Place<'a> {
+    runner_dir: &'a Path,
+    run_id: &'a str,
+    csv_path: &'a Path,
+    interrupt: &'a Interrupt,
+}
+
+/// Runs one job, showing its runner's output as it comes; returns how the
+/// cell ended and, where the suite wrote the row, a line saying why. A
+/// runner that dies, times out, is interrupted or writes no row gets a row
+/// of that here, after any rows it wrote.
 fn run_job(
-    runner_dir: &Path,
+    &Place {
+        runner_dir,
+        run_id,
+        csv_path,
+        interrupt,
+    }: &Place,
     job: &Job,
     args: &BenchArgs,
-    run_id: &str,
-    csv_path: &Path,
-    interrupt: &Interrupt,
-) -> Result<(Outcome, String)> {
+    show: cell_process::LineSink,
+) -> Result<(Outcome, Option<String>)> {
     let mut command = Command::new(runner_path(runner_dir, &job.bench));
     command
         .args(["--preset", &args.preset.to_string()])
@@ -398,13 +468,13 @@ fn run_job(
             command.args([flag, &value]);
         }
     }
-    for option in &args.options {
-        command.args(["--set", option]);
+    for (key, value) in &job.knobs.options {
+        command.args(["--set", &format!("{key}={value}")]);
     }
     let rows_before = cell_rows(job, run_id, csv_path)?.len();
     let started = Instant::now();
     let limit = args.cell_timeout();
-    let (end, output) = cell_process::run(command, Duration::from_secs(limit), interrupt)?;
+    let (end, output) = cell_process::run(command, Duration::from_secs(limit), interrupt, show)?;
     let (status, reason) = match end {
         End::Interrupted(signal) => (
             Status::Interrupted,
@@ -420,7 +490,7 @@ fn run_job(
         {
             let rows = cell_rows(job, run_id, csv_path)?;
             match outcome_of(&rows[rows_before.min(rows.len())..]) {
-                Some(outcome) => return Ok((outcome, output.trim_end().to_owned())),
+                Some(outcome) => return Ok((outcome, None)),
                 None => (
                     Status::Failed,
                     format!(
@@ -430,7 +500,7 @@ fn run_job(
                 ),
             }
         }
-        End::Exited(exit) => (Status::Failed, death_reason(exit, &output, args)),
+        End::Exited(exit) => (Status::Failed, death_reason(exit, &output, job, args)),
     };
     record_row(job, args, run_id, csv_path, status, &reason)?;
     let outcome = if status == Status::Interrupted {
@@ -438,7 +508,7 @@ fn run_job(
     } else {
         Outcome::Failed
     };
-    Ok((outcome, format!("{output}{}: {reason}", job.label())))
+    Ok((outcome, Some(format!("{}: {reason}", job.label()))))
 }
 
 /// The rows this job's cell has in the run so far.
@@ -466,13 +536,13 @@ fn outcome_of(rows: &[Record]) -> Option<Outcome> {
 
 /// Why a runner that died failed: out of memory, with the cell's sizes,
 /// where its output says so; else its exit and the end of its output.
-fn death_reason(exit: std::process::ExitStatus, output: &str, args: &BenchArgs) -> String {
-    let options: Vec<(String, String)> = args
-        .options
-        .iter()
-        .filter_map(|o| bench_core::cell::parse_option(o).ok())
-        .collect();
-    let sizes = size_settings(&args.preset.to_string(), &options);
+fn death_reason(
+    exit: std::process::ExitStatus,
+    output: &str,
+    job: &Job,
+    args: &BenchArgs,
+) -> String {
+    let sizes = size_settings(&args.preset.to_string(), &job.knobs.options);
     out_of_memory_reason(output, &sizes)
         .unwrap_or_else(|| format!("{}: {}", cell_process::describe(exit), tail(output, 600)))
 }
@@ -506,6 +576,7 @@ fn record_row(
         measure: MeasureSettings::default(),
         seed: 0,
         options: Vec::new(),
+        knobs: &[],
     };
     let mut header = RecordHeader::for_cell(run_id, &job.bench.name, &cell);
     // Only what the runner was told: its own defaults are unknown here.
@@ -518,11 +589,7 @@ fn record_row(
     ]
     .into_iter()
     .filter_map(|(key, value)| value.map(|v| (key.to_owned(), v)))
-    .chain(
-        args.options
-            .iter()
-            .filter_map(|o| bench_core::cell::parse_option(o).ok()),
-    )
+    .chain(job.knobs.options.iter().cloned())
     .collect();
     let env = Environment::capture(env!("CARGO_PKG_VERSION"));
     let row = if status == Status::Interrupted {
@@ -557,7 +624,7 @@ mod tests {
             assets: Vec::new(),
             dir: PathBuf::new(),
         };
-        let jobs = plan(&[bench], &args);
+        let jobs = plan(&[bench], &args, &BTreeMap::new());
         assert_eq!(jobs.len(), 4);
         assert!(jobs.iter().all(|j| j.precision == Precision::F32));
         assert_eq!(

@@ -3,7 +3,7 @@
 //! reference), and on Linux it is tied to our life by a parent-death signal,
 //! so that no runner outlives a suite that was killed outright.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -22,9 +22,19 @@ pub enum End {
     Interrupted(i32),
 }
 
+/// Each line of a runner's output, as it comes (stdout and stderr alike).
+pub type LineSink = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Runs `command` (the runner of one cell) until it ends, the time limit
-/// passes or `interrupt` fires; returns how it ended and its output.
-pub fn run(mut command: Command, limit: Duration, interrupt: &Interrupt) -> Result<(End, String)> {
+/// passes or `interrupt` fires; `show` gets each line of its output as it
+/// comes, so that a long cell is seen working. Returns how it ended and
+/// its whole output.
+pub fn run(
+    mut command: Command,
+    limit: Duration,
+    interrupt: &Interrupt,
+    show: LineSink,
+) -> Result<(End, String)> {
     command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -36,7 +46,7 @@ pub fn run(mut command: Command, limit: Duration, interrupt: &Interrupt) -> Resu
     let mut child = command
         .spawn()
         .with_context(|| format!("starting {program}"))?;
-    let output = collect_output(&mut child);
+    let output = collect_output(&mut child, show);
     let deadline = Instant::now() + limit;
     // None: the runner ended by itself.
     let stopped = loop {
@@ -111,20 +121,29 @@ fn die_with_parent(command: &mut Command) {
 }
 
 /// Reads the child's stdout and stderr on threads, so a chatty runner never
-/// blocks on a full pipe while we wait for it.
-fn collect_output(child: &mut Child) -> std::thread::JoinHandle<String> {
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
+/// blocks on a full pipe while we wait for it; shows each line as it comes.
+fn collect_output(child: &mut Child, show: LineSink) -> std::thread::JoinHandle<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let show_err = show.clone();
     std::thread::spawn(move || {
-        let err_thread = std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text + &err_thread.join().unwrap_or_default()
+        let err_thread = std::thread::spawn(move || read_lines(stderr, &show_err));
+        read_lines(stdout, &show) + &err_thread.join().unwrap_or_default()
     })
+}
+
+/// The whole of `pipe`, line by line (bytes that are not UTF-8 replaced).
+fn read_lines(pipe: impl Read, show: &LineSink) -> String {
+    let mut reader = BufReader::new(pipe);
+    let mut text = String::new();
+    let mut line = Vec::new();
+    while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+        let decoded = String::from_utf8_lossy(&line);
+        show(decoded.trim_end_matches(['\n', '\r']));
+        text.push_str(&decoded);
+        line.clear();
+    }
+    text
 }
 
 /// "runner exit status: 1", "runner killed by SIGABRT", for failure reasons.
@@ -137,5 +156,40 @@ pub fn describe(status: ExitStatus) -> String {
         Some(libc::SIGSEGV) => "runner crashed (SIGSEGV)".into(),
         Some(signal) => format!("runner killed by signal {signal}"),
         None => format!("runner {status}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// The runner waits for a file that only the shown first line creates:
+    /// output held back until the end would leave it waiting (a time-out).
+    #[test]
+    fn output_is_shown_while_the_runner_still_runs() {
+        let flag = std::env::temp_dir().join(format!("cell-stream-{}", std::process::id()));
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(format!(
+            "echo one; while [ ! -e {0} ]; do sleep 0.05; done; echo two >&2",
+            flag.display()
+        ));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (seen_in, flag_in) = (seen.clone(), flag.clone());
+        let show: LineSink = Arc::new(move |line: &str| {
+            seen_in.lock().unwrap().push(line.to_owned());
+            if line == "one" {
+                std::fs::write(&flag_in, "").unwrap();
+            }
+        });
+        let interrupt = Interrupt::install().unwrap();
+        let (end, output) = run(command, Duration::from_secs(20), &interrupt, show).unwrap();
+        std::fs::remove_file(&flag).ok();
+        assert!(
+            matches!(end, End::Exited(status) if status.success()),
+            "{end:?}"
+        );
+        assert_eq!(*seen.lock().unwrap(), ["one", "two"]);
+        assert_eq!(output, "one\ntwo\n");
     }
 }

@@ -8,10 +8,12 @@ mod cell_process;
 mod charts;
 mod compare;
 mod interrupt;
+mod knobs;
 mod pins;
 mod reference_runs;
 mod references;
 mod report;
+mod requirements;
 mod results;
 mod runs;
 mod setup;
@@ -34,11 +36,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Commands {
-    /// Install what the build needs (Debian packages, MLX, libtorch) into .cache/.
+    /// Check the machine, then install what the build needs (Debian packages, MLX, libtorch, assets) into .cache/.
     Setup {
-        /// The full CUDA libtorch instead of the slim CPU one.
+        /// The full CUDA libtorch instead of the slim CPU one; later commands keep it.
         #[arg(long)]
         cuda: bool,
+        /// Go back to the slim CPU libtorch after a --cuda set-up.
+        #[arg(long, conflicts_with = "cuda")]
+        cpu: bool,
     },
     /// Set up if needed, run the suite, append CSV and JSONL to reports/raw/, regenerate reports/RESULTS.md.
     Bench(Box<bench::BenchArgs>),
@@ -73,8 +78,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let root = workspace_root();
     match cli.command {
-        Commands::Setup { cuda } => {
+        Commands::Setup { cuda, cpu } => {
             let started = std::time::Instant::now();
+            // Neither flag: keep the libtorch that is installed.
+            let cuda = (cuda || cpu).then_some(cuda);
             setup::ensure(&root, setup::SetupOptions { cuda })?;
             setup::verify(&root)?;
             eprintln!(
@@ -113,4 +120,31 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("xtask lives in the workspace root")
         .to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command and option says what it does in `--help`.
+    #[test]
+    fn every_command_and_option_has_help() {
+        let cli = Cli::command();
+        for command in cli.get_subcommands() {
+            assert!(
+                command.get_about().is_some(),
+                "{} has no help",
+                command.get_name()
+            );
+            for arg in command.get_arguments() {
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} --{} has no help text",
+                    command.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
+    }
 }

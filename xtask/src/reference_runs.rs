@@ -215,8 +215,10 @@ pub fn run_all(context: &RunContext, targets: &[Target], interrupt: &Interrupt) 
                 )
                 .env("MLX_VS_TORCH_ASSETS", context.root.join(".cache/assets"))
                 .env("PYTHONUNBUFFERED", "1");
-            let (end, log) = cell_process::run(command, context.limit, interrupt)?;
-            eprint!("{log}");
+            // Its output shows as it comes.
+            let show: cell_process::LineSink =
+                std::sync::Arc::new(|line: &str| eprintln!("{line}"));
+            let (end, _) = cell_process::run(command, context.limit, interrupt, show)?;
             outcome.ran += 1;
             match end {
                 End::Exited(status) if status.success() => {}
@@ -288,6 +290,7 @@ mod tests {
             measure: MeasureSettings::default(),
             seed: 0,
             options: Vec::new(),
+            knobs: &[],
         };
         let header = RecordHeader::for_cell("r1", benchmark, &cell);
         let env = bench_core::env::Environment::default();

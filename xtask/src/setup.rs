@@ -16,13 +16,17 @@ use crate::pins::{self, Pinned, Registry};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SetupOptions {
-    /// The full CUDA libtorch (libtorch_cuda and every NVIDIA library).
-    pub cuda: bool,
+    /// Some(true): the full CUDA libtorch (libtorch_cuda and every NVIDIA
+    /// library); Some(false): the slim CPU one; None (every command but
+    /// `setup`): whichever is installed, the CPU one on a fresh clone.
+    pub cuda: Option<bool>,
 }
 
 /// Makes everything the build needs present and sound.
 pub fn ensure(root: &Path, options: SetupOptions) -> Result<()> {
     let cache = root.join(".cache");
+    let fresh = !finished_any(&cache.join(pins::LIBTORCH_DIR));
+    crate::requirements::check(None, &cache, fresh)?;
     fs::create_dir_all(cache.join("downloads"))?;
     if cfg!(target_os = "macos") {
         ensure_libtorch_macos(&cache)?;
@@ -180,13 +184,28 @@ fn check_mlx(dir: &Path) -> Result<()> {
 
 // ------------------------------------------------------------ libtorch --
 
+/// Whether the CUDA libtorch is wanted: as asked, else as installed (so
+/// that `setup --cuda` survives the `bench` and `test` after it).
+fn wants_cuda(dir: &Path, options: SetupOptions) -> bool {
+    options.cuda.unwrap_or_else(|| {
+        fs::read_to_string(dir.join(STAMP))
+            .is_ok_and(|text| text.lines().next().unwrap_or_default().starts_with("cuda "))
+    })
+}
+
+/// Whether `dir` was ever finished (whatever its stamp).
+fn finished_any(dir: &Path) -> bool {
+    dir.join(STAMP).is_file()
+}
+
 fn ensure_libtorch(cache: &Path, options: SetupOptions) -> Result<()> {
     let dir = cache.join(pins::LIBTORCH_DIR);
-    let variant = if options.cuda { "cuda" } else { "cpu" };
+    let cuda = wants_cuda(&dir, options);
+    let variant = if cuda { "cuda" } else { "cpu" };
     let torch = pins::torch_linux();
     let stamp = format!("{variant} {}", torch.sha256);
     ensure_dir(&dir, &stamp, check_libtorch, |staging| {
-        let nvidia = if options.cuda {
+        let nvidia = if cuda {
             let mut wheels = fetch_cuda_dependencies(cache, &torch)?;
             wheels.push(fetch(cache, &pins::cuda_headers())?);
             wheels
@@ -201,11 +220,7 @@ fn ensure_libtorch(cache: &Path, options: SetupOptions) -> Result<()> {
             "set-up: unpacking libtorch ({variant}) into {}",
             dir.display()
         );
-        unzip(
-            &torch,
-            staging,
-            same_name(|name| libtorch_file(name, options.cuda)),
-        )?;
+        unzip(&torch, staging, same_name(|name| libtorch_file(name, cuda)))?;
         for wheel in &nvidia {
             unzip(
                 wheel,
@@ -551,6 +566,20 @@ mod tests {
         mark_finished(&dir, "abc strip ").unwrap();
         assert!(finished(&dir, "abc strip "));
         assert!(!finished(&dir, "abd strip "));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_cuda_set_up_stays_cuda_unless_cpu_is_asked() {
+        let dir = std::env::temp_dir().join(format!("xtask-variant-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert!(!wants_cuda(&dir, SetupOptions::default()), "fresh: CPU");
+        fs::write(dir.join(STAMP), "cuda abc123\n10 torch/lib/x.so\n").unwrap();
+        assert!(wants_cuda(&dir, SetupOptions::default()));
+        assert!(!wants_cuda(&dir, SetupOptions { cuda: Some(false) }));
+        fs::write(dir.join(STAMP), "cpu abc123\n").unwrap();
+        assert!(!wants_cuda(&dir, SetupOptions::default()));
+        assert!(wants_cuda(&dir, SetupOptions { cuda: Some(true) }));
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -141,9 +141,19 @@ while [ $# -gt 0 ]; do
     --framework) fw=$2; shift ;;
     --device) dev=$2; shift ;;
     --precision) prec=$2; shift ;;
+    --set) sets="$sets $2"; shift ;;
+    --check) check=1 ;;
+    --list-knobs) echo "  n  N of the matrices"; exit 0 ;;
   esac
   shift
 done
+if [ -n "$check" ]; then
+  case "$sets" in
+    *typo=*) echo "error: fake has no knob 'typo'; did you mean 'n'?" >&2; exit 2 ;;
+  esac
+  echo "ok: warmup=1 repetitions=5 min_repetitions=3 time_budget_s=5"
+  exit 0
+fi
 echo "$fw $dev" >> "{dir}/calls"
 row() {{
   [ -s "$csv" ] || printf '%s\n' '{header}' >> "$csv"
@@ -459,4 +469,37 @@ fn unwritable_results_fail_before_any_cell_naming_the_path() {
         );
         assert!(suite.calls().is_empty(), "a cell ran: {text}");
     }
+}
+
+#[test]
+fn a_mistyped_knob_stops_the_suite_before_any_cell_with_the_runners_words() {
+    let suite = Suite::new("knobs");
+    let output = suite.four_cells(&["--set", "typo=3"]).output().unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("fake has no knob 'typo'; did you mean 'n'?"),
+        "{text}"
+    );
+    assert!(suite.calls().is_empty(), "{:?}", suite.calls());
+    // A knob scoped to a benchmark the suite does not have is refused too.
+    let output = suite.four_cells(&["--set", "fak.n=3"]).output().unwrap();
+    let text = stderr(&output);
+    assert!(
+        text.contains("no benchmark is called 'fak'; did you mean 'fake'?"),
+        "{text}"
+    );
+    assert!(suite.calls().is_empty(), "{:?}", suite.calls());
+}
+
+#[test]
+fn list_knobs_prints_each_benchmarks_knobs() {
+    let suite = Suite::new("list");
+    let output = suite.command(&["--list-knobs"]).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        text.contains("fake (--set fake.key=value):\n  n  N of the matrices"),
+        "{text}"
+    );
 }

@@ -30,12 +30,8 @@ fn timed(
 
 fn bert(c: &mut Criterion) {
     let threads = bench_core::env::default_threads();
-    bench_core::cli::configure_processes(
-        &[fw_mlx::HOOKS, fw_torch::HOOKS],
-        Precision::F32,
-        bench_core::Execution::Best,
-        threads,
-    );
+    // One framework per process (see bench_core::cli::harness_framework).
+    let framework = bench_core::cli::harness_framework(&[fw_mlx::HOOKS, fw_torch::HOOKS], threads);
     let mut fine_tune = FineTuneConfig::for_preset(Preset::Quick);
     // Enough emails for the steps Criterion runs; the test set is unused.
     fine_tune.train_emails = Some(256);
@@ -48,33 +44,39 @@ fn bert(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(35));
 
-    let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX on CPU");
-    let mut mlx_trainer = mlx::Trainer::new(
-        &mlx_rt,
-        &prepared.bert,
-        &prepared.checkpoint,
-        &fine_tune.optimizer,
-        bench_core::Execution::Best,
-    )
-    .expect("MLX model");
-    group.bench_function("train-step/mlx", |b| {
-        b.iter_custom(|iters| timed(&mlx_rt, iters, &mut mlx_trainer, &batches))
-    });
-    drop(mlx_trainer);
-
-    let torch_rt =
-        TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("PyTorch on CPU");
-    let mut torch_trainer = torch::Trainer::new(
-        &torch_rt,
-        &prepared.bert,
-        &prepared.checkpoint,
-        &fine_tune.optimizer,
-        bench_core::Execution::Best,
-    )
-    .expect("PyTorch model");
-    group.bench_function("train-step/torch", |b| {
-        b.iter_custom(|iters| timed(&torch_rt, iters, &mut torch_trainer, &batches))
-    });
+    match framework {
+        bench_core::Framework::Mlx => {
+            let mlx_rt =
+                MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX on CPU");
+            let mut mlx_trainer = mlx::Trainer::new(
+                &mlx_rt,
+                &prepared.bert,
+                &prepared.checkpoint,
+                &fine_tune.optimizer,
+                bench_core::Execution::Best,
+            )
+            .expect("MLX model");
+            group.bench_function("train-step/mlx", |b| {
+                b.iter_custom(|iters| timed(&mlx_rt, iters, &mut mlx_trainer, &batches))
+            });
+            drop(mlx_trainer);
+        }
+        bench_core::Framework::Torch => {
+            let torch_rt = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads)
+                .expect("PyTorch on CPU");
+            let mut torch_trainer = torch::Trainer::new(
+                &torch_rt,
+                &prepared.bert,
+                &prepared.checkpoint,
+                &fine_tune.optimizer,
+                bench_core::Execution::Best,
+            )
+            .expect("PyTorch model");
+            group.bench_function("train-step/torch", |b| {
+                b.iter_custom(|iters| timed(&torch_rt, iters, &mut torch_trainer, &batches))
+            });
+        }
+    }
     group.finish();
 }
 

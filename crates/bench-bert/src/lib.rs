@@ -61,6 +61,10 @@ impl Benchmark for Bert {
         "bert"
     }
 
+    fn knobs(&self) -> &'static [bench_core::Knob] {
+        workload::KNOBS
+    }
+
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {
         match preset {
             // A step takes seconds on a 2-core CPU.

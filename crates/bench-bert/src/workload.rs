@@ -3,13 +3,69 @@
 
 use anyhow::{ensure, Result};
 use bench_core::host::HostTensor;
-use bench_core::{Cell, Preset};
+use bench_core::{Cell, Kind, Knob, Preset};
 
 /// The default model: 22M parameters, 6 layers, 384 wide; a registry copy
 /// exists for offline use (asset `minilm`).
 pub const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
 /// The original BERT (110M parameters); Hub only.
 pub const BERT_BASE: &str = "google-bert/bert-base-uncased";
+
+/// The `--set` knobs; defaults are the quick preset's (the paper's in brackets).
+pub const KNOBS: &[Knob] = &[
+    Knob::new(
+        "model",
+        Kind::Model,
+        "sentence-transformers/all-MiniLM-L6-v2 (paper: google-bert/bert-base-uncased)",
+        "a BERT: Hub id, or a folder with config.json, model.safetensors, tokenizer.json",
+    ),
+    Knob::int("seq_len", 8, 512, "128", "tokens per email (cut or padded)"),
+    Knob::int(
+        "batch_size",
+        1,
+        65_536,
+        "16 (paper: 8)",
+        "emails per training step",
+    ),
+    Knob::new("lr", Kind::Positive, "5e-5", "AdamW's learning rate"),
+    Knob::new(
+        "target_accuracy",
+        Kind::Float { min: 0.0, max: 1.0 },
+        "0.95",
+        "test accuracy that ends time-to-accuracy",
+    ),
+    Knob::at_least(
+        "eval_every",
+        1,
+        "8 (paper: 50)",
+        "training steps between evaluations",
+    ),
+    Knob::at_least(
+        "max_epochs",
+        1,
+        "1 (paper: 3)",
+        "epochs before giving up on the target",
+    ),
+    Knob::at_least("train_emails", 1, "all 4837", "training emails used"),
+    Knob::at_least(
+        "test_emails",
+        1,
+        "192 (paper: all 1209)",
+        "test emails evaluated",
+    ),
+    Knob::new(
+        "time_to_accuracy",
+        Kind::Bool,
+        "true",
+        "run the time-to-accuracy case (minutes on a CPU)",
+    ),
+    Knob::new(
+        "offline",
+        Kind::Bool,
+        "false",
+        "use the registry copy of MiniLM without asking the Hub",
+    ),
+];
 
 /// AdamW as both frameworks define it by default in PyTorch: bias
 /// correction, decoupled weight decay `p -= lr * wd * p`, eps added to

@@ -5,6 +5,7 @@ use std::fmt;
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
+use crate::knobs::{self, Knob};
 use crate::measure::MeasureSettings;
 
 #[derive(
@@ -110,9 +111,27 @@ pub struct Cell {
     /// Benchmark-specific knobs from `--set key=value` (batch size, weights
     /// source, ...), the same for both twins.
     pub options: Vec<(String, String)>,
+    /// The benchmark's declared knobs: the only keys [`Cell::option`] reads.
+    pub knobs: &'static [Knob],
 }
 
 impl Cell {
+    /// A quick CPU float32 cell of no benchmark, without options: a start
+    /// for checks and tests (`Cell { options, knobs, ..Cell::for_checks() }`).
+    pub fn for_checks() -> Self {
+        Self {
+            framework: Framework::Torch,
+            device: DeviceKind::Cpu,
+            precision: Precision::F32,
+            preset: Preset::Quick,
+            threads: 1,
+            measure: MeasureSettings::default(),
+            seed: 0,
+            options: Vec::new(),
+            knobs: &[],
+        }
+    }
+
     /// The cell's settings as `key=value` pairs for the result record.
     pub fn settings(&self) -> Vec<(String, String)> {
         let m = &self.measure;
@@ -137,28 +156,38 @@ impl Cell {
         .chain(
             self.options
                 .iter()
-                .filter(|(key, _)| key != "execution")
+                .filter(|(key, _)| key != "execution" && key != "mode")
                 .cloned(),
         )
         .collect()
     }
 
-    /// The execution mode asked for (`--set execution=best|eager`).
+    /// The execution mode asked for (`--set execution=best|eager`, or
+    /// `mode=`, the rows' name for it).
     pub fn execution(&self) -> anyhow::Result<Execution> {
-        Ok(self.option("execution")?.unwrap_or_default())
+        let mode = self.option("mode")?;
+        Ok(self.option("execution")?.or(mode).unwrap_or_default())
     }
 
-    /// The `--set` value of `key`, parsed; None when not given.
+    /// The `--set` value of `key`, checked against its declaration and
+    /// parsed; None when not given. Reading an undeclared knob is an error,
+    /// so that every knob the code reads is one that `--help` lists.
     pub fn option<T: std::str::FromStr>(&self, key: &str) -> anyhow::Result<Option<T>>
     where
         T::Err: std::fmt::Display,
     {
+        let Some(knob) = knobs::find(self.knobs, key) else {
+            anyhow::bail!("the code reads knob '{key}', which the benchmark does not declare");
+        };
         match self.options.iter().rev().find(|(k, _)| k == key) {
             None => Ok(None),
-            Some((_, value)) => value
-                .parse()
-                .map(Some)
-                .map_err(|e| anyhow::anyhow!("--set {key}={value}: {e}")),
+            Some((_, value)) => {
+                knob.check(value)?;
+                value
+                    .parse()
+                    .map(Some)
+                    .map_err(|e| anyhow::anyhow!("--set {key}={value}: {e}"))
+            }
         }
     }
 

@@ -11,11 +11,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::cell::{Cell, DeviceKind, Execution, Framework, Precision, Preset};
 use crate::env::{self, Environment};
 use crate::error::{out_of_memory_reason, size_settings, unavailable_reason};
+use crate::knobs::{self, Knob};
 use crate::measure::MeasureSettings;
 use crate::record::{samples_path, CaseResult, CsvAppender, JsonlAppender, Record, RecordHeader};
 
@@ -26,6 +27,10 @@ pub const EXIT_FAILURES_RECORDED: u8 = 3;
 pub trait Benchmark {
     /// The name used on the command line and in reports, e.g. "transfer".
     fn name(&self) -> &'static str;
+
+    /// Its `--set` knobs (the generic ones, [`crate::knobs::GENERIC`], come
+    /// on top): the only keys its cells read.
+    fn knobs(&self) -> &'static [Knob];
 
     /// Warm-up, repetitions and time budget for a preset.
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {
@@ -89,16 +94,23 @@ pub struct RunnerArgs {
     /// Seed of every random choice (weights, data order, sampling), the same for both twins.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// A benchmark-specific knob, e.g. `--set batch_size=16` (repeatable);
-    /// `--set execution=eager` runs both twins op by op instead of at their best.
+    /// A benchmark-specific knob, e.g. `--set batch_size=16` (repeatable; the
+    /// list is below); `--set execution=eager` runs both twins op by op instead
+    /// of at their best.
     #[arg(long = "set", value_parser = crate::cell::parse_option)]
     pub options: Vec<(String, String)>,
     /// CSV file to append rows to (default: reports/raw/<timestamp>.csv).
     #[arg(long)]
     pub csv: Option<PathBuf>,
-    /// Groups the rows of one suite run.
+    /// Groups the rows of one suite run (default: the start time, e.g. 20250101T120000Z).
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Print this benchmark's `--set` knobs (name, range, default, help) and exit.
+    #[arg(long)]
+    pub list_knobs: bool,
+    /// Check the arguments and `--set` knobs, then exit without running anything.
+    #[arg(long)]
+    pub check: bool,
 }
 
 impl RunnerArgs {
@@ -117,13 +129,56 @@ impl RunnerArgs {
     }
 }
 
-/// The `main` of a benchmark's runner binary.
+/// The runner's command line: its name, one-line description, version,
+/// and its knobs after the options in `--help`.
+pub fn command(
+    suite_version: &'static str,
+    about: &'static str,
+    benchmark: &dyn Benchmark,
+) -> clap::Command {
+    RunnerArgs::command()
+        .name(benchmark.name())
+        .bin_name(format!("bench-{}", benchmark.name()))
+        .display_name(format!("bench-{}", benchmark.name()))
+        .about(about)
+        .version(suite_version)
+        .after_help(format!(
+            "Knobs (--set key=value; with `cargo xtask bench`, --set {}.key=value sets it for this benchmark only):\n{}",
+            benchmark.name(),
+            knobs::describe(benchmark.knobs())
+        ))
+}
+
+/// The `main` of a benchmark's runner binary; `about` is its one-line description.
 pub fn main(
-    suite_version: &str,
+    suite_version: &'static str,
+    about: &'static str,
     benchmark: &dyn Benchmark,
     frameworks: &[FrameworkHooks],
 ) -> ExitCode {
-    let args = RunnerArgs::parse();
+    let matches = command(suite_version, about, benchmark).get_matches();
+    let mut args = RunnerArgs::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    if args.list_knobs {
+        print!("{}", knobs::describe(benchmark.knobs()));
+        return ExitCode::SUCCESS;
+    }
+    // Before anything runs: a mistyped or out-of-range knob stops here.
+    if let Err(error) = check_options(benchmark, &mut args) {
+        eprintln!("error: {error:#}");
+        return ExitCode::from(2);
+    }
+    if args.check {
+        // What would run, for a person and for the suite's time estimate.
+        let m = args.measure_settings(benchmark.measure_settings(args.preset));
+        println!(
+            "ok: warmup={} repetitions={} min_repetitions={} time_budget_s={}",
+            m.warmup,
+            m.repetitions,
+            m.min_repetitions,
+            m.time_budget.as_secs_f64()
+        );
+        return ExitCode::SUCCESS;
+    }
     match run(suite_version, benchmark, frameworks, &args) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(EXIT_FAILURES_RECORDED),
@@ -134,7 +189,14 @@ pub fn main(
     }
 }
 
-/// Runs every asked cell; returns how many failed.
+/// Checks the `--set` knobs against the benchmark's declaration; a knob
+/// scoped to this benchmark (`transfer.n=64`) loses its prefix.
+pub fn check_options(benchmark: &dyn Benchmark, args: &mut RunnerArgs) -> Result<()> {
+    let name = benchmark.name();
+    args.options = knobs::scoped(name, &[name], &args.options)?;
+    knobs::check(name, benchmark.knobs(), &args.options)
+}
+
 /// Sets each framework's process-wide knobs (threads, TF32) before any of
 /// them starts.
 pub fn configure_processes(
@@ -148,6 +210,50 @@ pub fn configure_processes(
     }
 }
 
+/// The environment variable that picks a Criterion harness's framework.
+pub const HARNESS_FRAMEWORK_VAR: &str = "MLX_VS_TORCH_FRAMEWORK";
+
+/// One framework per process for the Criterion harnesses: libtorch's BLAS
+/// can serve MLX's calls in a process that set up both. With
+/// MLX_VS_TORCH_FRAMEWORK=mlx|torch, returns that framework, its
+/// process-wide knobs set; without it, runs this same program (with its
+/// arguments) once per framework, each in its own process, and exits.
+pub fn harness_framework(frameworks: &[FrameworkHooks], threads: usize) -> Framework {
+    let hooks_of = |framework: Framework| frameworks.iter().find(|h| h.framework == framework);
+    if let Ok(name) = std::env::var(HARNESS_FRAMEWORK_VAR) {
+        let picked = <Framework as clap::ValueEnum>::from_str(&name, true)
+            .ok()
+            .and_then(hooks_of);
+        let Some(hooks) = picked else {
+            eprintln!("error: {HARNESS_FRAMEWORK_VAR}={name}: expected mlx or torch");
+            std::process::exit(2);
+        };
+        configure_processes(&[*hooks], Precision::F32, Execution::Best, threads);
+        return hooks.framework;
+    }
+    let program = std::env::current_exe().expect("the harness's own path");
+    for hooks in frameworks {
+        let status = std::process::Command::new(&program)
+            .args(std::env::args_os().skip(1))
+            .env(HARNESS_FRAMEWORK_VAR, hooks.framework.to_string())
+            .status();
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => std::process::exit(status.code().unwrap_or(1)),
+            Err(error) => {
+                eprintln!(
+                    "error: running {} for {}: {error}",
+                    program.display(),
+                    hooks.framework
+                );
+                std::process::exit(1);
+            }
+        }
+    }
+    std::process::exit(0)
+}
+
+/// Runs every asked cell; returns how many failed.
 pub fn run(
     suite_version: &str,
     benchmark: &dyn Benchmark,
@@ -156,15 +262,13 @@ pub fn run(
 ) -> Result<usize> {
     let threads = args.threads.unwrap_or_else(env::default_threads);
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
-    let execution = args
-        .options
-        .iter()
-        .rev()
-        .find(|(key, _)| key == "execution")
-        .map(|(_, value)| value.parse::<Execution>())
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("--set execution: {e}"))?
-        .unwrap_or_default();
+    // What `Cell::execution` will read, needed before any cell exists.
+    let execution = Cell {
+        options: args.options.clone(),
+        knobs: benchmark.knobs(),
+        ..Cell::for_checks()
+    }
+    .execution()?;
     configure_processes(frameworks, args.precision, execution, threads);
     let mut environment = Environment::capture(suite_version);
     for hooks in frameworks {
@@ -205,6 +309,7 @@ pub fn run(
             measure: args.measure_settings(benchmark.measure_settings(args.preset)),
             seed: args.seed,
             options: args.options.clone(),
+            knobs: benchmark.knobs(),
         };
         let mut header = RecordHeader::for_cell(&run_id, benchmark.name(), &cell);
         header.framework_version = (hooks.version)();

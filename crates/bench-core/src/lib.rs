@@ -9,6 +9,7 @@ pub mod cli;
 pub mod env;
 pub mod error;
 pub mod host;
+pub mod knobs;
 pub mod measure;
 pub mod optim;
 pub mod record;
@@ -18,6 +19,7 @@ pub mod stats;
 
 pub use cell::{Cell, DeviceKind, Execution, Framework, Precision, Preset};
 pub use error::Unavailable;
+pub use knobs::{Kind, Knob};
 pub use measure::{measure, measure_case, time_iterations, MeasureSettings};
 pub use optim::AdamWHyper;
 pub use record::{CaseResult, Record, Throughput};

@@ -239,10 +239,17 @@ impl RecordHeader {
     }
 }
 
+/// `key=value;...`; a value's own `;` and line breaks (a prompt, a
+/// transcript) become `,` and spaces, so that the pairs stay apart.
 fn join_settings(settings: &[(String, String)]) -> String {
     settings
         .iter()
-        .map(|(key, value)| format!("{key}={value}"))
+        .map(|(key, value)| {
+            format!(
+                "{key}={}",
+                value.replace(';', ",").replace(['\n', '\r'], " ")
+            )
+        })
         .collect::<Vec<_>>()
         .join(";")
 }
@@ -436,4 +443,18 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_with_semicolons_or_line_breaks_keeps_the_pairs_apart() {
+        let settings = [
+            ("prompt".to_owned(), "Hi; a=b\nnext".to_owned()),
+            ("n".to_owned(), "3".to_owned()),
+        ];
+        assert_eq!(join_settings(&settings), "prompt=Hi, a=b next;n=3");
+    }
 }

@@ -101,6 +101,9 @@ impl Benchmark for Troubled {
     fn name(&self) -> &'static str {
         "troubled"
     }
+    fn knobs(&self) -> &'static [bench_core::Knob] {
+        &[]
+    }
     fn run(&self, cell: &Cell) -> Result<CellOutput> {
         match (cell.device, cell.framework) {
             (DeviceKind::Gpu, _) => bail!(Unavailable("no accelerator".into())),
@@ -218,6 +221,9 @@ struct Hungry;
 impl Benchmark for Hungry {
     fn name(&self) -> &'static str {
         "hungry"
+    }
+    fn knobs(&self) -> &'static [bench_core::Knob] {
+        &[]
     }
     fn run(&self, cell: &Cell) -> Result<CellOutput> {
         match cell.framework {

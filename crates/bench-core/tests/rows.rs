@@ -6,7 +6,7 @@ use std::process::Command;
 
 use bench_core::env::Environment;
 use bench_core::record::{read_records, CsvAppender, Record, RecordHeader};
-use bench_core::{Cell, DeviceKind, Framework, MeasureSettings, Precision, Preset};
+use bench_core::Cell;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rows-{name}-{}", std::process::id()));
@@ -17,16 +17,8 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// A failed row of about 1.5 kB (a long reason, as a runner's output tail).
 fn row(index: usize) -> Record {
-    let cell = Cell {
-        framework: Framework::Torch,
-        device: DeviceKind::Cpu,
-        precision: Precision::F32,
-        preset: Preset::Quick,
-        threads: 1,
-        measure: MeasureSettings::default(),
-        seed: 0,
-        options: Vec::new(),
-    };
+    // A quick CPU float32 PyTorch cell with one thread and seed 0.
+    let cell = Cell::for_checks();
     let env = Environment {
         git_commit: "abc".into(),
         ..Environment::default()

@@ -2,7 +2,76 @@
 //! `--set key=value` knobs that override them, the same for both twins.
 
 use anyhow::{ensure, Result};
-use bench_core::{Cell, Preset};
+use bench_core::{Cell, Kind, Knob, Preset};
+
+/// The `--set` knobs; the defaults are the quick preset's (the paper's in brackets).
+pub const KNOBS: &[Knob] = &[
+    Knob::int("layers", 1, 256, "4 (paper: 12)", "transformer blocks"),
+    Knob::int(
+        "dim",
+        4,
+        65_536,
+        "256 (paper: 1024)",
+        "model width; even, a multiple of heads",
+    ),
+    Knob::int("heads", 1, 1024, "4 (paper: 16)", "attention heads"),
+    Knob::int(
+        "ffn",
+        1,
+        262_144,
+        "1024 (paper: 4096)",
+        "feed-forward width",
+    ),
+    Knob::int(
+        "context",
+        1,
+        65_536,
+        "128 (paper: 1024)",
+        "tokens per sequence",
+    ),
+    Knob::new(
+        "dropout",
+        Kind::Float {
+            min: 0.0,
+            max: 0.99,
+        },
+        "0",
+        "dropout probability",
+    ),
+    Knob::int(
+        "batch_size",
+        1,
+        65_536,
+        "4 (paper: 32)",
+        "sequences per step",
+    ),
+    Knob::new(
+        "learning_rate",
+        Kind::Positive,
+        "3e-4",
+        "AdamW's peak learning rate",
+    ),
+    Knob::new(
+        "weight_decay",
+        Kind::Float { min: 0.0, max: 1.0 },
+        "1e-5",
+        "AdamW's weight decay",
+    ),
+    Knob::int(
+        "warmup_steps",
+        0,
+        1_000_000,
+        "200",
+        "steps of linear learning-rate warm-up",
+    ),
+    Knob::at_least(
+        "text_files",
+        1,
+        "4 (paper: 42)",
+        "Shakespeare plays to train on",
+    ),
+    Knob::int("eval_batches", 1, 10_000, "4", "batches per evaluation"),
+];
 
 /// The model: mlx-examples' `TransformerLM` (pre-norm encoder blocks with a
 /// causal mask, sinusoidal positions, untied output projection).

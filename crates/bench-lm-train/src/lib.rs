@@ -75,6 +75,10 @@ impl Benchmark for LmTrain {
         "lm-train"
     }
 
+    fn knobs(&self) -> &'static [bench_core::Knob] {
+        config::KNOBS
+    }
+
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {
         match preset {
             Preset::Quick => MeasureSettings::new(2, 10, 3, 20),

@@ -1,5 +1,5 @@
 //! Criterion harness: TinyLlama at its real size (random weights, seed 0)
-//! on the CPU, float32, both twins, one at a time: the quick preset's
+//! on the CPU, float32, both twins, each in its own process: the quick preset's
 //! prompt pass (128 tokens) and one generation step after it.
 //! `cargo xtask bench` is the suite's runner; this gives Criterion's
 //! statistics and regression tracking for one crate.
@@ -45,12 +45,8 @@ fn bench_model(
 
 fn tinyllama(c: &mut Criterion) {
     let threads = bench_core::env::default_threads();
-    bench_core::cli::configure_processes(
-        &[fw_mlx::HOOKS, fw_torch::HOOKS],
-        Precision::F32,
-        bench_core::Execution::Best,
-        threads,
-    );
+    // One framework per process (see bench_core::cli::harness_framework).
+    let framework = bench_core::cli::harness_framework(&[fw_mlx::HOOKS, fw_torch::HOOKS], threads);
     let config = LlamaConfig::tinyllama();
     let weights = RandomWeights::new(0);
     let sizes = GenerationConfig::for_preset(Preset::Quick);
@@ -65,30 +61,33 @@ fn tinyllama(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat)
         .measurement_time(Duration::from_secs(60));
 
-    // One twin at a time: each holds 4.4 GB of float32 weights.
-    {
-        let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX");
-        let mut model = mlx::Llama::new(
-            &runtime,
-            &config,
-            &weights,
-            capacity,
-            bench_core::Execution::Best,
-        )
-        .expect("MLX model");
-        bench_model(&mut group, "mlx", &runtime, &mut model, &prompt);
-    }
-    {
-        let runtime = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("PyTorch");
-        let mut model = torch::Llama::new(
-            &runtime,
-            &config,
-            &weights,
-            capacity,
-            bench_core::Execution::Best,
-        )
-        .expect("PyTorch model");
-        bench_model(&mut group, "torch", &runtime, &mut model, &prompt);
+    // One twin per process: each holds 4.4 GB of float32 weights.
+    match framework {
+        bench_core::Framework::Mlx => {
+            let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX");
+            let mut model = mlx::Llama::new(
+                &runtime,
+                &config,
+                &weights,
+                capacity,
+                bench_core::Execution::Best,
+            )
+            .expect("MLX model");
+            bench_model(&mut group, "mlx", &runtime, &mut model, &prompt);
+        }
+        bench_core::Framework::Torch => {
+            let runtime =
+                TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("PyTorch");
+            let mut model = torch::Llama::new(
+                &runtime,
+                &config,
+                &weights,
+                capacity,
+                bench_core::Execution::Best,
+            )
+            .expect("PyTorch model");
+            bench_model(&mut group, "torch", &runtime, &mut model, &prompt);
+        }
     }
     group.finish();
 }

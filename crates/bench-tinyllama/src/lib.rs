@@ -37,6 +37,10 @@ impl Benchmark for TinyLlama {
         "tinyllama"
     }
 
+    fn knobs(&self) -> &'static [bench_core::Knob] {
+        workload::KNOBS
+    }
+
     /// One repetition is a whole generation (prompt + steps): seconds at
     /// TinyLlama's size on a CPU, so few repetitions.
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {
@@ -201,8 +205,12 @@ fn describe_cases(
     shared.push(("execution".into(), execution.into()));
     // What the model chose, so that a reader (and the eager-vs-best check)
     // sees the same tokens from both modes and both twins.
-    let first: Vec<String> = runs.tokens.iter().take(32).map(u32::to_string).collect();
+    let first_ids = &runs.tokens[..runs.tokens.len().min(32)];
+    let first: Vec<String> = first_ids.iter().map(u32::to_string).collect();
     shared.push(("first_tokens".into(), first.join(" ")));
+    // The same tokens as text: a user sees that the model works (a wrong
+    // model or a broken twin writes nonsense), as whisper's transcript.
+    shared.push(("first_text".into(), workload.tokenizer.decode(first_ids)?));
     let case = |name: &str, samples: Vec<f64>, throughput: Option<Throughput>| CaseResult {
         case: name.to_owned(),
         samples,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, ensure, Context, Result};
-use bench_core::{Cell, DeviceKind, Preset};
+use bench_core::{Cell, DeviceKind, Kind, Knob, Preset};
 use model_hub::{ModelSource, Preference};
 
 use crate::config::LlamaConfig;
@@ -14,6 +14,35 @@ use crate::weights::{RandomWeights, SafetensorsWeights, WeightSource};
 
 /// The model measured by default.
 pub const TINYLLAMA_REPO: &str = "TinyLlama/TinyLlama-1.1B-Chat-v1.0";
+
+/// The `--set` knobs; defaults are the quick preset's (the paper's in brackets).
+pub const KNOBS: &[Knob] = &[
+    Knob::new(
+        "model",
+        Kind::Model,
+        TINYLLAMA_REPO,
+        "a Llama: Hub id, or a folder with config.json, tokenizer.json, model.safetensors (or its index and shards)",
+    ),
+    Knob::new("hub_repo", Kind::Model, TINYLLAMA_REPO, "the same as model (its older name)"),
+    Knob::new(
+        "weights",
+        Kind::Choice(&["auto", "hub", "random"]),
+        "auto",
+        "auto: the model, else seeded random weights; hub: the model or an error; random: no download",
+    ),
+    Knob::new("config", Kind::Path, "TinyLlama's", "a config.json giving random weights another shape"),
+    Knob::new(
+        "prompt",
+        Kind::Text,
+        "a fixed English text cut to prompt_tokens",
+        "your own prompt text (in the model's chat template); prompt_tokens is then its length",
+    ),
+    Knob::at_least("prompt_tokens", 1, "128 (paper: 512)", "prompt length in tokens"),
+    Knob::at_least("gen_tokens", 1, "32 (paper: 128)", "generation steps after the first token"),
+    Knob::new("temperature", Kind::Float { min: 0.0, max: f64::INFINITY }, "0 (greedy)", "sampling temperature; 0 is greedy"),
+    Knob::new("top_p", Kind::Float { min: 0.0, max: 1.0 }, "1", "nucleus sampling's probability mass, in (0, 1]"),
+    Knob::int("sample_seed", 0, i64::MAX, "0", "seed of the sampler"),
+];
 
 /// Prompt and generation lengths, as llama-bench's pp/tg and
 /// mlx_lm.benchmark's -p/-g: fixed, with end-of-sequence ignored.
@@ -53,6 +82,12 @@ impl GenerationConfig {
         let mut config = Self::for_preset(cell.preset);
         if cell.device == DeviceKind::Gpu {
             config.copy_elements = 1 << 28;
+        }
+        if cell.option::<String>("prompt")?.is_some() {
+            ensure!(
+                cell.option::<usize>("prompt_tokens")?.is_none(),
+                "--set prompt and --set prompt_tokens exclude each other: a given prompt is as long as it is"
+            );
         }
         cell.set_option("prompt_tokens", &mut config.prompt_tokens)?;
         cell.set_option("gen_tokens", &mut config.gen_tokens)?;
@@ -96,6 +131,8 @@ pub struct Workload {
     pub config: LlamaConfig,
     pub weights: Box<dyn WeightSource>,
     pub tokenizer_origin: String,
+    /// Turns the generated ids back into text for the row.
+    pub tokenizer: LlamaTokenizer,
     pub prompt: Vec<u32>,
     pub prompt_format: String,
     pub generation: GenerationConfig,
@@ -103,16 +140,22 @@ pub struct Workload {
 
 impl Workload {
     /// Resolves the model for a cell: `--set weights=auto` (default: the
-    /// Hub, else random weights), `hub`, or `random`; `--set hub_repo=..`;
+    /// Hub, else random weights), `hub`, or `random`; `--set model=..` (a Hub
+    /// id or a local folder; `hub_repo=` is its older name);
     /// `--set config=<config.json>` gives random weights another shape.
     pub fn for_cell(cell: &Cell) -> Result<Self> {
-        let generation = GenerationConfig::for_cell(cell)?;
+        let mut generation = GenerationConfig::for_cell(cell)?;
         let mode: String = cell.option("weights")?.unwrap_or_else(|| "auto".into());
+        let older: Option<String> = cell.option("hub_repo")?;
         let repo: String = cell
-            .option("hub_repo")?
+            .option("model")?
+            .or(older)
             .unwrap_or_else(|| TINYLLAMA_REPO.into());
+        // A local folder asked for is never swapped for random weights.
+        let local = model_hub::local_folder(&repo).is_some();
         let hub = match mode.as_str() {
             "random" => None,
+            "auto" if local => Some(HubModel::fetch(&repo)?),
             "hub" => Some(HubModel::fetch(&repo)?),
             "auto" => HubModel::fetch(&repo)
                 .map_err(|error| {
@@ -138,7 +181,11 @@ impl Workload {
                 (config, Box::new(weights), LlamaTokenizer::offline()?, None)
             }
         };
-        let prompt = build_prompt(&tokenizer, template.as_ref(), generation.prompt_tokens)?;
+        let prompt = match cell.option::<String>("prompt")? {
+            Some(text) => user_prompt(&tokenizer, template.as_ref(), &text)?,
+            None => build_prompt(&tokenizer, template.as_ref(), generation.prompt_tokens)?,
+        };
+        generation.prompt_tokens = prompt.len();
         if let Some(&bad) = prompt.iter().find(|&&id| id as usize >= config.vocab_size) {
             bail!(
                 "the tokenizer ({}) gives id {bad}, outside the model's vocabulary of {}",
@@ -150,6 +197,7 @@ impl Workload {
             config,
             weights,
             tokenizer_origin: tokenizer.origin.clone(),
+            tokenizer,
             prompt,
             prompt_format: template.map_or("plain".into(), |t| format!("{} chat", t.name)),
             generation,
@@ -241,6 +289,22 @@ const PROMPT_TEXT: &str = "The history of computing is a story of machines that 
     depend as much on moving numbers between memory and processor as on the arithmetic \
     itself. Explain, step by step, why reading weights from memory limits how fast a \
     language model can write each new word, and what that means for choosing hardware. ";
+
+/// The user's own prompt text: `<s>`, the chat template around the text
+/// (if any), as the model's tokenizer reads it.
+pub fn user_prompt(
+    tokenizer: &LlamaTokenizer,
+    template: Option<&ChatTemplate>,
+    text: &str,
+) -> Result<Vec<u32>> {
+    ensure!(!text.trim().is_empty(), "--set prompt= is empty");
+    let (before, after) = template.map_or(("", ""), |t| (t.before, t.after));
+    let mut prompt = tokenizer.encode(&format!("{before}{text}"), true)?;
+    if !after.is_empty() {
+        prompt.extend(tokenizer.encode(after, false)?);
+    }
+    Ok(prompt)
+}
 
 /// Exactly `length` prompt token ids: `<s>`, the chat template's opening
 /// (if any) and the prompt text, cut to fit, then the template's close.

@@ -227,6 +227,7 @@ fn cell(options: &[(&str, &str)]) -> bench_core::Cell {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        knobs: bench_tinyllama::workload::KNOBS,
     }
 }
 
@@ -257,4 +258,43 @@ fn rows_say_where_the_weights_came_from_and_the_knobs_apply() {
             .err()
             .unwrap();
     assert!(error.to_string().contains("top_p"), "{error}");
+}
+
+#[test]
+fn the_users_own_prompt_is_the_prompt_and_sets_its_length() {
+    let text = "Name three rivers; then stop.";
+    let workload =
+        bench_tinyllama::Workload::for_cell(&cell(&[("weights", "random"), ("prompt", text)]))
+            .unwrap();
+    assert_eq!(workload.prompt[0], 1, "starts with <s>");
+    assert_eq!(workload.generation.prompt_tokens, workload.prompt.len());
+    let decoded = workload.tokenizer.decode(&workload.prompt).unwrap();
+    assert_eq!(decoded, text);
+    let both = [
+        ("weights", "random"),
+        ("prompt", text),
+        ("prompt_tokens", "9"),
+    ];
+    let error = bench_tinyllama::Workload::for_cell(&cell(&both))
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("exclude each other"), "{error}");
+}
+
+#[test]
+fn a_local_model_folder_is_used_as_given_and_missing_files_are_named() {
+    let folder = temp_path("local-model");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("config.json"), TINYLLAMA_CONFIG_JSON).unwrap();
+    let model = folder.display().to_string();
+    // weights=auto (the default) does not swap a folder asked for for random weights.
+    let error = bench_tinyllama::Workload::for_cell(&cell(&[("model", &model)]))
+        .err()
+        .unwrap();
+    let text = format!("{error:#}");
+    assert!(
+        text.contains(&model) && text.contains("has no tokenizer.json"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&folder).unwrap();
 }

@@ -12,12 +12,8 @@ use fw_torch::TorchRuntime;
 
 fn transfer(c: &mut Criterion) {
     let threads = bench_core::env::default_threads();
-    bench_core::cli::configure_processes(
-        &[fw_mlx::HOOKS, fw_torch::HOOKS],
-        Precision::F32,
-        bench_core::Execution::Best,
-        threads,
-    );
+    // One framework per process (see bench_core::cli::harness_framework).
+    let framework = bench_core::cli::harness_framework(&[fw_mlx::HOOKS, fw_torch::HOOKS], threads);
     let switch = SwitchConfig::for_preset(Preset::Quick);
     let ceilings = CeilingConfig::for_cell(Preset::Quick, DeviceKind::Cpu);
     let inputs = switch.inputs(0);
@@ -26,41 +22,48 @@ fn transfer(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(5));
 
-    let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX on CPU");
-    let mut mlx_switch = mlx::Switch::new(&mlx_rt, &inputs).expect("MLX inputs");
-    group.bench_function("switch-iteration/mlx", |b| {
-        b.iter_custom(|iters| {
-            time_iterations(&mlx_rt, iters, || {
-                mlx_switch.iterate().expect("MLX iteration")
-            })
-        })
-    });
-    let mlx_matmul = mlx::Matmul::new(&mlx_rt, ceilings.matmul_size, 0).expect("MLX matmul");
-    group.bench_function("matmul/mlx", |b| {
-        b.iter_custom(|iters| {
-            time_iterations(&mlx_rt, iters, || mlx_matmul.run().expect("MLX matmul"))
-        })
-    });
-
-    let torch_rt =
-        TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("PyTorch on CPU");
-    let mut torch_switch = torch::Switch::new(&torch_rt, &inputs).expect("PyTorch inputs");
-    group.bench_function("switch-iteration/torch", |b| {
-        b.iter_custom(|iters| {
-            time_iterations(&torch_rt, iters, || {
-                torch_switch.iterate().expect("PyTorch iteration")
-            })
-        })
-    });
-    let torch_matmul =
-        torch::Matmul::new(&torch_rt, ceilings.matmul_size, 0).expect("PyTorch matmul");
-    group.bench_function("matmul/torch", |b| {
-        b.iter_custom(|iters| {
-            time_iterations(&torch_rt, iters, || {
-                torch_matmul.run().expect("PyTorch matmul")
-            })
-        })
-    });
+    match framework {
+        bench_core::Framework::Mlx => {
+            let mlx_rt =
+                MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX on CPU");
+            let mut mlx_switch = mlx::Switch::new(&mlx_rt, &inputs).expect("MLX inputs");
+            group.bench_function("switch-iteration/mlx", |b| {
+                b.iter_custom(|iters| {
+                    time_iterations(&mlx_rt, iters, || {
+                        mlx_switch.iterate().expect("MLX iteration")
+                    })
+                })
+            });
+            let mlx_matmul =
+                mlx::Matmul::new(&mlx_rt, ceilings.matmul_size, 0).expect("MLX matmul");
+            group.bench_function("matmul/mlx", |b| {
+                b.iter_custom(|iters| {
+                    time_iterations(&mlx_rt, iters, || mlx_matmul.run().expect("MLX matmul"))
+                })
+            });
+        }
+        bench_core::Framework::Torch => {
+            let torch_rt = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads)
+                .expect("PyTorch on CPU");
+            let mut torch_switch = torch::Switch::new(&torch_rt, &inputs).expect("PyTorch inputs");
+            group.bench_function("switch-iteration/torch", |b| {
+                b.iter_custom(|iters| {
+                    time_iterations(&torch_rt, iters, || {
+                        torch_switch.iterate().expect("PyTorch iteration")
+                    })
+                })
+            });
+            let torch_matmul =
+                torch::Matmul::new(&torch_rt, ceilings.matmul_size, 0).expect("PyTorch matmul");
+            group.bench_function("matmul/torch", |b| {
+                b.iter_custom(|iters| {
+                    time_iterations(&torch_rt, iters, || {
+                        torch_matmul.run().expect("PyTorch matmul")
+                    })
+                })
+            });
+        }
+    }
     group.finish();
 }
 

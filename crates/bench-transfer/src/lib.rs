@@ -24,6 +24,10 @@ impl Benchmark for Transfer {
         "transfer"
     }
 
+    fn knobs(&self) -> &'static [bench_core::Knob] {
+        workload::KNOBS
+    }
+
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {
         match preset {
             Preset::Quick => MeasureSettings::new(1, 5, 3, 20),

@@ -3,6 +3,7 @@
 fn main() -> std::process::ExitCode {
     bench_core::cli::main(
         env!("CARGO_PKG_VERSION"),
+        env!("CARGO_PKG_DESCRIPTION"),
         &bench_transfer::Transfer,
         &[fw_mlx::HOOKS, fw_torch::HOOKS],
     )

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use bench_core::host::HostTensor;
-use bench_core::{Cell, DeviceKind, Preset};
+use bench_core::{Cell, DeviceKind, Knob, Preset};
 
 /// The switch loop: three N x N matrices; each iteration computes, on the
 /// accelerator, r1 = norm(a @ b), r2 = norm(b @ c), r3 = norm(c @ a), where
@@ -14,6 +14,24 @@ pub struct SwitchConfig {
     pub size: usize,
     pub iterations: usize,
 }
+
+/// The `--set` knobs of the switch loop (the ceilings' sizes are fixed).
+pub const KNOBS: &[Knob] = &[
+    Knob::int(
+        "n",
+        1,
+        65_536,
+        "512 (paper: 10000)",
+        "N of the three N x N matrices",
+    ),
+    Knob::int(
+        "iterations",
+        1,
+        100_000,
+        "4 (paper: 50)",
+        "switch iterations per timed repetition",
+    ),
+];
 
 /// Sizes of the device ceilings measured beside the switch loop.
 #[derive(Clone, Debug, PartialEq)]

@@ -43,12 +43,8 @@ fn bench_twin<T: WhisperTwin>(
 
 fn whisper(c: &mut Criterion) {
     let threads = bench_core::env::default_threads();
-    bench_core::cli::configure_processes(
-        &[fw_mlx::HOOKS, fw_torch::HOOKS],
-        Precision::F32,
-        bench_core::Execution::Best,
-        threads,
-    );
+    // One framework per process (see bench_core::cli::harness_framework).
+    let framework = bench_core::cli::harness_framework(&[fw_mlx::HOOKS, fw_torch::HOOKS], threads);
     let work = Workload::load(Options {
         model: DEFAULT_MODEL.to_owned(),
         source: SourcePreference::Auto,
@@ -62,17 +58,24 @@ fn whisper(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(10));
 
-    let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX on CPU");
-    let mlx_twin =
-        mlx::Whisper::new(&mlx_rt, &model.weights, &model.dims, &model.masks).expect("MLX weights");
-    bench_twin(&mut group, "mlx", &mlx_rt, &mlx_twin, &work);
-    drop(mlx_twin);
-
-    let torch_rt =
-        TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("PyTorch on CPU");
-    let torch_twin = torch::Whisper::new(&torch_rt, &model.weights, &model.dims, &model.masks)
-        .expect("PyTorch weights");
-    bench_twin(&mut group, "torch", &torch_rt, &torch_twin, &work);
+    match framework {
+        bench_core::Framework::Mlx => {
+            let mlx_rt =
+                MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX on CPU");
+            let mlx_twin = mlx::Whisper::new(&mlx_rt, &model.weights, &model.dims, &model.masks)
+                .expect("MLX weights");
+            bench_twin(&mut group, "mlx", &mlx_rt, &mlx_twin, &work);
+            drop(mlx_twin);
+        }
+        bench_core::Framework::Torch => {
+            let torch_rt = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads)
+                .expect("PyTorch on CPU");
+            let torch_twin =
+                torch::Whisper::new(&torch_rt, &model.weights, &model.dims, &model.masks)
+                    .expect("PyTorch weights");
+            bench_twin(&mut group, "torch", &torch_rt, &torch_twin, &work);
+        }
+    }
     group.finish();
 }
 

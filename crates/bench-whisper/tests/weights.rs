@@ -287,3 +287,24 @@ fn hugging_face_folder_maps_every_tensor_to_its_weight() {
         "{error}"
     );
 }
+
+#[test]
+fn a_local_folder_missing_files_is_named_and_a_mistyped_one_is_not_sent_to_the_hub() {
+    let dir = std::env::temp_dir().join(format!("whisper-partial-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.safetensors"), b"").unwrap();
+    let error = format!("{:#}", load_folder(&dir, "en").err().unwrap());
+    assert!(
+        error.contains("has no config.json, tokenizer.json"),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let options = bench_whisper::source::SourcePreference::Auto;
+    let error = bench_whisper::source::load("./no-such-whisper", options, "en")
+        .err()
+        .unwrap();
+    assert!(
+        format!("{error:#}").contains("./no-such-whisper does not exist"),
+        "{error:#}"
+    );
+}

@@ -1,0 +1,444 @@
+//! A benchmark's `--set key=value` knobs, declared once: name, kind (type
+//! and range), default and one line of help. The runner checks every given
+//! knob against the declaration before anything runs, `--help` and
+//! `--list-knobs` print it, and [`crate::Cell::option`] reads only declared
+//! knobs, so the declaration and the parsing cannot drift apart.
+
+use std::fmt::{self, Write as _};
+
+use anyhow::{bail, Result};
+
+/// What values a knob takes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Kind {
+    /// A whole number in `min..=max`.
+    Int {
+        min: i64,
+        max: i64,
+    },
+    /// A finite number in `min..=max`.
+    Float {
+        min: f64,
+        max: f64,
+    },
+    /// A number above zero.
+    Positive,
+    Bool,
+    /// One of these words.
+    Choice(&'static [&'static str]),
+    /// Free text (a prompt, a language code).
+    Text,
+    /// A file or folder on this machine.
+    Path,
+    /// A Hugging Face Hub repo id or a local model folder.
+    Model,
+}
+
+/// One declared knob.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Knob {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// The default as a user reads it, e.g. "512 (paper: 10000)".
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+impl Knob {
+    /// Whole numbers from `min` up, without an upper bound.
+    pub const fn at_least(
+        name: &'static str,
+        min: i64,
+        default: &'static str,
+        help: &'static str,
+    ) -> Self {
+        Self::int(name, min, i64::MAX, default, help)
+    }
+
+    pub const fn int(
+        name: &'static str,
+        min: i64,
+        max: i64,
+        default: &'static str,
+        help: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            kind: Kind::Int { min, max },
+            default,
+            help,
+        }
+    }
+
+    pub const fn new(
+        name: &'static str,
+        kind: Kind,
+        default: &'static str,
+        help: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            kind,
+            default,
+            help,
+        }
+    }
+
+    /// Checks one value; the error says what the knob takes.
+    pub fn check(&self, value: &str) -> Result<()> {
+        let name = self.name;
+        let expected = self.kind.to_string();
+        let bad = |why: &str| anyhow::anyhow!("--set {name}={value}: {why} (expected {expected})");
+        match self.kind {
+            Kind::Int { min, max } => {
+                let n: i64 = value.parse().map_err(|_| bad("not a whole number"))?;
+                if n < min || n > max {
+                    return Err(bad("out of range"));
+                }
+            }
+            Kind::Float { min, max } => {
+                let x: f64 = value.parse().map_err(|_| bad("not a number"))?;
+                if !x.is_finite() || x < min || x > max {
+                    return Err(bad("out of range"));
+                }
+            }
+            Kind::Positive => {
+                let x: f64 = value.parse().map_err(|_| bad("not a number"))?;
+                if !x.is_finite() || x <= 0.0 {
+                    return Err(bad("out of range"));
+                }
+            }
+            Kind::Bool => {
+                value
+                    .parse::<bool>()
+                    .map_err(|_| bad("not true or false"))?;
+            }
+            Kind::Choice(words) => {
+                if !words.contains(&value) {
+                    return Err(bad("not one of the choices"));
+                }
+            }
+            Kind::Text => {}
+            Kind::Path | Kind::Model => {
+                if value.trim().is_empty() {
+                    return Err(bad("empty"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Kind::Int { min, max: i64::MAX } => write!(f, "a whole number >= {min}"),
+            Kind::Int { min, max } => write!(f, "a whole number from {min} to {max}"),
+            Kind::Float { min, max } if max.is_infinite() => write!(f, "a number >= {min}"),
+            Kind::Float { min, max } => write!(f, "a number from {min} to {max}"),
+            Kind::Positive => f.write_str("a number > 0"),
+            Kind::Bool => f.write_str("true or false"),
+            Kind::Choice(words) => f.write_str(&words.join(" | ")),
+            Kind::Text => f.write_str("text"),
+            Kind::Path => f.write_str("a path"),
+            Kind::Model => f.write_str("a Hub repo id or a local model folder"),
+        }
+    }
+}
+
+/// Knobs every benchmark takes.
+pub const GENERIC: &[Knob] = &[
+    Knob::new(
+        "execution",
+        Kind::Choice(&["best", "eager"]),
+        "best",
+        "best: each framework at its fastest (compiled steps, CUDA graphs); eager: op by op",
+    ),
+    Knob::new(
+        "mode",
+        Kind::Choice(&["best", "eager"]),
+        "best",
+        "the same as execution (the rows' name for it)",
+    ),
+];
+
+/// The declared knob `key` among a benchmark's and the generic ones.
+pub fn find<'a>(knobs: &'a [Knob], key: &str) -> Option<&'a Knob> {
+    knobs.iter().chain(GENERIC).find(|knob| knob.name == key)
+}
+
+/// Checks every `--set` pair of a benchmark before anything runs: an
+/// unknown key names the closest known one; a bad value says what it takes.
+pub fn check(benchmark: &str, knobs: &[Knob], options: &[(String, String)]) -> Result<()> {
+    for (key, value) in options {
+        match find(knobs, key) {
+            Some(knob) => knob.check(value)?,
+            None => bail!("{}", unknown(benchmark, knobs, key)),
+        }
+    }
+    Ok(())
+}
+
+/// "bert has no knob 'batchsize'; did you mean 'batch_size'? ...".
+fn unknown(benchmark: &str, knobs: &[Knob], key: &str) -> String {
+    let names = || knobs.iter().chain(GENERIC).map(|knob| knob.name);
+    let mut text = format!("{benchmark} has no knob '{key}'");
+    let closest = names()
+        .map(|name| (strsim::levenshtein(name, key), name))
+        .min()
+        // A distant "closest" key (batch_size for n) would mislead.
+        .filter(|&(distance, _)| distance <= key.len().div_ceil(2));
+    if let Some((_, name)) = closest {
+        write!(text, "; did you mean '{name}'?").ok();
+    }
+    let all: Vec<&str> = names().collect();
+    write!(
+        text,
+        " Its knobs: {} (bench-{benchmark} --list-knobs says what each does)",
+        all.join(", ")
+    )
+    .ok();
+    text
+}
+
+/// A table of knobs for `--help` and `--list-knobs`.
+pub fn describe(knobs: &[Knob]) -> String {
+    let width = knobs
+        .iter()
+        .chain(GENERIC)
+        .map(|knob| knob.name.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = String::new();
+    for knob in knobs.iter().chain(GENERIC) {
+        writeln!(
+            text,
+            "  {:width$}  {}\n  {:width$}  [{}; default: {}]",
+            knob.name, knob.help, "", knob.kind, knob.default
+        )
+        .ok();
+    }
+    text
+}
+
+/// The `--set` pairs meant for `benchmark`: a plain `key=value` is for every
+/// benchmark; `bench.key=value` is for that one only (the prefix is dropped
+/// for it, the pair for the others). A prefix naming none of `all` is an error.
+pub fn scoped(
+    benchmark: &str,
+    all: &[&str],
+    options: &[(String, String)],
+) -> Result<Vec<(String, String)>> {
+    let mut mine = Vec::new();
+    for (key, value) in options {
+        match key.split_once('.') {
+            None => mine.push((key.clone(), value.clone())),
+            Some((scope, rest)) if scope == benchmark => {
+                mine.push((rest.to_owned(), value.clone()))
+            }
+            Some((scope, _)) if all.contains(&scope) => {}
+            Some((scope, _)) => {
+                let closest = all
+                    .iter()
+                    .min_by_key(|name| strsim::levenshtein(name, scope))
+                    .map(|name| format!("; did you mean '{name}'?"))
+                    .unwrap_or_default();
+                bail!("--set {key}={value}: no benchmark is called '{scope}'{closest}")
+            }
+        }
+    }
+    Ok(mine)
+}
+
+/// Values that have broken option parsing before: zero, negatives, not a
+/// number, empty, out of any range, not finite.
+pub const BAD_VALUES: &[&str] = &["0", "-1", "x", "", "1e999", "NaN", "99999999999999999999"];
+
+/// For each benchmark's tests: every declared knob with each of
+/// [`BAD_VALUES`] goes through the runner's check and, where the check lets
+/// it pass, through `parse` (the benchmark's option parsing). Returns every
+/// failure reason that reads like a crash (panic or unwrap text), as
+/// "key=value: reason"; an empty list is the pass.
+pub fn crash_reasons(
+    benchmark: &dyn crate::cli::Benchmark,
+    parse: impl Fn(&crate::Cell) -> Result<()>,
+) -> Vec<String> {
+    let crash_like = |reason: &str| {
+        ["panicked", "unwrap", "called `Result", "called `Option"]
+            .iter()
+            .any(|text| reason.contains(text))
+    };
+    let mut crashes = Vec::new();
+    for knob in benchmark.knobs().iter().chain(GENERIC) {
+        for value in BAD_VALUES {
+            let options = vec![(knob.name.to_owned(), (*value).to_owned())];
+            let reason = match check(benchmark.name(), benchmark.knobs(), &options) {
+                Err(error) => format!("{error:#}"),
+                Ok(()) => {
+                    let cell = crate::Cell {
+                        options,
+                        knobs: benchmark.knobs(),
+                        ..crate::Cell::for_checks()
+                    };
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(&cell))) {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(error)) => format!("{error:#}"),
+                        Err(_) => "panicked".to_owned(),
+                    }
+                }
+            };
+            if crash_like(&reason) {
+                crashes.push(format!("{}={value}: {reason}", knob.name));
+            }
+        }
+    }
+    crashes
+}
+
+/// The knob tests every benchmark crate runs (`tests/knobs.rs`): the
+/// parsing reads only declared knobs, bad values never give panic text, a
+/// mistyped key names the one meant, and a bad value says what is wrong.
+///
+/// ```ignore
+/// bench_core::knob_tests! {
+///     benchmark: bench_transfer::Transfer,
+///     parse: |cell| bench_transfer::SwitchConfig::for_cell(cell).map(drop),
+///     typo: ("iteration", "iterations"),
+///     bad: ("n", "-1", "out of range"),
+/// }
+/// ```
+#[macro_export]
+macro_rules! knob_tests {
+    (
+        benchmark: $benchmark:expr,
+        parse: $parse:expr,
+        typo: ($typo:literal, $meant:literal),
+        bad: ($key:literal, $value:literal, $says:literal) $(,)?
+    ) => {
+        fn parse(cell: &$crate::Cell) -> anyhow::Result<()> {
+            let parse: fn(&$crate::Cell) -> anyhow::Result<()> = $parse;
+            parse(cell)
+        }
+
+        #[test]
+        fn every_knob_the_parsing_reads_is_declared() {
+            use $crate::cli::Benchmark;
+            let cell = $crate::Cell {
+                knobs: $benchmark.knobs(),
+                ..$crate::Cell::for_checks()
+            };
+            parse(&cell).unwrap();
+        }
+
+        #[test]
+        fn bad_values_get_clear_errors_never_panic_text() {
+            let crashes = $crate::knobs::crash_reasons(&$benchmark, parse);
+            assert!(crashes.is_empty(), "{crashes:#?}");
+        }
+
+        #[test]
+        fn a_mistyped_knob_names_the_one_meant_and_a_bad_value_is_refused() {
+            use $crate::cli::Benchmark;
+            let check = |key: &str, value: &str| {
+                let options = [(key.to_owned(), value.to_owned())];
+                let knobs = $benchmark.knobs();
+                let error = $crate::knobs::check($benchmark.name(), knobs, &options).unwrap_err();
+                format!("{error:#}")
+            };
+            let error = check($typo, "3");
+            assert!(
+                error.contains(concat!("did you mean '", $meant, "'?")),
+                "{error}"
+            );
+            let error = check($key, $value);
+            assert!(error.contains($says), "{error}");
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOBS: &[Knob] = &[
+        Knob::at_least("batch_size", 1, "16", "examples per step"),
+        Knob::new("lr", Kind::Positive, "5e-5", "learning rate"),
+        Knob::new(
+            "target",
+            Kind::Float { min: 0.0, max: 1.0 },
+            "0.9",
+            "accuracy",
+        ),
+        Knob::new("offline", Kind::Bool, "false", "no Hub"),
+    ];
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn error(list: &[(&str, &str)]) -> String {
+        format!("{:#}", check("bert", KNOBS, &pairs(list)).unwrap_err())
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_closest_known_one() {
+        let text = error(&[("batchsize", "4")]);
+        assert!(text.contains("bert has no knob 'batchsize'"), "{text}");
+        assert!(text.contains("did you mean 'batch_size'?"), "{text}");
+        assert!(text.contains("execution"), "{text}");
+        let far = error(&[("n", "4")]);
+        assert!(!far.contains("did you mean"), "{far}");
+    }
+
+    #[test]
+    fn values_out_of_range_or_of_the_wrong_type_say_what_the_knob_takes() {
+        assert!(
+            error(&[("batch_size", "0")]).contains("out of range (expected a whole number >= 1)")
+        );
+        assert!(error(&[("batch_size", "-1")]).contains("out of range"));
+        assert!(error(&[("batch_size", "x")]).contains("not a whole number"));
+        assert!(error(&[("lr", "0")]).contains("expected a number > 0"));
+        assert!(error(&[("lr", "NaN")]).contains("out of range"));
+        assert!(error(&[("target", "1.5")]).contains("from 0 to 1"));
+        assert!(error(&[("offline", "yes")]).contains("true or false"));
+        assert!(error(&[("execution", "fast")]).contains("best | eager"));
+        let fine = pairs(&[("batch_size", "8"), ("lr", "1e-3"), ("mode", "eager")]);
+        check("bert", KNOBS, &fine).unwrap();
+    }
+
+    #[test]
+    fn scoped_knobs_reach_only_their_benchmark() {
+        let all = ["bert", "transfer"];
+        let given = pairs(&[
+            ("bert.batch_size", "4"),
+            ("execution", "eager"),
+            ("transfer.n", "64"),
+        ]);
+        assert_eq!(
+            scoped("bert", &all, &given).unwrap(),
+            pairs(&[("batch_size", "4"), ("execution", "eager")])
+        );
+        assert_eq!(
+            scoped("transfer", &all, &given).unwrap(),
+            pairs(&[("execution", "eager"), ("n", "64")])
+        );
+        let typo = scoped("bert", &all, &pairs(&[("bret.n", "1")])).unwrap_err();
+        assert!(typo.to_string().contains("did you mean 'bert'?"), "{typo}");
+    }
+
+    #[test]
+    fn the_table_lists_every_knob_with_its_range_and_default() {
+        let text = describe(KNOBS);
+        for needle in [
+            "batch_size",
+            "examples per step",
+            "a whole number >= 1",
+            "default: 16",
+            "execution",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+    }
+}

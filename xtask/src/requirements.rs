@@ -1,0 +1,211 @@
+//! What the set-up needs of the machine, checked before it fetches or
+//! builds anything; each missing piece is named with the command that
+//! fixes it (README: Requirements).
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Result};
+
+/// The oldest Rust the workspace builds with (Cargo.toml's rust-version).
+const MIN_RUST: (u32, u32) = (1, 85);
+
+/// Free disk the first set-up and build need: .cache (2 GB CPU, more with
+/// --cuda) and target/ (11 GB, measured on x86_64 Linux).
+const MIN_FREE_GB: u64 = 15;
+
+/// A program run with `args` that must succeed, and the fix when it does not.
+struct Tool {
+    what: &'static str,
+    program: &'static str,
+    args: &'static [&'static str],
+    fix: &'static str,
+}
+
+const LINUX_TOOLS: &[Tool] = &[
+    Tool {
+        what: "Python 3 with pip (fetches the pinned wheels from PyPI)",
+        program: "python3",
+        args: &["-m", "pip", "--version"],
+        fix: "sudo apt-get install -y python3 python3-pip",
+    },
+    Tool {
+        what: "Node.js with npm (three assets come through `npm pack`)",
+        program: "npm",
+        args: &["--version"],
+        fix: "sudo apt-get install -y nodejs npm",
+    },
+    Tool {
+        what: "a C++ compiler, g++ (torch-sys's shim, mlx-c)",
+        program: "g++",
+        args: &["--version"],
+        fix: "sudo apt-get install -y g++",
+    },
+];
+
+const MACOS_TOOLS: &[Tool] = &[
+    Tool {
+        what: "Python 3 with pip (fetches the pinned wheels from PyPI)",
+        program: "python3",
+        args: &["-m", "pip", "--version"],
+        fix: "brew install python",
+    },
+    Tool {
+        what: "Node.js with npm (three assets come through `npm pack`)",
+        program: "npm",
+        args: &["--version"],
+        fix: "brew install node",
+    },
+    Tool {
+        what: "a C++ compiler (mlx-sys builds MLX with Metal)",
+        program: "c++",
+        args: &["--version"],
+        fix: "xcode-select --install",
+    },
+];
+
+/// Checks the machine with the programs on `path` (the process's PATH in
+/// use; another one in tests); `cache` is where the set-up writes, and
+/// `fresh` says whether it still has everything to fetch and build.
+pub fn check(path: Option<OsString>, cache: &Path, fresh: bool) -> Result<()> {
+    let mut problems = Vec::new();
+    let (os, arch) = (std::env::consts::OS, std::env::consts::ARCH);
+    let tools = match (os, arch) {
+        ("linux", "x86_64") => LINUX_TOOLS,
+        ("macos", "aarch64") => MACOS_TOOLS,
+        _ => bail!(
+            "the set-up supports x86_64 Linux (and Apple-silicon macOS, untested); this is {arch} {os}"
+        ),
+    };
+    if let Some(problem) = check_rust(path.as_ref()) {
+        problems.push(problem);
+    }
+    for tool in tools {
+        if !runs(path.as_ref(), tool.program, tool.args) {
+            problems.push(format!("{} is missing; fix:\n    {}", tool.what, tool.fix));
+        }
+    }
+    if fresh {
+        if let Ok(free) = fs4::available_space(existing_parent(cache)) {
+            let free_gb = free / 1_000_000_000;
+            if free_gb < MIN_FREE_GB {
+                problems.push(format!(
+                    "{free_gb} GB free at {}; the first set-up and build need about {MIN_FREE_GB} GB \
+                     (clear space, or clone onto a larger disk)",
+                    cache.display()
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the set-up cannot start:\n  - {}\nthen run the command again",
+        problems.join("\n  - ")
+    )
+}
+
+/// Rust older than the workspace's minimum, or no rustc at all.
+fn check_rust(path: Option<&OsString>) -> Option<String> {
+    let fix = "rustup update stable (no rustup: curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh)";
+    let (major, minor) = MIN_RUST;
+    let Some(version) = output(path, "rustc", &["--version"]) else {
+        return Some(format!(
+            "Rust {major}.{minor} or newer is missing; fix:\n    {fix}"
+        ));
+    };
+    // "rustc 1.95.0 (59807616e 2026-04-14)"
+    let number = version.split_whitespace().nth(1).unwrap_or_default();
+    let mut parts = number
+        .split('.')
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (found < MIN_RUST)
+        .then(|| format!("Rust {number} is older than {major}.{minor}; fix:\n    {fix}"))
+}
+
+fn command(path: Option<&OsString>, program: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(program);
+    command.args(args);
+    // With PATH set here, the program is looked up on it too.
+    if let Some(path) = path {
+        command.env("PATH", path);
+    }
+    command
+}
+
+fn runs(path: Option<&OsString>, program: &str, args: &[&str]) -> bool {
+    output(path, program, args).is_some()
+}
+
+/// The program's stdout when it ran and succeeded.
+fn output(path: Option<&OsString>, program: &str, args: &[&str]) -> Option<String> {
+    let output = command(path, program, args).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `path` or its nearest existing ancestor (a fresh clone has no .cache yet).
+fn existing_parent(path: &Path) -> &Path {
+    path.ancestors()
+        .find(|ancestor| ancestor.exists())
+        .unwrap_or(Path::new("/"))
+}
+
+// The fixes named are the Debian ones.
+#[cfg(all(test, target_os = "linux", target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A PATH holding only fake programs that print `output` and exit 0.
+    fn fake_path(name: &str, programs: &[(&str, &str)]) -> (std::path::PathBuf, OsString) {
+        let dir = std::env::temp_dir().join(format!("xtask-req-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (program, output) in programs {
+            let path = dir.join(program);
+            std::fs::write(&path, format!("#!/bin/sh\necho '{output}'\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = dir.clone().into_os_string();
+        (dir, path)
+    }
+
+    #[test]
+    fn every_missing_requirement_is_named_with_its_fix() {
+        let (dir, path) = fake_path("missing", &[("rustc", "rustc 1.80.0 (abc 2024-07-21)")]);
+        let error = check(Some(path), &dir, false).unwrap_err().to_string();
+        for needle in [
+            "Rust 1.80.0 is older than 1.85; fix:\n    rustup update stable",
+            "Python 3 with pip",
+            "sudo apt-get install -y python3 python3-pip",
+            "Node.js with npm",
+            "sudo apt-get install -y nodejs npm",
+            "g++",
+            "sudo apt-get install -y g++",
+        ] {
+            assert!(error.contains(needle), "{needle:?} not in:\n{error}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_machine_with_everything_passes() {
+        let (dir, path) = fake_path(
+            "complete",
+            &[
+                ("rustc", "rustc 1.85.0 (4d91de4e4 2025-02-17)"),
+                ("python3", "pip 24.0"),
+                ("npm", "10.0.0"),
+                ("g++", "g++ 12"),
+            ],
+        );
+        check(Some(path), &dir, false).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
