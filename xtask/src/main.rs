@@ -9,6 +9,7 @@ mod charts;
 mod compare;
 mod interrupt;
 mod knobs;
+mod openblas;
 mod pins;
 mod reference_runs;
 mod references;
@@ -66,6 +67,7 @@ enum Commands {
 }
 
 fn main() -> ExitCode {
+    openblas::set_default_core();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
