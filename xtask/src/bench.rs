@@ -256,6 +256,14 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
     }
     if given.references {
         run_references(root, given, &args, &csv_path, &run_id, &interrupt)?;
+        if let Some(signal) = interrupt.signal() {
+            // The twins' rows are whole; the references' rows written so far stay.
+            eprintln!(
+                "stopped by {} during the references; every twin row and the finished reference rows are kept",
+                signal_name(signal)
+            );
+            return Ok(ExitCode::from(128 + signal as u8));
+        }
     }
     if args.prebuilt.is_none() {
         report::generate(root, given.update_readme)?;
