@@ -184,10 +184,22 @@ pub fn run_all(context: &RunContext, targets: &[Target], interrupt: &Interrupt) 
         .parent()
         .context("the twins' CSV has no folder")?;
     let out = results.join(format!("reference-{}.csv", context.run_id));
+    // Once for the run: every reference row names the same checkout.
+    let commit = bench_core::env::checkout_commit(context.root);
     let mut outcome = Outcome::default();
     for target in targets {
         let script = script(context.root, &target.benchmark);
-        for backend in backends(context.python, &script, &target.device)? {
+        // A script that cannot list its backends costs only its benchmark.
+        let listed = match backends(context.python, &script, &target.device) {
+            Ok(listed) => listed,
+            Err(error) => {
+                outcome
+                    .failed
+                    .push(format!("{}: {error:#}", target.benchmark));
+                continue;
+            }
+        };
+        for backend in listed {
             if interrupt.signal().is_some() {
                 return Ok(outcome);
             }
@@ -209,10 +221,7 @@ pub fn run_all(context: &RunContext, targets: &[Target], interrupt: &Interrupt) 
                 .arg(&out)
                 .env("BENCH_RUN_ID", context.run_id)
                 .env("BENCH_THREADS", context.threads.to_string())
-                .env(
-                    "BENCH_GIT_COMMIT",
-                    bench_core::env::checkout_commit(context.root),
-                )
+                .env("BENCH_GIT_COMMIT", &commit)
                 .env("MLX_VS_TORCH_ASSETS", context.root.join(".cache/assets"))
                 .env("PYTHONUNBUFFERED", "1");
             // Its output shows as it comes.

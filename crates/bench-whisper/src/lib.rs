@@ -162,7 +162,9 @@ impl Benchmark for Transcription {
 ///   (as whisper.cpp's encode time), from a ready log-mel.
 /// - `decode-token`: greedy decoding of the first window (the prompt step
 ///   included), from ready cross-attention keys/values; each sample is the
-///   repetition's time divided by its decoder steps (tokens + end of text).
+///   repetition's time divided by its decoder steps (tokens + end of text);
+///   the one step queued after the end of text (see `greedy_decode`) is in
+///   the time, not in the count, on both twins alike.
 fn measure_twin<T: WhisperTwin>(
     runtime: &dyn Runtime,
     twin: &T,
