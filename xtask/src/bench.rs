@@ -99,6 +99,11 @@ pub struct BenchArgs {
     #[arg(long, requires = "references")]
     #[serde(skip)]
     pub python: Option<PathBuf>,
+    /// Appended to the run id ("20261129T200000Z-gpu1"): runs started in
+    /// parallel (one per GPU of a machine) then never share an id.
+    #[arg(long, value_parser = parse_run_tag, conflicts_with = "resume")]
+    #[serde(skip)]
+    pub run_tag: Option<String>,
     /// Print every benchmark's `--set` knobs (name, range, default, help) and exit.
     #[arg(long, conflicts_with = "resume")]
     #[serde(skip)]
@@ -357,7 +362,10 @@ fn show_lines(progress: &ProgressBar) -> cell_process::LineSink {
 /// (its saved settings; where its runners are and the cell limit may change).
 fn resolve_run(given: &BenchArgs, results: &Path) -> Result<(BenchArgs, String)> {
     let Some(run_id) = &given.resume else {
-        let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        let mut run_id = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+        if let Some(tag) = &given.run_tag {
+            run_id = format!("{run_id}-{tag}");
+        }
         return Ok((given.clone(), run_id));
     };
     let mut args: BenchArgs = runs::load_plan(results, run_id)?;
@@ -366,6 +374,18 @@ fn resolve_run(given: &BenchArgs, results: &Path) -> Result<(BenchArgs, String)>
     args.results = Some(results.to_path_buf());
     args.resume = Some(run_id.clone());
     Ok((args, run_id.clone()))
+}
+
+/// A run tag becomes part of file names: letters, digits and '-' only.
+fn parse_run_tag(tag: &str) -> Result<String, String> {
+    let fine = !tag.is_empty() && tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if fine {
+        Ok(tag.to_owned())
+    } else {
+        Err(format!(
+            "run tag {tag:?}: use letters, digits and '-' only (it goes into file names)"
+        ))
+    }
 }
 
 /// The command that runs the rest of an interrupted run.
@@ -644,5 +664,14 @@ mod tests {
     #[test]
     fn tail_keeps_the_end_on_one_line() {
         assert_eq!(tail("a\nb\nxyz\n", 5), "b | xyz");
+    }
+
+    #[test]
+    fn run_tag_goes_after_the_time_and_must_be_a_file_name() {
+        let args = Wrapper::parse_from(["x", "--run-tag", "gpu1"]).bench;
+        let (_, run_id) = resolve_run(&args, Path::new("/nonexistent")).unwrap();
+        assert!(run_id.ends_with("Z-gpu1"), "{run_id}");
+        assert!(Wrapper::try_parse_from(["x", "--run-tag", "../x"]).is_err());
+        assert!(Wrapper::try_parse_from(["x", "--run-tag", "a b"]).is_err());
     }
 }

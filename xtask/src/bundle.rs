@@ -119,12 +119,19 @@ if [ -d "$here/mlx-cuda-payload" ]; then
   mlx_lib=$(bash "$here/install-mlx-cuda.sh" "$here/mlx-cuda-payload")
   # MLX's CPU BLAS/LAPACK: OpenBLAS instead of the wheel's reference BLAS.
   libs="$(dirname "$(dirname "$mlx_lib")")/mlx_cuda_13.libs"
-  tar -C "$libs" -xJf "$here/mlx-cuda-payload/openblas.tar.xz"
-  for f in "$libs"/libblas-*.so* "$libs"/liblapack-*.so*; do
-    case "$f" in *.reference) continue ;; esac
-    mv -f "$f" "$f.reference"
-    ln -s libopenblas.so.0 "$f"
-  done
+  # Once, and one run at a time (runs may start together, one per GPU).
+  (
+    flock 9
+    if [ ! -e "$libs/libopenblas.so.0" ]; then
+      tar -C "$libs" -xJf "$here/mlx-cuda-payload/openblas.tar.xz"
+    fi
+    for f in "$libs"/libblas-*.so* "$libs"/liblapack-*.so*; do
+      case "$f" in *.reference) continue ;; esac
+      [ -L "$f" ] && continue
+      mv -f "$f" "$f.reference"
+      ln -s libopenblas.so.0 "$f"
+    done
+  ) 9>"$libs/.openblas.lock"
   lib_path="$mlx_lib:$libs:$lib_path"
 fi
 export LD_LIBRARY_PATH="$lib_path:${LD_LIBRARY_PATH:-}"
@@ -162,9 +169,13 @@ while [ $# -gt 0 ]; do case "$1" in
   --precision) precision=$2; shift 2;; --preset) preset=$2; shift 2;; --device) device=$2; shift 2;;
   *) backends+=("$1"); shift;; esac; done
 mkdir -p "$out"
-if [ ! -e /tmp/mlx-vs-torch-wheels-installed ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile "$here"/wheels/*.whl && touch /tmp/mlx-vs-torch-wheels-installed
-fi
+# Once, and one run at a time (runs may start together, one per GPU).
+(
+  flock 9
+  if [ ! -e /tmp/mlx-vs-torch-wheels-installed ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile "$here"/wheels/*.whl && touch /tmp/mlx-vs-torch-wheels-installed
+  fi
+) 9>/tmp/mlx-vs-torch-wheels.lock
 export BENCH_GIT_COMMIT="$(cat "$here/COMMIT")" MLX_VS_TORCH_ASSETS="$here/assets" PYTHONUNBUFFERED=1
 script="$here/references/${bench//-/_}.py"
 for backend in "${backends[@]}"; do
