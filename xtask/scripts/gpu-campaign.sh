@@ -13,7 +13,8 @@
 #
 # Here (the CPU machine), after `cargo xtask bundle --mlx-cuda-sm 90`:
 #   gpu-campaign.sh pack BUNDLE TRANSPORT      -> TRANSPORT-core/, TRANSPORT-1/, ...
-# There (each call names one TRANSPORT-* folder in `carry`):
+# There (the first call carries TRANSPORT-core and TRANSPORT-1, each later
+# one the next TRANSPORT-k):
 #   gpu-campaign.sh start STAGE TRANSPORT-core DEADLINE_S   unpack, install, start the lanes
 #   gpu-campaign.sh feed STAGE TRANSPORT-k                  add a chunk, unpack what is whole
 #   gpu-campaign.sh collect STAGE OUT WAIT_S                 wait (at most WAIT_S), pack OUT/campaign.tgz
@@ -48,18 +49,27 @@ pack() {
   tar -C "$bundle" "${exclude[@]}" -cf - . | xz -6 -T0 >"$transport-core/bundle.tar.xz"
   cp "$here/gpu-campaign.sh" "$transport-core/"
   cp -r "$here/campaign" "$transport-core/"
-  # One stream of the archives, cut into chunks that fit beside the tree.
+  # One stream of the archives, cut into chunks that fit beside the tree
+  # (the first also beside the core). Whisper's weights come first: they
+  # are the smaller of the two models, so Whisper can start sooner.
   : >"$transport-core/archives"
   while read -r name path; do
     echo "$name $(stat -c %s "$transport-stream/$name.tar.xz")" >>"$transport-core/archives"
     cat "$transport-stream/$name.tar.xz"
-  done < <(big_archives) | split -b "$chunk_bytes" -d -a 2 - "$transport-stream/chunk."
-  local k=1 chunk
+  done < <(big_archives) >"$transport-stream/stream"
+  local tree core first
+  tree=$(git -C "$here" ls-files -z | (cd "$(git -C "$here" rev-parse --show-toplevel)" && du --files0-from=- -cb) | tail -n 1 | cut -f1)
+  core=$(du -cb "$transport-core" | tail -n 1 | cut -f1)
+  first=$((64 * 1024 * 1024 - tree - core - 2 * 1024 * 1024))
+  mkdir -p "$transport-1"
+  head -c "$first" "$transport-stream/stream" >"$transport-1/chunk.00"
+  tail -c +$((first + 1)) "$transport-stream/stream" | split -b "$chunk_bytes" -d -a 2 --numeric-suffixes=1 - "$transport-stream/chunk."
+  local k=2 chunk
   for chunk in "$transport-stream"/chunk.*; do
     mkdir -p "$transport-$k" && mv "$chunk" "$transport-$k/"
     k=$((k + 1))
   done
-  rm -f "$transport-stream"/*.tar.xz && rmdir "$transport-stream"
+  rm -rf "$transport-stream"
   du -sh "$transport"-*
 }
 
@@ -68,7 +78,8 @@ unpack_whole() {
   local stage=$1 offset=0 name size
   while read -r name size; do
     if [ ! -e "$stage/ready/$name" ] && [ "$(stat -c %s "$stage/stream" 2>/dev/null || echo 0)" -ge $((offset + size)) ]; then
-      tail -c +$((offset + 1)) "$stage/stream" | head -c "$size" | xz -dc | tar -C "$stage/bundle" -xf - &&
+      dd if="$stage/stream" bs=1M iflag=skip_bytes,count_bytes skip="$offset" count="$size" status=none |
+        xz -dc | tar -C "$stage/bundle" -xf - &&
         touch "$stage/ready/$name" && echo "unpacked $name"
     fi
     offset=$((offset + size))
