@@ -57,8 +57,9 @@ pack() {
     echo "$name $(stat -c %s "$transport-stream/$name.tar.xz")" >>"$transport-core/archives"
     cat "$transport-stream/$name.tar.xz"
   done < <(big_archives) >"$transport-stream/stream"
-  local tree core first
-  tree=$(git -C "$here" ls-files -z | (cd "$(git -C "$here" rev-parse --show-toplevel)" && du --files0-from=- -cb) | tail -n 1 | cut -f1)
+  local top tree core first
+  top=$(git -C "$here" rev-parse --show-toplevel)
+  tree=$(cd "$top" && git ls-files -z | du --files0-from=- -cb | tail -n 1 | cut -f1)
   core=$(du -cb "$transport-core" | tail -n 1 | cut -f1)
   first=$((64 * 1024 * 1024 - tree - core - 2 * 1024 * 1024))
   mkdir -p "$transport-1"
