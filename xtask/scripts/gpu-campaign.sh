@@ -125,7 +125,7 @@ lane() {
       twins)
         local extra=()
         [ "$mode" = eager ] && extra+=(--set execution=eager)
-        [ "$bench" = transfer ] && extra+=(--set transfer.iterations=10)
+        [ "$bench" = transfer ] && extra+=(--set transfer.n=2048 --set transfer.iterations=5)
         case "$bench" in tinyllama | lm-train | transfer) extra+=(--repetitions 5) ;; esac
         timeout "$left" bash "$bundle/run.sh" "$dir/results" --bench "$bench" --device gpu \
           --precision ${precisions//,/ } --preset paper --threads "$threads" \
