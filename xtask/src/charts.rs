@@ -75,8 +75,8 @@ pub fn write(
                     pair.mode,
                     pair.preset
                 ),
-                torch: pair.torch.and_then(quartiles),
-                mlx: pair.mlx.and_then(quartiles),
+                torch: pair.torch.as_deref().and_then(quartiles),
+                mlx: pair.mlx.as_deref().and_then(quartiles),
                 speedup,
                 torch_reference: versus("torch"),
                 mlx_reference: versus("mlx"),

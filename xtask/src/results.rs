@@ -117,7 +117,13 @@ pub fn machine(record: &Record) -> String {
         } else {
             record.gpu.as_str()
         };
-        format!("GPU: {gpu}")
+        // A cell runs on one GPU: "2x NVIDIA H200" (the host's) and the
+        // references' "NVIDIA H200" are the same device.
+        let one = gpu
+            .split_once("x ")
+            .filter(|(count, _)| !count.is_empty() && count.chars().all(|c| c.is_ascii_digit()))
+            .map_or(gpu, |(_, name)| name);
+        format!("GPU: {one}")
     } else {
         format!("CPU: {} ({} cores)", record.cpu, record.cpu_cores)
     }
@@ -321,6 +327,18 @@ pub mod tests {
             csv.append(record).unwrap();
             jsonl.append(record, samples).unwrap();
         }
+    }
+
+    #[test]
+    fn a_gpu_cell_is_named_by_its_one_gpu() {
+        let mut r = record("mlx", "switch", 1.0, "r");
+        r.device = "gpu".into();
+        r.gpu = "2x NVIDIA H200".into();
+        assert_eq!(machine(&r), "GPU: NVIDIA H200");
+        r.gpu = "NVIDIA H200".into();
+        assert_eq!(machine(&r), "GPU: NVIDIA H200");
+        r.gpu = "Radeon 9x Max".into();
+        assert_eq!(machine(&r), "GPU: Radeon 9x Max");
     }
 
     #[test]

@@ -2,15 +2,18 @@
 //! table itself.
 //!
 //! A speed-up pairs the PyTorch and MLX rows of one run (same run id: same
-//! build, machine and session), never rows of different runs. A device's
+//! build, machine and session), never one twin's row of one run with the
+//! other's of another. Several passes with both twins pool into one pair. A device's
 //! table shows one commit: the latest at which every benchmark of the suite
 //! was measured there, else the latest, naming what it lacks.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use bench_core::env::is_dirty;
 use bench_core::record::Status;
+use bench_core::stats::{quantile, Summary};
 
 use crate::results::{execution, machine, mode, model, significant, Row};
 use crate::uncertainty::{self, noise_note, ratio_interval, relative_iqr, Interval};
@@ -106,7 +109,9 @@ pub fn headline<'a>(history: &[DeviceRun<'a>]) -> Vec<DeviceRun<'a>> {
         .collect()
 }
 
-/// The PyTorch and MLX rows of one configuration's headline case, from one run.
+/// The PyTorch and MLX rows of one configuration's headline case: from one
+/// run, or, where the commit ran the configuration in several passes (both
+/// twins each time), rows that pool those passes' repetitions.
 #[derive(Clone, Debug)]
 pub struct Pair<'a> {
     pub machine: String,
@@ -114,55 +119,56 @@ pub struct Pair<'a> {
     pub preset: String,
     pub precision: String,
     pub mode: String,
-    pub torch: Option<&'a Row>,
-    pub mlx: Option<&'a Row>,
+    pub torch: Option<Cow<'a, Row>>,
+    pub mlx: Option<Cow<'a, Row>>,
+    /// Each pass's speed-up, oldest first, where there were several.
+    pub passes: Vec<f64>,
 }
 
 impl Pair<'_> {
     /// PyTorch median / MLX median: above 1, MLX is faster.
     pub fn speedup(&self) -> Option<f64> {
-        let torch = self.torch?.record.median_s?;
-        let mlx = self.mlx?.record.median_s.filter(|m| *m > 0.0)?;
-        Some(torch / mlx)
+        speedup(self.torch.as_deref()?, self.mlx.as_deref()?)
     }
 
     /// The speed-up's 95% interval, from both twins' repetitions.
     pub fn interval(&self) -> Option<Interval> {
         ratio_interval(
-            self.torch?.samples.as_deref()?,
-            self.mlx?.samples.as_deref()?,
+            self.torch.as_deref()?.samples.as_deref()?,
+            self.mlx.as_deref()?.samples.as_deref()?,
         )
     }
 
     pub fn noise(&self) -> String {
         noise_note(&[
-            ("PyTorch", self.torch.map(|r| &r.record)),
-            ("MLX", self.mlx.map(|r| &r.record)),
+            ("PyTorch", self.torch.as_deref().map(|r| &r.record)),
+            ("MLX", self.mlx.as_deref().map(|r| &r.record)),
         ])
     }
 
     pub fn model(&self) -> String {
         self.torch
-            .or(self.mlx)
+            .as_deref()
+            .or(self.mlx.as_deref())
             .map_or("-".into(), |r| model(&r.record))
-    }
-
-    fn newest(&self) -> String {
-        [self.torch, self.mlx]
-            .iter()
-            .flatten()
-            .map(|r| r.record.timestamp.clone())
-            .max()
-            .unwrap_or_default()
     }
 }
 
-/// Each configuration's latest pair with both twins (else its latest
-/// pair), from the measured headline rows.
+/// PyTorch median / MLX median: above 1, MLX is faster.
+fn speedup(torch: &Row, mlx: &Row) -> Option<f64> {
+    let torch = torch.record.median_s?;
+    let mlx = mlx.record.median_s.filter(|m| *m > 0.0)?;
+    Some(torch / mlx)
+}
+
+/// Each configuration's pair, from the measured headline rows: its passes
+/// with both twins pooled (a commit measured in several interleaved passes),
+/// else its latest pair.
 pub fn pairs<'a>(rows: &[&'a Row], titles: &Titles) -> Vec<Pair<'a>> {
-    // configuration -> run -> pair
+    // configuration -> run -> (PyTorch, MLX)
     type Config = (String, String, String, String, String);
-    let mut found: BTreeMap<Config, BTreeMap<&str, Pair<'a>>> = BTreeMap::new();
+    type Twins<'a> = (Option<&'a Row>, Option<&'a Row>);
+    let mut found: BTreeMap<Config, BTreeMap<&str, Twins<'a>>> = BTreeMap::new();
     for &row in rows {
         let r = &row.record;
         let headline = titles.get(&r.benchmark).map(|t| t.1.as_str());
@@ -176,36 +182,119 @@ pub fn pairs<'a>(rows: &[&'a Row], titles: &Titles) -> Vec<Pair<'a>> {
             r.precision.clone(),
             mode(r).to_owned(),
         );
-        let pair = found
-            .entry(config.clone())
+        let twins = found
+            .entry(config)
             .or_default()
             .entry(r.run_id.as_str())
-            .or_insert_with(|| Pair {
-                machine: config.0,
-                benchmark: config.1,
-                preset: config.2,
-                precision: config.3,
-                mode: config.4,
-                torch: None,
-                mlx: None,
-            });
+            .or_default();
         match r.framework.as_str() {
-            "torch" => pair.torch = Some(row),
-            _ => pair.mlx = Some(row),
+            "torch" => twins.0 = Some(row),
+            _ => twins.1 = Some(row),
         }
     }
+    let newest = |twins: &Twins| {
+        [twins.0, twins.1]
+            .iter()
+            .flatten()
+            .map(|r| r.record.timestamp.clone())
+            .max()
+            .unwrap_or_default()
+    };
     found
-        .into_values()
-        .filter_map(|runs| {
-            let complete = runs
+        .into_iter()
+        .filter_map(|((machine, benchmark, preset, precision, mode), runs)| {
+            let mut complete: Vec<(&'a Row, &'a Row)> = runs
                 .values()
-                .filter(|p| p.torch.is_some() && p.mlx.is_some())
-                .max_by_key(|p| p.newest());
-            complete
-                .or_else(|| runs.values().max_by_key(|p| p.newest()))
-                .cloned()
+                .filter_map(|twins| Some((twins.0?, twins.1?)))
+                .collect();
+            complete.sort_by_key(|(torch, mlx)| newest(&(Some(*torch), Some(*mlx))));
+            let (torch, mlx, passes) = match complete.as_slice() {
+                [] => {
+                    let latest = runs.values().max_by_key(|t| newest(t))?;
+                    (
+                        latest.0.map(Cow::Borrowed),
+                        latest.1.map(Cow::Borrowed),
+                        Vec::new(),
+                    )
+                }
+                [(torch, mlx)] => (
+                    Some(Cow::Borrowed(*torch)),
+                    Some(Cow::Borrowed(*mlx)),
+                    Vec::new(),
+                ),
+                several => {
+                    let torch: Vec<&Row> = several.iter().map(|p| p.0).collect();
+                    let mlx: Vec<&Row> = several.iter().map(|p| p.1).collect();
+                    let passes = several.iter().filter_map(|(t, m)| speedup(t, m)).collect();
+                    (
+                        Some(Cow::Owned(pooled(&torch))),
+                        Some(Cow::Owned(pooled(&mlx))),
+                        passes,
+                    )
+                }
+            };
+            Some(Pair {
+                machine,
+                benchmark,
+                preset,
+                precision,
+                mode,
+                torch,
+                mlx,
+                passes,
+            })
         })
         .collect()
+}
+
+/// One row for several passes of a cell: their repetitions pooled, the
+/// median, quartiles, extremes and throughput recomputed from them, the run
+/// ids joined. Where a pass lacks repetitions, the median of the medians.
+pub fn pooled(rows: &[&Row]) -> Row {
+    let last = rows.last().expect("at least one pass");
+    let mut record = last.record.clone();
+    record.run_id = rows
+        .iter()
+        .map(|r| r.record.run_id.as_str())
+        .collect::<Vec<_>>()
+        .join("+");
+    let all: Option<Vec<f64>> = rows
+        .iter()
+        .map(|r| r.samples.clone())
+        .collect::<Option<Vec<_>>>()
+        .map(|s| s.concat());
+    let summary = all.as_deref().and_then(|s| Summary::of(s).ok());
+    let median = match &summary {
+        Some(summary) => {
+            record.repetitions = Some(summary.n);
+            record.min_s = Some(summary.min);
+            record.max_s = Some(summary.max);
+            record.mean_s = Some(summary.mean);
+            record.std_s = Some(summary.std_dev);
+            record.iqr_s = Some(summary.iqr);
+            summary.median
+        }
+        None => {
+            let mut medians: Vec<f64> = rows.iter().filter_map(|r| r.record.median_s).collect();
+            medians.sort_by(f64::total_cmp);
+            if medians.is_empty() {
+                return Row {
+                    record,
+                    samples: None,
+                };
+            }
+            quantile(&medians, 0.5)
+        }
+    };
+    // Throughput is work / median: the same work over the pooled median.
+    if let (Some(throughput), Some(old)) = (record.throughput, last.record.median_s) {
+        record.throughput = Some(throughput * old / median);
+    }
+    record.median_s = Some(median);
+    Row {
+        record,
+        samples: summary.and(all),
+    }
 }
 
 /// "0.2112 (IQR 0.1%)".
@@ -251,6 +340,11 @@ pub fn speedup_table(runs: &[DeviceRun], titles: &Titles) -> String {
                 .get(&pair.benchmark)
                 .map_or(pair.benchmark.as_str(), |t| t.0.as_str());
             let ran = |row: Option<&Row>| row.map_or("-", |r| execution(&r.record)).to_owned();
+            let mut ratio = ratio_cell(pair.speedup(), pair.interval());
+            if !pair.passes.is_empty() {
+                let passes: Vec<String> = pair.passes.iter().map(|p| format!("{p:.2}")).collect();
+                let _ = write!(ratio, "; passes {}", passes.join(", "));
+            }
             let _ = writeln!(
                 out,
                 "| {} | {title} ({}) | {} | {} | {} ({}; {}) | {} | {} | {} | {} |",
@@ -259,11 +353,11 @@ pub fn speedup_table(runs: &[DeviceRun], titles: &Titles) -> String {
                 pair.model(),
                 pair.precision,
                 pair.mode,
-                ran(pair.torch),
-                ran(pair.mlx),
-                time_cell(pair.torch),
-                time_cell(pair.mlx),
-                ratio_cell(pair.speedup(), pair.interval()),
+                ran(pair.torch.as_deref()),
+                ran(pair.mlx.as_deref()),
+                time_cell(pair.torch.as_deref()),
+                time_cell(pair.mlx.as_deref()),
+                ratio,
                 pair.noise(),
             );
         }
@@ -296,9 +390,9 @@ pub fn speedup_table(runs: &[DeviceRun], titles: &Titles) -> String {
             // A failure stays listed unless this run shows the twin measured.
             let measured = pairs.iter().any(|p| {
                 let twin = if r.framework == "torch" {
-                    p.torch
+                    p.torch.as_deref()
                 } else {
-                    p.mlx
+                    p.mlx.as_deref()
                 };
                 p.benchmark == r.benchmark
                     && p.precision == r.precision
@@ -331,7 +425,7 @@ pub fn speedup_table(runs: &[DeviceRun], titles: &Titles) -> String {
 /// What the numbers mean, under every speed-up table.
 pub fn legend() -> String {
     format!(
-        "\nHow to read it: each time is the median of the timed repetitions of the benchmark's headline case, in seconds; IQR is the interquartile range as a share of that median. MLX speed-up = PyTorch median / MLX median (above 1: MLX is faster), from the two twins' rows of one run. In brackets, a 95% interval bootstrapped (2000 resamples, fixed seed) from the repetitions: where it holds 1, the run does not tell which framework is faster. Runs from before raw samples were recorded say `no samples`. A cell whose IQR exceeds {:.0}% of its median is flagged noisy: its median may move that much from run to run. Mode `best` runs each framework as its users do when speed matters (PyTorch: CUDA graphs and fused AdamW; MLX: compiled steps and its own CUDA graphs); `eager` runs both op by op (`--set execution=eager`); in brackets what each twin actually ran. Model: the checkpoint or size that ran.\n",
+        "\nHow to read it: each time is the median of the timed repetitions of the benchmark's headline case, in seconds; IQR is the interquartile range as a share of that median. MLX speed-up = PyTorch median / MLX median (above 1: MLX is faster), from the two twins' rows of one run; where the commit ran a configuration in several passes (both twins each time), the times pool every pass's repetitions and `passes` gives each pass's own speed-up, oldest first: their spread is how far the machine drifted between passes. In brackets, a 95% interval bootstrapped (2000 resamples, fixed seed) from the repetitions: where it holds 1, the run does not tell which framework is faster. Runs from before raw samples were recorded say `no samples`. A cell whose IQR exceeds {:.0}% of its median is flagged noisy: its median may move that much from run to run. Mode `best` runs each framework as its users do when speed matters (PyTorch: CUDA graphs and fused AdamW; MLX: compiled steps and its own CUDA graphs); `eager` runs both op by op (`--set execution=eager`); in brackets what each twin actually ran. Model: the checkpoint or size that ran.\n",
         uncertainty::NOISY_IQR_FRACTION * 100.0
     )
 }
@@ -443,5 +537,47 @@ mod tests {
             table.contains("  - transfer mlx cpu f32: Failed: boom"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn passes_with_both_twins_pool_and_list_their_own_speedups() {
+        let rows = [
+            row("torch", 2.0, "p1", "c", true),
+            row("mlx", 1.0, "p1", "c", true),
+            row("torch", 2.0, "p2", "c", true),
+            row("mlx", 2.0, "p2", "c", true),
+            row("torch", 2.0, "p3", "c", true),
+            row("mlx", 1.0, "p3", "c", true),
+            // MLX alone: not a pass.
+            row("mlx", 9.0, "p4", "c", true),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let pairs = pairs_of(&refs);
+        assert_eq!(pairs.len(), 1);
+        let pair = &pairs[0];
+        assert_eq!(pair.passes, vec![2.0, 1.0, 2.0]);
+        let mlx = pair.mlx.as_deref().unwrap();
+        assert_eq!(mlx.record.run_id, "p1+p2+p3");
+        assert_eq!(mlx.record.repetitions, Some(9));
+        assert_eq!(mlx.samples.as_ref().map(Vec::len), Some(9));
+        // Pooled MLX repetitions: 0.99, 1, 1.01 twice and 1.98, 2, 2.02.
+        assert_eq!(mlx.record.median_s, Some(1.01));
+        let speedup = pair.speedup().unwrap();
+        assert!((speedup - 2.0 / 1.01).abs() < 1e-9, "{speedup}");
+        let table = speedup_table(&history(&rows, &["transfer".to_owned()]), &titles());
+        assert!(table.contains("; passes 2.00, 1.00, 2.00 |"), "{table}");
+    }
+
+    #[test]
+    fn a_pass_without_repetitions_pools_to_the_median_of_medians() {
+        let rows = [
+            row("mlx", 1.0, "a", "c", false),
+            row("mlx", 3.0, "b", "c", true),
+            row("mlx", 2.0, "d", "c", true),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let pooled = pooled(&refs);
+        assert_eq!(pooled.record.median_s, Some(2.0));
+        assert!(pooled.samples.is_none());
     }
 }

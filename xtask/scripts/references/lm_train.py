@@ -135,7 +135,10 @@ def run_mlx(args, cfg, causal=False):
         def __call__(self, x):
             length = x.shape[1]
             x = self.embedding(x)
-            x = x + self.pe(mx.arange(length))
+            # mlx-examples adds the float32 positions as they are, which
+            # promotes a bfloat16 model's activations to float32 (the
+            # campaign at bcf3930 measured that); cast them as the twins do.
+            x = x + self.pe(mx.arange(length)).astype(x.dtype)
             # mlx-examples passes an explicit additive mask; "causal" lets
             # MLX's fused attention kernel mask by itself (as the twin does).
             mask = "causal" if causal else \
