@@ -9,6 +9,7 @@ mod charts;
 mod compare;
 mod interrupt;
 mod knobs;
+mod new_bench;
 mod openblas;
 mod pins;
 mod reference_runs;
@@ -58,7 +59,9 @@ enum Commands {
     },
     /// Compare two runs (run ids or result files), cell by cell: medians, ratio with its interval, verdict.
     Compare(compare::CompareArgs),
-    /// Set up if needed, then run every test of the workspace.
+    /// Create crates/bench-NAME: a working benchmark (twin trait, both twins, workload, parity test, Criterion harness) to fill in.
+    NewBench(new_bench::NewBenchArgs),
+    /// Set up if needed, run every test of the workspace, then check that a benchmark made by new-bench builds, passes its tests and runs.
     Test {
         /// Passed to `cargo test` after `--`, e.g. a test name filter.
         #[arg(last = true)]
@@ -95,26 +98,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Commands::Bundle(args) => bundle::run(&root, &args)?,
         Commands::Report { readme } => report::generate(&root, readme)?,
         Commands::Compare(args) => return compare::run(&root, &args),
+        Commands::NewBench(args) => new_bench::run(&root, &args)?,
         Commands::Test { cargo_args } => {
             setup::ensure(&root, setup::SetupOptions::default())?;
-            return cargo_test(&root, &cargo_args);
+            let passed = cargo_test(&root, &cargo_args)?;
+            // With a filter, only what was asked.
+            if passed && cargo_args.is_empty() {
+                new_bench::check_skeleton(&root)?;
+            }
+            return Ok(if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn cargo_test(root: &Path, extra: &[String]) -> Result<ExitCode> {
+/// Whether every test passed.
+fn cargo_test(root: &Path, extra: &[String]) -> Result<bool> {
     let status = Command::new(env!("CARGO"))
         .current_dir(root)
         .args(["test", "--workspace"])
         .args(extra)
         .status()
         .context("running cargo test")?;
-    Ok(if status.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(status.success())
 }
 
 fn workspace_root() -> PathBuf {

@@ -23,14 +23,12 @@ pub mod workload;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use bench_core::cli::{Benchmark, CellOutput};
 use bench_core::host::HostTensor;
 use bench_core::{
-    measure_case, CaseResult, Cell, Framework, MeasureSettings, Precision, Preset, Runtime,
-    Throughput, Unavailable,
+    measure_case, CaseResult, Cell, MeasureSettings, Precision, Preset, Runtime, Throughput,
+    Unavailable,
 };
-use fw_mlx::MlxRuntime;
-use fw_torch::TorchRuntime;
+use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 use model_hub::{ModelFiles, ModelSource, Preference};
 
 pub use config::BertConfig;
@@ -56,16 +54,15 @@ pub trait FineTune {
 
 pub struct Bert;
 
-impl Benchmark for Bert {
-    fn name(&self) -> &'static str {
-        "bert"
-    }
+impl TwinBenchmark for Bert {
+    const NAME: &'static str = "bert";
+    type Work = Prepared;
 
-    fn knobs(&self) -> &'static [bench_core::Knob] {
+    fn knobs() -> &'static [bench_core::Knob] {
         workload::KNOBS
     }
 
-    fn measure_settings(&self, preset: Preset) -> MeasureSettings {
+    fn measure_settings(preset: Preset) -> MeasureSettings {
         match preset {
             // A step takes seconds on a 2-core CPU.
             Preset::Quick => MeasureSettings::new(1, 5, 3, 20),
@@ -73,7 +70,7 @@ impl Benchmark for Bert {
         }
     }
 
-    fn run(&self, cell: &Cell) -> Result<CellOutput> {
+    fn prepare(cell: &Cell) -> Result<Prepared> {
         if cell.precision == Precision::F16 {
             bail!(Unavailable(
                 "float16 fine-tuning needs loss scaling, which neither twin implements; \
@@ -81,37 +78,33 @@ impl Benchmark for Bert {
                     .into()
             ));
         }
-        let fine_tune = FineTuneConfig::for_cell(cell)?;
-        match cell.framework {
-            Framework::Mlx => {
-                let runtime = MlxRuntime::new(cell.device, cell.precision, cell.threads)?;
-                runtime.seed(cell.seed)?;
-                let prepared = Prepared::load(&fine_tune, cell.seed)?;
-                run_twin(&runtime, cell, &prepared, || {
-                    mlx::Trainer::new(
-                        &runtime,
-                        &prepared.bert,
-                        &prepared.checkpoint,
-                        &fine_tune.optimizer,
-                        cell.execution()?,
-                    )
-                })
-            }
-            Framework::Torch => {
-                let runtime = TorchRuntime::new(cell.device, cell.precision, cell.threads)?;
-                runtime.seed(cell.seed)?;
-                let prepared = Prepared::load(&fine_tune, cell.seed)?;
-                run_twin(&runtime, cell, &prepared, || {
-                    torch::Trainer::new(
-                        &runtime,
-                        &prepared.bert,
-                        &prepared.checkpoint,
-                        &fine_tune.optimizer,
-                        cell.execution()?,
-                    )
-                })
-            }
-        }
+        Prepared::load(&FineTuneConfig::for_cell(cell)?, cell.seed)
+    }
+
+    fn mlx(runtime: &MlxRuntime, cell: &Cell, prepared: &Prepared) -> Result<Vec<CaseResult>> {
+        runtime.seed(cell.seed)?;
+        run_twin(runtime, cell, prepared, || {
+            mlx::Trainer::new(
+                runtime,
+                &prepared.bert,
+                &prepared.checkpoint,
+                &prepared.fine_tune.optimizer,
+                cell.execution()?,
+            )
+        })
+    }
+
+    fn torch(runtime: &TorchRuntime, cell: &Cell, prepared: &Prepared) -> Result<Vec<CaseResult>> {
+        runtime.seed(cell.seed)?;
+        run_twin(runtime, cell, prepared, || {
+            torch::Trainer::new(
+                runtime,
+                &prepared.bert,
+                &prepared.checkpoint,
+                &prepared.fine_tune.optimizer,
+                cell.execution()?,
+            )
+        })
     }
 }
 
@@ -237,7 +230,7 @@ fn run_twin<T: FineTune>(
     cell: &Cell,
     prepared: &Prepared,
     new_trainer: impl Fn() -> Result<T>,
-) -> Result<CellOutput> {
+) -> Result<Vec<CaseResult>> {
     let fine_tune = &prepared.fine_tune;
     let order = permutation(prepared.train.len(), cell.seed);
     let batches = prepared.train.batches(&order, fine_tune.batch_size);
@@ -264,10 +257,7 @@ fn run_twin<T: FineTune>(
     ]);
     drop(trainer);
     if !fine_tune.time_to_accuracy {
-        return Ok(CellOutput {
-            device_name: runtime.device_description(),
-            cases: vec![step],
-        });
+        return Ok(vec![step]);
     }
 
     let mut trainer = new_trainer()?;
@@ -308,10 +298,7 @@ fn run_twin<T: FineTune>(
             format!("{:.2}", run.wall.as_secs_f64()),
         ),
     ]);
-    Ok(CellOutput {
-        device_name: runtime.device_description(),
-        cases: vec![step, to_target],
-    })
+    Ok(vec![step, to_target])
 }
 
 /// How a fine-tune towards the target went.

@@ -4,7 +4,7 @@
 use bench_core::Cell;
 
 bench_core::knob_tests! {
-    benchmark: bench_bert::Bert,
+    benchmark: bench_twin::Runner::<bench_bert::Bert>::new(),
     parse: |cell| bench_bert::FineTuneConfig::for_cell(cell).map(drop),
     typo: ("seqlen", "seq_len"),
     bad: ("batch_size", "-1", "out of range"),

@@ -58,46 +58,54 @@ pub mod model;
 pub mod torch;
 
 use anyhow::Result;
-use bench_core::cli::{Benchmark, CellOutput};
-use bench_core::{
-    measure, CaseResult, Cell, Framework, MeasureSettings, Preset, Runtime, Throughput,
-};
-use fw_mlx::MlxRuntime;
-use fw_torch::TorchRuntime;
+use bench_core::{measure, CaseResult, Cell, MeasureSettings, Preset, Runtime, Throughput};
+use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
 pub use config::{LmConfig, ModelConfig, TrainConfig};
 pub use data::{Batch, Dataset};
 
 pub struct LmTrain;
 
-impl Benchmark for LmTrain {
-    fn name(&self) -> &'static str {
-        "lm-train"
-    }
+/// What both twins share: the configuration, the tokenised text and the
+/// one initial checkpoint.
+pub struct Work {
+    pub config: LmConfig,
+    pub data: Dataset,
+    pub checkpoint: std::path::PathBuf,
+}
 
-    fn knobs(&self) -> &'static [bench_core::Knob] {
+impl TwinBenchmark for LmTrain {
+    const NAME: &'static str = "lm-train";
+    type Work = Work;
+
+    fn knobs() -> &'static [bench_core::Knob] {
         config::KNOBS
     }
 
-    fn measure_settings(&self, preset: Preset) -> MeasureSettings {
+    fn measure_settings(preset: Preset) -> MeasureSettings {
         match preset {
             Preset::Quick => MeasureSettings::new(2, 10, 3, 20),
             Preset::Paper => MeasureSettings::new(2, 10, 3, 600),
         }
     }
 
-    fn run(&self, cell: &Cell) -> Result<CellOutput> {
+    fn prepare(cell: &Cell) -> Result<Work> {
         let config = LmConfig::for_cell(cell)?;
-        match cell.framework {
-            Framework::Mlx => {
-                let runtime = MlxRuntime::new(cell.device, cell.precision, cell.threads)?;
-                measure_twin!(mlx, runtime, cell, config)
-            }
-            Framework::Torch => {
-                let runtime = TorchRuntime::new(cell.device, cell.precision, cell.threads)?;
-                measure_twin!(torch, runtime, cell, config)
-            }
-        }
+        let data = Dataset::shakespeare(&config, cell.seed)?;
+        let checkpoint = checkpoint::cached_checkpoint(&config.model, cell.seed)?;
+        Ok(Work {
+            config,
+            data,
+            checkpoint,
+        })
+    }
+
+    fn mlx(runtime: &MlxRuntime, cell: &Cell, work: &Work) -> Result<Vec<CaseResult>> {
+        measure_twin!(mlx, runtime, cell, work)
+    }
+
+    fn torch(runtime: &TorchRuntime, cell: &Cell, work: &Work) -> Result<Vec<CaseResult>> {
+        measure_twin!(torch, runtime, cell, work)
     }
 }
 
@@ -105,13 +113,12 @@ impl Benchmark for LmTrain {
 /// (untimed), the held-out loss (untimed), the timed training steps, the
 /// held-out loss again.
 macro_rules! measure_twin {
-    ($twin:ident, $runtime:ident, $cell:ident, $config:ident) => {{
-        let data = Dataset::shakespeare(&$config, $cell.seed)?;
-        let checkpoint = checkpoint::cached_checkpoint(&$config.model, $cell.seed)?;
+    ($twin:ident, $runtime:ident, $cell:ident, $work:ident) => {{
+        let (config, data) = (&$work.config, &$work.data);
         let mut trainer = $twin::Trainer::new(
-            &$runtime,
-            &$config,
-            &checkpoint,
+            $runtime,
+            config,
+            &$work.checkpoint,
             $cell.seed,
             $cell.execution()?,
         )?;
@@ -120,14 +127,14 @@ macro_rules! measure_twin {
             .map(|index| trainer.upload(&data.train_batch(index)))
             .collect::<Result<Vec<_>>>()?;
         let held_out = data
-            .eval_batches($config.eval_batches)
+            .eval_batches(config.eval_batches)
             .iter()
             .map(|batch| trainer.upload(batch))
             .collect::<Result<Vec<_>>>()?;
         let eval_before = trainer.eval_loss(&held_out)?;
         let mut losses = Vec::with_capacity(steps);
         $runtime.reset_peak_memory();
-        let samples = measure(&$cell.measure, &$runtime, || {
+        let samples = measure(&$cell.measure, $runtime, || {
             losses.push(trainer.train_step(&batches[losses.len()])?);
             Ok(())
         })?;
@@ -142,16 +149,13 @@ macro_rules! measure_twin {
             eval_tokens: data.eval_tokens(),
             eval_batches: held_out.len(),
         };
-        Ok(CellOutput {
-            device_name: $runtime.device_description(),
-            cases: vec![step_case(
-                $cell,
-                &$config,
-                samples,
-                peak_memory_bytes,
-                &figures,
-            )],
-        })
+        Ok(vec![step_case(
+            $cell,
+            config,
+            samples,
+            peak_memory_bytes,
+            &figures,
+        )])
     }};
 }
 use measure_twin;

@@ -15,13 +15,11 @@ pub mod weights;
 pub mod workload;
 
 use anyhow::Result;
-use bench_core::cli::{Benchmark, CellOutput};
 use bench_core::{
-    measure, CaseResult, Cell, DeviceKind, Framework, MeasureSettings, Precision, Preset, Runtime,
-    Summary, Throughput,
+    measure, CaseResult, Cell, DeviceKind, MeasureSettings, Precision, Preset, Runtime, Summary,
+    Throughput,
 };
-use fw_mlx::MlxRuntime;
-use fw_torch::TorchRuntime;
+use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
 use crate::bandwidth::{CudaMemcpy, HostScale};
 
@@ -32,36 +30,33 @@ pub use workload::{GenerationConfig, Workload};
 
 pub struct TinyLlama;
 
-impl Benchmark for TinyLlama {
-    fn name(&self) -> &'static str {
-        "tinyllama"
-    }
+impl TwinBenchmark for TinyLlama {
+    const NAME: &'static str = "tinyllama";
+    type Work = Workload;
 
-    fn knobs(&self) -> &'static [bench_core::Knob] {
+    fn knobs() -> &'static [bench_core::Knob] {
         workload::KNOBS
     }
 
     /// One repetition is a whole generation (prompt + steps): seconds at
     /// TinyLlama's size on a CPU, so few repetitions.
-    fn measure_settings(&self, preset: Preset) -> MeasureSettings {
+    fn measure_settings(preset: Preset) -> MeasureSettings {
         match preset {
             Preset::Quick => MeasureSettings::new(1, 5, 3, 60),
             Preset::Paper => MeasureSettings::new(1, 10, 3, 600),
         }
     }
 
-    fn run(&self, cell: &Cell) -> Result<CellOutput> {
-        let workload = Workload::for_cell(cell)?;
-        match cell.framework {
-            Framework::Mlx => {
-                let runtime = MlxRuntime::new(cell.device, cell.precision, cell.threads)?;
-                measure_twin!(mlx, runtime, cell, workload)
-            }
-            Framework::Torch => {
-                let runtime = TorchRuntime::new(cell.device, cell.precision, cell.threads)?;
-                measure_twin!(torch, runtime, cell, workload)
-            }
-        }
+    fn prepare(cell: &Cell) -> Result<Workload> {
+        Workload::for_cell(cell)
+    }
+
+    fn mlx(runtime: &MlxRuntime, cell: &Cell, workload: &Workload) -> Result<Vec<CaseResult>> {
+        measure_twin!(mlx, runtime, cell, workload)
+    }
+
+    fn torch(runtime: &TorchRuntime, cell: &Cell, workload: &Workload) -> Result<Vec<CaseResult>> {
+        measure_twin!(torch, runtime, cell, workload)
     }
 }
 
@@ -70,20 +65,20 @@ impl Benchmark for TinyLlama {
 macro_rules! measure_twin {
     ($twin:ident, $runtime:ident, $cell:ident, $workload:ident) => {{
         let mut model = $twin::Llama::new(
-            &$runtime,
+            $runtime,
             &$workload.config,
             $workload.weights.as_ref(),
             $workload.generation.cache_positions(),
             $cell.execution()?,
         )?;
         let execution = CausalLm::execution(&model);
-        let generation = measure_generation(&mut model, &$runtime, $cell, &$workload)?;
+        let generation = measure_generation(&mut model, $runtime, $cell, &$workload)?;
         drop(model);
         let elements = $workload.generation.copy_elements;
         let copy = match $cell.device {
             DeviceKind::Cpu => {
                 let mut scale = HostScale::new(elements, $cell.threads);
-                let samples = measure(&copy_settings(), &$runtime, || {
+                let samples = measure(&copy_settings(), $runtime, || {
                     scale.run();
                     Ok(())
                 })?;
@@ -97,7 +92,7 @@ macro_rules! measure_twin {
             }
             DeviceKind::Gpu => match CudaMemcpy::new(elements * 4) {
                 Ok(copy) => CopyCeiling {
-                    samples: measure(&copy_settings(), &$runtime, || copy.run())?,
+                    samples: measure(&copy_settings(), $runtime, || copy.run())?,
                     bytes: copy.bytes(),
                     kernel:
                         "cudaMemcpy device to device, float32-sized buffers (framework-neutral)",
@@ -105,9 +100,9 @@ macro_rules! measure_twin {
                 },
                 // Metal: no framework-neutral copy here; the twin's own.
                 Err(_) => {
-                    let scale = $twin::Scale::new(&$runtime, elements)?;
+                    let scale = $twin::Scale::new($runtime, elements)?;
                     $runtime.reset_peak_memory();
-                    let samples = measure(&copy_settings(), &$runtime, || scale.run())?;
+                    let samples = measure(&copy_settings(), $runtime, || scale.run())?;
                     CopyCeiling {
                         samples,
                         bytes: scale.bytes(),
@@ -117,10 +112,7 @@ macro_rules! measure_twin {
                 }
             },
         };
-        Ok(CellOutput {
-            device_name: $runtime.device_description(),
-            cases: describe_cases(&$workload, $cell.precision, execution, generation, copy)?,
-        })
+        describe_cases($workload, $cell.precision, execution, generation, copy)
     }};
 }
 use measure_twin;

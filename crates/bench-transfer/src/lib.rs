@@ -7,80 +7,83 @@ pub mod torch;
 pub mod workload;
 
 use anyhow::Result;
-use bench_core::cli::{Benchmark, CellOutput};
+use bench_core::host::HostTensor;
 use bench_core::{
-    measure_case, CaseResult, Cell, DeviceKind, Framework, MeasureSettings, Preset, Runtime,
-    Throughput,
+    measure_case, CaseResult, Cell, DeviceKind, MeasureSettings, Preset, Runtime, Throughput,
 };
-use fw_mlx::MlxRuntime;
-use fw_torch::TorchRuntime;
+use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
 pub use workload::{CeilingConfig, SwitchConfig};
 
 pub struct Transfer;
 
-impl Benchmark for Transfer {
-    fn name(&self) -> &'static str {
-        "transfer"
-    }
+/// What both twins share: the sizes and the three input matrices.
+pub struct Work {
+    pub switch: SwitchConfig,
+    pub ceilings: CeilingConfig,
+    pub inputs: [HostTensor; 3],
+}
 
-    fn knobs(&self) -> &'static [bench_core::Knob] {
+impl TwinBenchmark for Transfer {
+    const NAME: &'static str = "transfer";
+    type Work = Work;
+
+    fn knobs() -> &'static [bench_core::Knob] {
         workload::KNOBS
     }
 
-    fn measure_settings(&self, preset: Preset) -> MeasureSettings {
+    fn measure_settings(preset: Preset) -> MeasureSettings {
         match preset {
             Preset::Quick => MeasureSettings::new(1, 5, 3, 20),
             Preset::Paper => MeasureSettings::new(1, 5, 3, 600),
         }
     }
 
-    fn run(&self, cell: &Cell) -> Result<CellOutput> {
+    fn prepare(cell: &Cell) -> Result<Work> {
         let switch = SwitchConfig::for_cell(cell)?;
-        let ceilings = CeilingConfig::for_cell(cell.preset, cell.device);
-        match cell.framework {
-            Framework::Mlx => {
-                let runtime = MlxRuntime::new(cell.device, cell.precision, cell.threads)?;
-                let execution = runtime.execution_label(cell.execution()?, false);
-                measure_twin!(mlx, runtime, cell, switch, ceilings, execution)
-            }
-            Framework::Torch => {
-                let runtime = TorchRuntime::new(cell.device, cell.precision, cell.threads)?;
-                measure_twin!(torch, runtime, cell, switch, ceilings, "eager")
-            }
-        }
+        let inputs = switch.inputs(cell.seed);
+        Ok(Work {
+            ceilings: CeilingConfig::for_cell(cell.preset, cell.device),
+            switch,
+            inputs,
+        })
+    }
+
+    fn mlx(runtime: &MlxRuntime, cell: &Cell, work: &Work) -> Result<Vec<CaseResult>> {
+        let execution = runtime.execution_label(cell.execution()?, false);
+        measure_twin!(mlx, runtime, cell, work, execution)
+    }
+
+    fn torch(runtime: &TorchRuntime, cell: &Cell, work: &Work) -> Result<Vec<CaseResult>> {
+        measure_twin!(torch, runtime, cell, work, "eager")
     }
 }
 
 /// The same steps for either twin: build each workload (untimed), measure
 /// it, drop it before the next, so that peak memory is per case.
 macro_rules! measure_twin {
-    ($twin:ident, $runtime:ident, $cell:ident, $switch:ident, $ceilings:ident, $execution:expr) => {{
-        let inputs = $switch.inputs($cell.seed);
-        let mut switch = $twin::Switch::new(&$runtime, &inputs)?;
-        let iterations = $switch.iterations;
-        let switch_case = measure_case(&$cell.measure, &$runtime, "switch", || {
+    ($twin:ident, $runtime:ident, $cell:ident, $work:ident, $execution:expr) => {{
+        let mut switch = $twin::Switch::new($runtime, &$work.inputs)?;
+        let iterations = $work.switch.iterations;
+        let switch_case = measure_case(&$cell.measure, $runtime, "switch", || {
             (0..iterations).try_for_each(|_| switch.iterate())
         })?;
         drop(switch);
-        let matmul = $twin::Matmul::new(&$runtime, $ceilings.matmul_size, $cell.seed)?;
+        let matmul = $twin::Matmul::new($runtime, $work.ceilings.matmul_size, $cell.seed)?;
         let matmul_case =
-            measure_case(&$cell.measure, &$runtime, "ceiling-matmul", || matmul.run())?;
+            measure_case(&$cell.measure, $runtime, "ceiling-matmul", || matmul.run())?;
         drop(matmul);
-        let scale = $twin::Scale::new(&$runtime, $ceilings.copy_elements)?;
+        let scale = $twin::Scale::new($runtime, $work.ceilings.copy_elements)?;
         let copy_bytes = scale.bytes();
-        let copy_case = measure_case(&$cell.measure, &$runtime, "ceiling-copy", || scale.run())?;
-        Ok(CellOutput {
-            device_name: $runtime.device_description(),
-            cases: describe_cases(
-                $cell,
-                &$switch,
-                &$ceilings,
-                $execution,
-                copy_bytes,
-                [switch_case, matmul_case, copy_case],
-            ),
-        })
+        let copy_case = measure_case(&$cell.measure, $runtime, "ceiling-copy", || scale.run())?;
+        Ok(describe_cases(
+            $cell,
+            &$work.switch,
+            &$work.ceilings,
+            $execution,
+            copy_bytes,
+            [switch_case, matmul_case, copy_case],
+        ))
     }};
 }
 use measure_twin;

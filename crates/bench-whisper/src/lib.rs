@@ -22,12 +22,10 @@ pub mod weights;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bench_core::cli::{Benchmark, CellOutput};
 use bench_core::{
-    measure_case, Cell, Framework, Kind, Knob, MeasureSettings, Preset, Runtime, Throughput,
+    measure_case, CaseResult, Cell, Kind, Knob, MeasureSettings, Preset, Runtime, Throughput,
 };
-use fw_mlx::MlxRuntime;
-use fw_torch::TorchRuntime;
+use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
 use crate::audio::Audio;
 use crate::mel::MelFrontEnd;
@@ -113,41 +111,38 @@ impl Workload {
     }
 }
 
-impl Benchmark for Transcription {
-    fn name(&self) -> &'static str {
-        "whisper"
-    }
+impl TwinBenchmark for Transcription {
+    const NAME: &'static str = "whisper";
+    type Work = Workload;
 
-    fn knobs(&self) -> &'static [Knob] {
+    fn knobs() -> &'static [Knob] {
         KNOBS
     }
 
-    fn measure_settings(&self, preset: Preset) -> MeasureSettings {
+    fn measure_settings(preset: Preset) -> MeasureSettings {
         match preset {
             Preset::Quick => MeasureSettings::new(1, 5, 3, 20),
             Preset::Paper => MeasureSettings::new(2, 10, 5, 300),
         }
     }
 
-    fn run(&self, cell: &Cell) -> Result<CellOutput> {
-        let work = Workload::load(Options::from_cell(cell)?)?;
+    fn prepare(cell: &Cell) -> Result<Workload> {
+        Workload::load(Options::from_cell(cell)?)
+    }
+
+    fn mlx(runtime: &MlxRuntime, cell: &Cell, work: &Workload) -> Result<Vec<CaseResult>> {
         let model = &work.model;
-        match cell.framework {
-            Framework::Mlx => {
-                let runtime = MlxRuntime::new(cell.device, cell.precision, cell.threads)?;
-                let twin = mlx::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks)?;
-                let execution = runtime.execution_label(cell.execution()?, false);
-                measure_twin(&runtime, &twin, &work, cell, execution)
-            }
-            Framework::Torch => {
-                let runtime = TorchRuntime::new(cell.device, cell.precision, cell.threads)?;
-                let twin =
-                    torch::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks)?;
-                // The decoder's self-attention cache grows by concatenation
-                // (shapes change per token), so no CUDA graph: eager always.
-                measure_twin(&runtime, &twin, &work, cell, "eager")
-            }
-        }
+        let twin = mlx::Whisper::new(runtime, &model.weights, &model.dims, &model.masks)?;
+        let execution = runtime.execution_label(cell.execution()?, false);
+        measure_twin(runtime, &twin, work, cell, execution)
+    }
+
+    fn torch(runtime: &TorchRuntime, cell: &Cell, work: &Workload) -> Result<Vec<CaseResult>> {
+        let model = &work.model;
+        let twin = torch::Whisper::new(runtime, &model.weights, &model.dims, &model.masks)?;
+        // The decoder's self-attention cache grows by concatenation
+        // (shapes change per token), so no CUDA graph: eager always.
+        measure_twin(runtime, &twin, work, cell, "eager")
     }
 }
 
@@ -171,7 +166,7 @@ fn measure_twin<T: WhisperTwin>(
     work: &Workload,
     cell: &Cell,
     execution: &str,
-) -> Result<CellOutput> {
+) -> Result<Vec<CaseResult>> {
     let transcriber = work.transcriber();
     let samples = &work.audio.samples;
     let mut transcript = None;
@@ -250,10 +245,7 @@ fn measure_twin<T: WhisperTwin>(
             "greedy decode of window 1 with KV cache, divided by decoder steps".into(),
         ),
     ]);
-    Ok(CellOutput {
-        device_name: runtime.device_description(),
-        cases: vec![transcribe, encode, decode],
-    })
+    Ok(vec![transcribe, encode, decode])
 }
 
 /// The model and clip, recorded with every case.

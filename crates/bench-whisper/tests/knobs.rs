@@ -2,7 +2,7 @@
 //! errors (never panic text), a mistyped key names the one meant.
 
 bench_core::knob_tests! {
-    benchmark: bench_whisper::Transcription,
+    benchmark: bench_twin::Runner::<bench_whisper::Transcription>::new(),
     parse: |cell| bench_whisper::Options::from_cell(cell).map(drop),
     typo: ("langauge", "language"),
     bad: ("source", "web", "expected auto | hub | offline"),
