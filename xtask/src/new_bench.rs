@@ -30,7 +30,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "Cargo.toml",
         include_str!("../templates/new-bench/Cargo.toml.tmpl"),
     ),
-    ("build.rs", include_str!("../templates/new-bench/build.rs.tmpl")),
+    (
+        "build.rs",
+        include_str!("../templates/new-bench/build.rs.tmpl"),
+    ),
     (
         "src/lib.rs",
         include_str!("../templates/new-bench/lib.rs.tmpl"),
@@ -68,6 +71,7 @@ const TEMPLATES: &[(&str, &str)] = &[
 pub fn run(root: &Path, args: &NewBenchArgs) -> Result<()> {
     let dir = create(root, &args.name)?;
     let names = Names::of(&args.name)?;
+    format(root, &names.krate)?;
     println!(
         "created {}: a working benchmark of y = relu(x @ w). Now:\n\
          - src/workload.rs: your sizes per preset, knobs, inputs, settings;\n\
@@ -153,6 +157,18 @@ pub fn create(root: &Path, name: &str) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// rustfmt over the new crate: the imports' order and the line breaks
+/// depend on the name.
+fn format(root: &Path, krate: &str) -> Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["fmt", "-p", krate])
+        .status()
+        .context("running cargo fmt")?;
+    ensure!(status.success(), "cargo fmt -p {krate} failed");
+    Ok(())
+}
+
 /// Removes the throwaway crate and puts Cargo.lock back, however the check
 /// ends.
 struct Throwaway {
@@ -180,6 +196,7 @@ pub fn check_skeleton(root: &Path) -> Result<()> {
         lock: lock.clone(),
     };
     create(root, NAME)?;
+    format(root, &format!("bench-{NAME}"))?;
     eprintln!("new-bench: checking a generated benchmark ({NAME})");
     let cargo = env!("CARGO");
     let status = Command::new(cargo)
@@ -191,16 +208,15 @@ pub fn check_skeleton(root: &Path) -> Result<()> {
     let _ = fs::remove_dir_all(&results);
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["run", "--quiet", "-p", "xtask", "--", "bench", "--bench", NAME])
+        .args([
+            "run", "--quiet", "-p", "xtask", "--", "bench", "--bench", NAME,
+        ])
         .args(["--device", "cpu", "--prebuilt"])
         .arg(root.join("target/debug"))
         .arg("--results")
         .arg(&results)
         .status()?;
-    ensure!(
-        status.success(),
-        "cargo xtask bench --bench {NAME} failed"
-    );
+    ensure!(status.success(), "cargo xtask bench --bench {NAME} failed");
     let rows = fs::read_to_string(
         fs::read_dir(&results)?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -210,8 +226,9 @@ pub fn check_skeleton(root: &Path) -> Result<()> {
     let _ = fs::remove_dir_all(&results);
     for framework in ["mlx", "torch"] {
         ensure!(
-            rows.lines()
-                .any(|l| l.contains(&format!(",{NAME},step,{framework},cpu,")) && l.contains(",ok,")),
+            rows.lines().any(
+                |l| l.contains(&format!(",{NAME},step,{framework},cpu,")) && l.contains(",ok,")
+            ),
             "no ok step row of {framework} in:\n{rows}"
         );
     }
@@ -262,7 +279,9 @@ mod tests {
         let error = create(&root, "transfer").unwrap_err().to_string();
         assert!(error.contains("exists already"), "{error}");
         let made = create(&root, "softmax").unwrap();
-        assert!(made.join("src/mlx.rs").is_file() && made.join("benches/bench_softmax.rs").is_file());
+        assert!(
+            made.join("src/mlx.rs").is_file() && made.join("benches/bench_softmax.rs").is_file()
+        );
         let _ = fs::remove_dir_all(&root);
     }
 }

@@ -8,9 +8,7 @@ pub mod workload;
 
 use anyhow::Result;
 use bench_core::host::HostTensor;
-use bench_core::{
-    measure_case, CaseResult, Cell, DeviceKind, MeasureSettings, Preset, Runtime, Throughput,
-};
+use bench_core::{measure_case, CaseResult, Cell, DeviceKind, MeasureSettings, Preset, Throughput};
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
 pub use workload::{CeilingConfig, SwitchConfig};
