@@ -40,6 +40,26 @@ pub enum Precision {
     F16,
 }
 
+impl Precision {
+    /// The element type that weights and activations are stored in (TF32
+    /// changes how float32 matmuls compute, not what is stored).
+    pub fn dtype_name(self) -> &'static str {
+        match self {
+            Self::F32 | Self::Tf32 => "float32",
+            Self::Bf16 => "bfloat16",
+            Self::F16 => "float16",
+        }
+    }
+
+    /// Bytes of one stored element.
+    pub fn element_bytes(self) -> usize {
+        match self {
+            Self::F32 | Self::Tf32 => 4,
+            Self::Bf16 | Self::F16 => 2,
+        }
+    }
+}
+
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ValueEnum,
 )]
@@ -208,5 +228,18 @@ pub fn parse_option(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("expected key=value, got '{text}'")),
+    }
+}
+
+#[cfg(test)]
+mod precision_tests {
+    use super::*;
+
+    #[test]
+    fn precision_names_its_stored_type_and_size() {
+        assert_eq!(Precision::Tf32.dtype_name(), "float32");
+        assert_eq!(Precision::Bf16.dtype_name(), "bfloat16");
+        assert_eq!(Precision::F16.element_bytes(), 2);
+        assert_eq!(Precision::F32.element_bytes(), 4);
     }
 }

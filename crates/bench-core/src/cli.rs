@@ -23,7 +23,11 @@ use crate::record::{samples_path, CaseResult, CsvAppender, JsonlAppender, Record
 /// Exit status of a runner that recorded at least one failed cell.
 pub const EXIT_FAILURES_RECORDED: u8 = 3;
 
-/// A benchmark: twins behind one name.
+/// What the runner needs of a benchmark: its name, knobs, measure
+/// settings, and one cell run. Benchmark crates do not implement it
+/// themselves: they implement `bench_twin::TwinBenchmark`, and
+/// `bench_twin::Runner` turns that into this (bench-core knows no
+/// framework, so the MLX/PyTorch dispatch lives there).
 pub trait Benchmark {
     /// The name used on the command line and in reports, e.g. "transfer".
     fn name(&self) -> &'static str;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bench_core::{time_iterations, DeviceKind, Precision, Preset};
-use bench_lm_train::{checkpoint, mlx, torch, Dataset, LmConfig};
+use bench_lm_train::{checkpoint, mlx, torch, Dataset, LmConfig, LmTrainer};
 use criterion::{criterion_group, criterion_main, Criterion};
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;

@@ -74,6 +74,36 @@ pub struct Work {
     pub checkpoint: std::path::PathBuf,
 }
 
+/// What each framework's trainer provides (`mlx::Trainer`, `torch::Trainer`,
+/// in this order).
+pub trait LmTrainer: Sized {
+    type Runtime: Runtime;
+    /// A batch on the device.
+    type DeviceBatch;
+    /// The model from the one checkpoint, its AdamW; `seed` seeds the
+    /// dropout masks.
+    fn new(
+        runtime: &Self::Runtime,
+        config: &LmConfig,
+        checkpoint: &std::path::Path,
+        seed: u64,
+        execution: bench_core::Execution,
+    ) -> Result<Self>;
+    /// The row's `execution=`.
+    fn execution(&self) -> &'static str;
+    /// The row's `optimizer=`.
+    fn optimizer(&self) -> &'static str;
+    /// Copies a host batch to the device (untimed set-up).
+    fn upload(&self, batch: &Batch) -> Result<Self::DeviceBatch>;
+    /// One training step: forward, backward, AdamW update, all evaluated.
+    /// Returns the step's loss (before the update).
+    fn train_step(&mut self, batch: &Self::DeviceBatch) -> Result<f32>;
+    /// Mean loss over held-out batches, without dropout or gradients.
+    fn eval_loss(&mut self, batches: &[Self::DeviceBatch]) -> Result<f32>;
+    /// The current weights by name, as float32 on the host.
+    fn weights(&self) -> Result<Vec<(String, bench_core::host::HostTensor)>>;
+}
+
 impl TwinBenchmark for LmTrain {
     const NAME: &'static str = "lm-train";
     type Work = Work;
@@ -101,64 +131,65 @@ impl TwinBenchmark for LmTrain {
     }
 
     fn mlx(runtime: &MlxRuntime, cell: &Cell, work: &Work) -> Result<Vec<CaseResult>> {
-        measure_twin!(mlx, runtime, cell, work)
+        measure_twin::<mlx::Trainer>(runtime, cell, work)
     }
 
     fn torch(runtime: &TorchRuntime, cell: &Cell, work: &Work) -> Result<Vec<CaseResult>> {
-        measure_twin!(torch, runtime, cell, work)
+        measure_twin::<torch::Trainer>(runtime, cell, work)
     }
 }
 
 /// The same steps for either twin: data, checkpoint, model and batches
 /// (untimed), the held-out loss (untimed), the timed training steps, the
 /// held-out loss again.
-macro_rules! measure_twin {
-    ($twin:ident, $runtime:ident, $cell:ident, $work:ident) => {{
-        let (config, data) = (&$work.config, &$work.data);
-        let mut trainer = $twin::Trainer::new(
-            $runtime,
-            config,
-            &$work.checkpoint,
-            $cell.seed,
-            $cell.execution()?,
-        )?;
-        let steps = $cell.measure.warmup + $cell.measure.repetitions;
-        let batches = (0..steps)
-            .map(|index| trainer.upload(&data.train_batch(index)))
-            .collect::<Result<Vec<_>>>()?;
-        let held_out = data
-            .eval_batches(config.eval_batches)
-            .iter()
-            .map(|batch| trainer.upload(batch))
-            .collect::<Result<Vec<_>>>()?;
-        let eval_before = trainer.eval_loss(&held_out)?;
-        let mut losses = Vec::with_capacity(steps);
-        $runtime.reset_peak_memory();
-        let samples = measure(&$cell.measure, $runtime, || {
-            losses.push(trainer.train_step(&batches[losses.len()])?);
-            Ok(())
-        })?;
-        let peak_memory_bytes = $runtime.peak_memory_bytes();
-        let figures = Figures {
-            losses,
-            execution: trainer.execution(),
-            optimizer: trainer.optimizer(),
-            eval_before,
-            eval_after: trainer.eval_loss(&held_out)?,
-            train_tokens: data.train_tokens(),
-            eval_tokens: data.eval_tokens(),
-            eval_batches: held_out.len(),
-        };
-        Ok(vec![step_case(
-            $cell,
-            config,
-            samples,
-            peak_memory_bytes,
-            &figures,
-        )])
-    }};
+fn measure_twin<T: LmTrainer>(
+    runtime: &T::Runtime,
+    cell: &Cell,
+    work: &Work,
+) -> Result<Vec<CaseResult>> {
+    let (config, data) = (&work.config, &work.data);
+    let mut trainer = T::new(
+        runtime,
+        config,
+        &work.checkpoint,
+        cell.seed,
+        cell.execution()?,
+    )?;
+    let steps = cell.measure.warmup + cell.measure.repetitions;
+    let batches = (0..steps)
+        .map(|index| trainer.upload(&data.train_batch(index)))
+        .collect::<Result<Vec<_>>>()?;
+    let held_out = data
+        .eval_batches(config.eval_batches)
+        .iter()
+        .map(|batch| trainer.upload(batch))
+        .collect::<Result<Vec<_>>>()?;
+    let eval_before = trainer.eval_loss(&held_out)?;
+    let mut losses = Vec::with_capacity(steps);
+    runtime.reset_peak_memory();
+    let samples = measure(&cell.measure, runtime, || {
+        losses.push(trainer.train_step(&batches[losses.len()])?);
+        Ok(())
+    })?;
+    let peak_memory_bytes = runtime.peak_memory_bytes();
+    let figures = Figures {
+        losses,
+        execution: trainer.execution(),
+        optimizer: trainer.optimizer(),
+        eval_before,
+        eval_after: trainer.eval_loss(&held_out)?,
+        train_tokens: data.train_tokens(),
+        eval_tokens: data.eval_tokens(),
+        eval_batches: held_out.len(),
+    };
+    Ok(vec![step_case(
+        cell,
+        config,
+        samples,
+        peak_memory_bytes,
+        &figures,
+    )])
 }
-use measure_twin;
 
 /// What training produced besides timings.
 struct Figures {
@@ -182,11 +213,7 @@ fn step_case(
     figures: &Figures,
 ) -> CaseResult {
     let (m, t) = (&config.model, &config.train);
-    let dtype = match cell.precision {
-        bench_core::Precision::Bf16 => "bfloat16",
-        bench_core::Precision::F16 => "float16",
-        _ => "float32",
-    };
+    let dtype = cell.precision.dtype_name();
     let settings: Vec<(&str, String)> = vec![
         (
             "timed",

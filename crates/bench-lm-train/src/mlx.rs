@@ -34,6 +34,7 @@ use crate::checkpoint::{check_all_used, check_shape, missing_tensor};
 use crate::config::{LmConfig, ModelConfig, TrainConfig};
 use crate::data::Batch;
 use crate::model::{sinusoidal_positions, LAYER_NORM_EPS};
+use crate::LmTrainer;
 
 /// Causal self-attention; no projection biases (as MLX's MultiHeadAttention).
 #[derive(Debug, ModuleParameters)]
@@ -293,9 +294,12 @@ pub struct Trainer {
     execution: &'static str,
 }
 
-impl Trainer {
+impl LmTrainer for Trainer {
+    type Runtime = MlxRuntime;
+    type DeviceBatch = DeviceBatch;
+
     /// `seed` seeds the dropout masks.
-    pub fn new(
+    fn new(
         runtime: &MlxRuntime,
         config: &LmConfig,
         checkpoint: &Path,
@@ -320,13 +324,13 @@ impl Trainer {
     }
 
     /// The row's `execution=`.
-    pub fn execution(&self) -> &'static str {
+    fn execution(&self) -> &'static str {
         self.execution
     }
 
     /// The row's `optimizer=`: the update's element-wise work is traced
     /// into the compiled step, which fuses it; eager runs it per parameter.
-    pub fn optimizer(&self) -> &'static str {
+    fn optimizer(&self) -> &'static str {
         if self.execution.starts_with("compiled") {
             "fused (compiled into the step)"
         } else {
@@ -335,7 +339,7 @@ impl Trainer {
     }
 
     /// Copies a host batch to the device (untimed set-up).
-    pub fn upload(&self, batch: &Batch) -> Result<DeviceBatch> {
+    fn upload(&self, batch: &Batch) -> Result<DeviceBatch> {
         let shape = [batch.batch_size as i32, batch.context as i32];
         let ids = |tokens: &[u32]| -> Result<Array> {
             let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
@@ -351,7 +355,7 @@ impl Trainer {
 
     /// One training step: forward, backward, AdamW update, all evaluated.
     /// Returns the step's loss (before the update).
-    pub fn train_step(&mut self, batch: &DeviceBatch) -> Result<f32> {
+    fn train_step(&mut self, batch: &DeviceBatch) -> Result<f32> {
         let lr = self
             .train
             .learning_rate_at(self.state.optimizer.steps() + 1);
@@ -375,7 +379,7 @@ impl Trainer {
     }
 
     /// Mean loss over held-out batches, without dropout or gradients.
-    pub fn eval_loss(&mut self, batches: &[DeviceBatch]) -> Result<f32> {
+    fn eval_loss(&mut self, batches: &[DeviceBatch]) -> Result<f32> {
         let mut total = 0.0;
         for batch in batches {
             let loss = self.state.model.loss(&batch.inputs, &batch.targets, None)?;
@@ -386,7 +390,7 @@ impl Trainer {
     }
 
     /// The current weights by name, as float32 on the host.
-    pub fn weights(&self) -> Result<Vec<(String, HostTensor)>> {
+    fn weights(&self) -> Result<Vec<(String, HostTensor)>> {
         let mut weights = self
             .state
             .model

@@ -23,6 +23,7 @@ use crate::checkpoint::{check_all_used, check_shape, missing_tensor};
 use crate::config::{LmConfig, ModelConfig, TrainConfig};
 use crate::data::Batch;
 use crate::model::{sinusoidal_positions, LAYER_NORM_EPS};
+use crate::LmTrainer;
 
 /// Causal self-attention; no projection biases (as MLX's MultiHeadAttention).
 #[derive(Debug)]
@@ -243,9 +244,12 @@ pub struct Trainer {
     graph: Option<StepGraph>,
 }
 
-impl Trainer {
+impl LmTrainer for Trainer {
+    type Runtime = TorchRuntime;
+    type DeviceBatch = DeviceBatch;
+
     /// `seed` seeds the dropout masks.
-    pub fn new(
+    fn new(
         runtime: &TorchRuntime,
         config: &LmConfig,
         checkpoint: &Path,
@@ -282,7 +286,7 @@ impl Trainer {
     }
 
     /// The row's `execution=`.
-    pub fn execution(&self) -> &'static str {
+    fn execution(&self) -> &'static str {
         if self.graph.is_some() {
             "cuda-graph"
         } else {
@@ -291,12 +295,12 @@ impl Trainer {
     }
 
     /// The row's `optimizer=`.
-    pub fn optimizer(&self) -> &'static str {
+    fn optimizer(&self) -> &'static str {
         self.optimizer.kind().name()
     }
 
     /// Copies a host batch to the device (untimed set-up).
-    pub fn upload(&self, batch: &Batch) -> Result<DeviceBatch> {
+    fn upload(&self, batch: &Batch) -> Result<DeviceBatch> {
         let shape = [batch.batch_size as i64, batch.context as i64];
         let ids = |tokens: &[u32]| -> Result<Tensor> {
             let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
@@ -312,7 +316,7 @@ impl Trainer {
 
     /// One training step: forward, backward, AdamW update.
     /// Returns the step's loss (before the update).
-    pub fn train_step(&mut self, batch: &DeviceBatch) -> Result<f32> {
+    fn train_step(&mut self, batch: &DeviceBatch) -> Result<f32> {
         self.step += 1;
         self.optimizer
             .set_lr(self.train.learning_rate_at(self.step));
@@ -333,7 +337,7 @@ impl Trainer {
     }
 
     /// Mean loss over held-out batches, without dropout or gradients.
-    pub fn eval_loss(&mut self, batches: &[DeviceBatch]) -> Result<f32> {
+    fn eval_loss(&mut self, batches: &[DeviceBatch]) -> Result<f32> {
         let _no_grad = tch::no_grad_guard();
         let mut total = 0.0;
         for batch in batches {
@@ -344,7 +348,7 @@ impl Trainer {
     }
 
     /// The current weights by name, as float32 on the host.
-    pub fn weights(&self) -> Result<Vec<(String, HostTensor)>> {
+    fn weights(&self) -> Result<Vec<(String, HostTensor)>> {
         let mut weights = self
             .vs
             .variables()

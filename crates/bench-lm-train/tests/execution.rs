@@ -6,7 +6,7 @@
 mod common;
 
 use bench_core::{DeviceKind, Execution, Precision};
-use bench_lm_train::{checkpoint, torch, Dataset};
+use bench_lm_train::{checkpoint, torch, Dataset, LmTrainer};
 use common::{relative_difference, small_config};
 use fw_torch::TorchRuntime;
 

@@ -175,14 +175,6 @@ struct CopyCeiling {
     peak_memory_bytes: Option<u64>,
 }
 
-/// Bytes of one weight at a precision.
-fn weight_bytes(precision: Precision) -> usize {
-    match precision {
-        Precision::F32 | Precision::Tf32 => 4,
-        Precision::Bf16 | Precision::F16 => 2,
-    }
-}
-
 /// The cases of a cell: "prompt", "generate" (the headline), "ttft" and
 /// "ceiling-copy", each with its figures in the settings.
 fn describe_cases(
@@ -234,7 +226,7 @@ fn describe_cases(
 
     let copy_gbps = copy.bytes / Summary::of(&copy.samples)?.median / 1e9;
     let weight_bytes =
-        (workload.config.weight_elements_per_token() * weight_bytes(precision)) as f64;
+        (workload.config.weight_elements_per_token() * precision.element_bytes()) as f64;
     let bound_tokens_per_s = copy_gbps * 1e9 / weight_bytes;
     let gen_tokens_per_s = g.gen_tokens as f64 / Summary::of(&generate.samples)?.median;
     generate.settings.extend([

@@ -5,7 +5,9 @@
 
 use bench_core::{DeviceKind, Precision};
 use bench_lm_train::config::MINILM_VOCAB_SIZE;
-use bench_lm_train::{checkpoint, mlx, torch, Dataset, LmConfig, ModelConfig, TrainConfig};
+use bench_lm_train::{
+    checkpoint, mlx, torch, Dataset, LmConfig, LmTrainer, ModelConfig, TrainConfig,
+};
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
 
