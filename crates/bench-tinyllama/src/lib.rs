@@ -52,70 +52,99 @@ impl TwinBenchmark for TinyLlama {
     }
 
     fn mlx(runtime: &MlxRuntime, cell: &Cell, workload: &Workload) -> Result<Vec<CaseResult>> {
-        measure_twin!(mlx, runtime, cell, workload)
+        let model = mlx::Llama::new(
+            runtime,
+            &workload.config,
+            workload.weights.as_ref(),
+            workload.generation.cache_positions(),
+            cell.execution()?,
+        )?;
+        measure_twin(runtime, cell, workload, model, |elements| {
+            let scale = mlx::Scale::new(runtime, elements)?;
+            Ok(FrameworkCopy {
+                bytes: scale.bytes(),
+                run: Box::new(move || scale.run()),
+            })
+        })
     }
 
     fn torch(runtime: &TorchRuntime, cell: &Cell, workload: &Workload) -> Result<Vec<CaseResult>> {
-        measure_twin!(torch, runtime, cell, workload)
+        let model = torch::Llama::new(
+            runtime,
+            &workload.config,
+            workload.weights.as_ref(),
+            workload.generation.cache_positions(),
+            cell.execution()?,
+        )?;
+        measure_twin(runtime, cell, workload, model, |elements| {
+            let scale = torch::Scale::new(runtime, elements)?;
+            Ok(FrameworkCopy {
+                bytes: scale.bytes(),
+                run: Box::new(move || scale.run()),
+            })
+        })
     }
 }
 
-/// The same steps for either twin: build the model (untimed), time the
-/// generations, drop the model, then measure the copy bandwidth.
-macro_rules! measure_twin {
-    ($twin:ident, $runtime:ident, $cell:ident, $workload:ident) => {{
-        let mut model = $twin::Llama::new(
-            $runtime,
-            &$workload.config,
-            $workload.weights.as_ref(),
-            $workload.generation.cache_positions(),
-            $cell.execution()?,
-        )?;
-        let execution = CausalLm::execution(&model);
-        let generation = measure_generation(&mut model, $runtime, $cell, &$workload)?;
-        drop(model);
-        let elements = $workload.generation.copy_elements;
-        let copy = match $cell.device {
-            DeviceKind::Cpu => {
-                let mut scale = HostScale::new(elements, $cell.threads);
-                let samples = measure(&copy_settings(), $runtime, || {
-                    scale.run();
-                    Ok(())
-                })?;
-                std::hint::black_box(scale.probe(elements / 2));
+/// The framework's own y = 2x kernel: the copy ceiling on an accelerator
+/// without a framework-neutral copy (Metal). One pass, and the bytes it
+/// reads and writes.
+pub struct FrameworkCopy {
+    pub run: Box<dyn Fn() -> Result<()>>,
+    pub bytes: f64,
+}
+
+/// The same steps for either twin, from its built model (untimed): time
+/// the generations, drop the model, then measure the copy bandwidth.
+fn measure_twin<M: CausalLm>(
+    runtime: &dyn Runtime,
+    cell: &Cell,
+    workload: &Workload,
+    mut model: M,
+    framework_copy: impl FnOnce(usize) -> Result<FrameworkCopy>,
+) -> Result<Vec<CaseResult>> {
+    let execution = model.execution();
+    let generation = measure_generation(&mut model, runtime, cell, workload)?;
+    drop(model);
+    let elements = workload.generation.copy_elements;
+    let copy = match cell.device {
+        DeviceKind::Cpu => {
+            let mut scale = HostScale::new(elements, cell.threads);
+            let samples = measure(&copy_settings(), runtime, || {
+                scale.run();
+                Ok(())
+            })?;
+            std::hint::black_box(scale.probe(elements / 2));
+            CopyCeiling {
+                samples,
+                bytes: scale.bytes(),
+                kernel: "y=2x, float32, host threads (framework-neutral)",
+                peak_memory_bytes: None,
+            }
+        }
+        DeviceKind::Gpu => match CudaMemcpy::new(elements * 4) {
+            Ok(copy) => CopyCeiling {
+                samples: measure(&copy_settings(), runtime, || copy.run())?,
+                bytes: copy.bytes(),
+                kernel: "cudaMemcpy device to device, float32-sized buffers (framework-neutral)",
+                peak_memory_bytes: None,
+            },
+            // Metal: no framework-neutral copy here; the twin's own.
+            Err(_) => {
+                let scale = framework_copy(elements)?;
+                runtime.reset_peak_memory();
+                let samples = measure(&copy_settings(), runtime, || (scale.run)())?;
                 CopyCeiling {
                     samples,
-                    bytes: scale.bytes(),
-                    kernel: "y=2x, float32, host threads (framework-neutral)",
-                    peak_memory_bytes: None,
+                    bytes: scale.bytes,
+                    kernel: "y=2x through the framework on the device",
+                    peak_memory_bytes: runtime.peak_memory_bytes(),
                 }
             }
-            DeviceKind::Gpu => match CudaMemcpy::new(elements * 4) {
-                Ok(copy) => CopyCeiling {
-                    samples: measure(&copy_settings(), $runtime, || copy.run())?,
-                    bytes: copy.bytes(),
-                    kernel:
-                        "cudaMemcpy device to device, float32-sized buffers (framework-neutral)",
-                    peak_memory_bytes: None,
-                },
-                // Metal: no framework-neutral copy here; the twin's own.
-                Err(_) => {
-                    let scale = $twin::Scale::new($runtime, elements)?;
-                    $runtime.reset_peak_memory();
-                    let samples = measure(&copy_settings(), $runtime, || scale.run())?;
-                    CopyCeiling {
-                        samples,
-                        bytes: scale.bytes(),
-                        kernel: "y=2x through the framework on the device",
-                        peak_memory_bytes: $runtime.peak_memory_bytes(),
-                    }
-                }
-            },
-        };
-        describe_cases($workload, $cell.precision, execution, generation, copy)
-    }};
+        },
+    };
+    describe_cases(workload, cell.precision, execution, generation, copy)
 }
-use measure_twin;
 
 /// Every timed generation of a cell, and the allocator's peak during them.
 pub struct GenerationRuns {

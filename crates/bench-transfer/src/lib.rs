@@ -8,7 +8,9 @@ pub mod workload;
 
 use anyhow::Result;
 use bench_core::host::HostTensor;
-use bench_core::{measure_case, CaseResult, Cell, DeviceKind, MeasureSettings, Preset, Throughput};
+use bench_core::{
+    measure_case, CaseResult, Cell, DeviceKind, MeasureSettings, Preset, Runtime, Throughput,
+};
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
 pub use workload::{CeilingConfig, SwitchConfig};
@@ -49,42 +51,86 @@ impl TwinBenchmark for Transfer {
 
     fn mlx(runtime: &MlxRuntime, cell: &Cell, work: &Work) -> Result<Vec<CaseResult>> {
         let execution = runtime.execution_label(cell.execution()?, false);
-        measure_twin!(mlx, runtime, cell, work, execution)
+        let twin = Twin {
+            switch: &|inputs| {
+                let mut switch = mlx::Switch::new(runtime, inputs)?;
+                Ok(Box::new(move || switch.iterate()))
+            },
+            matmul: &|size, seed| {
+                let matmul = mlx::Matmul::new(runtime, size, seed)?;
+                Ok(Box::new(move || matmul.run()))
+            },
+            copy: &|elements| {
+                let scale = mlx::Scale::new(runtime, elements)?;
+                Ok((scale.bytes(), Box::new(move || scale.run())))
+            },
+        };
+        measure_twin(runtime, cell, work, execution, twin)
     }
 
     fn torch(runtime: &TorchRuntime, cell: &Cell, work: &Work) -> Result<Vec<CaseResult>> {
-        measure_twin!(torch, runtime, cell, work, "eager")
+        let twin = Twin {
+            switch: &|inputs| {
+                let mut switch = torch::Switch::new(runtime, inputs)?;
+                Ok(Box::new(move || switch.iterate()))
+            },
+            matmul: &|size, seed| {
+                let matmul = torch::Matmul::new(runtime, size, seed)?;
+                Ok(Box::new(move || matmul.run()))
+            },
+            copy: &|elements| {
+                let scale = torch::Scale::new(runtime, elements)?;
+                Ok((scale.bytes(), Box::new(move || scale.run())))
+            },
+        };
+        measure_twin(runtime, cell, work, "eager", twin)
     }
 }
 
-/// The same steps for either twin: build each workload (untimed), measure
-/// it, drop it before the next, so that peak memory is per case.
-macro_rules! measure_twin {
-    ($twin:ident, $runtime:ident, $cell:ident, $work:ident, $execution:expr) => {{
-        let mut switch = $twin::Switch::new($runtime, &$work.inputs)?;
-        let iterations = $work.switch.iterations;
-        let switch_case = measure_case(&$cell.measure, $runtime, "switch", || {
-            (0..iterations).try_for_each(|_| switch.iterate())
-        })?;
-        drop(switch);
-        let matmul = $twin::Matmul::new($runtime, $work.ceilings.matmul_size, $cell.seed)?;
-        let matmul_case =
-            measure_case(&$cell.measure, $runtime, "ceiling-matmul", || matmul.run())?;
-        drop(matmul);
-        let scale = $twin::Scale::new($runtime, $work.ceilings.copy_elements)?;
-        let copy_bytes = scale.bytes();
-        let copy_case = measure_case(&$cell.measure, $runtime, "ceiling-copy", || scale.run())?;
-        Ok(describe_cases(
-            $cell,
-            &$work.switch,
-            &$work.ceilings,
-            $execution,
-            copy_bytes,
-            [switch_case, matmul_case, copy_case],
-        ))
-    }};
+/// One run of a piece of timed work.
+type Run = Box<dyn FnMut() -> Result<()>>;
+
+/// How one framework builds each piece of a cell's work (`mlx.rs`,
+/// `torch.rs`), from the inputs; each is built when its case is measured.
+pub struct Twin<'a> {
+    /// The switch loop's state from the three matrices; a run is one iteration.
+    pub switch: &'a dyn Fn(&[HostTensor; 3]) -> Result<Run>,
+    /// The N x N matmul ceiling from N and a seed; a run is one product.
+    pub matmul: &'a dyn Fn(usize, u64) -> Result<Run>,
+    /// The y = 2x bandwidth ceiling from its element count: the bytes one
+    /// run reads and writes, and the run.
+    pub copy: &'a dyn Fn(usize) -> Result<(f64, Run)>,
 }
-use measure_twin;
+
+/// The same steps for either twin: build each piece (untimed), measure it,
+/// drop it before the next, so that peak memory is per case.
+fn measure_twin(
+    runtime: &dyn Runtime,
+    cell: &Cell,
+    work: &Work,
+    execution: &str,
+    twin: Twin,
+) -> Result<Vec<CaseResult>> {
+    let mut iterate = (twin.switch)(&work.inputs)?;
+    let iterations = work.switch.iterations;
+    let switch_case = measure_case(&cell.measure, runtime, "switch", || {
+        (0..iterations).try_for_each(|_| iterate())
+    })?;
+    drop(iterate);
+    let mut matmul = (twin.matmul)(work.ceilings.matmul_size, cell.seed)?;
+    let matmul_case = measure_case(&cell.measure, runtime, "ceiling-matmul", &mut matmul)?;
+    drop(matmul);
+    let (copy_bytes, mut copy) = (twin.copy)(work.ceilings.copy_elements)?;
+    let copy_case = measure_case(&cell.measure, runtime, "ceiling-copy", &mut copy)?;
+    Ok(describe_cases(
+        cell,
+        &work.switch,
+        &work.ceilings,
+        execution,
+        copy_bytes,
+        [switch_case, matmul_case, copy_case],
+    ))
+}
 
 /// Adds each case's throughput and sizes.
 fn describe_cases(
