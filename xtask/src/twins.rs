@@ -266,12 +266,7 @@ pub fn pooled(rows: &[&Row]) -> Row {
     let summary = all.as_deref().and_then(|s| Summary::of(s).ok());
     let median = match &summary {
         Some(summary) => {
-            record.repetitions = Some(summary.n);
-            record.min_s = Some(summary.min);
-            record.max_s = Some(summary.max);
-            record.mean_s = Some(summary.mean);
-            record.std_s = Some(summary.std_dev);
-            record.iqr_s = Some(summary.iqr);
+            record.set_summary(summary);
             summary.median
         }
         None => {

@@ -92,6 +92,17 @@ pub struct Record {
 }
 
 impl Record {
+    /// The figures of its repetitions: n, median, extremes, mean, spread.
+    pub fn set_summary(&mut self, summary: &Summary) {
+        self.repetitions = Some(summary.n);
+        self.median_s = Some(summary.median);
+        self.min_s = Some(summary.min);
+        self.max_s = Some(summary.max);
+        self.mean_s = Some(summary.mean);
+        self.std_s = Some(summary.std_dev);
+        self.iqr_s = Some(summary.iqr);
+    }
+
     /// The environment inlined in the row.
     pub fn environment(&self) -> Environment {
         Environment {
@@ -207,13 +218,7 @@ impl RecordHeader {
         let mut settings = self.settings.clone();
         settings.extend(result.settings.iter().cloned());
         record.settings = join_settings(&settings);
-        record.repetitions = Some(summary.n);
-        record.median_s = Some(summary.median);
-        record.min_s = Some(summary.min);
-        record.max_s = Some(summary.max);
-        record.mean_s = Some(summary.mean);
-        record.std_s = Some(summary.std_dev);
-        record.iqr_s = Some(summary.iqr);
+        record.set_summary(&summary);
         if let Some(throughput) = &result.throughput {
             record.throughput = Some(throughput.work_per_repetition / summary.median);
             record.throughput_unit = throughput.unit.clone();
