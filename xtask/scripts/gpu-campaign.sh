@@ -15,7 +15,10 @@
 #   gpu-campaign.sh pack BUNDLE TRANSPORT      -> TRANSPORT-core/, TRANSPORT-1/, ...
 # There (the first call carries TRANSPORT-core and TRANSPORT-1, each later
 # one the next TRANSPORT-k):
-#   gpu-campaign.sh start STAGE TRANSPORT-core DEADLINE_S   unpack, install, start the lanes
+#   gpu-campaign.sh start STAGE TRANSPORT-core DEADLINE_S [LANES]
+#                                                      unpack, install, start the lanes
+#                                                      (LANES: a folder of campaign/ with
+#                                                      its own lane0.steps and lane1.steps)
 #   gpu-campaign.sh feed STAGE TRANSPORT-k                  add a chunk, unpack what is whole
 #   gpu-campaign.sh collect STAGE OUT WAIT_S                 wait (at most WAIT_S), pack OUT/campaign.tgz
 set -uo pipefail
@@ -108,9 +111,16 @@ lane() {
   mkdir -p "$dir/results"
   [ "$gpus" -gt 1 ] && export CUDA_VISIBLE_DEVICES=$index
   export BENCH_THREADS=$threads
-  local kind bench precisions mode backends seconds left need
-  while read -r kind bench precisions mode backends seconds; do
+  local kind bench precisions mode backends seconds options left need
+  while read -r kind bench precisions mode backends seconds options; do
     case "$kind" in '' | '#'*) continue ;; esac
+    # "wait laneN": start what follows only once lane N is done (so that a
+    # CPU-heavy step does not share the host with the other lane's cells).
+    if [ "$kind" = wait ]; then
+      echo "== $(date -u +%T) waiting for $bench"
+      while [ ! -e "$stage/$bench/done" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 5; done
+      continue
+    fi
     for need in $(needs "$bench"); do
       while [ ! -e "$stage/ready/$need" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 5; done
     done
@@ -126,7 +136,13 @@ lane() {
         local extra=()
         [ "$mode" = eager ] && extra+=(--set execution=eager)
         [ "$bench" = transfer ] && extra+=(--set transfer.n=2048 --set transfer.iterations=5)
-        case "$bench" in tinyllama | lm-train | transfer) extra+=(--repetitions 5) ;; esac
+        # What the step adds after its seconds (e.g. --repetitions 3) wins.
+        case "$bench:$options" in
+          *--repetitions*) ;;
+          tinyllama:* | lm-train:* | transfer:*) extra+=(--repetitions 5) ;;
+        esac
+        # shellcheck disable=SC2206
+        extra+=($options)
         timeout "$left" bash "$bundle/run.sh" "$dir/results" --bench "$bench" --device gpu \
           --precision ${precisions//,/ } --preset paper --threads "$threads" \
           --run-tag "g$index" "${extra[@]}" ;;
@@ -141,12 +157,14 @@ lane() {
 
 start() {
   local stage=${1:?stage} transport=${2:?transport-core folder} budget=${3:?deadline seconds}
+  local lanes=$stage/campaign/${4:-.}
   mkdir -p "$stage/bundle" "$stage/chunks" "$stage/ready"
   echo $(($(date +%s) + budget)) >"$stage/deadline"
   cp "$transport/gpu-campaign.sh" "$transport/archives" "$stage/"
   cp -r "$transport/campaign" "$stage/"
   xz -dc "$transport/bundle.tar.xz" | tar -C "$stage/bundle" -xf -
   nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader
+  nvidia-smi topo -m 2>/dev/null | head -n 4
   local gpus cores threads
   gpus=$(nvidia-smi -L | wc -l)
   cores=$(nproc)
@@ -155,14 +173,21 @@ start() {
   bash "$stage/bundle/references.sh" "$stage/warm" tinyllama
   if [ "$gpus" -ge 2 ]; then
     threads=$((cores / 2))
+    # Half of the physical cores each, a core's hyperthreads in the same
+    # lane (the CPUs sorted by core; the numbering of siblings varies).
+    local order
+    order=$(lscpu -p=CPU,CORE,SOCKET | grep -v '^#' | sort -t, -k3,3n -k2,2n -k1,1n | cut -d, -f1)
     for index in 0 1; do
-      setsid taskset -c "$((index * threads))-$((index * threads + threads - 1))" \
+      local cpus
+      cpus=$(echo "$order" | sed -n "$((index * threads + 1)),$((index * threads + threads))p" | paste -sd,)
+      echo "lane $index: CPUs $cpus"
+      setsid taskset -c "$cpus" \
         bash "$stage/gpu-campaign.sh" lane "$stage" "$index" "$gpus" \
-        "$stage/campaign/lane$index.steps" "$threads" >"$stage/lane$index.log" 2>&1 </dev/null &
+        "$lanes/lane$index.steps" "$threads" >"$stage/lane$index.log" 2>&1 </dev/null &
     done
   else
     # One GPU: both lists, step by step in turn.
-    paste -d '\n' "$stage/campaign/lane0.steps" "$stage/campaign/lane1.steps" >"$stage/campaign/one.steps"
+    paste -d '\n' "$lanes/lane0.steps" "$lanes/lane1.steps" | grep -v '^wait' >"$stage/campaign/one.steps"
     setsid bash "$stage/gpu-campaign.sh" lane "$stage" 0 1 "$stage/campaign/one.steps" "$cores" \
       >"$stage/lane0.log" 2>&1 </dev/null &
   fi

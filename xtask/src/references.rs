@@ -5,7 +5,9 @@
 //!
 //! Speed varies more from run to run on a shared GPU host than within a
 //! run, so each figure is the median over every run of the code that made
-//! its latest row (same git commit), with the range and count.
+//! its latest row (same git commit), with the range and count. And since a
+//! later device session may get another host, a reference is compared with
+//! the twin's runs of its own session only (`SESSION`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -38,6 +40,32 @@ fn reference_of(record: &Record) -> Option<(&'static str, String)> {
         "mlx-lm" => Some(("mlx", "mlx-lm generate_step".to_owned())),
         _ => None,
     }
+}
+
+/// The longest a device machine is held: runs further apart than this
+/// from every reference run were not measured on the reference's host.
+const SESSION: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
+
+fn instant(record: &Record) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(&record.timestamp).ok()
+}
+
+/// The twin rows measured in the same device sessions as `references`
+/// (within `SESSION` of one of them); every twin row where a timestamp
+/// does not parse.
+fn same_session<'a>(twins: &[&'a Row], references: &[&Row]) -> Vec<&'a Row> {
+    let times: Option<Vec<_>> = references.iter().map(|r| instant(&r.record)).collect();
+    let Some(times) = times else {
+        return twins.to_vec();
+    };
+    twins
+        .iter()
+        .filter(|twin| match instant(&twin.record) {
+            Some(at) => times.iter().any(|t| (at - *t).abs() <= SESSION),
+            None => true,
+        })
+        .copied()
+        .collect()
 }
 
 /// Speed of a row: its throughput (higher is faster), else 1 / median.
@@ -128,6 +156,8 @@ impl<'a> Figure<'a> {
 pub struct Versus<'a> {
     pub name: String,
     pub reference: Figure<'a>,
+    /// The twin's runs of the reference's device sessions.
+    pub twin: Option<Figure<'a>>,
     /// Twin speed / reference speed.
     pub ratio: Option<f64>,
     pub interval: Option<Interval>,
@@ -184,11 +214,11 @@ pub fn comparisons(rows: &[Row]) -> BTreeMap<Group, BTreeMap<&'static str, Side<
             let sides = found
                 .into_iter()
                 .map(|(framework, (twins, references))| {
-                    let twin = Figure::of(&twins);
                     let mut references: Vec<Versus> = references
                         .into_iter()
                         .filter_map(|(name, rows)| {
                             let reference = Figure::of(&rows)?;
+                            let twin = Figure::of(&same_session(&twins, &reference.rows));
                             let ratio = twin
                                 .as_ref()
                                 .map(|t| t.summary.median / reference.summary.median);
@@ -198,6 +228,7 @@ pub fn comparisons(rows: &[Row]) -> BTreeMap<Group, BTreeMap<&'static str, Side<
                             Some(Versus {
                                 name,
                                 reference,
+                                twin,
                                 ratio,
                                 interval,
                             })
@@ -209,6 +240,7 @@ pub fn comparisons(rows: &[Row]) -> BTreeMap<Group, BTreeMap<&'static str, Side<
                             .median
                             .total_cmp(&a.reference.summary.median)
                     });
+                    let twin = Figure::of(&twins);
                     (framework, Side { twin, references })
                 })
                 .collect();
@@ -225,7 +257,7 @@ pub fn reference_table(rows: &[Row], every: bool) -> String {
         return String::new();
     }
     let mut out = String::from(
-        "\nEach twin beside its framework's fastest own Python path (`xtask/scripts/references/`), same machine, configuration and device call; headline case, median over the runs of the latest code (range, runs); twin / reference above 1: the twin is faster, 95% interval in brackets:\n\n| Device | Benchmark | Preset | Precision | PyTorch twin | fastest PyTorch reference | twin / reference | MLX twin | fastest MLX reference | twin / reference | Noise |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "\nEach twin beside its framework's fastest own Python path (`xtask/scripts/references/`), same machine, configuration and device session; headline case, median over the runs of the latest code in the reference's sessions (range, runs); twin / reference above 1: the twin is faster, 95% interval in brackets:\n\n| Device | Benchmark | Preset | Precision | PyTorch twin | fastest PyTorch reference | twin / reference | MLX twin | fastest MLX reference | twin / reference | Noise |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut each = String::from(
         "\nEvery reference's own figure (headline case; median over the runs of the latest code):\n\n| Device | Benchmark | Preset | Precision | Framework | Reference | Execution | Figure | Twin / reference | Noise |\n|---|---|---|---|---|---|---|---|---|---|\n",
@@ -236,8 +268,9 @@ pub fn reference_table(rows: &[Row], every: bool) -> String {
         for (framework, name) in [("torch", "PyTorch"), ("mlx", "MLX")] {
             let empty = Side::default();
             let side = sides.get(framework).unwrap_or(&empty);
-            let twin = side.twin.as_ref();
             let fastest = side.references.first();
+            // The twin as it ran beside that reference (else every run).
+            let twin = fastest.map_or(side.twin.as_ref(), |v| v.twin.as_ref());
             let _ = write!(
                 out,
                 " {} | {} | {} |",
@@ -324,6 +357,29 @@ mod tests {
             table.contains(
                 "| 220.0 (200.0-300.0, 3 runs) 1/s | 250.0 1/s (mlx-lm generate_step) | 0.88x [no samples] |"
             ),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_reference_is_compared_with_the_twin_runs_of_its_own_session() {
+        let mut twin = record("torch", "generate", 0.5, "r1");
+        twin.benchmark = "tinyllama".into();
+        twin.timestamp = "2026-01-01T10:00:00Z".into();
+        twin.throughput = Some(600.0);
+        let mut reference = twin.clone();
+        reference.framework = "torch-python".into();
+        reference.timestamp = "2026-01-01T10:10:00Z".into();
+        reference.throughput = Some(500.0);
+        // A later session, on a slower host, without the reference.
+        let mut later = twin.clone();
+        later.run_id = "r2".into();
+        later.timestamp = "2026-01-01T12:00:00Z".into();
+        later.throughput = Some(300.0);
+        let rows: Vec<Row> = [twin, later, reference].into_iter().map(row).collect();
+        let table = reference_table(&rows, true);
+        assert!(
+            table.contains("| 600.0 1/s | 500.0 1/s (PyTorch) | 1.20x [no samples] |"),
             "{table}"
         );
     }
