@@ -110,7 +110,7 @@ fn template(status: Status) -> (String, String) {
         preset: "quick".into(),
         device_name: String::new(),
         framework_version: String::new(),
-        settings: vec![("threads".into(), "1".into())],
+        settings: bench_core::Settings::new().with("threads", 1),
     };
     let env = Environment::default();
     let record = match status {

@@ -3,7 +3,7 @@
 
 use anyhow::{ensure, Result};
 use bench_core::host::HostTensor;
-use bench_core::{Cell, Kind, Knob, Preset};
+use bench_core::{Cell, Kind, Knob, Preset, Settings};
 
 /// The default model: 22M parameters, 6 layers, 384 wide; a registry copy
 /// exists for offline use (asset `minilm`).
@@ -213,18 +213,17 @@ impl FineTuneConfig {
     }
 
     /// The settings for the result rows.
-    pub fn settings(&self) -> Vec<(String, String)> {
+    pub fn settings(&self) -> Settings {
         let emails = |n: Option<usize>| n.map_or("all".to_owned(), |n| n.to_string());
-        vec![
-            ("model".into(), self.model.clone()),
-            ("seq_len".into(), self.seq_len.to_string()),
-            ("batch_size".into(), self.batch_size.to_string()),
-            ("lr".into(), self.optimizer.learning_rate.to_string()),
-            ("optimizer".into(), optimizer_description(&self.optimizer)),
-            ("dropout".into(), "0".into()),
-            ("train_emails".into(), emails(self.train_emails)),
-            ("test_emails".into(), emails(self.test_emails)),
-        ]
+        Settings::new()
+            .with("model", &self.model)
+            .with("seq_len", self.seq_len)
+            .with("batch_size", self.batch_size)
+            .with("lr", self.optimizer.learning_rate)
+            .with("optimizer", optimizer_description(&self.optimizer))
+            .with("dropout", 0)
+            .with("train_emails", emails(self.train_emails))
+            .with("test_emails", emails(self.test_emails))
     }
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::knobs::{self, Knob};
 use crate::measure::MeasureSettings;
+use crate::settings::Settings;
 
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ValueEnum,
@@ -152,34 +153,25 @@ impl Cell {
         }
     }
 
-    /// The cell's settings as `key=value` pairs for the result record.
-    pub fn settings(&self) -> Vec<(String, String)> {
+    /// The cell's settings for the result record.
+    pub fn settings(&self) -> Settings {
         let m = &self.measure;
-        vec![
-            ("threads".into(), self.threads.to_string()),
-            ("warmup".into(), m.warmup.to_string()),
-            ("repetitions".into(), m.repetitions.to_string()),
-            ("min_repetitions".into(), m.min_repetitions.to_string()),
-            (
-                "time_budget_s".into(),
-                m.time_budget.as_secs_f64().to_string(),
-            ),
-            ("seed".into(), self.seed.to_string()),
+        let mut settings = Settings::new()
+            .with("threads", self.threads)
+            .with("warmup", m.warmup)
+            .with("repetitions", m.repetitions)
+            .with("min_repetitions", m.min_repetitions)
+            .with("time_budget_s", m.time_budget.as_secs_f64())
+            .with("seed", self.seed)
             // The mode asked for; the twin adds the one that ran (`execution=`).
-            (
-                "mode".into(),
-                self.execution().unwrap_or_default().to_string(),
-            ),
-        ]
-        .into_iter()
-        // The twin records the mode that actually ran as `execution=`.
-        .chain(
-            self.options
-                .iter()
-                .filter(|(key, _)| key != "execution" && key != "mode")
-                .cloned(),
-        )
-        .collect()
+            .with("mode", self.execution().unwrap_or_default().to_string());
+        for (key, value) in &self.options {
+            // The twin records the mode that actually ran as `execution=`.
+            if key != "execution" && key != "mode" {
+                settings.push(key, value);
+            }
+        }
+        settings
     }
 
     /// The execution mode asked for (`--set execution=best|eager`, or

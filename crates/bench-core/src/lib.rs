@@ -15,6 +15,7 @@ pub mod optim;
 pub mod record;
 pub mod rng;
 pub mod runtime;
+pub mod settings;
 pub mod stats;
 
 pub use cell::{Cell, DeviceKind, Execution, Framework, Precision, Preset};
@@ -24,4 +25,5 @@ pub use measure::{measure, measure_case, time_iterations, MeasureSettings};
 pub use optim::AdamWHyper;
 pub use record::{CaseResult, Record, Throughput};
 pub use runtime::Runtime;
+pub use settings::Settings;
 pub use stats::Summary;

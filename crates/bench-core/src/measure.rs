@@ -7,6 +7,7 @@ use anyhow::{ensure, Context, Result};
 
 use crate::record::CaseResult;
 use crate::runtime::Runtime;
+use crate::settings::Settings;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MeasureSettings {
@@ -97,7 +98,7 @@ pub fn measure_case(
         samples,
         throughput: None,
         peak_memory_bytes: runtime.peak_memory_bytes(),
-        settings: Vec::new(),
+        settings: Settings::new(),
     })
 }
 

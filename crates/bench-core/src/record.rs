@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::append::Appender;
 use crate::cell::Cell;
 use crate::env::{is_dirty, Environment};
+use crate::settings::Settings;
 use crate::stats::Summary;
 
 /// How much work one repetition does, so that throughput = work / median time.
@@ -32,7 +33,7 @@ pub struct CaseResult {
     pub throughput: Option<Throughput>,
     pub peak_memory_bytes: Option<u64>,
     /// Benchmark-specific settings and figures (sizes, accuracy, ...).
-    pub settings: Vec<(String, String)>,
+    pub settings: Settings,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,11 +137,7 @@ impl Record {
     /// The settings as `key -> value` (a repeated key: the last one wins, as
     /// the runner applies them).
     pub fn settings_map(&self) -> BTreeMap<String, String> {
-        self.settings
-            .split(';')
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(key, value)| (key.to_owned(), value.to_owned()))
-            .collect()
+        crate::settings::decode(&self.settings)
     }
 }
 
@@ -155,7 +152,7 @@ pub struct RecordHeader {
     pub preset: String,
     pub device_name: String,
     pub framework_version: String,
-    pub settings: Vec<(String, String)>,
+    pub settings: Settings,
 }
 
 impl RecordHeader {
@@ -196,7 +193,7 @@ impl RecordHeader {
             throughput_unit: String::new(),
             peak_memory_bytes: None,
             peak_rss_bytes: None,
-            settings: join_settings(&self.settings),
+            settings: self.settings.encode(),
             device_name: self.device_name.clone(),
             framework_version: self.framework_version.clone(),
             ..Record::default()
@@ -216,8 +213,8 @@ impl RecordHeader {
             Summary::of(&result.samples).with_context(|| format!("case {}", result.case))?;
         let mut record = self.record(&result.case, Status::Ok, String::new(), env);
         let mut settings = self.settings.clone();
-        settings.extend(result.settings.iter().cloned());
-        record.settings = join_settings(&settings);
+        settings.extend(result.settings.clone());
+        record.settings = settings.encode();
         record.set_summary(&summary);
         if let Some(throughput) = &result.throughput {
             record.throughput = Some(throughput.work_per_repetition / summary.median);
@@ -242,21 +239,6 @@ impl RecordHeader {
     pub fn interrupted(&self, reason: &str, env: &Environment) -> Record {
         self.record("-", Status::Interrupted, reason.to_owned(), env)
     }
-}
-
-/// `key=value;...`; a value's own `;` and line breaks (a prompt, a
-/// transcript) become `,` and spaces, so that the pairs stay apart.
-fn join_settings(settings: &[(String, String)]) -> String {
-    settings
-        .iter()
-        .map(|(key, value)| {
-            format!(
-                "{key}={}",
-                value.replace(';', ",").replace(['\n', '\r'], " ")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(";")
 }
 
 /// Appends records to a CSV file, writing the header only when the file is
@@ -392,13 +374,7 @@ impl SampleRecord {
             throughput_unit: self.throughput_unit.clone(),
             peak_memory_bytes: self.peak_memory_bytes,
             peak_rss_bytes: self.peak_rss_bytes,
-            settings: join_settings(
-                &self
-                    .settings
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<Vec<_>>(),
-            ),
+            settings: self.settings.iter().collect::<Settings>().encode(),
             device_name: self.device_name.clone(),
             framework_version: self.framework_version.clone(),
             ..Record::default()
@@ -448,18 +424,4 @@ pub fn read_records(path: &Path) -> Result<Vec<Record>> {
             })
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_value_with_semicolons_or_line_breaks_keeps_the_pairs_apart() {
-        let settings = [
-            ("prompt".to_owned(), "Hi; a=b\nnext".to_owned()),
-            ("n".to_owned(), "3".to_owned()),
-        ];
-        assert_eq!(join_settings(&settings), "prompt=Hi, a=b next;n=3");
-    }
 }

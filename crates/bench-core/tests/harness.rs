@@ -117,7 +117,7 @@ impl Benchmark for Troubled {
                         unit: "items/s".into(),
                     }),
                     peak_memory_bytes: Some(1024),
-                    settings: vec![("size".into(), "3".into())],
+                    settings: bench_core::Settings::new().with("size", 3),
                 }],
             }),
             (_, Framework::Torch) => panic!("twin exploded"),

@@ -58,7 +58,9 @@ pub mod model;
 pub mod torch;
 
 use anyhow::Result;
-use bench_core::{measure, CaseResult, Cell, MeasureSettings, Preset, Runtime, Throughput};
+use bench_core::{
+    measure, CaseResult, Cell, MeasureSettings, Preset, Runtime, Settings, Throughput,
+};
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
 pub use config::{LmConfig, ModelConfig, TrainConfig};
@@ -214,63 +216,58 @@ fn step_case(
 ) -> CaseResult {
     let (m, t) = (&config.model, &config.train);
     let dtype = cell.precision.dtype_name();
-    let settings: Vec<(&str, String)> = vec![
-        (
+    let settings = Settings::new()
+        .with(
             "timed",
-            "one step: forward + backward + AdamW update + reading the loss".into(),
-        ),
-        ("execution", figures.execution.into()),
-        ("tokenizer", data::TOKENIZER_DESCRIPTION.into()),
-        (
+            "one step: forward + backward + AdamW update + reading the loss",
+        )
+        .with("execution", figures.execution)
+        .with("tokenizer", data::TOKENIZER_DESCRIPTION)
+        .with(
             "text",
             format!("{} Shakespeare *_gut.txt files", config.text_files),
-        ),
-        ("train_tokens", figures.train_tokens.to_string()),
-        ("eval_tokens", figures.eval_tokens.to_string()),
-        ("vocab", m.vocab_size.to_string()),
-        ("layers", m.layers.to_string()),
-        ("dim", m.dim.to_string()),
-        ("heads", m.heads.to_string()),
-        ("ffn", m.ffn_dim.to_string()),
-        ("context", m.context.to_string()),
-        ("batch_size", t.batch_size.to_string()),
-        ("parameters", m.parameter_count().to_string()),
-        ("dropout", m.dropout.to_string()),
-        ("optimizer", figures.optimizer.into()),
-        (
+        )
+        .with("train_tokens", figures.train_tokens)
+        .with("eval_tokens", figures.eval_tokens)
+        .with("vocab", m.vocab_size)
+        .with("layers", m.layers)
+        .with("dim", m.dim)
+        .with("heads", m.heads)
+        .with("ffn", m.ffn_dim)
+        .with("context", m.context)
+        .with("batch_size", t.batch_size)
+        .with("parameters", m.parameter_count())
+        .with("dropout", m.dropout)
+        .with("optimizer", figures.optimizer)
+        .with(
             "update",
             format!(
                 "AdamW (PyTorch's bias-corrected update) betas {}/{} eps {:e}",
                 t.beta1, t.beta2, t.eps
             ),
-        ),
-        ("learning_rate", t.learning_rate.to_string()),
-        ("weight_decay", t.weight_decay.to_string()),
-        ("warmup_steps", t.warmup_steps.to_string()),
-        (
+        )
+        .with("learning_rate", t.learning_rate)
+        .with("weight_decay", t.weight_decay)
+        .with("warmup_steps", t.warmup_steps)
+        .with(
             "precision_policy",
             format!(
                 "weights activations gradients and AdamW moments in {dtype}; \
                  loss and AdamW arithmetic in float32"
-            )
-            .replace(';', ","),
-        ),
-        ("positions", "sinusoidal (MLX formula) host table".into()),
-        (
-            "attention",
-            "fused scaled_dot_product_attention causal".into(),
-        ),
-        (
+            ),
+        )
+        .with("positions", "sinusoidal (MLX formula) host table")
+        .with("attention", "fused scaled_dot_product_attention causal")
+        .with(
             "initial_weights",
             format!("one seeded host checkpoint (seed {})", cell.seed),
-        ),
-        ("steps_trained", figures.losses.len().to_string()),
-        ("loss_first_step", format_loss(figures.losses.first())),
-        ("loss_last_step", format_loss(figures.losses.last())),
-        ("eval_batches", figures.eval_batches.to_string()),
-        ("eval_loss_before", format!("{:.4}", figures.eval_before)),
-        ("eval_loss_after", format!("{:.4}", figures.eval_after)),
-    ];
+        )
+        .with("steps_trained", figures.losses.len())
+        .with("loss_first_step", format_loss(figures.losses.first()))
+        .with("loss_last_step", format_loss(figures.losses.last()))
+        .with("eval_batches", figures.eval_batches)
+        .with("eval_loss_before", format!("{:.4}", figures.eval_before))
+        .with("eval_loss_after", format!("{:.4}", figures.eval_after));
     CaseResult {
         case: "step".into(),
         samples,
@@ -279,10 +276,7 @@ fn step_case(
             unit: "tokens/s".into(),
         }),
         peak_memory_bytes,
-        settings: settings
-            .into_iter()
-            .map(|(key, value)| (key.to_owned(), value))
-            .collect(),
+        settings,
     }
 }
 

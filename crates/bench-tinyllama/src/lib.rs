@@ -16,8 +16,8 @@ pub mod workload;
 
 use anyhow::Result;
 use bench_core::{
-    measure, CaseResult, Cell, DeviceKind, MeasureSettings, Precision, Preset, Runtime, Summary,
-    Throughput,
+    measure, CaseResult, Cell, DeviceKind, MeasureSettings, Precision, Preset, Runtime, Settings,
+    Summary, Throughput,
 };
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
@@ -214,16 +214,15 @@ fn describe_cases(
     copy: CopyCeiling,
 ) -> Result<Vec<CaseResult>> {
     let g = &workload.generation;
-    let mut shared = workload.settings();
-    shared.push(("execution".into(), execution.into()));
+    let mut shared = workload.settings().with("execution", execution);
     // What the model chose, so that a reader (and the eager-vs-best check)
     // sees the same tokens from both modes and both twins.
     let first_ids = &runs.tokens[..runs.tokens.len().min(32)];
     let first: Vec<String> = first_ids.iter().map(u32::to_string).collect();
-    shared.push(("first_tokens".into(), first.join(" ")));
+    shared.push("first_tokens", first.join(" "));
     // The same tokens as text: a user sees that the model works (a wrong
     // model or a broken twin writes nonsense), as whisper's transcript.
-    shared.push(("first_text".into(), workload.tokenizer.decode(first_ids)?));
+    shared.push("first_text", workload.tokenizer.decode(first_ids)?);
     let case = |name: &str, samples: Vec<f64>, throughput: Option<Throughput>| CaseResult {
         case: name.to_owned(),
         samples,
@@ -258,22 +257,23 @@ fn describe_cases(
         (workload.config.weight_elements_per_token() * precision.element_bytes()) as f64;
     let bound_tokens_per_s = copy_gbps * 1e9 / weight_bytes;
     let gen_tokens_per_s = g.gen_tokens as f64 / Summary::of(&generate.samples)?.median;
-    generate.settings.extend([
-        ("weight_bytes_per_token".into(), format!("{weight_bytes:.0}")),
-        ("copy_gbps".into(), format!("{copy_gbps:.2}")),
-        (
-            "bandwidth_bound_tokens_per_s".into(),
-            format!("{bound_tokens_per_s:.3}"),
-        ),
-        (
-            "bandwidth_fraction".into(),
-            format!("{:.3}", gen_tokens_per_s / bound_tokens_per_s),
-        ),
-        (
-            "bandwidth_note".into(),
-            "weights read per token (KV cache reads left out) against the copy_gbps of ceiling-copy".into(),
-        ),
-    ]);
+    generate.settings.extend(
+        Settings::new()
+            .with("weight_bytes_per_token", format!("{weight_bytes:.0}"))
+            .with("copy_gbps", format!("{copy_gbps:.2}"))
+            .with(
+                "bandwidth_bound_tokens_per_s",
+                format!("{bound_tokens_per_s:.3}"),
+            )
+            .with(
+                "bandwidth_fraction",
+                format!("{:.3}", gen_tokens_per_s / bound_tokens_per_s),
+            )
+            .with(
+                "bandwidth_note",
+                "weights read per token (KV cache reads left out) against the copy_gbps of ceiling-copy",
+            ),
+    );
     let ceiling = CaseResult {
         case: "ceiling-copy".into(),
         samples: copy.samples,
@@ -282,11 +282,10 @@ fn describe_cases(
             unit: "GB/s".into(),
         }),
         peak_memory_bytes: copy.peak_memory_bytes,
-        settings: vec![
-            ("elements".into(), g.copy_elements.to_string()),
-            ("kernel".into(), copy.kernel.into()),
-            ("bytes".into(), "read+written".into()),
-        ],
+        settings: Settings::new()
+            .with("elements", g.copy_elements)
+            .with("kernel", copy.kernel)
+            .with("bytes", "read+written"),
     };
     Ok(vec![prompt, generate, ttft, ceiling])
 }

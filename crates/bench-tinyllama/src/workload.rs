@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, ensure, Context, Result};
-use bench_core::{Cell, DeviceKind, Kind, Knob, Preset};
+use bench_core::{Cell, DeviceKind, Kind, Knob, Preset, Settings};
 use model_hub::{ModelSource, Preference};
 
 use crate::config::LlamaConfig;
@@ -205,27 +205,23 @@ impl Workload {
     }
 
     /// Settings shared by every row of the cell.
-    pub fn settings(&self) -> Vec<(String, String)> {
+    pub fn settings(&self) -> Settings {
         let g = &self.generation;
-        vec![
-            ("weights".into(), self.weights.description()),
-            ("tokenizer".into(), self.tokenizer_origin.clone()),
-            ("prompt_tokens".into(), g.prompt_tokens.to_string()),
-            ("gen_tokens".into(), g.gen_tokens.to_string()),
-            ("prompt_format".into(), self.prompt_format.clone()),
-            ("sampling".into(), g.sampling.describe()),
-            ("eos".into(), "ignored".into()),
-            ("layers".into(), self.config.num_layers.to_string()),
-            ("hidden".into(), self.config.hidden_size.to_string()),
-            (
-                "heads".into(),
+        Settings::new()
+            .with("weights", self.weights.description())
+            .with("tokenizer", &self.tokenizer_origin)
+            .with("prompt_tokens", g.prompt_tokens)
+            .with("gen_tokens", g.gen_tokens)
+            .with("prompt_format", &self.prompt_format)
+            .with("sampling", g.sampling.describe())
+            .with("eos", "ignored")
+            .with("layers", self.config.num_layers)
+            .with("hidden", self.config.hidden_size)
+            .with(
+                "heads",
                 format!("{}q/{}kv", self.config.num_heads, self.config.num_kv_heads),
-            ),
-            (
-                "parameters".into(),
-                self.config.parameter_count().to_string(),
-            ),
-        ]
+            )
+            .with("parameters", self.config.parameter_count())
     }
 }
 

@@ -245,7 +245,7 @@ fn rows_say_where_the_weights_came_from_and_the_knobs_apply() {
     assert_eq!(workload.prompt.len(), 24);
     assert_eq!(workload.generation.cache_positions(), 29);
     assert_eq!(workload.config, LlamaConfig::tinyllama());
-    let settings: HashMap<String, String> = workload.settings().into_iter().collect();
+    let settings = bench_core::settings::decode(&workload.settings().encode());
     assert_eq!(settings["weights"], "random weights (seed 7)");
     assert_eq!(settings["sampling"], "temperature 0.7 top_p 0.9 seed 4");
     assert_eq!(settings["eos"], "ignored");

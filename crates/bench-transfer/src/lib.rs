@@ -9,7 +9,8 @@ pub mod workload;
 use anyhow::Result;
 use bench_core::host::HostTensor;
 use bench_core::{
-    measure_case, CaseResult, Cell, DeviceKind, MeasureSettings, Preset, Runtime, Throughput,
+    measure_case, CaseResult, Cell, DeviceKind, MeasureSettings, Preset, Runtime, Settings,
+    Throughput,
 };
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
@@ -149,24 +150,22 @@ fn describe_cases(
         work_per_repetition: switch.flops() / 1e9,
         unit: "GFLOP/s".into(),
     });
-    switch_case.settings = vec![
-        ("n".into(), switch.size.to_string()),
-        ("iterations".into(), switch.iterations.to_string()),
-        ("placement".into(), placement.into()),
-        ("execution".into(), execution.into()),
-    ];
+    switch_case.settings = Settings::new()
+        .with("n", switch.size)
+        .with("iterations", switch.iterations)
+        .with("placement", placement)
+        .with("execution", execution);
     matmul_case.throughput = Some(Throughput {
         work_per_repetition: ceilings.matmul_flops() / 1e9,
         unit: "GFLOP/s".into(),
     });
-    matmul_case.settings = vec![("n".into(), ceilings.matmul_size.to_string())];
+    matmul_case.settings = Settings::new().with("n", ceilings.matmul_size);
     copy_case.throughput = Some(Throughput {
         work_per_repetition: copy_bytes / 1e9,
         unit: "GB/s".into(),
     });
-    copy_case.settings = vec![
-        ("elements".into(), ceilings.copy_elements.to_string()),
-        ("kernel".into(), "y=2x, bytes read+written".into()),
-    ];
+    copy_case.settings = Settings::new()
+        .with("elements", ceilings.copy_elements)
+        .with("kernel", "y=2x, bytes read+written");
     vec![switch_case, matmul_case, copy_case]
 }

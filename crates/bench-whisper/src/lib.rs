@@ -23,7 +23,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use bench_core::{
-    measure_case, CaseResult, Cell, Kind, Knob, MeasureSettings, Preset, Runtime, Throughput,
+    measure_case, CaseResult, Cell, Kind, Knob, MeasureSettings, Preset, Runtime, Settings,
+    Throughput,
 };
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
@@ -200,79 +201,65 @@ fn measure_twin<T: WhisperTwin>(
         *sample /= decoded.steps as f64;
     }
 
-    let mut common = common_settings(work);
-    common.push(("execution".into(), execution.into()));
+    let common = common_settings(work).with("execution", execution);
     let seconds = work.audio.seconds();
     let median = bench_core::Summary::of(&transcribe.samples)?.median;
     transcribe.throughput = Some(Throughput {
         work_per_repetition: seconds,
         unit: "audio s/s".into(),
     });
-    transcribe.settings = common.clone();
-    transcribe.settings.extend([
-        ("rtf".into(), format!("{:.4}", median / seconds)),
-        ("windows".into(), transcript.windows.to_string()),
-        ("tokens".into(), transcript.tokens.len().to_string()),
-        ("decoder_steps".into(), transcript.decoder_steps.to_string()),
-        ("transcript".into(), settings_safe(&transcript.text)),
-        (
-            "timed".into(),
-            "log-mel + per window encoder, cross K/V, greedy decode + detokenise".into(),
-        ),
-    ]);
+    transcribe.settings = common
+        .clone()
+        .with("rtf", format!("{:.4}", median / seconds))
+        .with("windows", transcript.windows)
+        .with("tokens", transcript.tokens.len())
+        .with("decoder_steps", transcript.decoder_steps)
+        .with("transcript", &transcript.text)
+        .with(
+            "timed",
+            "log-mel + per window encoder, cross K/V, greedy decode + detokenise",
+        );
     encode.throughput = Some(Throughput {
         work_per_repetition: 1.0,
         unit: "windows/s".into(),
     });
-    encode.settings = common.clone();
-    encode.settings.extend([
-        ("frames".into(), work.model.dims.input_frames().to_string()),
-        (
-            "timed".into(),
-            "conv + encoder blocks + cross-attention K/V of one 30 s window".into(),
-        ),
-    ]);
+    encode.settings = common
+        .clone()
+        .with("frames", work.model.dims.input_frames())
+        .with(
+            "timed",
+            "conv + encoder blocks + cross-attention K/V of one 30 s window",
+        );
     decode.throughput = Some(Throughput {
         work_per_repetition: 1.0,
         unit: "tokens/s".into(),
     });
-    decode.settings = common;
-    decode.settings.extend([
-        ("decoder_steps".into(), decoded.steps.to_string()),
-        ("prompt_tokens".into(), special.prompt.len().to_string()),
-        (
-            "timed".into(),
-            "greedy decode of window 1 with KV cache, divided by decoder steps".into(),
-        ),
-    ]);
+    decode.settings = common
+        .with("decoder_steps", decoded.steps)
+        .with("prompt_tokens", special.prompt.len())
+        .with(
+            "timed",
+            "greedy decode of window 1 with KV cache, divided by decoder steps",
+        );
     Ok(vec![transcribe, encode, decode])
 }
 
 /// The model and clip, recorded with every case.
-fn common_settings(work: &Workload) -> Vec<(String, String)> {
+fn common_settings(work: &Workload) -> Settings {
     let dims = &work.model.dims;
     let audio_name = work.options.audio.file_name().map_or_else(
         || work.options.audio.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    vec![
-        ("model".into(), settings_safe(&work.model.name)),
-        ("origin".into(), settings_safe(&work.model.origin)),
-        ("weights_format".into(), work.model.format.into()),
-        (
-            "layers".into(),
+    Settings::new()
+        .with("model", &work.model.name)
+        .with("origin", &work.model.origin)
+        .with("weights_format", work.model.format)
+        .with(
+            "layers",
             format!("{}+{}", dims.n_audio_layer, dims.n_text_layer),
-        ),
-        ("width".into(), dims.n_audio_state.to_string()),
-        ("audio".into(), settings_safe(&audio_name)),
-        (
-            "audio_seconds".into(),
-            format!("{:.3}", work.audio.seconds()),
-        ),
-    ]
-}
-
-/// Settings are written as `key=value;key=value`: keep values free of both.
-fn settings_safe(text: &str) -> String {
-    text.replace(';', ",").replace('=', "-")
+        )
+        .with("width", dims.n_audio_state)
+        .with("audio", audio_name)
+        .with("audio_seconds", format!("{:.3}", work.audio.seconds()))
 }
