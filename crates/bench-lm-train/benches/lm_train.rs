@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bench_core::{time_iterations, DeviceKind, Precision, Preset};
-use bench_lm_train::{checkpoint, mlx, torch, Dataset, LmConfig, LmTrainer};
+use bench_lm_train::{mlx, torch, weights, Dataset, LmConfig, LmTrainer};
 use criterion::{criterion_group, criterion_main, Criterion};
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
@@ -21,7 +21,7 @@ fn lm_train(c: &mut Criterion) {
     let config = LmConfig::for_preset(Preset::Quick);
     let data = Dataset::shakespeare(&config, 0).expect("Shakespeare text (cargo xtask setup)");
     let host_batches: Vec<_> = (0..BATCHES).map(|i| data.train_batch(i)).collect();
-    let checkpoint = checkpoint::cached_checkpoint(&config.model, 0).expect("checkpoint");
+    let checkpoint = weights::cached_checkpoint(&config.model, 0).expect("checkpoint");
     let mut group = c.benchmark_group("lm-train-cpu-f32");
     group
         .sample_size(10)

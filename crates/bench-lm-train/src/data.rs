@@ -9,7 +9,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 use bench_core::assets;
 use tokenizers::Tokenizer;
 
-use crate::config::LmConfig;
+use crate::workload::LmConfig;
 use bench_core::rng::SplitMix64;
 
 /// Named in the results' settings.

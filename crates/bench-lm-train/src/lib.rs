@@ -50,12 +50,12 @@
 //! one side only, set-up inside the clock) cannot recur: the parity tests
 //! compare the losses of several steps, which depend on every update.
 
-pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod mlx;
-pub mod model;
 pub mod torch;
+pub mod weights;
+pub mod workload;
 
 use anyhow::Result;
 use bench_core::{
@@ -63,8 +63,9 @@ use bench_core::{
 };
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
-pub use config::{LmConfig, ModelConfig, TrainConfig};
+pub use config::ModelConfig;
 pub use data::{Batch, Dataset};
+pub use workload::{LmConfig, TrainConfig};
 
 pub struct LmTrain;
 
@@ -111,7 +112,7 @@ impl TwinBenchmark for LmTrain {
     type Work = Work;
 
     fn knobs() -> &'static [bench_core::Knob] {
-        config::KNOBS
+        workload::KNOBS
     }
 
     fn measure_settings(preset: Preset) -> MeasureSettings {
@@ -124,7 +125,7 @@ impl TwinBenchmark for LmTrain {
     fn prepare(cell: &Cell) -> Result<Work> {
         let config = LmConfig::for_cell(cell)?;
         let data = Dataset::shakespeare(&config, cell.seed)?;
-        let checkpoint = checkpoint::cached_checkpoint(&config.model, cell.seed)?;
+        let checkpoint = weights::cached_checkpoint(&config.model, cell.seed)?;
         Ok(Work {
             config,
             data,

@@ -30,10 +30,11 @@ use mlx_rs::transforms::eval;
 use mlx_rs::utils::{StateProjection, Updatable};
 use mlx_rs::{Array, Dtype};
 
-use crate::checkpoint::{check_all_used, check_shape, missing_tensor};
-use crate::config::{LmConfig, ModelConfig, TrainConfig};
+use crate::config::ModelConfig;
+use crate::config::{sinusoidal_positions, LAYER_NORM_EPS};
 use crate::data::Batch;
-use crate::model::{sinusoidal_positions, LAYER_NORM_EPS};
+use crate::weights::{check_all_used, check_shape, missing_tensor};
+use crate::workload::{LmConfig, TrainConfig};
 use crate::LmTrainer;
 
 /// Causal self-attention; no projection biases (as MLX's MultiHeadAttention).

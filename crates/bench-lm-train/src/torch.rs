@@ -19,10 +19,11 @@ use fw_torch::{
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use crate::checkpoint::{check_all_used, check_shape, missing_tensor};
-use crate::config::{LmConfig, ModelConfig, TrainConfig};
+use crate::config::ModelConfig;
+use crate::config::{sinusoidal_positions, LAYER_NORM_EPS};
 use crate::data::Batch;
-use crate::model::{sinusoidal_positions, LAYER_NORM_EPS};
+use crate::weights::{check_all_used, check_shape, missing_tensor};
+use crate::workload::{LmConfig, TrainConfig};
 use crate::LmTrainer;
 
 /// Causal self-attention; no projection biases (as MLX's MultiHeadAttention).

@@ -6,7 +6,7 @@
 mod common;
 
 use bench_core::{DeviceKind, Execution, Precision};
-use bench_lm_train::{checkpoint, torch, Dataset, LmTrainer};
+use bench_lm_train::{torch, weights, Dataset, LmTrainer};
 use common::{relative_difference, small_config};
 use fw_torch::TorchRuntime;
 
@@ -15,7 +15,7 @@ fn torch_best_and_eager_take_the_same_steps() {
     let config = small_config();
     let seed = 5;
     let data = Dataset::shakespeare(&config, seed).unwrap();
-    let checkpoint = checkpoint::cached_checkpoint(&config.model, seed).unwrap();
+    let checkpoint = weights::cached_checkpoint(&config.model, seed).unwrap();
     let runtime = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
     let train = |execution| {
         let mut trainer =

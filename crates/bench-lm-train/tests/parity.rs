@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use bench_core::host::HostTensor;
 use bench_core::{DeviceKind, Precision};
-use bench_lm_train::checkpoint::{initial_weights, write_checkpoint};
+use bench_lm_train::weights::{initial_weights, write_checkpoint};
 use bench_lm_train::{mlx, torch, LmConfig, LmTrainer, ModelConfig};
 use common::{relative_difference, small_config, twins};
 use fw_mlx::MlxRuntime;

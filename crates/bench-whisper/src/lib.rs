@@ -18,99 +18,20 @@ pub mod source;
 pub mod text;
 pub mod torch;
 pub mod weights;
-
-use std::path::PathBuf;
+pub mod workload;
 
 use anyhow::{Context, Result};
 use bench_core::{
-    measure_case, CaseResult, Cell, Kind, Knob, MeasureSettings, Preset, Runtime, Settings,
-    Throughput,
+    measure_case, CaseResult, Cell, Knob, MeasureSettings, Preset, Runtime, Throughput,
 };
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
-use crate::audio::Audio;
-use crate::mel::MelFrontEnd;
-use crate::pipeline::{greedy_decode, max_sampled_tokens, Transcriber, WhisperTwin};
-use crate::source::{SourcePreference, WhisperModel};
+pub use crate::pipeline::WhisperTwin;
+use crate::pipeline::{greedy_decode, max_sampled_tokens};
+use crate::workload::common_settings;
+pub use crate::workload::{Options, Workload, KNOBS};
 
 pub struct Transcription;
-
-/// The `--set` knobs' declaration.
-pub const KNOBS: &[Knob] = &[
-    Knob::new(
-        "model",
-        Kind::Model,
-        source::DEFAULT_MODEL,
-        "a Whisper: Hub id, or a folder with config.json, model.safetensors, tokenizer.json (or CTranslate2's model.bin)",
-    ),
-    Knob::new(
-        "source",
-        Kind::Choice(&["auto", "hub", "offline"]),
-        "auto",
-        "auto: the Hub, else the registry copy; hub: the Hub only; offline: the registry copy",
-    ),
-    Knob::new("audio", Kind::Path, "the jfk asset's jfk.wav", "a WAV file to transcribe"),
-    Knob::new("language", Kind::Text, "en", "spoken language, for multilingual models"),
-];
-
-/// The `--set` knobs, the same for both twins.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// A Hub id (default openai/whisper-tiny.en) or a local model folder.
-    pub model: String,
-    pub source: SourcePreference,
-    /// A WAV file (default: the JFK clip of the `jfk` asset).
-    pub audio: PathBuf,
-    /// For multilingual models only.
-    pub language: String,
-}
-
-impl Options {
-    pub fn from_cell(cell: &Cell) -> Result<Self> {
-        let audio = match cell.option::<PathBuf>("audio")? {
-            Some(path) => path,
-            None => bench_core::assets::asset_file("jfk", "jfk.wav")?,
-        };
-        Ok(Self {
-            model: cell
-                .option("model")?
-                .unwrap_or_else(|| source::DEFAULT_MODEL.to_owned()),
-            source: cell.option("source")?.unwrap_or(SourcePreference::Auto),
-            audio,
-            language: cell.option("language")?.unwrap_or_else(|| "en".to_owned()),
-        })
-    }
-}
-
-/// What both twins work on, prepared before any framework starts.
-pub struct Workload {
-    pub options: Options,
-    pub model: WhisperModel,
-    pub audio: Audio,
-    pub front_end: MelFrontEnd,
-}
-
-impl Workload {
-    pub fn load(options: Options) -> Result<Self> {
-        let model = source::load(&options.model, options.source, &options.language)?;
-        let audio = audio::read_wav(&options.audio)?;
-        let front_end = MelFrontEnd::whisper(model.dims.n_mels)?;
-        Ok(Self {
-            options,
-            model,
-            audio,
-            front_end,
-        })
-    }
-
-    pub fn transcriber(&self) -> Transcriber<'_> {
-        Transcriber {
-            dims: &self.model.dims,
-            front_end: &self.front_end,
-            tokenizer: &self.model.tokenizer,
-        }
-    }
-}
 
 impl TwinBenchmark for Transcription {
     const NAME: &'static str = "whisper";
@@ -242,24 +163,4 @@ fn measure_twin<T: WhisperTwin>(
             "greedy decode of window 1 with KV cache, divided by decoder steps",
         );
     Ok(vec![transcribe, encode, decode])
-}
-
-/// The model and clip, recorded with every case.
-fn common_settings(work: &Workload) -> Settings {
-    let dims = &work.model.dims;
-    let audio_name = work.options.audio.file_name().map_or_else(
-        || work.options.audio.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    Settings::new()
-        .with("model", &work.model.name)
-        .with("origin", &work.model.origin)
-        .with("weights_format", work.model.format)
-        .with(
-            "layers",
-            format!("{}+{}", dims.n_audio_layer, dims.n_text_layer),
-        )
-        .with("width", dims.n_audio_state)
-        .with("audio", audio_name)
-        .with("audio_seconds", format!("{:.3}", work.audio.seconds()))
 }

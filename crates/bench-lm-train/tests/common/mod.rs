@@ -4,10 +4,8 @@
 #![allow(dead_code)] // each test binary uses a part
 
 use bench_core::{DeviceKind, Precision};
-use bench_lm_train::config::MINILM_VOCAB_SIZE;
-use bench_lm_train::{
-    checkpoint, mlx, torch, Dataset, LmConfig, LmTrainer, ModelConfig, TrainConfig,
-};
+use bench_lm_train::workload::MINILM_VOCAB_SIZE;
+use bench_lm_train::{mlx, torch, weights, Dataset, LmConfig, LmTrainer, ModelConfig, TrainConfig};
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
 
@@ -50,7 +48,7 @@ pub struct Twins {
 /// Both trainers from the same seeded checkpoint, on the same text.
 pub fn twins(config: &LmConfig, precision: Precision, seed: u64) -> Twins {
     let data = Dataset::shakespeare(config, seed).expect("Shakespeare text");
-    let checkpoint = checkpoint::cached_checkpoint(&config.model, seed).expect("checkpoint");
+    let checkpoint = weights::cached_checkpoint(&config.model, seed).expect("checkpoint");
     let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, precision, 2).unwrap();
     let torch_rt = TorchRuntime::new(DeviceKind::Cpu, precision, 2).unwrap();
     Twins {

@@ -1,6 +1,7 @@
-//! The one checkpoint that both twins load: seeded initial weights written
-//! on the host to a safetensors file, and the checks that make a bad file
-//! an error naming the tensor and both shapes.
+//! The one checkpoint that both twins load: every parameter's name, shape
+//! and initial distribution (both twins build the same names), seeded
+//! initial weights written on the host to a safetensors file, and the
+//! checks that make a bad file an error naming the tensor and both shapes.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -12,9 +13,92 @@ use bench_core::host::HostTensor;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
-use crate::config::ModelConfig;
-use crate::model::{parameter_specs, Init, ParameterSpec};
 use bench_core::rng::{fnv1a, SplitMix64};
+
+use crate::config::ModelConfig;
+
+/// MLX's default initialisers, which mlx-examples' TransformerLM uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    /// `nn.Embedding`: normal with standard deviation sqrt(1 / dim).
+    Normal { std: f32 },
+    /// `nn.Linear`: uniform in [-sqrt(1 / in), sqrt(1 / in)).
+    Uniform { bound: f32 },
+    /// `nn.LayerNorm` weight.
+    Ones,
+    /// `nn.LayerNorm` bias.
+    Zeros,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParameterSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub init: Init,
+}
+
+/// Every trainable parameter, in model order. The names are those of the
+/// twins' module trees (and of mlx-examples' TransformerLM, flattened).
+pub fn parameter_specs(config: &ModelConfig) -> Vec<ParameterSpec> {
+    let (v, d, f) = (config.vocab_size, config.dim, config.ffn_dim);
+    let mut specs = vec![spec(
+        "embedding.weight",
+        &[v, d],
+        Init::Normal {
+            std: (1.0 / d as f32).sqrt(),
+        },
+    )];
+    for layer in 0..config.layers {
+        let name = |rest: &str| format!("layers.{layer}.{rest}");
+        specs.extend(layer_norm(&name("ln1"), d));
+        // MLX's MultiHeadAttention has no projection biases by default.
+        for projection in ["query_proj", "key_proj", "value_proj", "out_proj"] {
+            specs.push(spec(
+                &name(&format!("attention.{projection}.weight")),
+                &[d, d],
+                linear_init(d),
+            ));
+        }
+        specs.extend(layer_norm(&name("ln2"), d));
+        specs.extend(linear(&name("linear1"), d, f));
+        specs.extend(linear(&name("linear2"), f, d));
+    }
+    specs.extend(layer_norm("ln", d));
+    specs.extend(linear("out_proj", d, v));
+    specs
+}
+
+fn spec(name: &str, shape: &[usize], init: Init) -> ParameterSpec {
+    ParameterSpec {
+        name: name.to_owned(),
+        shape: shape.to_vec(),
+        init,
+    }
+}
+
+fn linear_init(input: usize) -> Init {
+    Init::Uniform {
+        bound: (1.0 / input as f32).sqrt(),
+    }
+}
+
+fn linear(prefix: &str, input: usize, output: usize) -> [ParameterSpec; 2] {
+    [
+        spec(
+            &format!("{prefix}.weight"),
+            &[output, input],
+            linear_init(input),
+        ),
+        spec(&format!("{prefix}.bias"), &[output], linear_init(input)),
+    ]
+}
+
+fn layer_norm(prefix: &str, dim: usize) -> [ParameterSpec; 2] {
+    [
+        spec(&format!("{prefix}.weight"), &[dim], Init::Ones),
+        spec(&format!("{prefix}.bias"), &[dim], Init::Zeros),
+    ]
+}
 
 /// Bump when the way weights are generated changes: cached files of an
 /// older version are then not reused.
@@ -146,6 +230,34 @@ pub fn check_all_used(path: &Path, mut unused: Vec<String>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn two_layers() -> ModelConfig {
+        ModelConfig {
+            vocab_size: 10,
+            layers: 2,
+            dim: 8,
+            heads: 2,
+            ffn_dim: 16,
+            context: 4,
+            dropout: 0.0,
+        }
+    }
+
+    #[test]
+    fn names_and_shapes_follow_the_module_tree() {
+        let specs = parameter_specs(&two_layers());
+        // embedding + 2 x (2 norms x 2 + 4 projections + 2 linears x 2) + norm + output
+        assert_eq!(specs.len(), 1 + 2 * 12 + 2 + 2);
+        let find = |name: &str| specs.iter().find(|s| s.name == name).unwrap();
+        assert_eq!(find("embedding.weight").shape, vec![10, 8]);
+        assert_eq!(find("layers.1.linear1.weight").shape, vec![16, 8]);
+        assert_eq!(find("layers.1.linear2.bias").shape, vec![8]);
+        assert_eq!(find("layers.0.attention.key_proj.weight").shape, vec![8, 8]);
+        assert_eq!(find("out_proj.weight").shape, vec![10, 8]);
+        assert_eq!(find("ln.weight").init, Init::Ones);
+        // 80 + 2 x (16 + 4 x 64 + 16 + 144 + 136) + 16 + 90
+        assert_eq!(two_layers().parameter_count(), 1322);
+    }
 
     fn tiny() -> ModelConfig {
         ModelConfig {
