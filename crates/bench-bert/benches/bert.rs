@@ -51,7 +51,7 @@ fn bert(c: &mut Criterion) {
             let mut mlx_trainer = mlx::Trainer::new(
                 &mlx_rt,
                 &prepared.bert,
-                &prepared.checkpoint,
+                &prepared.weights,
                 &fine_tune.optimizer,
                 bench_core::Execution::Best,
             )
@@ -67,7 +67,7 @@ fn bert(c: &mut Criterion) {
             let mut torch_trainer = torch::Trainer::new(
                 &torch_rt,
                 &prepared.bert,
-                &prepared.checkpoint,
+                &prepared.weights,
                 &fine_tune.optimizer,
                 bench_core::Execution::Best,
             )

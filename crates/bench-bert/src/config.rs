@@ -1,5 +1,5 @@
-//! A BERT checkpoint's `config.json`, and the tensors (names and shapes)
-//! that such a model must have.
+//! A BERT checkpoint's `config.json`: the sizes that the weights'
+//! shapes follow from (see `weights.rs`).
 
 use std::path::Path;
 
@@ -83,65 +83,6 @@ impl BertConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }
-
-    /// Every tensor of the encoder and pooler, with its shape, in Hugging
-    /// Face's names without the `bert.` prefix. Linear weights are
-    /// [out, in], as PyTorch stores them.
-    pub fn expected_tensors(&self) -> Vec<(String, Vec<usize>)> {
-        let (h, i) = (self.hidden_size, self.intermediate_size);
-        let mut tensors = vec![
-            (
-                "embeddings.word_embeddings.weight".to_owned(),
-                vec![self.vocab_size, h],
-            ),
-            (
-                "embeddings.position_embeddings.weight".to_owned(),
-                vec![self.max_position_embeddings, h],
-            ),
-            (
-                "embeddings.token_type_embeddings.weight".to_owned(),
-                vec![self.type_vocab_size, h],
-            ),
-        ];
-        push_layer_norm(&mut tensors, "embeddings.LayerNorm", h);
-        for layer in 0..self.num_hidden_layers {
-            let prefix = format!("encoder.layer.{layer}");
-            for projection in ["query", "key", "value"] {
-                push_linear(
-                    &mut tensors,
-                    &format!("{prefix}.attention.self.{projection}"),
-                    h,
-                    h,
-                );
-            }
-            push_linear(
-                &mut tensors,
-                &format!("{prefix}.attention.output.dense"),
-                h,
-                h,
-            );
-            push_layer_norm(
-                &mut tensors,
-                &format!("{prefix}.attention.output.LayerNorm"),
-                h,
-            );
-            push_linear(&mut tensors, &format!("{prefix}.intermediate.dense"), h, i);
-            push_linear(&mut tensors, &format!("{prefix}.output.dense"), i, h);
-            push_layer_norm(&mut tensors, &format!("{prefix}.output.LayerNorm"), h);
-        }
-        push_linear(&mut tensors, "pooler.dense", h, h);
-        tensors
-    }
-}
-
-fn push_linear(tensors: &mut Vec<(String, Vec<usize>)>, name: &str, input: usize, output: usize) {
-    tensors.push((format!("{name}.weight"), vec![output, input]));
-    tensors.push((format!("{name}.bias"), vec![output]));
-}
-
-fn push_layer_norm(tensors: &mut Vec<(String, Vec<usize>)>, name: &str, size: usize) {
-    tensors.push((format!("{name}.weight"), vec![size]));
-    tensors.push((format!("{name}.bias"), vec![size]));
 }
 
 #[cfg(test)]
@@ -156,22 +97,6 @@ mod tests {
                 "hidden_act": "gelu", "layer_norm_eps": 1e-12}"#,
         )
         .unwrap()
-    }
-
-    #[test]
-    fn expected_tensors_count_and_shapes() {
-        let config = minilm_like();
-        config.validate().unwrap();
-        let tensors = config.expected_tensors();
-        // 3 embeddings + LayerNorm (2), 16 per layer, pooler (2)
-        assert_eq!(tensors.len(), 5 + 16 * 6 + 2);
-        let shape = |name: &str| tensors.iter().find(|(n, _)| n == name).unwrap().1.clone();
-        assert_eq!(
-            shape("encoder.layer.5.intermediate.dense.weight"),
-            [1536, 384]
-        );
-        assert_eq!(shape("encoder.layer.0.output.dense.weight"), [384, 1536]);
-        assert_eq!(shape("embeddings.word_embeddings.weight"), [30522, 384]);
     }
 
     #[test]

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use bench_core::host::HostTensor;
 use bench_core::{
-    measure_case, CaseResult, Cell, MeasureSettings, Precision, Preset, Runtime, Throughput,
-    Unavailable,
+    measure_case, CaseResult, Cell, MeasureSettings, Precision, Preset, Runtime, Settings,
+    Throughput, Unavailable,
 };
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 use model_hub::{ModelFiles, ModelSource, Preference};
@@ -34,7 +34,7 @@ use model_hub::{ModelFiles, ModelSource, Preference};
 pub use config::BertConfig;
 pub use data::{permutation, Label, SpamSplit};
 pub use tokens::{EncodedSet, LabelledBatch, TextEncoder, TokenBatch};
-pub use weights::Checkpoint;
+pub use weights::BertWeights;
 pub use workload::{FineTuneConfig, OptimizerSettings, BERT_BASE, MINILM};
 
 /// What the harness needs of a twin's trainer (`mlx::Trainer`,
@@ -87,7 +87,7 @@ impl TwinBenchmark for Bert {
             mlx::Trainer::new(
                 runtime,
                 &prepared.bert,
-                &prepared.checkpoint,
+                &prepared.weights,
                 &prepared.fine_tune.optimizer,
                 cell.execution()?,
             )
@@ -100,7 +100,7 @@ impl TwinBenchmark for Bert {
             torch::Trainer::new(
                 runtime,
                 &prepared.bert,
-                &prepared.checkpoint,
+                &prepared.weights,
                 &prepared.fine_tune.optimizer,
                 cell.execution()?,
             )
@@ -114,7 +114,7 @@ pub struct Prepared {
     pub fine_tune: FineTuneConfig,
     pub bert: BertConfig,
     /// Pretrained weights plus the seeded classification head.
-    pub checkpoint: Checkpoint,
+    pub weights: BertWeights,
     /// The Hub id of the model used, and where its files came from.
     pub model: String,
     pub origin: String,
@@ -128,8 +128,8 @@ impl Prepared {
     pub fn load(fine_tune: &FineTuneConfig, seed: u64) -> Result<Self> {
         let (model, files, fallback) = resolve_model(fine_tune)?;
         let bert = BertConfig::from_file(files.path("config.json")?)?;
-        let mut checkpoint = Checkpoint::read(files.path("model.safetensors")?, &bert)?;
-        checkpoint.add_classifier(bert.hidden_size, Label::COUNT, seed);
+        let weights =
+            BertWeights::read(files.path("model.safetensors")?, &bert, Label::COUNT, seed)?;
         ensure!(
             fine_tune.seq_len <= bert.max_position_embeddings,
             "seq_len {} exceeds the model's {} positions",
@@ -153,7 +153,7 @@ impl Prepared {
         Ok(Self {
             fine_tune: fine_tune.clone(),
             bert,
-            checkpoint,
+            weights,
             model,
             origin: files.origin,
             fallback,
@@ -163,27 +163,21 @@ impl Prepared {
     }
 
     /// Settings shared by every case's row.
-    fn settings(&self, cell: &Cell) -> Vec<(String, String)> {
+    fn settings(&self, cell: &Cell) -> Settings {
         let mut settings = self.fine_tune.settings();
-        for (key, value) in &mut settings {
-            if key == "model" {
-                value.clone_from(&self.model);
-            }
-        }
-        settings.extend([
-            ("origin".into(), self.origin.clone()),
-            ("layers".into(), self.bert.num_hidden_layers.to_string()),
-            ("hidden".into(), self.bert.hidden_size.to_string()),
-            (
-                "parameters".into(),
-                self.checkpoint.parameter_count().to_string(),
-            ),
-            ("train_set".into(), self.train.len().to_string()),
-            ("weights".into(), weights_description(cell.precision).into()),
-            ("test_set".into(), self.test.len().to_string()),
-        ]);
+        settings.set("model", &self.model);
+        settings.extend(
+            Settings::new()
+                .with("origin", &self.origin)
+                .with("layers", self.bert.num_hidden_layers)
+                .with("hidden", self.bert.hidden_size)
+                .with("parameters", self.weights.parameter_count())
+                .with("train_set", self.train.len())
+                .with("weights", weights_description(cell.precision))
+                .with("test_set", self.test.len()),
+        );
         if let Some(reason) = &self.fallback {
-            settings.push(("model_fallback".into(), reason.clone()));
+            settings.push("model_fallback", reason);
         }
         settings
     }
@@ -245,16 +239,16 @@ fn run_twin<T: FineTune>(
         work_per_repetition: fine_tune.batch_size as f64,
         unit: "samples/s".into(),
     });
-    let modes = [
-        ("execution".to_owned(), trainer.execution().to_owned()),
-        ("optimizer".to_owned(), trainer.optimizer().to_owned()),
-    ];
+    let modes = Settings::new()
+        .with("execution", trainer.execution())
+        .with("optimizer", trainer.optimizer());
     step.settings = prepared.settings(cell);
     step.settings.extend(modes.clone());
-    step.settings.extend([
-        ("steps_run".into(), next.to_string()),
-        ("last_loss".into(), format!("{:.4}", trainer.last_loss()?)),
-    ]);
+    step.settings.extend(
+        Settings::new()
+            .with("steps_run", next)
+            .with("last_loss", format!("{:.4}", trainer.last_loss()?)),
+    );
     drop(trainer);
     if !fine_tune.time_to_accuracy {
         return Ok(vec![step]);
@@ -280,24 +274,16 @@ fn run_twin<T: FineTune>(
         settings: prepared.settings(cell),
     };
     to_target.settings.extend(modes);
-    to_target.settings.extend([
-        (
-            "target_accuracy".into(),
-            fine_tune.target_accuracy.to_string(),
-        ),
-        ("test_accuracy".into(), format!("{:.4}", run.accuracy)),
-        ("steps_to_target".into(), run.steps.to_string()),
-        (
-            "samples_to_target".into(),
-            (run.steps * fine_tune.batch_size).to_string(),
-        ),
-        ("eval_every".into(), fine_tune.eval_every.to_string()),
-        ("evaluations".into(), run.evaluations.to_string()),
-        (
-            "wall_s_with_eval".into(),
-            format!("{:.2}", run.wall.as_secs_f64()),
-        ),
-    ]);
+    to_target.settings.extend(
+        Settings::new()
+            .with("target_accuracy", fine_tune.target_accuracy)
+            .with("test_accuracy", format!("{:.4}", run.accuracy))
+            .with("steps_to_target", run.steps)
+            .with("samples_to_target", run.steps * fine_tune.batch_size)
+            .with("eval_every", fine_tune.eval_every)
+            .with("evaluations", run.evaluations)
+            .with("wall_s_with_eval", format!("{:.2}", run.wall.as_secs_f64())),
+    );
     Ok(vec![step, to_target])
 }
 

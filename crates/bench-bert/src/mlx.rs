@@ -25,7 +25,9 @@ use mlx_rs::{array, Array, Dtype};
 
 use crate::config::BertConfig;
 use crate::tokens::{LabelledBatch, TokenBatch};
-use crate::weights::Checkpoint;
+use crate::weights::{
+    BertWeights, EmbeddingWeights, LayerNormWeights, LayerWeights, LinearWeights,
+};
 use crate::workload::OptimizerSettings;
 use crate::FineTune;
 
@@ -100,74 +102,20 @@ impl Inputs {
     }
 }
 
-/// Builds modules from the host checkpoint, in float32.
-struct Loader<'a> {
-    checkpoint: &'a Checkpoint,
-}
-
-impl Loader<'_> {
-    fn tensor(&self, name: &str) -> Result<Array> {
-        Ok(from_host(self.checkpoint.get(name)?))
-    }
-
-    fn linear(&self, name: &str) -> Result<Linear> {
-        Ok(Linear {
-            weight: Param::new(self.tensor(&format!("{name}.weight"))?),
-            bias: Param::new(Some(self.tensor(&format!("{name}.bias"))?)),
-        })
-    }
-
-    fn layer_norm(&self, name: &str, eps: f64) -> Result<LayerNorm> {
-        let weight = self.tensor(&format!("{name}.weight"))?;
-        Ok(LayerNorm {
-            dimensions: weight.shape()[0],
-            eps: eps as f32,
-            weight: Param::new(Some(weight)),
-            bias: Param::new(Some(self.tensor(&format!("{name}.bias"))?)),
-        })
-    }
-
-    fn embedding(&self, name: &str) -> Result<Embedding> {
-        Ok(Embedding {
-            weight: Param::new(self.tensor(&format!("{name}.weight"))?),
-        })
-    }
-}
-
 impl BertClassifier {
-    /// The checkpoint's weights (with its classifier head) in float32,
-    /// computing in the runtime's dtype.
-    pub fn new(runtime: &MlxRuntime, config: &BertConfig, checkpoint: &Checkpoint) -> Result<Self> {
-        let load = Loader { checkpoint };
+    /// The weights (with their classifier head) in float32, computing in
+    /// the runtime's dtype.
+    pub fn new(runtime: &MlxRuntime, config: &BertConfig, weights: &BertWeights) -> Result<Self> {
         let eps = config.layer_norm_eps;
-        let embeddings = Embeddings {
-            word: load.embedding("embeddings.word_embeddings")?,
-            position: load.embedding("embeddings.position_embeddings")?,
-            token_type: load.embedding("embeddings.token_type_embeddings")?,
-            norm: load.layer_norm("embeddings.LayerNorm", eps)?,
-        };
-        let layers = (0..config.num_hidden_layers)
-            .map(|i| {
-                let p = format!("encoder.layer.{i}");
-                Ok(EncoderLayer {
-                    query: load.linear(&format!("{p}.attention.self.query"))?,
-                    key: load.linear(&format!("{p}.attention.self.key"))?,
-                    value: load.linear(&format!("{p}.attention.self.value"))?,
-                    attention_output: load.linear(&format!("{p}.attention.output.dense"))?,
-                    attention_norm: load
-                        .layer_norm(&format!("{p}.attention.output.LayerNorm"), eps)?,
-                    intermediate: load.linear(&format!("{p}.intermediate.dense"))?,
-                    output: load.linear(&format!("{p}.output.dense"))?,
-                    output_norm: load.layer_norm(&format!("{p}.output.LayerNorm"), eps)?,
-                    heads: config.num_attention_heads as i32,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
         let model = Self {
-            embeddings,
-            layers,
-            pooler: load.linear("pooler.dense")?,
-            classifier: load.linear("classifier")?,
+            embeddings: Embeddings::new(&weights.embeddings, eps),
+            layers: weights
+                .layers
+                .iter()
+                .map(|layer| EncoderLayer::new(layer, config))
+                .collect(),
+            pooler: new_linear(&weights.pooler),
+            classifier: new_linear(&weights.classifier),
             compute: runtime.dtype(),
         };
         let parameters = model.parameters().flatten();
@@ -213,6 +161,15 @@ impl BertClassifier {
 }
 
 impl Embeddings {
+    fn new(weights: &EmbeddingWeights, eps: f64) -> Self {
+        Self {
+            word: new_embedding(&weights.word),
+            position: new_embedding(&weights.position),
+            token_type: new_embedding(&weights.token_type),
+            norm: new_layer_norm(&weights.norm, eps),
+        }
+    }
+
     /// Sets the dtype that the rest of the forward pass follows.
     fn forward(&mut self, inputs: &Inputs, compute: Dtype) -> MlxResult<Array> {
         let seq_len = inputs.ids.shape()[1];
@@ -228,6 +185,21 @@ impl Embeddings {
 }
 
 impl EncoderLayer {
+    fn new(weights: &LayerWeights, config: &BertConfig) -> Self {
+        let eps = config.layer_norm_eps;
+        Self {
+            query: new_linear(&weights.query),
+            key: new_linear(&weights.key),
+            value: new_linear(&weights.value),
+            attention_output: new_linear(&weights.attention_output),
+            attention_norm: new_layer_norm(&weights.attention_norm, eps),
+            intermediate: new_linear(&weights.intermediate),
+            output: new_linear(&weights.output),
+            output_norm: new_layer_norm(&weights.output_norm, eps),
+            heads: config.num_attention_heads as i32,
+        }
+    }
+
     fn forward(&mut self, x: &Array, mask: &Array) -> MlxResult<Array> {
         let (b, s, h) = (x.shape()[0], x.shape()[1], x.shape()[2]);
         let head_dim = h / self.heads;
@@ -249,6 +221,29 @@ impl EncoderLayer {
         )?;
         let inner = nn::gelu(linear(&self.intermediate, &x)?)?;
         layer_norm(&self.output_norm, &linear(&self.output, &inner)?.add(&x)?)
+    }
+}
+
+/// A linear layer of float32 parameters holding `weights`.
+fn new_linear(weights: &LinearWeights) -> Linear {
+    Linear {
+        weight: Param::new(from_host(&weights.weight)),
+        bias: Param::new(Some(from_host(&weights.bias))),
+    }
+}
+
+fn new_layer_norm(weights: &LayerNormWeights, eps: f64) -> LayerNorm {
+    LayerNorm {
+        dimensions: weights.weight.shape[0] as i32,
+        eps: eps as f32,
+        weight: Param::new(Some(from_host(&weights.weight))),
+        bias: Param::new(Some(from_host(&weights.bias))),
+    }
+}
+
+fn new_embedding(table: &HostTensor) -> Embedding {
+    Embedding {
+        weight: Param::new(from_host(table)),
     }
 }
 
@@ -326,11 +321,11 @@ impl Trainer {
     pub fn new(
         runtime: &MlxRuntime,
         config: &BertConfig,
-        checkpoint: &Checkpoint,
+        weights: &BertWeights,
         optimizer: &OptimizerSettings,
         execution: Execution,
     ) -> Result<Self> {
-        let model = BertClassifier::new(runtime, config, checkpoint)?;
+        let model = BertClassifier::new(runtime, config, weights)?;
         let mut state = TrainState {
             optimizer: BiasCorrectedAdamW::new(optimizer.hyper(), &model)?,
             model,

@@ -17,7 +17,9 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::BertConfig;
 use crate::tokens::{LabelledBatch, TokenBatch};
-use crate::weights::Checkpoint;
+use crate::weights::{
+    BertWeights, EmbeddingWeights, LayerNormWeights, LayerWeights, LinearWeights,
+};
 use crate::workload::OptimizerSettings;
 use crate::FineTune;
 
@@ -62,7 +64,7 @@ pub struct BertClassifier {
     classifier: nn::Linear,
     /// The dtype of the forward and backward: float32, or bfloat16.
     compute: Kind,
-    /// Holds every parameter, by Hugging Face name, for the optimiser.
+    /// Holds every parameter, named by the fields above, for the optimiser.
     vs: nn::VarStore,
 }
 
@@ -91,98 +93,28 @@ impl Inputs {
     }
 }
 
-/// Builds modules from the host checkpoint, in float32, as variables of
-/// one VarStore named as in the checkpoint.
-struct Loader<'a> {
-    root: nn::Path<'a>,
-    checkpoint: &'a Checkpoint,
-}
-
-impl Loader<'_> {
-    fn tensor(&self, name: &str) -> Result<Tensor> {
-        Ok(from_host(self.checkpoint.get(name)?))
-    }
-
-    /// The VarStore path of a dotted name (tch joins path parts with '.').
-    fn path(&self, name: &str) -> nn::Path<'_> {
-        name.split('.')
-            .fold(self.root.clone(), |path, part| path / part)
-    }
-
-    fn linear(&self, name: &str) -> Result<nn::Linear> {
-        let path = self.path(name);
-        Ok(nn::Linear {
-            ws: path.var_copy("weight", &self.tensor(&format!("{name}.weight"))?),
-            bs: Some(path.var_copy("bias", &self.tensor(&format!("{name}.bias"))?)),
-        })
-    }
-
-    fn layer_norm(&self, name: &str, eps: f64) -> Result<LayerNorm> {
-        let path = self.path(name);
-        Ok(LayerNorm {
-            ws: path.var_copy("weight", &self.tensor(&format!("{name}.weight"))?),
-            bs: path.var_copy("bias", &self.tensor(&format!("{name}.bias"))?),
-            eps,
-        })
-    }
-
-    fn embedding(&self, name: &str) -> Result<nn::Embedding> {
-        let weight = self.tensor(&format!("{name}.weight"))?;
-        let (count, width) = weight.size2()?;
-        let mut embedding = nn::embedding(self.path(name), count, width, Default::default());
-        tch::no_grad(|| embedding.ws.copy_(&weight));
-        Ok(embedding)
-    }
-}
-
 impl BertClassifier {
-    /// The checkpoint's weights (with its classifier head) in float32,
-    /// computing in the runtime's dtype.
-    pub fn new(
-        runtime: &TorchRuntime,
-        config: &BertConfig,
-        checkpoint: &Checkpoint,
-    ) -> Result<Self> {
+    /// The weights (with their classifier head) in float32, as variables
+    /// of one VarStore, computing in the runtime's dtype.
+    pub fn new(runtime: &TorchRuntime, config: &BertConfig, weights: &BertWeights) -> Result<Self> {
         let vs = nn::VarStore::new(runtime.tch_device());
-        let load = Loader {
-            root: vs.root(),
-            checkpoint,
-        };
+        let root = vs.root();
         let eps = config.layer_norm_eps;
-        let embeddings = Embeddings {
-            word: load.embedding("embeddings.word_embeddings")?,
-            position: load.embedding("embeddings.position_embeddings")?,
-            token_type: load.embedding("embeddings.token_type_embeddings")?,
-            norm: load.layer_norm("embeddings.LayerNorm", eps)?,
-        };
-        let layers = (0..config.num_hidden_layers)
-            .map(|i| {
-                let p = format!("encoder.layer.{i}");
-                Ok(EncoderLayer {
-                    query: load.linear(&format!("{p}.attention.self.query"))?,
-                    key: load.linear(&format!("{p}.attention.self.key"))?,
-                    value: load.linear(&format!("{p}.attention.self.value"))?,
-                    attention_output: load.linear(&format!("{p}.attention.output.dense"))?,
-                    attention_norm: load
-                        .layer_norm(&format!("{p}.attention.output.LayerNorm"), eps)?,
-                    intermediate: load.linear(&format!("{p}.intermediate.dense"))?,
-                    output: load.linear(&format!("{p}.output.dense"))?,
-                    output_norm: load.layer_norm(&format!("{p}.output.LayerNorm"), eps)?,
-                    heads: config.num_attention_heads as i64,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let pooler = load.linear("pooler.dense")?;
-        let classifier = load.linear("classifier")?;
-        drop(load);
-        Ok(Self {
-            embeddings,
-            layers,
-            pooler,
-            classifier,
+        let layers = &root / "layers";
+        let model = Self {
+            embeddings: Embeddings::new(&root / "embeddings", &weights.embeddings, eps)?,
+            layers: weights
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, layer)| EncoderLayer::new(&layers / i, layer, config))
+                .collect(),
+            pooler: new_linear(&root / "pooler", &weights.pooler),
+            classifier: new_linear(&root / "classifier", &weights.classifier),
             compute: runtime.kind(),
             vs,
-        })
+        };
+        Ok(model)
     }
 
     /// The last hidden state [batch, seq, hidden], as float32 on the host.
@@ -222,6 +154,15 @@ impl BertClassifier {
 }
 
 impl Embeddings {
+    fn new(path: nn::Path, weights: &EmbeddingWeights, eps: f64) -> Result<Self> {
+        Ok(Self {
+            word: new_embedding(&path / "word", &weights.word)?,
+            position: new_embedding(&path / "position", &weights.position)?,
+            token_type: new_embedding(&path / "token_type", &weights.token_type)?,
+            norm: new_layer_norm(&path / "norm", &weights.norm, eps),
+        })
+    }
+
     /// Sets the dtype that the rest of the forward pass follows.
     fn forward(&self, inputs: &Inputs, compute: Kind) -> Tensor {
         let seq_len = inputs.ids.size()[1];
@@ -234,6 +175,21 @@ impl Embeddings {
 }
 
 impl EncoderLayer {
+    fn new(path: nn::Path, weights: &LayerWeights, config: &BertConfig) -> Self {
+        let eps = config.layer_norm_eps;
+        Self {
+            query: new_linear(&path / "query", &weights.query),
+            key: new_linear(&path / "key", &weights.key),
+            value: new_linear(&path / "value", &weights.value),
+            attention_output: new_linear(&path / "attention_output", &weights.attention_output),
+            attention_norm: new_layer_norm(&path / "attention_norm", &weights.attention_norm, eps),
+            intermediate: new_linear(&path / "intermediate", &weights.intermediate),
+            output: new_linear(&path / "output", &weights.output),
+            output_norm: new_layer_norm(&path / "output_norm", &weights.output_norm, eps),
+            heads: config.num_attention_heads as i64,
+        }
+    }
+
     fn forward(&self, x: &Tensor, mask: &Tensor) -> Tensor {
         let (b, s, h) = x.size3().expect("hidden states are [batch, seq, hidden]");
         let head_dim = h / self.heads;
@@ -254,6 +210,30 @@ impl EncoderLayer {
         let inner = linear(&self.intermediate, &x).gelu("none");
         layer_norm(&self.output_norm, &(linear(&self.output, &inner) + &x))
     }
+}
+
+/// A linear layer of float32 variables at `path` holding `weights`.
+fn new_linear(path: nn::Path, weights: &LinearWeights) -> nn::Linear {
+    nn::Linear {
+        ws: path.var_copy("weight", &from_host(&weights.weight)),
+        bs: Some(path.var_copy("bias", &from_host(&weights.bias))),
+    }
+}
+
+fn new_layer_norm(path: nn::Path, weights: &LayerNormWeights, eps: f64) -> LayerNorm {
+    LayerNorm {
+        ws: path.var_copy("weight", &from_host(&weights.weight)),
+        bs: path.var_copy("bias", &from_host(&weights.bias)),
+        eps,
+    }
+}
+
+fn new_embedding(path: nn::Path, table: &HostTensor) -> Result<nn::Embedding> {
+    let table = from_host(table);
+    let (count, width) = table.size2()?;
+    let mut embedding = nn::embedding(path, count, width, Default::default());
+    tch::no_grad(|| embedding.ws.copy_(&table));
+    Ok(embedding)
 }
 
 /// x W^T + b in the dtype of `x`: the float32 weights are cast where they
@@ -353,11 +333,11 @@ impl Trainer {
     pub fn new(
         runtime: &TorchRuntime,
         config: &BertConfig,
-        checkpoint: &Checkpoint,
+        weights: &BertWeights,
         optimizer: &OptimizerSettings,
         execution: Execution,
     ) -> Result<Self> {
-        let model = BertClassifier::new(runtime, config, checkpoint)?;
+        let model = BertClassifier::new(runtime, config, weights)?;
         let optimizer = adamw(&model.vs, optimizer, execution)?;
         let graphs =
             execution == Execution::Best && cuda_graphs_available(runtime.tch_device()).is_ok();

@@ -1,144 +1,226 @@
-//! The framework-neutral checkpoint reader: one Hugging Face BERT
-//! safetensors file, checked against its `config.json`, read once on the
-//! host and handed to both twins, so that both start from the same numbers.
+//! The model's weights, framework-neutral: a Hugging Face BERT safetensors
+//! file read once on the host as float32, into the structure both twins
+//! build their modules from, so that both start from the same numbers.
+//! Each checkpoint name is written once, below, beside the field it fills
+//! and the shape `config.json` implies for it.
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use bench_core::host::HostTensor;
-use safetensors::SafeTensors;
+use model_hub::{WeightPath, WeightTree};
 
 use crate::config::BertConfig;
-
-/// Names of the sequence-classification head, as in Hugging Face's
-/// `BertForSequenceClassification`.
-pub const CLASSIFIER_WEIGHT: &str = "classifier.weight";
-pub const CLASSIFIER_BIAS: &str = "classifier.bias";
 
 /// Standard deviation of BERT's initialiser (`initializer_range`), used for
 /// the classification head, which no pretrained checkpoint has.
 const HEAD_INIT_STD: f32 = 0.02;
 
-/// Every tensor the twins need, float32 on the host, by Hugging Face name
-/// without the `bert.` prefix.
+/// x W^T + b, W stored [out, in] as PyTorch stores it.
 #[derive(Clone, Debug)]
-pub struct Checkpoint {
-    tensors: HashMap<String, HostTensor>,
+pub struct LinearWeights {
+    pub weight: HostTensor,
+    pub bias: HostTensor,
 }
 
-impl Checkpoint {
-    /// Reads `path`, maps its names, and checks that every tensor `config`
-    /// calls for is there with its shape, before anything is converted.
-    /// Names may carry the `bert.` prefix (`BertFor*` checkpoints) or not
-    /// (`BertModel`); old LayerNorm names (`gamma`, `beta`) are accepted.
-    /// Other tensors (`embeddings.position_ids`, pretraining heads) are
-    /// ignored.
-    pub fn read(path: &Path, config: &BertConfig) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("reading BERT weights {}", path.display()))?;
-        let file = SafeTensors::deserialize(&bytes)
-            .with_context(|| format!("{}: not a safetensors file", path.display()))?;
-        let names = hugging_face_names(&file, path)?;
-        let expected = config.expected_tensors();
-        check_presence(&names, &expected, path)?;
-        let mut tensors = HashMap::with_capacity(expected.len());
-        for (name, shape) in expected {
-            let stored = &names[&name];
-            let view = file.tensor(stored)?;
-            if view.shape() != shape.as_slice() {
-                bail!(
-                    "{}: tensor {stored} has shape {:?}, expected {shape:?} (from config.json)",
-                    path.display(),
-                    view.shape()
-                );
-            }
-            let data = model_hub::floats::to_f32(view.dtype(), view.data())
-                .with_context(|| format!("{}: tensor {stored}", path.display()))?;
-            tensors.insert(name, HostTensor::new(shape, data)?);
+#[derive(Clone, Debug)]
+pub struct LayerNormWeights {
+    pub weight: HostTensor,
+    pub bias: HostTensor,
+}
+
+/// Token, position and token-type tables [rows, hidden], and their norm.
+#[derive(Clone, Debug)]
+pub struct EmbeddingWeights {
+    pub word: HostTensor,
+    pub position: HostTensor,
+    pub token_type: HostTensor,
+    pub norm: LayerNormWeights,
+}
+
+/// One post-LN encoder layer.
+#[derive(Clone, Debug)]
+pub struct LayerWeights {
+    pub query: LinearWeights,
+    pub key: LinearWeights,
+    pub value: LinearWeights,
+    pub attention_output: LinearWeights,
+    pub attention_norm: LayerNormWeights,
+    pub intermediate: LinearWeights,
+    pub output: LinearWeights,
+    pub output_norm: LayerNormWeights,
+}
+
+/// BERT (encoder and pooler) and a sequence-classification head.
+#[derive(Clone, Debug)]
+pub struct BertWeights {
+    pub embeddings: EmbeddingWeights,
+    pub layers: Vec<LayerWeights>,
+    pub pooler: LinearWeights,
+    /// Freshly initialised: no pretrained checkpoint has one.
+    pub classifier: LinearWeights,
+}
+
+impl BertWeights {
+    /// Reads `path` and checks it against `config`: every missing or
+    /// mis-shaped tensor is named in one error. Names may carry the
+    /// `bert.` prefix (`BertFor*` checkpoints) or not (`BertModel`); old
+    /// LayerNorm names (`gamma`, `beta`) are accepted. The classification
+    /// head of `labels` classes is seeded by `seed` (see
+    /// [`LinearWeights::seeded_head`]).
+    pub fn read(path: &Path, config: &BertConfig, labels: usize, seed: u64) -> Result<Self> {
+        let tree = WeightTree::from_safetensors(path)
+            .with_context(|| format!("reading BERT weights {}", path.display()))?
+            .with_names(hugging_face_name)?;
+        let weights = Self::load(&tree, config, labels, seed);
+        tree.finish_strict(unused_by_the_classifier)
+            .context("the BERT checkpoint does not match its config.json")?;
+        Ok(weights)
+    }
+
+    /// Takes every tensor `config` calls for from `tree` (Hugging Face
+    /// names without the `bert.` prefix), and seeds the head.
+    pub fn load(tree: &WeightTree, config: &BertConfig, labels: usize, seed: u64) -> Self {
+        let hidden = config.hidden_size;
+        let layers = tree.pp("encoder.layer");
+        Self {
+            embeddings: EmbeddingWeights::load(tree.pp("embeddings"), config),
+            layers: (0..config.num_hidden_layers)
+                .map(|i| LayerWeights::load(layers.pp(i), config))
+                .collect(),
+            pooler: LinearWeights::load(tree.pp("pooler.dense"), hidden, hidden),
+            classifier: LinearWeights::seeded_head(hidden, labels, seed),
         }
-        Ok(Self { tensors })
     }
 
-    /// Adds a freshly initialised classification head (normal(0, 0.02)
-    /// weight, zero bias, as Hugging Face initialises it), seeded on the
-    /// host so that both twins get the same head.
-    pub fn add_classifier(&mut self, hidden_size: usize, labels: usize, seed: u64) {
-        let weight = normal(vec![labels, hidden_size], HEAD_INIT_STD, seed);
-        let bias = HostTensor {
-            shape: vec![labels],
-            data: vec![0.0; labels],
-        };
-        self.tensors.insert(CLASSIFIER_WEIGHT.to_owned(), weight);
-        self.tensors.insert(CLASSIFIER_BIAS.to_owned(), bias);
-    }
-
-    /// The tensor `name` (Hugging Face name without the `bert.` prefix).
-    pub fn get(&self, name: &str) -> Result<&HostTensor> {
-        self.tensors
-            .get(name)
-            .with_context(|| format!("the checkpoint has no tensor {name}"))
-    }
-
-    /// Parameters held, for reports.
+    /// Parameters held (the head's included), for reports.
     pub fn parameter_count(&self) -> usize {
-        self.tensors.values().map(|t| t.data.len()).sum()
+        let layers = self.layers.iter().flat_map(LayerWeights::tensors);
+        self.embeddings
+            .tensors()
+            .into_iter()
+            .chain(layers)
+            .chain(self.pooler.tensors())
+            .chain(self.classifier.tensors())
+            .map(|tensor| tensor.data.len())
+            .sum()
     }
 }
 
-/// Maps each stored tensor name to its Hugging Face name without the
-/// `bert.` prefix and with `weight`/`bias` for LayerNorm.
-fn hugging_face_names(file: &SafeTensors, path: &Path) -> Result<HashMap<String, String>> {
-    let mut names: HashMap<String, String> = HashMap::new();
-    for stored in file.names() {
-        let mut name = stored.strip_prefix("bert.").unwrap_or(stored).to_owned();
-        if name.contains("LayerNorm.") {
-            if let Some(base) = name.strip_suffix(".gamma") {
-                name = format!("{base}.weight");
-            } else if let Some(base) = name.strip_suffix(".beta") {
-                name = format!("{base}.bias");
-            }
-        }
-        if let Some(other) = names.insert(name.clone(), stored.to_owned()) {
-            bail!(
-                "{}: tensors {other} and {stored} both name {name}",
-                path.display()
-            );
+impl EmbeddingWeights {
+    fn load(path: WeightPath, config: &BertConfig) -> Self {
+        let hidden = config.hidden_size;
+        let table = |name: &str, rows: usize| path.pp(name).get(&[rows, hidden], "weight");
+        Self {
+            word: table("word_embeddings", config.vocab_size),
+            position: table("position_embeddings", config.max_position_embeddings),
+            token_type: table("token_type_embeddings", config.type_vocab_size),
+            norm: LayerNormWeights::load(path.pp("LayerNorm"), hidden),
         }
     }
-    Ok(names)
+
+    fn tensors(&self) -> Vec<&HostTensor> {
+        let tables = [&self.word, &self.position, &self.token_type];
+        tables.into_iter().chain(self.norm.tensors()).collect()
+    }
 }
 
-/// Names every missing tensor (up to a few) with its expected shape.
-fn check_presence(
-    names: &HashMap<String, String>,
-    expected: &[(String, Vec<usize>)],
-    path: &Path,
-) -> Result<()> {
-    let missing: Vec<String> = expected
-        .iter()
-        .filter(|(name, _)| !names.contains_key(name))
-        .map(|(name, shape)| format!("tensor {name} is missing (expected shape {shape:?})"))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
+impl LayerWeights {
+    fn load(path: WeightPath, config: &BertConfig) -> Self {
+        let (hidden, inner) = (config.hidden_size, config.intermediate_size);
+        let attention = path.pp("attention.self");
+        let linear = |name: &str, input, output| LinearWeights::load(path.pp(name), input, output);
+        Self {
+            query: LinearWeights::load(attention.pp("query"), hidden, hidden),
+            key: LinearWeights::load(attention.pp("key"), hidden, hidden),
+            value: LinearWeights::load(attention.pp("value"), hidden, hidden),
+            attention_output: linear("attention.output.dense", hidden, hidden),
+            attention_norm: LayerNormWeights::load(path.pp("attention.output.LayerNorm"), hidden),
+            intermediate: linear("intermediate.dense", hidden, inner),
+            output: linear("output.dense", inner, hidden),
+            output_norm: LayerNormWeights::load(path.pp("output.LayerNorm"), hidden),
+        }
     }
-    let shown = missing
-        .iter()
-        .take(5)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ");
-    let more = match missing.len() {
-        n if n > 5 => format!("; and {} more", n - 5),
-        _ => String::new(),
+
+    fn tensors(&self) -> Vec<&HostTensor> {
+        let linears = [
+            &self.query,
+            &self.key,
+            &self.value,
+            &self.attention_output,
+            &self.intermediate,
+            &self.output,
+        ];
+        let norms = [&self.attention_norm, &self.output_norm];
+        let linears = linears.into_iter().flat_map(LinearWeights::tensors);
+        linears
+            .chain(norms.into_iter().flat_map(LayerNormWeights::tensors))
+            .collect()
+    }
+}
+
+impl LinearWeights {
+    fn load(path: WeightPath, input: usize, output: usize) -> Self {
+        Self {
+            weight: path.get(&[output, input], "weight"),
+            bias: path.get(&[output], "bias"),
+        }
+    }
+
+    /// A fresh classification head [labels, hidden]: normal(0, 0.02)
+    /// weight and zero bias, as Hugging Face initialises it, seeded on the
+    /// host so that both twins get the same head.
+    pub fn seeded_head(hidden: usize, labels: usize, seed: u64) -> Self {
+        Self {
+            weight: normal(vec![labels, hidden], HEAD_INIT_STD, seed),
+            bias: HostTensor {
+                shape: vec![labels],
+                data: vec![0.0; labels],
+            },
+        }
+    }
+
+    fn tensors(&self) -> [&HostTensor; 2] {
+        [&self.weight, &self.bias]
+    }
+}
+
+impl LayerNormWeights {
+    fn load(path: WeightPath, size: usize) -> Self {
+        Self {
+            weight: path.get(&[size], "weight"),
+            bias: path.get(&[size], "bias"),
+        }
+    }
+
+    fn tensors(&self) -> [&HostTensor; 2] {
+        [&self.weight, &self.bias]
+    }
+}
+
+/// A stored name as the model names it: without the `bert.` prefix, and
+/// with `weight`/`bias` for the original release's LayerNorm
+/// `gamma`/`beta`.
+fn hugging_face_name(stored: &str) -> String {
+    let name = stored.strip_prefix("bert.").unwrap_or(stored);
+    let renamed = match name.contains("LayerNorm.") {
+        true => name
+            .strip_suffix(".gamma")
+            .map(|base| format!("{base}.weight"))
+            .or_else(|| {
+                name.strip_suffix(".beta")
+                    .map(|base| format!("{base}.bias"))
+            }),
+        false => None,
     };
-    bail!(
-        "{}: {shown}{more} (of {} tensors config.json calls for; the file holds {})",
-        path.display(),
-        expected.len(),
-        names.len()
-    )
+    renamed.unwrap_or_else(|| name.to_owned())
+}
+
+/// What BERT checkpoints carry that the classifier does not use: the
+/// position ids (a buffer), the pretraining heads (`cls.`), and a
+/// fine-tuned head (`classifier.`), which the seeded head replaces.
+fn unused_by_the_classifier(name: &str) -> bool {
+    name == "embeddings.position_ids" || name.starts_with("cls.") || name.starts_with("classifier.")
 }
 
 /// Normal(0, std) values from the suite's seeded uniform generator
@@ -160,6 +242,53 @@ pub fn normal(shape: Vec<usize>, std: f32, seed: u64) -> HostTensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn minilm_like() -> BertConfig {
+        serde_json::from_str(
+            r#"{"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
+                "num_attention_heads": 12, "intermediate_size": 1536,
+                "max_position_embeddings": 512, "type_vocab_size": 2}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_encoder_asks_for_every_tensor_once_with_its_config_shape() {
+        let tree = WeightTree::from_tensors(Default::default(), "nothing");
+        let weights = BertWeights::load(&tree, &minilm_like(), 2, 0);
+        let requested = tree.requested();
+        // 3 embeddings + LayerNorm (2), 16 per layer, pooler (2)
+        assert_eq!(requested.len(), 5 + 16 * 6 + 2);
+        let shape = |name: &str| {
+            let request = requested.iter().find(|r| r.name == name);
+            request.unwrap().shape.clone()
+        };
+        assert_eq!(
+            shape("encoder.layer.5.intermediate.dense.weight"),
+            [1536, 384]
+        );
+        assert_eq!(shape("encoder.layer.0.output.dense.weight"), [384, 1536]);
+        assert_eq!(shape("embeddings.word_embeddings.weight"), [30522, 384]);
+        assert_eq!(weights.classifier.weight.shape, [2, 384]);
+        // MiniLM-L6's 22.7M parameters, and the head's 770.
+        assert_eq!(weights.parameter_count(), 22_713_216 + 770);
+    }
+
+    #[test]
+    fn original_release_names_map_to_the_models() {
+        assert_eq!(
+            hugging_face_name("bert.encoder.layer.1.output.LayerNorm.gamma"),
+            "encoder.layer.1.output.LayerNorm.weight"
+        );
+        assert_eq!(
+            hugging_face_name("embeddings.LayerNorm.beta"),
+            "embeddings.LayerNorm.bias"
+        );
+        assert_eq!(
+            hugging_face_name("bert.pooler.dense.bias"),
+            "pooler.dense.bias"
+        );
+    }
 
     #[test]
     fn normal_has_the_asked_spread() {

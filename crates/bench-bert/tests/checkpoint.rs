@@ -1,13 +1,15 @@
 //! The checkpoint reader on small hand-made files: `bert.`-prefixed names
-//! with old LayerNorm names load (and both twins agree on them); a missing
-//! or mis-shaped tensor is an error naming the tensor and both shapes.
+//! with old LayerNorm names load (and both twins agree on them); every
+//! missing or mis-shaped tensor is named, with both shapes, in one error;
+//! a stored tensor the model does not use is named too.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
-use bench_bert::{BertConfig, Checkpoint, TokenBatch};
+use bench_bert::{BertConfig, BertWeights, TokenBatch};
 use bench_core::host::HostTensor;
+use model_hub::WeightTree;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
@@ -57,11 +59,15 @@ fn write_checkpoint(path: &Path, tensors: &[(String, HostTensor)]) {
 /// checkpoint of the original release names them: `bert.` prefix and
 /// LayerNorm `gamma`/`beta`.
 fn prefixed_tensors(config: &BertConfig) -> Vec<(String, HostTensor)> {
-    config
-        .expected_tensors()
+    // The model's own list of what it asks for, from loading nothing.
+    let nothing = WeightTree::from_tensors(Default::default(), "nothing");
+    BertWeights::load(&nothing, config, 2, 0);
+    nothing
+        .requested()
         .into_iter()
         .enumerate()
-        .map(|(i, (name, shape))| {
+        .map(|(i, request)| {
+            let (name, shape) = (request.name, request.shape);
             let name = name
                 .replace("LayerNorm.weight", "LayerNorm.gamma")
                 .replace("LayerNorm.bias", "LayerNorm.beta");
@@ -77,7 +83,7 @@ fn prefixed_checkpoint_loads_and_twins_agree() {
     let config = tiny_config();
     let path = temp_file("prefixed.safetensors");
     write_checkpoint(&path, &prefixed_tensors(&config));
-    let mut checkpoint = Checkpoint::read(&path, &config).unwrap();
+    let weights = BertWeights::read(&path, &config, 2, 9).unwrap();
     std::fs::remove_file(&path).unwrap();
     let stored = prefixed_tensors(&config);
     let gamma = &stored
@@ -85,13 +91,7 @@ fn prefixed_checkpoint_loads_and_twins_agree() {
         .find(|(n, _)| n == "bert.encoder.layer.1.output.LayerNorm.gamma")
         .unwrap()
         .1;
-    assert_eq!(
-        checkpoint
-            .get("encoder.layer.1.output.LayerNorm.weight")
-            .unwrap(),
-        gamma
-    );
-    checkpoint.add_classifier(config.hidden_size, 2, 9);
+    assert_eq!(&weights.layers[1].output_norm.weight, gamma);
 
     let tokens = TokenBatch {
         ids: vec![1, 5, 9, 2, 0, 0, 1, 33, 7, 12, 4, 2],
@@ -100,7 +100,7 @@ fn prefixed_checkpoint_loads_and_twins_agree() {
         batch: 2,
         seq_len: 6,
     };
-    let (mut mlx_model, mut torch_model) = common::both_models(&config, &checkpoint);
+    let (mut mlx_model, mut torch_model) = common::both_models(&config, &weights);
     let diff = mlx_model
         .hidden_states(&tokens)
         .unwrap()
@@ -109,32 +109,62 @@ fn prefixed_checkpoint_loads_and_twins_agree() {
     assert!(diff < 1e-5, "tiny model: twins differ by {diff}");
 }
 
-#[test]
-fn mis_shaped_tensor_is_named_with_both_shapes() {
-    let config = tiny_config();
-    let mut tensors = prefixed_tensors(&config);
-    let query = "bert.encoder.layer.0.attention.self.query.weight";
-    tensors.iter_mut().find(|(n, _)| n == query).unwrap().1 = HostTensor::uniform(vec![8, 5], 0);
-    let path = temp_file("misshaped.safetensors");
-    write_checkpoint(&path, &tensors);
-    let error = format!("{:#}", Checkpoint::read(&path, &config).unwrap_err());
+/// The error of reading `tensors` as a checkpoint of the tiny config.
+fn read_error(file: &str, tensors: &[(String, HostTensor)]) -> String {
+    let path = temp_file(file);
+    write_checkpoint(&path, tensors);
+    let error = format!(
+        "{:#}",
+        BertWeights::read(&path, &tiny_config(), 2, 0).unwrap_err()
+    );
     std::fs::remove_file(&path).unwrap();
+    error
+}
+
+#[test]
+fn mis_shaped_tensors_are_named_with_both_shapes_all_at_once() {
+    let mut tensors = prefixed_tensors(&tiny_config());
+    let query = "bert.encoder.layer.0.attention.self.query.weight";
+    let output = "bert.encoder.layer.1.output.dense.weight";
+    tensors.iter_mut().find(|(n, _)| n == query).unwrap().1 = HostTensor::uniform(vec![8, 5], 0);
+    tensors.iter_mut().find(|(n, _)| n == output).unwrap().1 = HostTensor::uniform(vec![16, 8], 0);
+    let error = read_error("misshaped.safetensors", &tensors);
     assert!(
         error.contains(&format!("tensor {query} has shape [8, 5], expected [8, 8]")),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!(
+            "tensor {output} has shape [16, 8], expected [8, 16]"
+        )),
         "{error}"
     );
     assert!(error.contains("misshaped.safetensors"), "{error}");
 }
 
 #[test]
+fn a_tensor_the_model_does_not_use_is_named() {
+    let mut tensors = prefixed_tensors(&tiny_config());
+    let extra = "bert.encoder.layer.2.output.dense.weight";
+    tensors.push((extra.into(), HostTensor::uniform(vec![8, 16], 0)));
+    // Pretraining heads are expected, and accepted.
+    tensors.push((
+        "cls.predictions.bias".into(),
+        HostTensor::uniform(vec![40], 0),
+    ));
+    let error = read_error("extra.safetensors", &tensors);
+    assert!(
+        error.contains(&format!("tensor {extra} [8, 16] is not used by the model")),
+        "{error}"
+    );
+    assert!(!error.contains("cls.predictions"), "{error}");
+}
+
+#[test]
 fn missing_tensor_is_named_with_its_shape() {
-    let config = tiny_config();
-    let mut tensors = prefixed_tensors(&config);
+    let mut tensors = prefixed_tensors(&tiny_config());
     tensors.retain(|(n, _)| n != "bert.pooler.dense.bias");
-    let path = temp_file("missing.safetensors");
-    write_checkpoint(&path, &tensors);
-    let error = format!("{:#}", Checkpoint::read(&path, &config).unwrap_err());
-    std::fs::remove_file(&path).unwrap();
+    let error = read_error("missing.safetensors", &tensors);
     assert!(
         error.contains("tensor pooler.dense.bias is missing (expected shape [8])"),
         "{error}"
@@ -145,7 +175,10 @@ fn missing_tensor_is_named_with_its_shape() {
 fn not_a_safetensors_file_is_named() {
     let path = temp_file("garbage.safetensors");
     std::fs::write(&path, b"not a checkpoint").unwrap();
-    let error = format!("{:#}", Checkpoint::read(&path, &tiny_config()).unwrap_err());
+    let error = format!(
+        "{:#}",
+        BertWeights::read(&path, &tiny_config(), 2, 0).unwrap_err()
+    );
     std::fs::remove_file(&path).unwrap();
     assert!(
         error.contains("garbage.safetensors: not a safetensors file"),

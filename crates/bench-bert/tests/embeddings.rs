@@ -46,10 +46,10 @@ fn similarities(hidden: &HostTensor, mask: &[i32]) -> Vec<(f32, f32)> {
 
 #[test]
 fn paraphrases_rank_above_unrelated_sentences() {
-    let (config, checkpoint) = common::minilm(0);
+    let (config, weights) = common::minilm(0);
     let texts: Vec<String> = TRIPLES.iter().flatten().map(|s| s.to_string()).collect();
     let tokens = common::minilm_tokenizer(24).encode(&texts).unwrap();
-    let (mut mlx_model, mut torch_model) = common::both_models(&config, &checkpoint);
+    let (mut mlx_model, mut torch_model) = common::both_models(&config, &weights);
     for (twin, hidden) in [
         ("MLX", mlx_model.hidden_states(&tokens).unwrap()),
         ("PyTorch", torch_model.hidden_states(&tokens).unwrap()),

@@ -59,7 +59,7 @@ fn both_twins_pass_the_accuracy_gate() {
     let mut mlx_trainer = mlx::Trainer::new(
         &mlx_rt,
         &prepared.bert,
-        &prepared.checkpoint,
+        &prepared.weights,
         optimizer,
         bench_core::Execution::Best,
     )
@@ -69,7 +69,7 @@ fn both_twins_pass_the_accuracy_gate() {
     let mut torch_trainer = torch::Trainer::new(
         &torch_rt,
         &prepared.bert,
-        &prepared.checkpoint,
+        &prepared.weights,
         optimizer,
         bench_core::Execution::Best,
     )

@@ -16,13 +16,12 @@ const SENTENCES: [&str; 3] = [
 
 #[test]
 fn bf16_hidden_states_match_across_twins_and_track_float32() {
-    let (config, checkpoint) = common::minilm(1);
+    let (config, weights) = common::minilm(1);
     let tokens = common::minilm_tokenizer(16)
         .encode(&SENTENCES.map(String::from))
         .unwrap();
-    let (mut mlx_bf16, mut torch_bf16) =
-        common::both_models_at(&config, &checkpoint, Precision::Bf16);
-    let (_, mut torch_f32) = common::both_models(&config, &checkpoint);
+    let (mut mlx_bf16, mut torch_bf16) = common::both_models_at(&config, &weights, Precision::Bf16);
+    let (_, mut torch_f32) = common::both_models(&config, &weights);
 
     let mlx_hidden = mlx_bf16.hidden_states(&tokens).unwrap();
     let torch_hidden = torch_bf16.hidden_states(&tokens).unwrap();
@@ -49,7 +48,7 @@ fn bf16_hidden_states_match_across_twins_and_track_float32() {
 
 #[test]
 fn bf16_adamw_steps_match_across_twins() {
-    let (config, checkpoint) = common::minilm(2);
+    let (config, weights) = common::minilm(2);
     let split = SpamSplit::load().unwrap();
     let encoded = common::minilm_tokenizer(16)
         .encode_emails(&split.train[..8])
@@ -60,7 +59,7 @@ fn bf16_adamw_steps_match_across_twins() {
     let mut mlx_trainer = mlx::Trainer::new(
         &mlx_rt,
         &config,
-        &checkpoint,
+        &weights,
         &settings,
         bench_core::Execution::Best,
     )
@@ -68,7 +67,7 @@ fn bf16_adamw_steps_match_across_twins() {
     let mut torch_trainer = torch::Trainer::new(
         &torch_rt,
         &config,
-        &checkpoint,
+        &weights,
         &settings,
         bench_core::Execution::Best,
     )
@@ -77,7 +76,7 @@ fn bf16_adamw_steps_match_across_twins() {
     let mut f32_trainer = mlx::Trainer::new(
         &f32_mlx_rt,
         &config,
-        &checkpoint,
+        &weights,
         &settings,
         bench_core::Execution::Best,
     )

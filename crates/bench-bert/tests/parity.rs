@@ -15,13 +15,13 @@ const SENTENCES: [&str; 4] = [
 
 #[test]
 fn hidden_states_and_logits_match_on_minilm() {
-    let (config, checkpoint) = common::minilm(1);
+    let (config, weights) = common::minilm(1);
     // 24 tokens: the short sentences are padded, so the mask matters.
     let tokens = common::minilm_tokenizer(24)
         .encode(&SENTENCES.map(String::from))
         .unwrap();
     assert!(tokens.mask.contains(&0), "some sequences must be padded");
-    let (mut mlx_model, mut torch_model) = common::both_models(&config, &checkpoint);
+    let (mut mlx_model, mut torch_model) = common::both_models(&config, &weights);
 
     let mlx_hidden = mlx_model.hidden_states(&tokens).unwrap();
     let torch_hidden = torch_model.hidden_states(&tokens).unwrap();
@@ -44,13 +44,13 @@ fn hidden_states_and_logits_match_on_minilm() {
 
 #[test]
 fn padding_does_not_change_real_tokens() {
-    let (config, checkpoint) = common::minilm(1);
+    let (config, weights) = common::minilm(1);
     let text = [SENTENCES[0].to_owned()];
     let short = common::minilm_tokenizer(12).encode(&text).unwrap();
     let long = common::minilm_tokenizer(32).encode(&text).unwrap();
     let real = short.mask.iter().filter(|&&m| m == 1).count();
     assert!(real < 12, "the sentence must be padded even at 12 tokens");
-    let (mut mlx_model, mut torch_model) = common::both_models(&config, &checkpoint);
+    let (mut mlx_model, mut torch_model) = common::both_models(&config, &weights);
     let width = config.hidden_size;
     let real_rows = |h: &bench_core::host::HostTensor| h.data[..real * width].to_vec();
     for (name, short_h, long_h) in [
@@ -75,7 +75,7 @@ fn padding_does_not_change_real_tokens() {
 
 #[test]
 fn adamw_steps_match_on_real_emails() {
-    let (config, checkpoint) = common::minilm(2);
+    let (config, weights) = common::minilm(2);
     let split = SpamSplit::load().unwrap();
     let encoded = common::minilm_tokenizer(32)
         .encode_emails(&split.train[..12])
@@ -87,7 +87,7 @@ fn adamw_steps_match_on_real_emails() {
     let mut mlx_trainer = mlx::Trainer::new(
         &mlx_rt,
         &config,
-        &checkpoint,
+        &weights,
         &settings,
         bench_core::Execution::Best,
     )
@@ -95,7 +95,7 @@ fn adamw_steps_match_on_real_emails() {
     let mut torch_trainer = torch::Trainer::new(
         &torch_rt,
         &config,
-        &checkpoint,
+        &weights,
         &settings,
         bench_core::Execution::Best,
     )
@@ -127,7 +127,7 @@ fn adamw_steps_match_on_real_emails() {
 
 #[test]
 fn torch_fused_best_and_per_parameter_eager_steps_match() {
-    let (config, checkpoint) = common::minilm(2);
+    let (config, weights) = common::minilm(2);
     let split = SpamSplit::load().unwrap();
     let encoded = common::minilm_tokenizer(32)
         .encode_emails(&split.train[..12])
@@ -137,7 +137,7 @@ fn torch_fused_best_and_per_parameter_eager_steps_match() {
     let (_, torch_rt) = common::runtimes();
     let run = |execution| {
         let mut trainer =
-            torch::Trainer::new(&torch_rt, &config, &checkpoint, &settings, execution).unwrap();
+            torch::Trainer::new(&torch_rt, &config, &weights, &settings, execution).unwrap();
         let losses: Vec<f32> = batches
             .iter()
             .map(|batch| {

@@ -10,6 +10,7 @@
 //! `huggingface-cli login` writes), `HF_HUB_OFFLINE`.
 
 pub mod floats;
+pub mod weights;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -17,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use bench_core::assets::asset_dir;
+
+pub use weights::{Init, Request, SafetensorsFiles, TensorSource, WeightPath, WeightTree};
 
 /// A model: its Hub repository and the registry copy to use offline.
 #[derive(Clone, Debug)]

@@ -1,9 +1,9 @@
 //! What the tests share: the real MiniLM weights (registry asset `minilm`)
-//! and both twins built from one checkpoint.
+//! and both twins built from one set of weights.
 
 #![allow(dead_code)]
 
-use bench_bert::{mlx, torch, BertConfig, Checkpoint, Label, TextEncoder};
+use bench_bert::{mlx, torch, BertConfig, BertWeights, Label, TextEncoder};
 use bench_core::assets::asset_file;
 use bench_core::{DeviceKind, Precision};
 use fw_mlx::MlxRuntime;
@@ -23,35 +23,34 @@ pub fn runtimes_at(precision: Precision) -> (MlxRuntime, TorchRuntime) {
 }
 
 /// MiniLM's config and weights, with a classification head seeded by `seed`.
-pub fn minilm(seed: u64) -> (BertConfig, Checkpoint) {
+pub fn minilm(seed: u64) -> (BertConfig, BertWeights) {
     let config = BertConfig::from_file(&asset_file("minilm", "config.json").unwrap()).unwrap();
-    let mut checkpoint =
-        Checkpoint::read(&asset_file("minilm", "model.safetensors").unwrap(), &config).unwrap();
-    checkpoint.add_classifier(config.hidden_size, Label::COUNT, seed);
-    (config, checkpoint)
+    let path = asset_file("minilm", "model.safetensors").unwrap();
+    let weights = BertWeights::read(&path, &config, Label::COUNT, seed).unwrap();
+    (config, weights)
 }
 
 pub fn minilm_tokenizer(seq_len: usize) -> TextEncoder {
     TextEncoder::from_file(&asset_file("minilm", "tokenizer.json").unwrap(), seq_len).unwrap()
 }
 
-/// Both twins' models from one checkpoint, in float32.
+/// Both twins' models from one set of weights, in float32.
 pub fn both_models(
     config: &BertConfig,
-    checkpoint: &Checkpoint,
+    weights: &BertWeights,
 ) -> (mlx::BertClassifier, torch::BertClassifier) {
-    both_models_at(config, checkpoint, Precision::F32)
+    both_models_at(config, weights, Precision::F32)
 }
 
-/// Both twins' models from one checkpoint, computing at `precision`.
+/// Both twins' models from one set of weights, computing at `precision`.
 pub fn both_models_at(
     config: &BertConfig,
-    checkpoint: &Checkpoint,
+    weights: &BertWeights,
     precision: Precision,
 ) -> (mlx::BertClassifier, torch::BertClassifier) {
     let (mlx_rt, torch_rt) = runtimes_at(precision);
     (
-        mlx::BertClassifier::new(&mlx_rt, config, checkpoint).unwrap(),
-        torch::BertClassifier::new(&torch_rt, config, checkpoint).unwrap(),
+        mlx::BertClassifier::new(&mlx_rt, config, weights).unwrap(),
+        torch::BertClassifier::new(&torch_rt, config, weights).unwrap(),
     )
 }
