@@ -12,9 +12,9 @@ use bench_core::host::HostTensor;
 use bench_core::{DeviceKind, Precision};
 use bench_lm_train::weights::{initial_weights, write_checkpoint};
 use bench_lm_train::{mlx, torch, LmConfig, LmTrainer, ModelConfig};
+use bench_twin::testing::cpu_runtimes;
 use common::{relative_difference, small_config, twins};
 use fw_mlx::MlxRuntime;
-use fw_torch::TorchRuntime;
 
 /// Largest |a - b| over all weights, and whether the names agree.
 fn weights_difference(a: &[(String, HostTensor)], b: &[(String, HostTensor)]) -> f32 {
@@ -145,8 +145,7 @@ fn load_errors(path: &Path) -> [String; 2] {
         model: tiny_model(),
         ..small_config()
     };
-    let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap();
-    let torch_rt = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap();
+    let (mlx_rt, torch_rt) = cpu_runtimes(Precision::F32, 1);
     let mlx = mlx::Trainer::new(&mlx_rt, &config, path, 0, bench_core::Execution::Best).err();
     let torch = torch::Trainer::new(&torch_rt, &config, path, 0, bench_core::Execution::Best).err();
     let message = |e: Option<anyhow::Error>| format!("{:#}", e.expect("loading must fail"));

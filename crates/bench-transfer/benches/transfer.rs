@@ -4,63 +4,36 @@
 
 use std::time::Duration;
 
-use bench_core::{time_iterations, DeviceKind, Precision, Preset};
+use bench_core::{DeviceKind, Precision, Preset};
 use bench_transfer::{mlx, torch, CeilingConfig, SwitchConfig};
+use bench_twin::harness::{bench_synced, group, CpuTwin};
 use criterion::{criterion_group, criterion_main, Criterion};
-use fw_mlx::MlxRuntime;
-use fw_torch::TorchRuntime;
 
 fn transfer(c: &mut Criterion) {
-    let threads = bench_core::env::default_threads();
-    // One framework per process (see bench_core::cli::harness_framework).
-    let framework = bench_core::cli::harness_framework(&[fw_mlx::HOOKS, fw_torch::HOOKS], threads);
+    let twin = CpuTwin::for_this_process(Precision::F32);
     let switch = SwitchConfig::for_preset(Preset::Quick);
     let ceilings = CeilingConfig::for_cell(Preset::Quick, DeviceKind::Cpu);
     let inputs = switch.inputs(0);
-    let mut group = c.benchmark_group("transfer-cpu-f32");
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(5));
-
-    match framework {
-        bench_core::Framework::Mlx => {
-            let mlx_rt =
-                MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX on CPU");
-            let mut mlx_switch = mlx::Switch::new(&mlx_rt, &inputs).expect("MLX inputs");
-            group.bench_function("switch-iteration/mlx", |b| {
-                b.iter_custom(|iters| {
-                    time_iterations(&mlx_rt, iters, || {
-                        mlx_switch.iterate().expect("MLX iteration")
-                    })
-                })
+    let mut group = group(c, "transfer-cpu-f32", Duration::from_secs(5));
+    match &twin {
+        CpuTwin::Mlx(rt) => {
+            let mut switch = mlx::Switch::new(rt, &inputs).expect("MLX inputs");
+            bench_synced(&mut group, "switch-iteration/mlx", rt, || {
+                switch.iterate().expect("MLX iteration")
             });
-            let mlx_matmul =
-                mlx::Matmul::new(&mlx_rt, ceilings.matmul_size, 0).expect("MLX matmul");
-            group.bench_function("matmul/mlx", |b| {
-                b.iter_custom(|iters| {
-                    time_iterations(&mlx_rt, iters, || mlx_matmul.run().expect("MLX matmul"))
-                })
+            let matmul = mlx::Matmul::new(rt, ceilings.matmul_size, 0).expect("MLX matmul");
+            bench_synced(&mut group, "matmul/mlx", rt, || {
+                matmul.run().expect("MLX matmul")
             });
         }
-        bench_core::Framework::Torch => {
-            let torch_rt = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads)
-                .expect("PyTorch on CPU");
-            let mut torch_switch = torch::Switch::new(&torch_rt, &inputs).expect("PyTorch inputs");
-            group.bench_function("switch-iteration/torch", |b| {
-                b.iter_custom(|iters| {
-                    time_iterations(&torch_rt, iters, || {
-                        torch_switch.iterate().expect("PyTorch iteration")
-                    })
-                })
+        CpuTwin::Torch(rt) => {
+            let mut switch = torch::Switch::new(rt, &inputs).expect("PyTorch inputs");
+            bench_synced(&mut group, "switch-iteration/torch", rt, || {
+                switch.iterate().expect("PyTorch iteration")
             });
-            let torch_matmul =
-                torch::Matmul::new(&torch_rt, ceilings.matmul_size, 0).expect("PyTorch matmul");
-            group.bench_function("matmul/torch", |b| {
-                b.iter_custom(|iters| {
-                    time_iterations(&torch_rt, iters, || {
-                        torch_matmul.run().expect("PyTorch matmul")
-                    })
-                })
+            let matmul = torch::Matmul::new(rt, ceilings.matmul_size, 0).expect("PyTorch matmul");
+            bench_synced(&mut group, "matmul/torch", rt, || {
+                matmul.run().expect("PyTorch matmul")
             });
         }
     }

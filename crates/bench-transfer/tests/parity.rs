@@ -2,10 +2,9 @@
 //! matrices, and both match a float64 reference computed here.
 
 use bench_core::host::HostTensor;
-use bench_core::{DeviceKind, Precision};
+use bench_core::Precision;
 use bench_transfer::{mlx, torch, SwitchConfig};
-use fw_mlx::MlxRuntime;
-use fw_torch::TorchRuntime;
+use bench_twin::testing::cpu_runtimes;
 
 /// r1 = norm(a @ b), r2 = norm(b @ c), r3 = norm(c @ a), in float64.
 fn reference_iteration(m: &[Vec<f64>; 3], n: usize) -> [Vec<f64>; 3] {
@@ -42,9 +41,8 @@ fn twins_match_each_other_and_a_float64_reference() {
     };
     let inputs = config.inputs(3);
 
-    let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap();
+    let (mlx_rt, torch_rt) = cpu_runtimes(Precision::F32, 1);
     let mut mlx_switch = mlx::Switch::new(&mlx_rt, &inputs).unwrap();
-    let torch_rt = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap();
     let mut torch_switch = torch::Switch::new(&torch_rt, &inputs).unwrap();
     let mut reference = inputs
         .each_ref()

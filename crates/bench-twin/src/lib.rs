@@ -11,6 +11,10 @@
 //! `main.rs` is one line: `bench_twin::runner!(bench_x::X);`.
 //! `bench-core` stays free of any framework; this crate is where both meet.
 
+#[cfg(feature = "criterion")]
+pub mod harness;
+pub mod testing;
+
 use std::marker::PhantomData;
 use std::process::ExitCode;
 

@@ -7,6 +7,7 @@ mod common;
 
 use bench_core::host::HostTensor;
 use bench_core::{DeviceKind, Precision};
+use bench_twin::testing::cpu_runtimes;
 use bench_whisper::config::ModelDims;
 use bench_whisper::mel::MelFrontEnd;
 use bench_whisper::pipeline::{DecoderSession, Transcriber, WhisperTwin};
@@ -32,9 +33,8 @@ fn twins_outputs(
     mel: &HostTensor,
     prompt: &[u32],
 ) -> [(HostTensor, HostTensor); 2] {
-    let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
+    let (mlx_rt, torch_rt) = cpu_runtimes(Precision::F32, 2);
     let mlx_twin = mlx::Whisper::new(&mlx_rt, weights, dims, masks).unwrap();
-    let torch_rt = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
     let torch_twin = torch::Whisper::new(&torch_rt, weights, dims, masks).unwrap();
     [
         outputs(&mlx_twin, mel, prompt),
@@ -133,9 +133,8 @@ fn small_random_config_agrees_at_every_step() {
     assert!(diff < 1e-4, "first-step logits differ by {diff}");
 
     // later steps use the key/value cache: feed the same tokens to both
-    let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
+    let (mlx_rt, torch_rt) = cpu_runtimes(Precision::F32, 2);
     let mlx_twin = mlx::Whisper::new(&mlx_rt, &weights, &dims, &masks).unwrap();
-    let torch_rt = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
     let torch_twin = torch::Whisper::new(&torch_rt, &weights, &dims, &masks).unwrap();
     let mlx_cross = mlx_twin.cross_kv(&mlx_twin.encode(&mel).unwrap()).unwrap();
     let torch_cross = torch_twin

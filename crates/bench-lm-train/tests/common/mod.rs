@@ -3,9 +3,10 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
-use bench_core::{DeviceKind, Precision};
+use bench_core::Precision;
 use bench_lm_train::workload::MINILM_VOCAB_SIZE;
 use bench_lm_train::{mlx, torch, weights, Dataset, LmConfig, LmTrainer, ModelConfig, TrainConfig};
+use bench_twin::testing::cpu_runtimes;
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
 
@@ -49,8 +50,7 @@ pub struct Twins {
 pub fn twins(config: &LmConfig, precision: Precision, seed: u64) -> Twins {
     let data = Dataset::shakespeare(config, seed).expect("Shakespeare text");
     let checkpoint = weights::cached_checkpoint(&config.model, seed).expect("checkpoint");
-    let mlx_rt = MlxRuntime::new(DeviceKind::Cpu, precision, 2).unwrap();
-    let torch_rt = TorchRuntime::new(DeviceKind::Cpu, precision, 2).unwrap();
+    let (mlx_rt, torch_rt) = cpu_runtimes(precision, 2);
     Twins {
         mlx: mlx::Trainer::new(
             &mlx_rt,
