@@ -1,5 +1,6 @@
 //! The model's shape, read from a Llama-family `config.json` (the Hub's, or
-//! the built-in copy of TinyLlama's), and the tensors it implies.
+//! the built-in copy of TinyLlama's); the tensors it implies are asked for
+//! in `weights.rs`.
 
 use std::path::Path;
 
@@ -201,77 +202,17 @@ impl LlamaConfig {
         })
     }
 
-    /// Every weight tensor the model needs, with its shape, in Hugging
-    /// Face's names (those of `LlamaForCausalLM` safetensors).
-    pub fn tensor_specs(&self) -> Vec<TensorSpec> {
-        let (h, i) = (self.hidden_size, self.intermediate_size);
+    /// Number of weights (1.1 billion for TinyLlama): the shapes that
+    /// `LlamaWeights::load` asks for, summed (a test checks the two agree).
+    pub fn parameter_count(&self) -> usize {
+        let (hidden, inner) = (self.hidden_size, self.intermediate_size);
         let q = self.num_heads * self.head_dim;
         let kv = self.num_kv_heads * self.head_dim;
-        let mut specs = vec![TensorSpec::new(
-            "model.embed_tokens.weight",
-            [self.vocab_size, h],
-            TensorKind::Matrix,
-        )];
-        for layer in 0..self.num_layers {
-            let p = format!("model.layers.{layer}");
-            specs.extend([
-                TensorSpec::new(format!("{p}.input_layernorm.weight"), [h], TensorKind::Norm),
-                TensorSpec::new(
-                    format!("{p}.self_attn.q_proj.weight"),
-                    [q, h],
-                    TensorKind::Matrix,
-                ),
-                TensorSpec::new(
-                    format!("{p}.self_attn.k_proj.weight"),
-                    [kv, h],
-                    TensorKind::Matrix,
-                ),
-                TensorSpec::new(
-                    format!("{p}.self_attn.v_proj.weight"),
-                    [kv, h],
-                    TensorKind::Matrix,
-                ),
-                TensorSpec::new(
-                    format!("{p}.self_attn.o_proj.weight"),
-                    [h, q],
-                    TensorKind::Matrix,
-                ),
-                TensorSpec::new(
-                    format!("{p}.post_attention_layernorm.weight"),
-                    [h],
-                    TensorKind::Norm,
-                ),
-                TensorSpec::new(
-                    format!("{p}.mlp.gate_proj.weight"),
-                    [i, h],
-                    TensorKind::Matrix,
-                ),
-                TensorSpec::new(
-                    format!("{p}.mlp.up_proj.weight"),
-                    [i, h],
-                    TensorKind::Matrix,
-                ),
-                TensorSpec::new(
-                    format!("{p}.mlp.down_proj.weight"),
-                    [h, i],
-                    TensorKind::Matrix,
-                ),
-            ]);
-        }
-        specs.push(TensorSpec::new("model.norm.weight", [h], TensorKind::Norm));
-        if !self.tie_word_embeddings {
-            specs.push(TensorSpec::new(
-                "lm_head.weight",
-                [self.vocab_size, h],
-                TensorKind::Matrix,
-            ));
-        }
-        specs
-    }
-
-    /// Number of weights (1.1 billion for TinyLlama).
-    pub fn parameter_count(&self) -> usize {
-        self.tensor_specs().iter().map(TensorSpec::elements).sum()
+        let table = self.vocab_size * hidden;
+        let attention = 2 * q * hidden + 2 * kv * hidden;
+        let layer = 2 * hidden + attention + 3 * inner * hidden;
+        let head = if self.tie_word_embeddings { 0 } else { table };
+        table + self.num_layers * layer + hidden + head
     }
 
     /// Weights read from memory to generate one token: all of them except
@@ -288,37 +229,6 @@ impl LlamaConfig {
     }
 }
 
-/// What a weight is for, which decides its random initialisation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TensorKind {
-    /// Projections and embedding tables: normal, std 0.02.
-    Matrix,
-    /// RMSNorm scales: ones.
-    Norm,
-}
-
-/// One named weight tensor and the shape the config implies for it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub shape: Vec<usize>,
-    pub kind: TensorKind,
-}
-
-impl TensorSpec {
-    pub fn new(name: impl Into<String>, shape: impl Into<Vec<usize>>, kind: TensorKind) -> Self {
-        Self {
-            name: name.into(),
-            shape: shape.into(),
-            kind,
-        }
-    }
-
-    pub fn elements(&self) -> usize {
-        self.shape.iter().product()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,6 +241,5 @@ mod tests {
             (32, 4, 64)
         );
         assert_eq!(config.parameter_count(), 1_100_048_384);
-        assert_eq!(config.tensor_specs().len(), 2 + 22 * 9 + 1);
     }
 }

@@ -3,9 +3,7 @@
 //! `rms_norm`, `rope` and `scaled_dot_product_attention` (GQA without
 //! repeating keys) do the Llama-specific work.
 
-use std::collections::HashMap;
-
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use bench_core::host::HostTensor;
 use bench_core::Execution;
 use fw_mlx::{from_host, to_host_f32, MlxRuntime};
@@ -14,10 +12,11 @@ use mlx_rs::ops::indexing::argmax_axis;
 use mlx_rs::ops::indexing::{IndexOp, TryIndexMutOp};
 use mlx_rs::transforms::{async_eval, eval};
 use mlx_rs::{nn, Array, Dtype};
+use model_hub::TensorSource;
 
 use crate::config::LlamaConfig;
 use crate::generate::{check_tokens, AttentionMask, CausalLm, Logits};
-use crate::weights::WeightSource;
+use crate::weights::{DecoderWeights, LlamaWeights};
 
 /// Llama for causal language modelling, with its key/value cache.
 pub struct Llama {
@@ -59,7 +58,7 @@ impl Llama {
     pub fn new(
         runtime: &MlxRuntime,
         config: &LlamaConfig,
-        weights: &dyn WeightSource,
+        weights: &dyn TensorSource,
         capacity: usize,
         execution: Execution,
     ) -> Result<Self> {
@@ -68,45 +67,18 @@ impl Llama {
             "a cache of {capacity} positions exceeds max_position_embeddings ({})",
             config.max_position_embeddings
         );
-        let mut tensors = HashMap::new();
-        for spec in config.tensor_specs() {
-            let array = upload(&weights.load(&spec)?, runtime.dtype())?;
-            tensors.insert(spec.name, array);
-        }
-        let mut take = |name: String| {
-            tensors
-                .remove(&name)
-                .with_context(|| format!("weight {name} was not loaded"))
-        };
-        let embed_tokens = take("model.embed_tokens.weight".into())?;
-        let layers = (0..config.num_layers)
-            .map(|i| {
-                let p = format!("model.layers.{i}");
-                Ok(DecoderLayer {
-                    input_layernorm: take(format!("{p}.input_layernorm.weight"))?,
-                    q_proj: take(format!("{p}.self_attn.q_proj.weight"))?,
-                    k_proj: take(format!("{p}.self_attn.k_proj.weight"))?,
-                    v_proj: take(format!("{p}.self_attn.v_proj.weight"))?,
-                    o_proj: take(format!("{p}.self_attn.o_proj.weight"))?,
-                    post_attention_layernorm: take(format!("{p}.post_attention_layernorm.weight"))?,
-                    gate_proj: take(format!("{p}.mlp.gate_proj.weight"))?,
-                    up_proj: take(format!("{p}.mlp.up_proj.weight"))?,
-                    down_proj: take(format!("{p}.mlp.down_proj.weight"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let norm = take("model.norm.weight".into())?;
-        let lm_head = if config.tie_word_embeddings {
-            embed_tokens.clone()
-        } else {
-            take("lm_head.weight".into())?
-        };
+        let weights =
+            LlamaWeights::from_source(weights, config, |tensor| upload(&tensor, runtime.dtype()))?;
+        let lm_head = weights
+            .lm_head
+            .unwrap_or_else(|| weights.embed_tokens.clone());
+        let layers = weights.layers.into_iter().map(DecoderLayer::new).collect();
         let cache = KvCache::new(config, capacity, runtime.dtype())?;
         Ok(Self {
             config: config.clone(),
-            embed_tokens,
+            embed_tokens: weights.embed_tokens,
             layers,
-            norm,
+            norm: weights.norm,
             lm_head,
             cache,
             execution: runtime.execution_label(execution, false),
@@ -219,6 +191,20 @@ enum Mask {
 }
 
 impl DecoderLayer {
+    fn new(weights: DecoderWeights<Array>) -> Self {
+        Self {
+            input_layernorm: weights.input_layernorm,
+            q_proj: weights.q_proj,
+            k_proj: weights.k_proj,
+            v_proj: weights.v_proj,
+            o_proj: weights.o_proj,
+            post_attention_layernorm: weights.post_attention_layernorm,
+            gate_proj: weights.gate_proj,
+            up_proj: weights.up_proj,
+            down_proj: weights.down_proj,
+        }
+    }
+
     fn forward(
         &self,
         x: &Array,

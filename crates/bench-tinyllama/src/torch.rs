@@ -12,17 +12,16 @@
 //! SDPA takes `enable_gqa`; its flash kernel needs 16-bit floats, so in
 //! float32 libtorch's math kernel repeats the keys (the row says so).
 
-use std::collections::HashMap;
-
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use bench_core::host::HostTensor;
 use bench_core::Execution;
 use fw_torch::{from_host, to_host_f32, GraphedStep, TorchRuntime};
+use model_hub::TensorSource;
 use tch::{Device, Kind, Tensor};
 
 use crate::config::LlamaConfig;
 use crate::generate::{check_tokens, rope_inverse_frequencies, AttentionMask, CausalLm, Logits};
-use crate::weights::WeightSource;
+use crate::weights::{DecoderWeights, LlamaWeights};
 
 /// Llama for causal language modelling, with its key/value cache.
 pub struct Llama {
@@ -86,7 +85,7 @@ impl Llama {
     pub fn new(
         runtime: &TorchRuntime,
         config: &LlamaConfig,
-        weights: &dyn WeightSource,
+        weights: &dyn TensorSource,
         capacity: usize,
         execution: Execution,
     ) -> Result<Self> {
@@ -96,49 +95,13 @@ impl Llama {
             config.max_position_embeddings
         );
         let device = runtime.tch_device();
-        let mut tensors = HashMap::new();
-        for spec in config.tensor_specs() {
-            let tensor = upload(&weights.load(&spec)?, runtime.kind(), device);
-            tensors.insert(spec.name, tensor);
-        }
-        let mut take = |name: String| {
-            tensors
-                .remove(&name)
-                .with_context(|| format!("weight {name} was not loaded"))
-        };
-        let embed_tokens = take("model.embed_tokens.weight".into())?;
-        let layers = (0..config.num_layers)
-            .map(|i| {
-                let p = format!("model.layers.{i}");
-                Ok(DecoderLayer {
-                    input_layernorm: take(format!("{p}.input_layernorm.weight"))?,
-                    qkv_proj: Tensor::cat(
-                        &[
-                            take(format!("{p}.self_attn.q_proj.weight"))?,
-                            take(format!("{p}.self_attn.k_proj.weight"))?,
-                            take(format!("{p}.self_attn.v_proj.weight"))?,
-                        ],
-                        0,
-                    ),
-                    o_proj: take(format!("{p}.self_attn.o_proj.weight"))?,
-                    post_attention_layernorm: take(format!("{p}.post_attention_layernorm.weight"))?,
-                    gate_up_proj: Tensor::cat(
-                        &[
-                            take(format!("{p}.mlp.gate_proj.weight"))?,
-                            take(format!("{p}.mlp.up_proj.weight"))?,
-                        ],
-                        0,
-                    ),
-                    down_proj: take(format!("{p}.mlp.down_proj.weight"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let norm = take("model.norm.weight".into())?;
-        let lm_head = if config.tie_word_embeddings {
-            embed_tokens.shallow_clone()
-        } else {
-            take("lm_head.weight".into())?
-        };
+        let weights = LlamaWeights::from_source(weights, config, |tensor| {
+            Ok(upload(&tensor, runtime.kind(), device))
+        })?;
+        let lm_head = weights
+            .lm_head
+            .unwrap_or_else(|| weights.embed_tokens.shallow_clone());
+        let layers = weights.layers.into_iter().map(DecoderLayer::new).collect();
         let cache = KvCache::new(config, capacity, runtime.kind(), device);
         let rope = rope_tables(config, capacity, runtime.kind(), device);
         let int64 = (Kind::Int64, device);
@@ -155,9 +118,9 @@ impl Llama {
         .then(|| GraphedStep::new(device, 1));
         Ok(Self {
             config: config.clone(),
-            embed_tokens,
+            embed_tokens: weights.embed_tokens,
             layers,
-            norm,
+            norm: weights.norm,
             lm_head,
             cache,
             rope,
@@ -341,6 +304,17 @@ enum Mask {
 }
 
 impl DecoderLayer {
+    fn new(weights: DecoderWeights<Tensor>) -> Self {
+        Self {
+            input_layernorm: weights.input_layernorm,
+            qkv_proj: Tensor::cat(&[weights.q_proj, weights.k_proj, weights.v_proj], 0),
+            o_proj: weights.o_proj,
+            post_attention_layernorm: weights.post_attention_layernorm,
+            gate_up_proj: Tensor::cat(&[weights.gate_proj, weights.up_proj], 0),
+            down_proj: weights.down_proj,
+        }
+    }
+
     fn forward(
         &self,
         x: &Tensor,

@@ -1,33 +1,120 @@
-//! Where the weights come from, framework-neutral: both twins take the
-//! same float32 host tensors, one at a time (so that a 1.1B-parameter
-//! model never sits in memory twice over), and upload them.
+//! The model's weights, framework-neutral: each checkpoint name is
+//! written once, below, beside the field it fills and the shape the config
+//! implies for it. Both twins take the same float32 host tensors from a
+//! [`TensorSource`] (Hub safetensors or seeded random weights), one at a
+//! time, and upload each as it comes (so that a 1.1B-parameter model never
+//! sits in memory twice over).
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
-
-use anyhow::{ensure, Context, Result};
+use anyhow::Result;
 use bench_core::host::HostTensor;
 use bench_core::rng::{draw_at, fnv1a};
-use safetensors::tensor::TensorInfo;
+use model_hub::{Init, TensorSource, WeightPath, WeightTree};
 
-use crate::config::{TensorKind, TensorSpec};
+use crate::config::LlamaConfig;
 
 /// Standard deviation of random projection weights (Llama's
 /// `initializer_range`).
 pub const RANDOM_WEIGHT_STD: f32 = 0.02;
 
-/// A source of named weight tensors.
-pub trait WeightSource {
-    /// The tensor `spec` names, as float32, checked against its shape.
-    fn load(&self, spec: &TensorSpec) -> Result<HostTensor>;
-    /// For every result row: "random weights (seed N)" or "hub:<repo>".
-    fn description(&self) -> String;
+/// Llama's weights, each a `T`: a host tensor, or a twin's device array
+/// uploaded as soon as it was read.
+pub struct LlamaWeights<T> {
+    pub embed_tokens: T,
+    pub layers: Vec<DecoderWeights<T>>,
+    pub norm: T,
+    /// None: tied to `embed_tokens` (`tie_word_embeddings`).
+    pub lm_head: Option<T>,
+}
+
+/// One decoder layer; projections are [out, in], as PyTorch stores them.
+pub struct DecoderWeights<T> {
+    pub input_layernorm: T,
+    pub q_proj: T,
+    pub k_proj: T,
+    pub v_proj: T,
+    pub o_proj: T,
+    pub post_attention_layernorm: T,
+    pub gate_proj: T,
+    pub up_proj: T,
+    pub down_proj: T,
+}
+
+impl<T> LlamaWeights<T> {
+    /// Every weight `config` calls for from `source`, each passed through
+    /// `upload` as soon as it is read; one error names every missing or
+    /// mis-shaped tensor, and any stored tensor the model does not use.
+    pub fn from_source(
+        source: &dyn TensorSource,
+        config: &LlamaConfig,
+        upload: impl FnMut(HostTensor) -> Result<T>,
+    ) -> Result<Self> {
+        let tree = WeightTree::new(source);
+        let weights = Self::load(&tree, config, upload)?;
+        tree.finish_strict(|name| unused_by_llama(name, config))?;
+        Ok(weights)
+    }
+
+    /// Takes every weight `config` calls for from `tree`, in Hugging Face's
+    /// names (those of `LlamaForCausalLM` safetensors).
+    pub fn load(
+        tree: &WeightTree,
+        config: &LlamaConfig,
+        mut upload: impl FnMut(HostTensor) -> Result<T>,
+    ) -> Result<Self> {
+        let (vocab, hidden) = (config.vocab_size, config.hidden_size);
+        let model = tree.pp("model");
+        let layers = model.pp("layers");
+        Ok(Self {
+            embed_tokens: upload(model.pp("embed_tokens").get(&[vocab, hidden], "weight"))?,
+            layers: (0..config.num_layers)
+                .map(|i| DecoderWeights::load(layers.pp(i), config, &mut upload))
+                .collect::<Result<_>>()?,
+            norm: upload(model.pp("norm").get_init(&[hidden], "weight", Init::Ones))?,
+            lm_head: match config.tie_word_embeddings {
+                true => None,
+                false => Some(upload(tree.pp("lm_head").get(&[vocab, hidden], "weight"))?),
+            },
+        })
+    }
+}
+
+impl<T> DecoderWeights<T> {
+    fn load(
+        path: WeightPath,
+        config: &LlamaConfig,
+        upload: &mut impl FnMut(HostTensor) -> Result<T>,
+    ) -> Result<Self> {
+        let (hidden, inner) = (config.hidden_size, config.intermediate_size);
+        let q = config.num_heads * config.head_dim;
+        let kv = config.num_kv_heads * config.head_dim;
+        let norm = |name: &str| path.pp(name).get_init(&[hidden], "weight", Init::Ones);
+        let (attention, mlp) = (path.pp("self_attn"), path.pp("mlp"));
+        let projection = |path: &WeightPath, name: &str, output, input| {
+            path.pp(name).get(&[output, input], "weight")
+        };
+        Ok(Self {
+            input_layernorm: upload(norm("input_layernorm"))?,
+            q_proj: upload(projection(&attention, "q_proj", q, hidden))?,
+            k_proj: upload(projection(&attention, "k_proj", kv, hidden))?,
+            v_proj: upload(projection(&attention, "v_proj", kv, hidden))?,
+            o_proj: upload(projection(&attention, "o_proj", hidden, q))?,
+            post_attention_layernorm: upload(norm("post_attention_layernorm"))?,
+            gate_proj: upload(projection(&mlp, "gate_proj", inner, hidden))?,
+            up_proj: upload(projection(&mlp, "up_proj", inner, hidden))?,
+            down_proj: upload(projection(&mlp, "down_proj", hidden, inner))?,
+        })
+    }
+}
+
+/// What Llama checkpoints may carry that the model does not use: rotary
+/// frequency buffers (older exports), and a tied head's stored copy.
+fn unused_by_llama(name: &str, config: &LlamaConfig) -> bool {
+    name.ends_with(".rotary_emb.inv_freq")
+        || (config.tie_word_embeddings && name == "lm_head.weight")
 }
 
 /// Seeded random weights: projections normal with std 0.02, RMSNorm scales
-/// one. Every element is a function of (seed, tensor name, index) alone, so
+/// one (`Init::Ones`). Every element is a function of (seed, tensor name, index) alone, so
 /// any process, thread count or loading order gives the same numbers.
 #[derive(Clone, Debug)]
 pub struct RandomWeights {
@@ -46,18 +133,26 @@ impl RandomWeights {
     }
 }
 
-impl WeightSource for RandomWeights {
-    fn load(&self, spec: &TensorSpec) -> Result<HostTensor> {
-        let data = match spec.kind {
-            TensorKind::Norm => vec![1.0; spec.elements()],
-            TensorKind::Matrix => {
-                normal_values(spec.elements(), self.seed ^ fnv1a(&spec.name), self.std)
-            }
-        };
-        HostTensor::new(spec.shape.clone(), data)
+/// Generates any tensor asked for, of the shape asked for.
+impl TensorSource for RandomWeights {
+    fn stored(&self) -> Vec<(String, Vec<usize>)> {
+        Vec::new()
     }
 
-    fn description(&self) -> String {
+    fn shape(&self, _: &str, expected: &[usize]) -> Option<Vec<usize>> {
+        Some(expected.to_vec())
+    }
+
+    fn read(&self, name: &str, shape: &[usize], init: Init) -> Result<HostTensor> {
+        let elements = shape.iter().product();
+        let data = match init {
+            Init::Ones => vec![1.0; elements],
+            Init::Normal => normal_values(elements, self.seed ^ fnv1a(name), self.std),
+        };
+        HostTensor::new(shape.to_vec(), data)
+    }
+
+    fn origin(&self) -> String {
         if self.std == RANDOM_WEIGHT_STD {
             format!("random weights (seed {})", self.seed)
         } else {
@@ -96,127 +191,46 @@ pub fn normal_values(len: usize, key: u64, std: f32) -> Vec<f32> {
     data
 }
 
-/// Weights in Hugging Face safetensors files: one `model.safetensors`, or
-/// the shards that `model.safetensors.index.json` lists. Only the headers
-/// are read up front; each tensor is read from disk when asked for.
-#[derive(Debug)]
-pub struct SafetensorsWeights {
-    tensors: HashMap<String, StoredTensor>,
-    origin: String,
-}
-
-#[derive(Debug)]
-struct StoredTensor {
-    file: PathBuf,
-    /// Where the tensor's bytes start in the file.
-    data_start: u64,
-    info: TensorInfo,
-}
-
-impl SafetensorsWeights {
-    /// Reads the headers of `files`; `origin` names the source in rows.
-    pub fn open(files: &[PathBuf], origin: &str) -> Result<Self> {
-        let mut tensors = HashMap::new();
-        for file in files {
-            let (data_start, infos) = read_header(file)?;
-            for (name, info) in infos {
-                tensors.insert(
-                    name,
-                    StoredTensor {
-                        file: file.clone(),
-                        data_start,
-                        info,
-                    },
-                );
-            }
-        }
-        Ok(Self {
-            tensors,
-            origin: origin.to_owned(),
-        })
-    }
-
-    /// The shard files named by a `model.safetensors.index.json`.
-    pub fn shards_of_index(index: &Path) -> Result<Vec<String>> {
-        #[derive(serde::Deserialize)]
-        struct Index {
-            weight_map: HashMap<String, String>,
-        }
-        let text = std::fs::read_to_string(index)
-            .with_context(|| format!("reading {}", index.display()))?;
-        let parsed: Index = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a safetensors index", index.display()))?;
-        let mut shards: Vec<String> = parsed.weight_map.into_values().collect();
-        shards.sort();
-        shards.dedup();
-        Ok(shards)
-    }
-}
-
-impl WeightSource for SafetensorsWeights {
-    fn load(&self, spec: &TensorSpec) -> Result<HostTensor> {
-        let stored = self.tensors.get(&spec.name).with_context(|| {
-            format!(
-                "weights from {}: no tensor {} (expected shape {:?})",
-                self.origin, spec.name, spec.shape
-            )
-        })?;
-        ensure!(
-            stored.info.shape == spec.shape,
-            "weights from {}: tensor {} has shape {:?}, the config implies {:?}",
-            self.origin,
-            spec.name,
-            stored.info.shape,
-            spec.shape
-        );
-        let (start, end) = stored.info.data_offsets;
-        let mut bytes = vec![0u8; end - start];
-        let mut file = File::open(&stored.file)
-            .with_context(|| format!("opening {}", stored.file.display()))?;
-        file.seek(SeekFrom::Start(stored.data_start + start as u64))
-            .and_then(|_| file.read_exact(&mut bytes))
-            .with_context(|| format!("reading {} from {}", spec.name, stored.file.display()))?;
-        let data = model_hub::floats::to_f32(stored.info.dtype, &bytes)
-            .with_context(|| format!("tensor {} in {}", spec.name, stored.file.display()))?;
-        HostTensor::new(spec.shape.clone(), data)
-    }
-
-    fn description(&self) -> String {
-        self.origin.clone()
-    }
-}
-
-/// The tensor table of a safetensors file and where its data begins.
-fn read_header(path: &Path) -> Result<(u64, Vec<(String, TensorInfo)>)> {
-    let context = || format!("reading the safetensors header of {}", path.display());
-    let mut file = File::open(path).with_context(context)?;
-    let mut length = [0u8; 8];
-    file.read_exact(&mut length).with_context(context)?;
-    let length = u64::from_le_bytes(length);
-    ensure!(
-        length < 100_000_000,
-        "{}: header length {length} is not plausible",
-        path.display()
-    );
-    let mut header = vec![0u8; length as usize];
-    file.read_exact(&mut header).with_context(context)?;
-    let entries: HashMap<String, serde_json::Value> =
-        serde_json::from_slice(&header).with_context(context)?;
-    let mut tensors = Vec::with_capacity(entries.len());
-    for (name, value) in entries {
-        if name == "__metadata__" {
-            continue;
-        }
-        let info: TensorInfo = serde_json::from_value(value)
-            .with_context(|| format!("{}: entry {name} is not a tensor", path.display()))?;
-        tensors.push((name, info));
-    }
-    Ok((8 + length, tensors))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tiny(tied: bool) -> LlamaConfig {
+        let json = format!(
+            r#"{{"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,
+                "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 1000,
+                "rms_norm_eps": 1e-5, "max_position_embeddings": 64,
+                "tie_word_embeddings": {tied}}}"#
+        );
+        LlamaConfig::from_json(&json, "tiny").unwrap()
+    }
+
+    #[test]
+    fn the_parameter_count_is_what_loading_asks_for() {
+        for tied in [false, true] {
+            let config = tiny(tied);
+            let tree = WeightTree::new(RandomWeights::new(0));
+            LlamaWeights::load(&tree, &config, |tensor| Ok(tensor.data.len())).unwrap();
+            let requested = tree.requested();
+            let asked: usize = requested
+                .iter()
+                .map(|r| r.shape.iter().product::<usize>())
+                .sum();
+            assert_eq!(config.parameter_count(), asked);
+            assert_eq!(requested.len(), 1 + 2 * 9 + 1 + usize::from(!tied));
+        }
+    }
+
+    #[test]
+    fn norms_start_at_one_and_projections_are_random() {
+        let tree = WeightTree::new(RandomWeights::new(3));
+        let weights = LlamaWeights::load(&tree, &tiny(false), Ok).unwrap();
+        assert!(weights.norm.data.iter().all(|&v| v == 1.0));
+        let q = &weights.layers[1].q_proj;
+        assert_eq!(q.shape, [64, 64]);
+        assert!(q.data.iter().any(|&v| v != 0.0));
+        tree.finish_strict(|_| false).unwrap();
+    }
 
     #[test]
     fn random_weights_are_normal_with_the_asked_spread() {

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, ensure, Context, Result};
 use bench_core::{Cell, DeviceKind, Kind, Knob, Preset, Settings};
-use model_hub::{ModelSource, Preference};
+use model_hub::{ModelSource, Preference, SafetensorsFiles, TensorSource};
 
 use crate::config::LlamaConfig;
 use crate::sampler::SamplingConfig;
 use crate::tokenizer::LlamaTokenizer;
-use crate::weights::{RandomWeights, SafetensorsWeights, WeightSource};
+use crate::weights::RandomWeights;
 
 /// The model measured by default.
 pub const TINYLLAMA_REPO: &str = "TinyLlama/TinyLlama-1.1B-Chat-v1.0";
@@ -129,7 +129,7 @@ pub const ZEPHYR_TEMPLATE: ChatTemplate = ChatTemplate {
 /// prompt, and what the rows record about them.
 pub struct Workload {
     pub config: LlamaConfig,
-    pub weights: Box<dyn WeightSource>,
+    pub weights: Box<dyn TensorSource>,
     pub tokenizer_origin: String,
     /// Turns the generated ids back into text for the row.
     pub tokenizer: LlamaTokenizer,
@@ -165,7 +165,7 @@ impl Workload {
                 .ok(),
             other => bail!("--set weights={other}: expected auto, hub or random"),
         };
-        let (config, weights, tokenizer, template): (_, Box<dyn WeightSource>, _, _) = match hub {
+        let (config, weights, tokenizer, template): (_, Box<dyn TensorSource>, _, _) = match hub {
             Some(hub) => (
                 hub.config,
                 Box::new(hub.weights),
@@ -208,7 +208,7 @@ impl Workload {
     pub fn settings(&self) -> Settings {
         let g = &self.generation;
         Settings::new()
-            .with("weights", self.weights.description())
+            .with("weights", self.weights.origin())
             .with("tokenizer", &self.tokenizer_origin)
             .with("prompt_tokens", g.prompt_tokens)
             .with("gen_tokens", g.gen_tokens)
@@ -228,7 +228,7 @@ impl Workload {
 /// A model from the Hugging Face Hub: config, tokenizer, safetensors.
 struct HubModel {
     config: LlamaConfig,
-    weights: SafetensorsWeights,
+    weights: SafetensorsFiles,
     tokenizer: LlamaTokenizer,
     template: Option<ChatTemplate>,
 }
@@ -253,13 +253,13 @@ impl HubModel {
                 let index = "model.safetensors.index.json";
                 let found = model_hub::resolve(&source, &[index], Preference::HubOnly)
                     .with_context(|| format!("{repo} has neither model.safetensors nor {index}"))?;
-                let shards = SafetensorsWeights::shards_of_index(found.path(index)?)?;
+                let shards = SafetensorsFiles::shards_of_index(found.path(index)?)?;
                 let names: Vec<&str> = shards.iter().map(String::as_str).collect();
                 let found = model_hub::resolve(&source, &names, Preference::HubOnly)?;
                 found.files.into_values().collect()
             }
         };
-        let weights = SafetensorsWeights::open(&files, &meta.origin)?;
+        let weights = SafetensorsFiles::open(&files, &meta.origin)?;
         // A chat model's template is in its tokenizer_config.json; Zephyr's
         // markers there mean TinyLlama-Chat's format. No file: plain text.
         let template = model_hub::resolve(&source, &["tokenizer_config.json"], Preference::HubOnly)

@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use bench_core::{DeviceKind, Precision};
 use bench_tinyllama::config::{LlamaConfig, TINYLLAMA_CONFIG_JSON};
 use bench_tinyllama::tokenizer::LlamaTokenizer;
-use bench_tinyllama::weights::{SafetensorsWeights, WeightSource};
+use bench_tinyllama::weights::LlamaWeights;
 use bench_tinyllama::workload::{build_prompt, ZEPHYR_TEMPLATE};
 use bench_tinyllama::{mlx, torch, CausalLm, Logits};
 use common::{tiny_config, tiny_weights, tokens};
+use model_hub::{Init, SafetensorsFiles, TensorSource, WeightTree};
 use safetensors::tensor::{Dtype, TensorView};
 
 fn temp_path(name: &str) -> PathBuf {
@@ -78,18 +79,22 @@ fn write_checkpoint(
     name: &str,
     edit: impl FnOnce(&mut HashMap<String, (Vec<usize>, Vec<u8>)>),
 ) -> PathBuf {
-    let config = tiny_config();
-    let mut tensors: HashMap<String, (Vec<usize>, Vec<u8>)> = config
-        .tensor_specs()
-        .iter()
-        .map(|spec| {
-            let values = tiny_weights().load(spec).unwrap();
+    // The model's own list of what it asks for, from loading it once.
+    let tree = WeightTree::new(tiny_weights());
+    LlamaWeights::load(&tree, &tiny_config(), |_| Ok(())).unwrap();
+    let mut tensors: HashMap<String, (Vec<usize>, Vec<u8>)> = tree
+        .requested()
+        .into_iter()
+        .map(|request| {
+            let values = tiny_weights()
+                .read(&request.name, &request.shape, request.init)
+                .unwrap();
             let bytes = values
                 .data
                 .iter()
                 .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
                 .collect();
-            (spec.name.clone(), (spec.shape.clone(), bytes))
+            (request.name, (request.shape, bytes))
         })
         .collect();
     edit(&mut tensors);
@@ -110,7 +115,7 @@ fn write_checkpoint(
 #[test]
 fn a_safetensors_checkpoint_loads_into_both_twins() {
     let path = write_checkpoint("good.safetensors", |_| {});
-    let weights = SafetensorsWeights::open(std::slice::from_ref(&path), "test checkpoint").unwrap();
+    let weights = SafetensorsFiles::open(std::slice::from_ref(&path), "test checkpoint").unwrap();
     let config = tiny_config();
     let mlx_rt = fw_mlx::MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap();
     let torch_rt = fw_torch::TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap();
@@ -128,9 +133,9 @@ fn a_safetensors_checkpoint_loads_into_both_twins() {
     let b = torch_model.forward(&tokens(6), Logits::All).unwrap();
     assert!(a.max_abs_diff(&b).unwrap() < 1e-4);
     // The file holds the random weights rounded to bfloat16.
-    let spec = &config.tensor_specs()[2];
-    let stored = weights.load(spec).unwrap();
-    let random = tiny_weights().load(spec).unwrap();
+    let (name, shape) = ("model.layers.0.self_attn.q_proj.weight", [64, 64]);
+    let stored = weights.read(name, &shape, Init::Normal).unwrap();
+    let random = tiny_weights().read(name, &shape, Init::Normal).unwrap();
     assert_eq!(stored.shape, random.shape);
     assert!(stored.max_abs_diff(&random).unwrap() < 2e-3);
     assert!(stored
@@ -138,7 +143,9 @@ fn a_safetensors_checkpoint_loads_into_both_twins() {
         .iter()
         .all(|&v| half::bf16::from_f32(v).to_f32() == v));
     std::fs::remove_file(&path).unwrap();
-    let error = weights.load(spec).unwrap_err();
+    let error = LlamaWeights::from_source(&weights, &config, Ok)
+        .err()
+        .unwrap();
     assert!(
         format!("{error:#}").contains("good.safetensors"),
         "{error:#}"
@@ -156,29 +163,28 @@ fn missing_and_misshaped_tensors_are_named() {
         // 32 x 64 elements either way: only the shape is wrong.
         *shape = vec![64, 32];
     });
-    let weights = SafetensorsWeights::open(std::slice::from_ref(&path), "test checkpoint").unwrap();
-    let specs = config.tensor_specs();
-    let find = |name: &str| specs.iter().find(|s| s.name == name).unwrap();
-    let misshaped = weights
-        .load(find("model.layers.0.self_attn.k_proj.weight"))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        misshaped.contains("model.layers.0.self_attn.k_proj.weight")
-            && misshaped.contains("[64, 32]")
-            && misshaped.contains("[32, 64]"),
-        "{misshaped}"
+    let weights = SafetensorsFiles::open(std::slice::from_ref(&path), "test checkpoint").unwrap();
+    // One error names both problems, with the file's origin.
+    let error = format!(
+        "{:#}",
+        LlamaWeights::from_source(&weights, &config, Ok)
+            .err()
+            .unwrap()
     );
-    let missing = weights
-        .load(find("model.layers.1.mlp.up_proj.weight"))
-        .unwrap_err()
-        .to_string();
     assert!(
-        missing.contains("no tensor model.layers.1.mlp.up_proj.weight")
-            && missing.contains("[172, 64]"),
-        "{missing}"
+        error.contains(
+            "model.layers.0.self_attn.k_proj.weight has shape [64, 32], expected [32, 64]"
+        ),
+        "{error}"
     );
-    // A twin reports the first bad tensor instead of panicking.
+    assert!(
+        error.contains(
+            "tensor model.layers.1.mlp.up_proj.weight is missing (expected shape [172, 64])"
+        ),
+        "{error}"
+    );
+    assert!(error.contains("test checkpoint"), "{error}");
+    // A twin reports the bad tensors instead of panicking.
     let torch_rt = fw_torch::TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 1).unwrap();
     let error = torch::Llama::new(
         &torch_rt,
@@ -191,7 +197,7 @@ fn missing_and_misshaped_tensors_are_named() {
     .unwrap();
     assert!(error.to_string().contains("k_proj"), "{error}");
     std::fs::remove_file(&path).unwrap();
-    let gone = SafetensorsWeights::open(std::slice::from_ref(&path), "test").unwrap_err();
+    let gone = SafetensorsFiles::open(std::slice::from_ref(&path), "test").unwrap_err();
     assert!(
         format!("{gone:#}").contains("broken.safetensors"),
         "{gone:#}"

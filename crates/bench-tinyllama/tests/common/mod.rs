@@ -5,11 +5,10 @@
 // Each test file uses a part of this module.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
-
 use bench_core::host::HostTensor;
 use bench_tinyllama::config::LlamaConfig;
-use bench_tinyllama::weights::{RandomWeights, WeightSource};
+use bench_tinyllama::weights::{LlamaWeights, RandomWeights};
+use model_hub::TensorSource;
 
 /// 2 layers, hidden 64, 4 query heads sharing 2 key/value heads (GQA),
 /// head_dim 16; parsed from JSON like any Hub config.
@@ -50,45 +49,28 @@ pub fn tokens(count: usize) -> Vec<u32> {
 /// Logits of every position, [tokens, vocab], computed in float64.
 pub fn reference_logits(
     config: &LlamaConfig,
-    weights: &dyn WeightSource,
+    weights: &dyn TensorSource,
     tokens: &[u32],
 ) -> HostTensor {
-    let w: HashMap<String, Vec<f64>> = config
-        .tensor_specs()
-        .iter()
-        .map(|spec| {
-            let t = weights.load(spec).unwrap();
-            (
-                spec.name.clone(),
-                t.data.iter().map(|&v| v as f64).collect(),
-            )
-        })
-        .collect();
+    let w = LlamaWeights::from_source(weights, config, |t| {
+        Ok(t.data.iter().map(|&v| v as f64).collect::<Vec<f64>>())
+    })
+    .unwrap();
     let (h, d) = (config.hidden_size, config.head_dim);
     let (heads, kv_heads) = (config.num_heads, config.num_kv_heads);
     let eps = config.rms_norm_eps;
     let mut x: Vec<Vec<f64>> = tokens
         .iter()
-        .map(|&t| w["model.embed_tokens.weight"][t as usize * h..][..h].to_vec())
+        .map(|&t| w.embed_tokens[t as usize * h..][..h].to_vec())
         .collect();
-    for layer in 0..config.num_layers {
-        let p = |name: &str| &w[&format!("model.layers.{layer}.{name}.weight")];
+    for p in &w.layers {
         let normed: Vec<Vec<f64>> = x
             .iter()
-            .map(|r| rms_norm(r, p("input_layernorm"), eps))
+            .map(|r| rms_norm(r, &p.input_layernorm, eps))
             .collect();
-        let q: Vec<Vec<f64>> = normed
-            .iter()
-            .map(|r| linear(r, p("self_attn.q_proj")))
-            .collect();
-        let k: Vec<Vec<f64>> = normed
-            .iter()
-            .map(|r| linear(r, p("self_attn.k_proj")))
-            .collect();
-        let v: Vec<Vec<f64>> = normed
-            .iter()
-            .map(|r| linear(r, p("self_attn.v_proj")))
-            .collect();
+        let q: Vec<Vec<f64>> = normed.iter().map(|r| linear(r, &p.q_proj)).collect();
+        let k: Vec<Vec<f64>> = normed.iter().map(|r| linear(r, &p.k_proj)).collect();
+        let v: Vec<Vec<f64>> = normed.iter().map(|r| linear(r, &p.v_proj)).collect();
         let q: Vec<Vec<f64>> = q
             .iter()
             .enumerate()
@@ -120,26 +102,22 @@ pub fn reference_logits(
                     }
                 }
             }
-            add(&mut x[t], &linear(&attended, p("self_attn.o_proj")));
-            let normed = rms_norm(&x[t], p("post_attention_layernorm"), eps);
-            let gate = linear(&normed, p("mlp.gate_proj"));
-            let up = linear(&normed, p("mlp.up_proj"));
+            add(&mut x[t], &linear(&attended, &p.o_proj));
+            let normed = rms_norm(&x[t], &p.post_attention_layernorm, eps);
+            let gate = linear(&normed, &p.gate_proj);
+            let up = linear(&normed, &p.up_proj);
             let hidden: Vec<f64> = gate
                 .iter()
                 .zip(&up)
                 .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
                 .collect();
-            add(&mut x[t], &linear(&hidden, p("mlp.down_proj")));
+            add(&mut x[t], &linear(&hidden, &p.down_proj));
         }
     }
-    let head = if config.tie_word_embeddings {
-        &w["model.embed_tokens.weight"]
-    } else {
-        &w["lm_head.weight"]
-    };
+    let head = w.lm_head.as_ref().unwrap_or(&w.embed_tokens);
     let data = x
         .iter()
-        .flat_map(|r| linear(&rms_norm(r, &w["model.norm.weight"], eps), head))
+        .flat_map(|r| linear(&rms_norm(r, &w.norm, eps), head))
         .map(|v| v as f32)
         .collect();
     HostTensor::new(vec![tokens.len(), config.vocab_size], data).unwrap()
