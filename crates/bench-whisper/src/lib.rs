@@ -3,7 +3,7 @@
 //! factor, encoder time, and time per decoded token. Model loading is
 //! outside every timing.
 //!
-//! Both twins load one weight set (Hub safetensors or the CTranslate2
+//! Both twins build from one [`weights::WhisperWeights`] (Hub safetensors or the CTranslate2
 //! registry copy), read the same log-mel (computed in plain Rust by
 //! [`mel`]), and share the decoding loop ([`pipeline`]); only the model
 //! code differs (`mlx.rs`, `torch.rs`).

@@ -12,7 +12,7 @@ use model_hub::{ModelFiles, ModelSource, Preference};
 use crate::config::{read_json, ModelDims, SuppressRules};
 use crate::ct2::Ct2Model;
 use crate::text::{SuppressMasks, WhisperTokenizer};
-use crate::weights::{self, WeightSet};
+use crate::weights::WhisperWeights;
 
 pub const DEFAULT_MODEL: &str = "openai/whisper-tiny.en";
 
@@ -46,7 +46,7 @@ impl FromStr for SourcePreference {
     }
 }
 
-/// A model ready for either twin: one weight set, one tokenizer, one set
+/// A model ready for either twin: one set of weights, one tokenizer, one set
 /// of suppression masks.
 pub struct WhisperModel {
     /// The Hub id or folder asked for.
@@ -55,7 +55,7 @@ pub struct WhisperModel {
     pub origin: String,
     pub format: &'static str,
     pub dims: ModelDims,
-    pub weights: WeightSet,
+    pub weights: WhisperWeights,
     pub tokenizer: WhisperTokenizer,
     pub masks: SuppressMasks,
 }
@@ -145,7 +145,7 @@ fn load_hf(name: &str, files: &ModelFiles, language: &str) -> Result<WhisperMode
             files.origin
         )
     })?;
-    let weights = weights::from_hf_safetensors(files.path("model.safetensors")?, &dims)?;
+    let weights = WhisperWeights::read_safetensors(files.path("model.safetensors")?, &dims)?;
     finish(name, "safetensors", dims, weights, &rules, files, language)
 }
 
@@ -155,7 +155,7 @@ fn load_ct2(name: &str, files: &ModelFiles, language: &str) -> Result<WhisperMod
     let config_path = files.path("config.json")?;
     let rules = SuppressRules::from_config(&read_json(config_path)?, config_path)?
         .with_context(|| format!("{} lists no suppress_ids", config_path.display()))?;
-    let weights = weights::from_ct2(&model, &dims)?;
+    let weights = WhisperWeights::from_ct2(&model, &dims)?;
     finish(name, "ctranslate2", dims, weights, &rules, files, language)
 }
 
@@ -163,7 +163,7 @@ fn finish(
     name: &str,
     format: &'static str,
     dims: ModelDims,
-    weights: WeightSet,
+    weights: WhisperWeights,
     rules: &SuppressRules,
     files: &ModelFiles,
     language: &str,

@@ -11,72 +11,81 @@ use tch::{Device, Kind, Tensor};
 use crate::config::ModelDims;
 use crate::pipeline::{DecoderSession, WhisperTwin};
 use crate::text::SuppressMasks;
-use crate::weights::WeightSet;
+use crate::weights::{
+    AttentionWeights, BlockWeights, LayerNormWeights, LinearWeights, WhisperWeights,
+};
 
 /// Whisper's LayerNorm epsilon (PyTorch's default).
 const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// Uploads the weights at the runtime's precision (untimed set-up).
-struct Loader<'a> {
-    weights: &'a WeightSet,
+struct Loader {
     kind: Kind,
     device: Device,
 }
 
-impl Loader<'_> {
-    fn tensor(&mut self, name: &str) -> Result<Tensor> {
-        Ok(from_host(self.weights.get(name)?)
+impl Loader {
+    fn tensor(&mut self, tensor: &HostTensor) -> Result<Tensor> {
+        Ok(from_host(tensor)
             .f_to_kind(self.kind)?
             .f_to_device(self.device)?)
     }
 
-    fn linear(&mut self, prefix: &str, has_bias: bool) -> Result<Linear> {
+    fn linear(&mut self, weights: &LinearWeights) -> Result<Linear> {
         Ok(Linear {
-            weight: self.tensor(&format!("{prefix}.weight"))?,
-            bias: has_bias
-                .then(|| self.tensor(&format!("{prefix}.bias")))
+            weight: self.tensor(&weights.weight)?,
+            bias: weights
+                .bias
+                .as_ref()
+                .map(|bias| self.tensor(bias))
                 .transpose()?,
         })
     }
 
-    fn layer_norm(&mut self, prefix: &str) -> Result<LayerNorm> {
+    fn layer_norm(&mut self, weights: &LayerNormWeights) -> Result<LayerNorm> {
         Ok(LayerNorm {
-            weight: self.tensor(&format!("{prefix}.weight"))?,
-            bias: self.tensor(&format!("{prefix}.bias"))?,
+            weight: self.tensor(&weights.weight)?,
+            bias: self.tensor(&weights.bias)?,
         })
     }
 
-    fn attention(&mut self, prefix: &str, n_head: usize) -> Result<Attention> {
+    fn attention(&mut self, weights: &AttentionWeights, n_head: usize) -> Result<Attention> {
         Ok(Attention {
-            query: self.linear(&format!("{prefix}.query"), true)?,
-            key: self.linear(&format!("{prefix}.key"), false)?,
-            value: self.linear(&format!("{prefix}.value"), true)?,
-            out: self.linear(&format!("{prefix}.out"), true)?,
+            query: self.linear(&weights.query)?,
+            key: self.linear(&weights.key)?,
+            value: self.linear(&weights.value)?,
+            out: self.linear(&weights.out)?,
             n_head: n_head as i64,
         })
     }
 
-    fn block(&mut self, prefix: &str, n_head: usize, cross: bool) -> Result<ResidualBlock> {
+    fn block(&mut self, weights: &BlockWeights, n_head: usize) -> Result<ResidualBlock> {
         Ok(ResidualBlock {
-            attn_ln: self.layer_norm(&format!("{prefix}.attn_ln"))?,
-            attn: self.attention(&format!("{prefix}.attn"), n_head)?,
-            cross_attn: cross
-                .then(|| -> Result<_> {
-                    Ok((
-                        self.layer_norm(&format!("{prefix}.cross_attn_ln"))?,
-                        self.attention(&format!("{prefix}.cross_attn"), n_head)?,
-                    ))
+            attn_ln: self.layer_norm(&weights.attn_ln)?,
+            attn: self.attention(&weights.attn, n_head)?,
+            cross_attn: weights
+                .cross_attn
+                .as_ref()
+                .map(|(ln, attn)| -> Result<_> {
+                    Ok((self.layer_norm(ln)?, self.attention(attn, n_head)?))
                 })
                 .transpose()?,
-            mlp_ln: self.layer_norm(&format!("{prefix}.mlp_ln"))?,
-            mlp1: self.linear(&format!("{prefix}.mlp1"), true)?,
-            mlp2: self.linear(&format!("{prefix}.mlp2"), true)?,
+            mlp_ln: self.layer_norm(&weights.mlp_ln)?,
+            mlp1: self.linear(&weights.mlp1)?,
+            mlp2: self.linear(&weights.mlp2)?,
         })
     }
 
+    fn blocks(&mut self, weights: &[BlockWeights], n_head: usize) -> Result<Vec<ResidualBlock>> {
+        weights
+            .iter()
+            .map(|block| self.block(block, n_head))
+            .collect()
+    }
+
     /// A conv1d weight in PyTorch's layout: (out, in, kernel), as stored.
-    fn conv_weight(&mut self, name: &str) -> Result<Tensor> {
-        self.tensor(name)
+    fn conv_weight(&mut self, weight: &HostTensor) -> Result<Tensor> {
+        self.tensor(weight)
     }
 }
 
@@ -230,40 +239,34 @@ pub struct Whisper {
 }
 
 impl Whisper {
-    /// Uploads the weight set at the runtime's precision (untimed set-up).
+    /// Uploads the weights at the runtime's precision (untimed set-up).
     pub fn new(
         runtime: &TorchRuntime,
-        weights: &WeightSet,
+        weights: &WhisperWeights,
         dims: &ModelDims,
         masks: &SuppressMasks,
     ) -> Result<Self> {
         let device = runtime.tch_device();
         let mut loader = Loader {
-            weights,
             kind: runtime.kind(),
             device,
         };
-        let encoder_blocks = (0..dims.n_audio_layer)
-            .map(|i| loader.block(&format!("encoder.blocks.{i}"), dims.n_audio_head, false))
-            .collect::<Result<Vec<_>>>()?;
-        let decoder_blocks = (0..dims.n_text_layer)
-            .map(|i| loader.block(&format!("decoder.blocks.{i}"), dims.n_text_head, true))
-            .collect::<Result<Vec<_>>>()?;
+        let (encoder, decoder) = (&weights.encoder, &weights.decoder);
         let model = Self {
             dims: dims.clone(),
             kind: runtime.kind(),
             device,
-            conv1_weight: loader.conv_weight("encoder.conv1.weight")?,
-            conv1_bias: loader.tensor("encoder.conv1.bias")?,
-            conv2_weight: loader.conv_weight("encoder.conv2.weight")?,
-            conv2_bias: loader.tensor("encoder.conv2.bias")?,
-            audio_positions: loader.tensor("encoder.positional_embedding")?,
-            encoder_blocks,
-            ln_post: loader.layer_norm("encoder.ln_post")?,
-            token_embedding: loader.tensor("decoder.token_embedding")?,
-            text_positions: loader.tensor("decoder.positional_embedding")?,
-            decoder_blocks,
-            decoder_ln: loader.layer_norm("decoder.ln")?,
+            conv1_weight: loader.conv_weight(&encoder.conv1.weight)?,
+            conv1_bias: loader.tensor(&encoder.conv1.bias)?,
+            conv2_weight: loader.conv_weight(&encoder.conv2.weight)?,
+            conv2_bias: loader.tensor(&encoder.conv2.bias)?,
+            audio_positions: loader.tensor(&encoder.positions)?,
+            encoder_blocks: loader.blocks(&encoder.blocks, dims.n_audio_head)?,
+            ln_post: loader.layer_norm(&encoder.ln_post)?,
+            token_embedding: loader.tensor(&decoder.token_embedding)?,
+            text_positions: loader.tensor(&decoder.positions)?,
+            decoder_blocks: loader.blocks(&decoder.blocks, dims.n_text_head)?,
+            decoder_ln: loader.layer_norm(&decoder.ln)?,
             mask_first: Tensor::f_from_slice(&masks.first)?.f_to_device(device)?,
             mask_rest: Tensor::f_from_slice(&masks.rest)?.f_to_device(device)?,
         };

@@ -1,9 +1,11 @@
-//! The twins compute the same function: from one weight set and one
+//! The twins compute the same function: from the same weights and one
 //! log-mel, the encoder outputs and the first decoding step's logits agree
 //! in float32, for the real tiny.en and for a small random configuration
 //! of other dimensions (nothing is hard-coded to one size).
 
 mod common;
+
+use std::collections::BTreeMap;
 
 use bench_core::host::HostTensor;
 use bench_core::{DeviceKind, Precision};
@@ -12,11 +14,12 @@ use bench_whisper::config::ModelDims;
 use bench_whisper::mel::MelFrontEnd;
 use bench_whisper::pipeline::{DecoderSession, Transcriber, WhisperTwin};
 use bench_whisper::text::SuppressMasks;
-use bench_whisper::weights::{expected_shapes, WeightSet};
+use bench_whisper::weights::WhisperWeights;
 use bench_whisper::{mlx, torch};
 use common::{jfk, tiny_en};
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
+use model_hub::WeightTree;
 
 /// Encoder output and first-step logits of one twin.
 fn outputs<T: WhisperTwin>(twin: &T, mel: &HostTensor, prompt: &[u32]) -> (HostTensor, HostTensor) {
@@ -27,7 +30,7 @@ fn outputs<T: WhisperTwin>(twin: &T, mel: &HostTensor, prompt: &[u32]) -> (HostT
 }
 
 fn twins_outputs(
-    weights: &WeightSet,
+    weights: &WhisperWeights,
     dims: &ModelDims,
     masks: &SuppressMasks,
     mel: &HostTensor,
@@ -89,7 +92,7 @@ fn tiny_en_encoder_and_first_logits_agree() {
 }
 
 /// A Whisper of other sizes than any released one, with random weights.
-fn small_random_model() -> (ModelDims, WeightSet) {
+fn small_random_model() -> (ModelDims, WhisperWeights) {
     let dims = ModelDims {
         n_mels: 16,
         n_audio_ctx: 24,
@@ -102,16 +105,19 @@ fn small_random_model() -> (ModelDims, WeightSet) {
         n_text_head: 4,
         n_text_layer: 3,
     };
-    let mut weights = WeightSet::default();
-    for (i, (name, shape)) in expected_shapes(&dims).into_iter().enumerate() {
-        let mut tensor = HostTensor::uniform(shape, 100 + i as u64);
+    // the loader itself lists the tensors it asks for
+    let listing = WeightTree::from_tensors(BTreeMap::new(), "nothing");
+    WhisperWeights::load(&listing, &dims);
+    let mut tensors = BTreeMap::new();
+    for (i, request) in listing.requested().into_iter().enumerate() {
+        let mut tensor = HostTensor::uniform(request.shape, 100 + i as u64);
         // centred, with the spread of a trained layer's weights
         for x in &mut tensor.data {
             *x = (*x - 0.5) * 0.4;
         }
-        weights.insert(name, tensor);
+        tensors.insert(request.name, tensor);
     }
-    weights.validate(&dims, "random").unwrap();
+    let weights = WhisperWeights::from_tensors(tensors, "random", &dims).unwrap();
     (dims, weights)
 }
 

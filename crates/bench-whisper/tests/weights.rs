@@ -1,7 +1,7 @@
-//! Both checkpoint formats map into the same weight set: the registry's
-//! CTranslate2 model.bin (read by our reader) and a Hugging Face folder
-//! (written here under Hugging Face's own names). Damaged files are clear
-//! errors.
+//! Both checkpoint formats load into the same typed weights: the
+//! registry's CTranslate2 model.bin (read by our reader) and a Hugging Face
+//! folder (written here under Hugging Face's own names). Damaged files,
+//! missing, mis-shaped and unknown tensors are clear errors.
 
 mod common;
 
@@ -12,7 +12,7 @@ use bench_core::host::HostTensor;
 use bench_whisper::config::ModelDims;
 use bench_whisper::ct2::Ct2Model;
 use bench_whisper::source::load_folder;
-use bench_whisper::weights::sinusoids;
+use bench_whisper::weights::{sinusoids, LinearWeights};
 use common::{scratch_dir, tiny_en};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
@@ -58,7 +58,7 @@ fn ct2_tiny_en_reads_with_its_dimensions_and_rules() {
     assert_eq!(masks.rest[400], 0.0);
 
     // the stored encoder positions are Whisper's sinusoids (float16)
-    let positions = model.weights.get("encoder.positional_embedding").unwrap();
+    let positions = &model.weights.encoder.positions;
     let diff = positions.max_abs_diff(&sinusoids(1500, 384)).unwrap();
     assert!(
         diff < 1e-3,
@@ -188,6 +188,10 @@ fn write_hf_folder(dir: &Path, dims: &ModelDims) -> BTreeMap<String, HostTensor>
     tensors
 }
 
+fn bias(linear: &LinearWeights) -> &HostTensor {
+    linear.bias.as_ref().expect("a bias")
+}
+
 #[test]
 fn hugging_face_folder_maps_every_tensor_to_its_weight() {
     let dims = ModelDims {
@@ -208,74 +212,74 @@ fn hugging_face_folder_maps_every_tensor_to_its_weight() {
     let model = load_folder(&dir, "en").unwrap();
     assert_eq!(model.dims, dims);
     assert_eq!(model.format, "safetensors");
-    // OpenAI's names against Hugging Face's, spelled out independently
-    let pairs = [
-        ("encoder.conv2.weight", "model.encoder.conv2.weight"),
+    // the typed fields against Hugging Face's names, spelled out
+    // independently of the loader
+    let (encoder, decoder) = (&model.weights.encoder, &model.weights.decoder);
+    let (cross_ln, cross_attn) = decoder.blocks[0].cross_attn.as_ref().unwrap();
+    let pairs: [(&HostTensor, &str); 15] = [
+        (&encoder.conv2.weight, "model.encoder.conv2.weight"),
+        (&encoder.positions, "model.encoder.embed_positions.weight"),
         (
-            "encoder.positional_embedding",
-            "model.encoder.embed_positions.weight",
-        ),
-        (
-            "encoder.blocks.1.attn.key.weight",
+            &encoder.blocks[1].attn.key.weight,
             "model.encoder.layers.1.self_attn.k_proj.weight",
         ),
         (
-            "encoder.blocks.0.attn.out.bias",
+            bias(&encoder.blocks[0].attn.out),
             "model.encoder.layers.0.self_attn.out_proj.bias",
         ),
         (
-            "encoder.blocks.1.attn_ln.weight",
+            &encoder.blocks[1].attn_ln.weight,
             "model.encoder.layers.1.self_attn_layer_norm.weight",
         ),
         (
-            "encoder.blocks.0.mlp_ln.bias",
+            &encoder.blocks[0].mlp_ln.bias,
             "model.encoder.layers.0.final_layer_norm.bias",
         ),
         (
-            "encoder.blocks.1.mlp1.weight",
+            &encoder.blocks[1].mlp1.weight,
             "model.encoder.layers.1.fc1.weight",
         ),
-        ("encoder.ln_post.weight", "model.encoder.layer_norm.weight"),
+        (&encoder.ln_post.weight, "model.encoder.layer_norm.weight"),
         (
-            "decoder.token_embedding",
+            &decoder.token_embedding,
             "model.decoder.embed_tokens.weight",
         ),
+        (&decoder.positions, "model.decoder.embed_positions.weight"),
         (
-            "decoder.positional_embedding",
-            "model.decoder.embed_positions.weight",
-        ),
-        (
-            "decoder.blocks.0.attn.query.bias",
+            bias(&decoder.blocks[0].attn.query),
             "model.decoder.layers.0.self_attn.q_proj.bias",
         ),
         (
-            "decoder.blocks.0.cross_attn.value.weight",
+            &cross_attn.value.weight,
             "model.decoder.layers.0.encoder_attn.v_proj.weight",
         ),
         (
-            "decoder.blocks.0.cross_attn_ln.bias",
+            &cross_ln.bias,
             "model.decoder.layers.0.encoder_attn_layer_norm.bias",
         ),
         (
-            "decoder.blocks.0.mlp2.bias",
+            bias(&decoder.blocks[0].mlp2),
             "model.decoder.layers.0.fc2.bias",
         ),
-        ("decoder.ln.weight", "model.decoder.layer_norm.weight"),
+        (&decoder.ln.weight, "model.decoder.layer_norm.weight"),
     ];
     for (ours, theirs) in pairs {
-        assert_eq!(
-            model.weights.get(ours).unwrap(),
-            &written[theirs],
-            "{ours} <- {theirs}"
-        );
+        assert_eq!(ours, &written[theirs], "<- {theirs}");
     }
-    // every written tensor but the tied projection is a weight
-    assert_eq!(model.weights.len(), written.len() - 1);
+    // keys have no bias; only decoder blocks attend to the audio
+    let blocks = encoder.blocks.iter().chain(&decoder.blocks);
+    assert!(blocks.clone().all(|block| block.attn.key.bias.is_none()));
+    assert!(encoder
+        .blocks
+        .iter()
+        .all(|block| block.cross_attn.is_none()));
+    assert_eq!(blocks.count(), 3);
     assert_eq!(model.masks.first[220], f32::NEG_INFINITY);
     assert_eq!(model.masks.rest[7], f32::NEG_INFINITY);
     assert_eq!(model.masks.rest[220], 0.0);
 
-    // a missing tensor is named, in Hugging Face's terms
+    // a missing tensor is named, in Hugging Face's terms (without the
+    // `model.` prefix, which is optional), with the shape it should have
     let missing = "model.encoder.layers.1.fc2.bias";
     write_safetensors(
         &dir.join("model.safetensors"),
@@ -283,7 +287,50 @@ fn hugging_face_folder_maps_every_tensor_to_its_weight() {
     );
     let error = format!("{:#}", load_folder(&dir, "en").err().unwrap());
     assert!(
-        error.contains(missing) && error.contains("model.safetensors"),
+        error.contains("tensor encoder.layers.1.fc2.bias is missing (expected shape [8])")
+            && error.contains("model.safetensors"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_mis_shaped_or_unknown_tensor_in_safetensors_is_named() {
+    let dims = ModelDims {
+        n_mels: 4,
+        n_audio_ctx: 3,
+        n_audio_state: 8,
+        n_audio_head: 2,
+        n_audio_layer: 1,
+        n_vocab: 51864,
+        n_text_ctx: 5,
+        n_text_state: 8,
+        n_text_head: 2,
+        n_text_layer: 1,
+    };
+    let dir = scratch_dir("hf-shapes");
+    let mut written = write_hf_folder(&dir, &dims);
+    load_folder(&dir, "en").unwrap();
+
+    // fc1 stored the other way round: its name and both shapes
+    let fc1 = "model.decoder.layers.0.fc1.weight";
+    written.insert(fc1.into(), HostTensor::uniform(vec![8, 32], 1));
+    write_safetensors(&dir.join("model.safetensors"), written.iter());
+    // plain Display, with no context line hiding the problem
+    let error = load_folder(&dir, "en").err().unwrap().to_string();
+    assert!(
+        error.contains(&format!("tensor {fc1} has shape [8, 32], expected [32, 8]"))
+            && error.contains("model.safetensors"),
+        "{error}"
+    );
+
+    // a tensor the model does not have is not silently dropped
+    written.insert(fc1.into(), HostTensor::uniform(vec![32, 8], 1));
+    let extra = "model.decoder.layers.0.adapter.weight";
+    written.insert(extra.into(), HostTensor::uniform(vec![2], 2));
+    write_safetensors(&dir.join("model.safetensors"), written.iter());
+    let error = format!("{:#}", load_folder(&dir, "en").err().unwrap());
+    assert!(
+        error.contains(&format!("tensor {extra} [2] is not used by the model")),
         "{error}"
     );
 }
