@@ -6,32 +6,30 @@
 use std::time::Duration;
 
 use bench_bert::{mlx, permutation, torch, FineTune, FineTuneConfig, LabelledBatch, Prepared};
-use bench_core::{time_iterations, DeviceKind, Precision, Preset, Runtime};
-use criterion::{criterion_group, criterion_main, Criterion};
-use fw_mlx::MlxRuntime;
-use fw_torch::TorchRuntime;
+use bench_core::{Execution, Precision, Preset, Runtime};
+use bench_twin::harness::{bench_synced, group, CpuTwin};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
 
-/// Times `iters` training steps, cycling through `batches`, between two
-/// synchronisations.
-fn timed(
+/// One twin's training step, cycling through `batches`.
+fn bench_trainer(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
     runtime: &dyn Runtime,
-    iters: u64,
-    trainer: &mut impl FineTune,
+    mut trainer: impl FineTune,
     batches: &[LabelledBatch],
-) -> Duration {
+) {
     let mut next = 0;
-    time_iterations(runtime, iters, || {
+    bench_synced(group, format!("train-step/{name}"), runtime, || {
         trainer
             .step(&batches[next % batches.len()])
             .expect("training step");
         next += 1;
-    })
+    });
 }
 
 fn bert(c: &mut Criterion) {
-    let threads = bench_core::env::default_threads();
-    // One framework per process (see bench_core::cli::harness_framework).
-    let framework = bench_core::cli::harness_framework(&[fw_mlx::HOOKS, fw_torch::HOOKS], threads);
+    let twin = CpuTwin::for_this_process(Precision::F32);
     let mut fine_tune = FineTuneConfig::for_preset(Preset::Quick);
     // Enough emails for the steps Criterion runs; the test set is unused.
     fine_tune.train_emails = Some(256);
@@ -39,42 +37,30 @@ fn bert(c: &mut Criterion) {
     let prepared = Prepared::load(&fine_tune, 0).expect("model and data (run `cargo xtask setup`)");
     let order = permutation(prepared.train.len(), 0);
     let batches = prepared.train.batches(&order, fine_tune.batch_size);
-    let mut group = c.benchmark_group("bert-cpu-f32");
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(35));
-
-    match framework {
-        bench_core::Framework::Mlx => {
-            let mlx_rt =
-                MlxRuntime::new(DeviceKind::Cpu, Precision::F32, threads).expect("MLX on CPU");
-            let mut mlx_trainer = mlx::Trainer::new(
-                &mlx_rt,
+    let mut group = group(c, "bert-cpu-f32", Duration::from_secs(35));
+    let optimizer = &fine_tune.optimizer;
+    match &twin {
+        CpuTwin::Mlx(rt) => {
+            let trainer = mlx::Trainer::new(
+                rt,
                 &prepared.bert,
                 &prepared.weights,
-                &fine_tune.optimizer,
-                bench_core::Execution::Best,
+                optimizer,
+                Execution::Best,
             )
             .expect("MLX model");
-            group.bench_function("train-step/mlx", |b| {
-                b.iter_custom(|iters| timed(&mlx_rt, iters, &mut mlx_trainer, &batches))
-            });
-            drop(mlx_trainer);
+            bench_trainer(&mut group, "mlx", rt, trainer, &batches);
         }
-        bench_core::Framework::Torch => {
-            let torch_rt = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, threads)
-                .expect("PyTorch on CPU");
-            let mut torch_trainer = torch::Trainer::new(
-                &torch_rt,
+        CpuTwin::Torch(rt) => {
+            let trainer = torch::Trainer::new(
+                rt,
                 &prepared.bert,
                 &prepared.weights,
-                &fine_tune.optimizer,
-                bench_core::Execution::Best,
+                optimizer,
+                Execution::Best,
             )
             .expect("PyTorch model");
-            group.bench_function("train-step/torch", |b| {
-                b.iter_custom(|iters| timed(&torch_rt, iters, &mut torch_trainer, &batches))
-            });
+            bench_trainer(&mut group, "torch", rt, trainer, &batches);
         }
     }
     group.finish();

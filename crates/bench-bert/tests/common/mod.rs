@@ -5,7 +5,7 @@
 
 use bench_bert::{mlx, torch, BertConfig, BertWeights, Label, TextEncoder};
 use bench_core::assets::asset_file;
-use bench_core::{DeviceKind, Precision};
+use bench_core::Precision;
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
 
@@ -16,10 +16,7 @@ pub fn runtimes() -> (MlxRuntime, TorchRuntime) {
 
 /// Both runtimes on the CPU at `precision`, one thread each.
 pub fn runtimes_at(precision: Precision) -> (MlxRuntime, TorchRuntime) {
-    (
-        MlxRuntime::new(DeviceKind::Cpu, precision, 1).unwrap(),
-        TorchRuntime::new(DeviceKind::Cpu, precision, 1).unwrap(),
-    )
+    bench_twin::testing::cpu_runtimes(precision, 1)
 }
 
 /// MiniLM's config and weights, with a classification head seeded by `seed`.
