@@ -85,19 +85,21 @@ impl BertConfig {
     }
 }
 
+/// MiniLM-L6's architecture, for the unit tests.
+#[cfg(test)]
+pub(crate) fn minilm_like() -> BertConfig {
+    serde_json::from_str(
+        r#"{"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
+            "num_attention_heads": 12, "intermediate_size": 1536,
+            "max_position_embeddings": 512, "type_vocab_size": 2,
+            "hidden_act": "gelu", "layer_norm_eps": 1e-12}"#,
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn minilm_like() -> BertConfig {
-        serde_json::from_str(
-            r#"{"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
-                "num_attention_heads": 12, "intermediate_size": 1536,
-                "max_position_embeddings": 512, "type_vocab_size": 2,
-                "hidden_act": "gelu", "layer_norm_eps": 1e-12}"#,
-        )
-        .unwrap()
-    }
 
     #[test]
     fn unsupported_activation_is_named() {

@@ -241,15 +241,7 @@ pub fn normal(shape: Vec<usize>, std: f32, seed: u64) -> HostTensor {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn minilm_like() -> BertConfig {
-        serde_json::from_str(
-            r#"{"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
-                "num_attention_heads": 12, "intermediate_size": 1536,
-                "max_position_embeddings": 512, "type_vocab_size": 2}"#,
-        )
-        .unwrap()
-    }
+    use crate::config::minilm_like;
 
     #[test]
     fn the_encoder_asks_for_every_tensor_once_with_its_config_shape() {

@@ -27,6 +27,21 @@ pub struct ModelDims {
 }
 
 impl ModelDims {
+    /// whisper-tiny.en's dimensions (OpenAI's `ModelDimensions`), the model
+    /// the tests and the registry copy use.
+    pub const TINY_EN: ModelDims = ModelDims {
+        n_mels: 80,
+        n_audio_ctx: 1500,
+        n_audio_state: 384,
+        n_audio_head: 6,
+        n_audio_layer: 4,
+        n_vocab: 51864,
+        n_text_ctx: 448,
+        n_text_state: 384,
+        n_text_head: 6,
+        n_text_layer: 4,
+    };
+
     /// From a Hugging Face `WhisperConfig` (config.json).
     pub fn from_hf_config(config: &Value, path: &Path) -> Result<Self> {
         let field = |key: &str| -> Result<usize> {

@@ -127,16 +127,8 @@ mod tests {
 
     fn dims(n_vocab: usize) -> ModelDims {
         ModelDims {
-            n_mels: 80,
-            n_audio_ctx: 1500,
-            n_audio_state: 384,
-            n_audio_head: 6,
-            n_audio_layer: 4,
             n_vocab,
-            n_text_ctx: 448,
-            n_text_state: 384,
-            n_text_head: 6,
-            n_text_layer: 4,
+            ..ModelDims::TINY_EN
         }
     }
 

@@ -471,18 +471,7 @@ mod tests {
     use crate::ct2::{Ct2Dtype, Ct2Variable};
 
     fn tiny_en_dims() -> ModelDims {
-        ModelDims {
-            n_mels: 80,
-            n_audio_ctx: 1500,
-            n_audio_state: 384,
-            n_audio_head: 6,
-            n_audio_layer: 4,
-            n_vocab: 51864,
-            n_text_ctx: 448,
-            n_text_state: 384,
-            n_text_head: 6,
-            n_text_layer: 4,
-        }
+        ModelDims::TINY_EN
     }
 
     /// A CTranslate2 model in memory holding these float32 variables.
