@@ -5,10 +5,10 @@
 
 mod common;
 
-use bench_core::host::HostTensor;
-use bench_core::{DeviceKind, Precision, Runtime};
+use bench_core::{Precision, Runtime};
 use bench_tinyllama::sampler::{Sampler, SamplingConfig};
 use bench_tinyllama::{generate, mlx, torch, CausalLm, Logits};
+use bench_twin::testing::{assert_close, cpu_runtimes};
 use common::{reference_logits, rows, stack, tiny_config, tiny_weights, tokens};
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
@@ -21,16 +21,9 @@ const TWIN_TOLERANCE: f32 = 1e-4;
 /// Either twin vs the float64 reference; measured 3.1e-6 (MLX), 3.5e-6 (PyTorch).
 const REFERENCE_TOLERANCE: f32 = 1e-4;
 
-fn runtimes(precision: Precision) -> (MlxRuntime, TorchRuntime) {
-    (
-        MlxRuntime::new(DeviceKind::Cpu, precision, 1).unwrap(),
-        TorchRuntime::new(DeviceKind::Cpu, precision, 1).unwrap(),
-    )
-}
-
 fn twins(precision: Precision) -> (MlxRuntime, mlx::Llama, TorchRuntime, torch::Llama) {
     let (config, weights) = (tiny_config(), tiny_weights());
-    let (mlx_rt, torch_rt) = runtimes(precision);
+    let (mlx_rt, torch_rt) = cpu_runtimes(precision, 1);
     let mlx_model = mlx::Llama::new(
         &mlx_rt,
         &config,
@@ -48,12 +41,6 @@ fn twins(precision: Precision) -> (MlxRuntime, mlx::Llama, TorchRuntime, torch::
     )
     .unwrap();
     (mlx_rt, mlx_model, torch_rt, torch_model)
-}
-
-fn assert_close(what: &str, a: &HostTensor, b: &HostTensor, tolerance: f32) -> f32 {
-    let diff = a.max_abs_diff(b).unwrap();
-    assert!(diff <= tolerance, "{what}: max |diff| {diff} > {tolerance}");
-    diff
 }
 
 #[test]
@@ -244,7 +231,7 @@ fn overflowing_the_cache_is_an_error() {
 #[test]
 fn eager_and_best_modes_choose_the_same_tokens() {
     let (config, weights) = (tiny_config(), tiny_weights());
-    let (mlx_rt, torch_rt) = runtimes(Precision::F32);
+    let (mlx_rt, torch_rt) = cpu_runtimes(Precision::F32, 1);
     let prompt = tokens(8);
     let decode = |model: &mut dyn CausalLm| {
         model.reset();
