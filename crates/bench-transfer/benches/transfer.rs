@@ -4,10 +4,30 @@
 
 use std::time::Duration;
 
+use bench_core::host::HostTensor;
 use bench_core::{DeviceKind, Precision, Preset};
-use bench_transfer::{mlx, torch, CeilingConfig, SwitchConfig};
+use bench_transfer::{mlx, torch, CeilingConfig, Kernel, SwitchConfig, Switching, TransferTwin};
 use bench_twin::harness::{bench_synced, group, CpuTwin};
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+
+/// One twin's switch iteration and matmul ceiling.
+fn bench_twin<T: TransferTwin>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    runtime: &T::Runtime,
+    inputs: &[HostTensor; 3],
+    ceilings: &CeilingConfig,
+) {
+    let mut switch = T::switch(runtime, inputs).expect("inputs on the device");
+    bench_synced(group, format!("switch-iteration/{name}"), runtime, || {
+        switch.iterate().expect("iteration")
+    });
+    let matmul = T::matmul(runtime, ceilings.matmul_size, 0).expect("matmul inputs");
+    bench_synced(group, format!("matmul/{name}"), runtime, || {
+        matmul.run().expect("matmul")
+    });
+}
 
 fn transfer(c: &mut Criterion) {
     let twin = CpuTwin::for_this_process(Precision::F32);
@@ -16,25 +36,9 @@ fn transfer(c: &mut Criterion) {
     let inputs = switch.inputs(0);
     let mut group = group(c, "transfer-cpu-f32", Duration::from_secs(5));
     match &twin {
-        CpuTwin::Mlx(rt) => {
-            let mut switch = mlx::Switch::new(rt, &inputs).expect("MLX inputs");
-            bench_synced(&mut group, "switch-iteration/mlx", rt, || {
-                switch.iterate().expect("MLX iteration")
-            });
-            let matmul = mlx::Matmul::new(rt, ceilings.matmul_size, 0).expect("MLX matmul");
-            bench_synced(&mut group, "matmul/mlx", rt, || {
-                matmul.run().expect("MLX matmul")
-            });
-        }
+        CpuTwin::Mlx(rt) => bench_twin::<mlx::Twin>(&mut group, "mlx", rt, &inputs, &ceilings),
         CpuTwin::Torch(rt) => {
-            let mut switch = torch::Switch::new(rt, &inputs).expect("PyTorch inputs");
-            bench_synced(&mut group, "switch-iteration/torch", rt, || {
-                switch.iterate().expect("PyTorch iteration")
-            });
-            let matmul = torch::Matmul::new(rt, ceilings.matmul_size, 0).expect("PyTorch matmul");
-            bench_synced(&mut group, "matmul/torch", rt, || {
-                matmul.run().expect("PyTorch matmul")
-            });
+            bench_twin::<torch::Twin>(&mut group, "torch", rt, &inputs, &ceilings)
         }
     }
     group.finish();

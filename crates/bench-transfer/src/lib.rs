@@ -16,6 +16,34 @@ use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
 pub use workload::{CeilingConfig, SwitchConfig};
 
+/// What each framework's twin provides (`mlx::Twin`, `torch::Twin`): each
+/// piece of a cell's work, built from its inputs (untimed) when its case is
+/// measured.
+pub trait TransferTwin {
+    type Runtime: Runtime;
+    /// The switch loop's state: three matrices that live between iterations.
+    type Switch: Switching;
+    /// One N x N product: the matmul ceiling.
+    type Matmul: Kernel;
+    /// y = 2x over many elements: the bandwidth ceiling.
+    type Copy: Kernel;
+    fn switch(runtime: &Self::Runtime, inputs: &[HostTensor; 3]) -> Result<Self::Switch>;
+    fn matmul(runtime: &Self::Runtime, size: usize, seed: u64) -> Result<Self::Matmul>;
+    /// The copy and the bytes one run reads and writes.
+    fn copy(runtime: &Self::Runtime, elements: usize) -> Result<(f64, Self::Copy)>;
+}
+
+/// The switch loop: one iteration is the products on the accelerator, then
+/// on the CPU.
+pub trait Switching {
+    fn iterate(&mut self) -> Result<()>;
+}
+
+/// A ceiling's kernel: one run, evaluated.
+pub trait Kernel {
+    fn run(&self) -> Result<()>;
+}
+
 pub struct Transfer;
 
 /// What both twins share: the sizes and the three input matrices.
@@ -52,77 +80,33 @@ impl TwinBenchmark for Transfer {
 
     fn mlx(runtime: &MlxRuntime, cell: &Cell, work: &Work) -> Result<Vec<CaseResult>> {
         let execution = runtime.execution_label(cell.execution()?, false);
-        let twin = Twin {
-            switch: &|inputs| {
-                let mut switch = mlx::Switch::new(runtime, inputs)?;
-                Ok(Box::new(move || switch.iterate()))
-            },
-            matmul: &|size, seed| {
-                let matmul = mlx::Matmul::new(runtime, size, seed)?;
-                Ok(Box::new(move || matmul.run()))
-            },
-            copy: &|elements| {
-                let scale = mlx::Scale::new(runtime, elements)?;
-                Ok((scale.bytes(), Box::new(move || scale.run())))
-            },
-        };
-        measure_twin(runtime, cell, work, execution, twin)
+        measure::<mlx::Twin>(runtime, cell, work, execution)
     }
 
     fn torch(runtime: &TorchRuntime, cell: &Cell, work: &Work) -> Result<Vec<CaseResult>> {
-        let twin = Twin {
-            switch: &|inputs| {
-                let mut switch = torch::Switch::new(runtime, inputs)?;
-                Ok(Box::new(move || switch.iterate()))
-            },
-            matmul: &|size, seed| {
-                let matmul = torch::Matmul::new(runtime, size, seed)?;
-                Ok(Box::new(move || matmul.run()))
-            },
-            copy: &|elements| {
-                let scale = torch::Scale::new(runtime, elements)?;
-                Ok((scale.bytes(), Box::new(move || scale.run())))
-            },
-        };
-        measure_twin(runtime, cell, work, "eager", twin)
+        measure::<torch::Twin>(runtime, cell, work, "eager")
     }
-}
-
-/// One run of a piece of timed work.
-type Run = Box<dyn FnMut() -> Result<()>>;
-
-/// How one framework builds each piece of a cell's work (`mlx.rs`,
-/// `torch.rs`), from the inputs; each is built when its case is measured.
-pub struct Twin<'a> {
-    /// The switch loop's state from the three matrices; a run is one iteration.
-    pub switch: &'a dyn Fn(&[HostTensor; 3]) -> Result<Run>,
-    /// The N x N matmul ceiling from N and a seed; a run is one product.
-    pub matmul: &'a dyn Fn(usize, u64) -> Result<Run>,
-    /// The y = 2x bandwidth ceiling from its element count: the bytes one
-    /// run reads and writes, and the run.
-    pub copy: &'a dyn Fn(usize) -> Result<(f64, Run)>,
 }
 
 /// The same steps for either twin: build each piece (untimed), measure it,
 /// drop it before the next, so that peak memory is per case.
-fn measure_twin(
-    runtime: &dyn Runtime,
+fn measure<T: TransferTwin>(
+    runtime: &T::Runtime,
     cell: &Cell,
     work: &Work,
     execution: &str,
-    twin: Twin,
 ) -> Result<Vec<CaseResult>> {
-    let mut iterate = (twin.switch)(&work.inputs)?;
+    let mut switch = T::switch(runtime, &work.inputs)?;
     let iterations = work.switch.iterations;
     let switch_case = measure_case(&cell.measure, runtime, "switch", || {
-        (0..iterations).try_for_each(|_| iterate())
+        (0..iterations).try_for_each(|_| switch.iterate())
     })?;
-    drop(iterate);
-    let mut matmul = (twin.matmul)(work.ceilings.matmul_size, cell.seed)?;
-    let matmul_case = measure_case(&cell.measure, runtime, "ceiling-matmul", &mut matmul)?;
+    drop(switch);
+    let matmul = T::matmul(runtime, work.ceilings.matmul_size, cell.seed)?;
+    let matmul_case = measure_case(&cell.measure, runtime, "ceiling-matmul", || matmul.run())?;
     drop(matmul);
-    let (copy_bytes, mut copy) = (twin.copy)(work.ceilings.copy_elements)?;
-    let copy_case = measure_case(&cell.measure, runtime, "ceiling-copy", &mut copy)?;
+    let (copy_bytes, copy) = T::copy(runtime, work.ceilings.copy_elements)?;
+    let copy_case = measure_case(&cell.measure, runtime, "ceiling-copy", || copy.run())?;
     Ok(describe_cases(
         cell,
         &work.switch,

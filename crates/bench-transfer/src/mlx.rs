@@ -8,6 +8,8 @@ use bench_core::{DeviceKind, Runtime};
 use fw_mlx::{from_host, to_host_f32, MlxRuntime};
 use mlx_rs::{transforms::eval, with_stream, Array, Stream};
 
+use crate::{Kernel, Switching, TransferTwin};
+
 /// The switch loop's state: three matrices that live between iterations.
 pub struct Switch {
     matrices: [Array; 3],
@@ -36,18 +38,19 @@ impl Switch {
         })
     }
 
-    /// One iteration: the products on the accelerator, then on the CPU.
-    pub fn iterate(&mut self) -> Result<()> {
+    /// The current matrices, on the host as float32.
+    pub fn matrices(&self) -> Result<[HostTensor; 3]> {
+        collect_three(self.matrices.each_ref().map(to_host_f32))
+    }
+}
+
+impl Switching for Switch {
+    fn iterate(&mut self) -> Result<()> {
         let first_stream = self.accelerator.as_ref().unwrap_or(&self.cpu);
         let first = with_stream(first_stream, || products(&self.matrices))?;
         self.matrices = with_stream(&self.cpu, || products(&first))?;
         eval(self.matrices.iter())?;
         Ok(())
-    }
-
-    /// The current matrices, on the host as float32.
-    pub fn matrices(&self) -> Result<[HostTensor; 3]> {
-        collect_three(self.matrices.each_ref().map(to_host_f32))
     }
 }
 
@@ -83,8 +86,10 @@ impl Matmul {
         eval([&a, &b])?;
         Ok(Self { a, b })
     }
+}
 
-    pub fn run(&self) -> Result<()> {
+impl Kernel for Matmul {
+    fn run(&self) -> Result<()> {
         self.a.matmul(&self.b)?.eval()?;
         Ok(())
     }
@@ -96,4 +101,33 @@ pub use fw_mlx::Scale;
 fn collect_three<T>(items: [Result<T>; 3]) -> Result<[T; 3]> {
     let [a, b, c] = items;
     Ok([a?, b?, c?])
+}
+
+/// The MLX twin (see [`TransferTwin`]).
+pub struct Twin;
+
+impl TransferTwin for Twin {
+    type Runtime = MlxRuntime;
+    type Switch = Switch;
+    type Matmul = Matmul;
+    type Copy = Scale;
+
+    fn switch(runtime: &MlxRuntime, inputs: &[HostTensor; 3]) -> Result<Switch> {
+        Switch::new(runtime, inputs)
+    }
+
+    fn matmul(runtime: &MlxRuntime, size: usize, seed: u64) -> Result<Matmul> {
+        Matmul::new(runtime, size, seed)
+    }
+
+    fn copy(runtime: &MlxRuntime, elements: usize) -> Result<(f64, Scale)> {
+        let scale = Scale::new(runtime, elements)?;
+        Ok((scale.bytes(), scale))
+    }
+}
+
+impl Kernel for Scale {
+    fn run(&self) -> Result<()> {
+        Scale::run(self)
+    }
 }

@@ -8,6 +8,8 @@ use bench_core::{DeviceKind, Runtime};
 use fw_torch::{from_host, to_host_f32, TorchRuntime};
 use tch::{Device, Tensor};
 
+use crate::{Kernel, Switching, TransferTwin};
+
 /// The switch loop's state: three matrices that live between iterations.
 pub struct Switch {
     matrices: [Tensor; 3],
@@ -31,8 +33,14 @@ impl Switch {
         })
     }
 
-    /// One iteration: the products on the accelerator, then on the CPU.
-    pub fn iterate(&mut self) -> Result<()> {
+    /// The current matrices, on the host as float32.
+    pub fn matrices(&self) -> Result<[HostTensor; 3]> {
+        collect_three(self.matrices.each_ref().map(to_host_f32))
+    }
+}
+
+impl Switching for Switch {
+    fn iterate(&mut self) -> Result<()> {
         let _no_grad = tch::no_grad_guard();
         let first = match self.accelerator {
             Some(device) => products(&self.matrices.each_ref().map(|m| m.to_device(device))),
@@ -40,11 +48,6 @@ impl Switch {
         };
         self.matrices = products(&first.map(|m| m.to_device(self.cpu)));
         Ok(())
-    }
-
-    /// The current matrices, on the host as float32.
-    pub fn matrices(&self) -> Result<[HostTensor; 3]> {
-        collect_three(self.matrices.each_ref().map(to_host_f32))
     }
 }
 
@@ -81,8 +84,10 @@ impl Matmul {
         });
         Ok(Self { a, b })
     }
+}
 
-    pub fn run(&self) -> Result<()> {
+impl Kernel for Matmul {
+    fn run(&self) -> Result<()> {
         let _no_grad = tch::no_grad_guard();
         let _ = self.a.matmul(&self.b);
         Ok(())
@@ -95,4 +100,33 @@ pub use fw_torch::Scale;
 fn collect_three<T>(items: [Result<T>; 3]) -> Result<[T; 3]> {
     let [a, b, c] = items;
     Ok([a?, b?, c?])
+}
+
+/// The PyTorch twin (see [`TransferTwin`]).
+pub struct Twin;
+
+impl TransferTwin for Twin {
+    type Runtime = TorchRuntime;
+    type Switch = Switch;
+    type Matmul = Matmul;
+    type Copy = Scale;
+
+    fn switch(runtime: &TorchRuntime, inputs: &[HostTensor; 3]) -> Result<Switch> {
+        Switch::new(runtime, inputs)
+    }
+
+    fn matmul(runtime: &TorchRuntime, size: usize, seed: u64) -> Result<Matmul> {
+        Matmul::new(runtime, size, seed)
+    }
+
+    fn copy(runtime: &TorchRuntime, elements: usize) -> Result<(f64, Scale)> {
+        let scale = Scale::new(runtime, elements)?;
+        Ok((scale.bytes(), scale))
+    }
+}
+
+impl Kernel for Scale {
+    fn run(&self) -> Result<()> {
+        Scale::run(self)
+    }
 }

@@ -3,7 +3,7 @@
 
 use bench_core::host::HostTensor;
 use bench_core::Precision;
-use bench_transfer::{mlx, torch, SwitchConfig};
+use bench_transfer::{mlx, torch, SwitchConfig, Switching};
 use bench_twin::testing::cpu_runtimes;
 
 /// r1 = norm(a @ b), r2 = norm(b @ c), r3 = norm(c @ a), in float64.
