@@ -21,12 +21,20 @@ use safetensors::tensor::TensorInfo;
 
 /// How a generated source (seeded random weights) fills a tensor; stored
 /// checkpoints ignore it, as candle's `Init` hints are ignored by files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The parameterised hints carry a model's own initialiser (MLX's
+/// `nn.Linear`, `nn.Embedding`), for sources that train from scratch.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Init {
     /// Normal values, with the spread the source chooses.
     Normal,
+    /// Normal values of mean 0 and standard deviation `std`.
+    NormalStd { std: f32 },
+    /// Uniform values in [-bound, bound).
+    Uniform { bound: f32 },
     /// All ones (normalisation scales).
     Ones,
+    /// All zeros (normalisation shifts, biases).
+    Zeros,
 }
 
 /// Where a tree's tensors come from: checkpoint files, tensors in memory,
