@@ -57,12 +57,13 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// Trainable parameters, for the record.
+    /// Trainable parameters, for the record: what `LmWeights::load` asks
+    /// for (a test holds the two together).
     pub fn parameter_count(&self) -> usize {
-        crate::weights::parameter_specs(self)
-            .iter()
-            .map(|spec| spec.shape.iter().product::<usize>())
-            .sum()
+        let (v, d, f) = (self.vocab_size, self.dim, self.ffn_dim);
+        let norm = 2 * d;
+        let block = 2 * norm + 4 * d * d + (f * d + f) + (d * f + d);
+        v * d + self.layers * block + norm + (v * d + v)
     }
 }
 

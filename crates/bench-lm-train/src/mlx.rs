@@ -9,20 +9,18 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bench_core::host::HostTensor;
 use bench_core::Execution;
-use fw_mlx::{
-    from_host, load_safetensors, to_host_f32, BiasCorrectedAdamW, MlxRuntime, StepScalars,
-};
+use fw_mlx::{from_host, to_host_f32, BiasCorrectedAdamW, MlxRuntime, StepScalars};
 use mlx_rs::builder::Builder;
 use mlx_rs::error::Exception;
 use mlx_rs::error::StateProjectionError;
 use mlx_rs::fast::{scaled_dot_product_attention, ScaledDotProductAttentionMask};
 use mlx_rs::losses::{CrossEntropyBuilder, LossReduction};
 use mlx_rs::macros::ModuleParameters;
-use mlx_rs::module::{Module, ModuleParameters};
-use mlx_rs::nn::{self, Embedding, LayerNorm, LayerNormBuilder, Linear, LinearBuilder};
+use mlx_rs::module::{Module, ModuleParameters, Param};
+use mlx_rs::nn::{self, Embedding, LayerNorm, Linear};
 use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::random::RandomState;
 use mlx_rs::transforms::compile::compile_with_state;
@@ -33,7 +31,10 @@ use mlx_rs::{Array, Dtype};
 use crate::config::ModelConfig;
 use crate::config::{sinusoidal_positions, LAYER_NORM_EPS};
 use crate::data::Batch;
-use crate::weights::{check_all_used, check_shape, missing_tensor};
+use crate::weights::{
+    AttentionWeights, BlockWeights, LayerNormWeights, LinearWeights, LmWeights, NamedWeights,
+    ParameterNames,
+};
 use crate::workload::{LmConfig, TrainConfig};
 use crate::LmTrainer;
 
@@ -52,16 +53,23 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(config: &ModelConfig) -> Result<Self, Exception> {
-        let d = config.dim as i32;
-        let projection = || LinearBuilder::new(d, d).bias(false).build();
-        Ok(Self {
-            query_proj: projection()?,
-            key_proj: projection()?,
-            value_proj: projection()?,
-            out_proj: projection()?,
+    fn new(weights: AttentionWeights<Array>, config: &ModelConfig) -> Self {
+        Self {
+            query_proj: projection(weights.query_proj),
+            key_proj: projection(weights.key_proj),
+            value_proj: projection(weights.value_proj),
+            out_proj: projection(weights.out_proj),
             heads: config.heads as i32,
-        })
+        }
+    }
+
+    fn weights(&self) -> AttentionWeights<&Array> {
+        AttentionWeights {
+            query_proj: &self.query_proj.weight,
+            key_proj: &self.key_proj.weight,
+            value_proj: &self.value_proj.weight,
+            out_proj: &self.out_proj.weight,
+        }
     }
 
     fn forward(&mut self, x: &Array) -> Result<Array, Exception> {
@@ -100,15 +108,24 @@ struct Block {
 }
 
 impl Block {
-    fn new(config: &ModelConfig) -> Result<Self, Exception> {
-        let (d, f) = (config.dim as i32, config.ffn_dim as i32);
-        Ok(Self {
-            ln1: layer_norm(d)?,
-            attention: Attention::new(config)?,
-            ln2: layer_norm(d)?,
-            linear1: Linear::new(d, f)?,
-            linear2: Linear::new(f, d)?,
+    fn new(weights: BlockWeights<Array>, config: &ModelConfig) -> Self {
+        Self {
+            ln1: layer_norm(weights.ln1),
+            attention: Attention::new(weights.attention, config),
+            ln2: layer_norm(weights.ln2),
+            linear1: linear(weights.linear1),
+            linear2: linear(weights.linear2),
             dropout: config.dropout,
+        }
+    }
+
+    fn weights(&self) -> Result<BlockWeights<&Array>> {
+        Ok(BlockWeights {
+            ln1: layer_norm_weights(&self.ln1)?,
+            attention: self.attention.weights(),
+            ln2: layer_norm_weights(&self.ln2)?,
+            linear1: linear_weights(&self.linear1)?,
+            linear2: linear_weights(&self.linear2)?,
         })
     }
 
@@ -126,8 +143,49 @@ impl Block {
     }
 }
 
-fn layer_norm(dim: i32) -> Result<LayerNorm, Exception> {
-    LayerNormBuilder::new(dim).eps(LAYER_NORM_EPS).build()
+/// A projection without bias, holding `weight`.
+fn projection(weight: Array) -> Linear {
+    Linear {
+        weight: Param::new(weight),
+        bias: Param::new(None),
+    }
+}
+
+fn linear(weights: LinearWeights<Array>) -> Linear {
+    Linear {
+        weight: Param::new(weights.weight),
+        bias: Param::new(Some(weights.bias)),
+    }
+}
+
+fn layer_norm(weights: LayerNormWeights<Array>) -> LayerNorm {
+    LayerNorm {
+        dimensions: weights.weight.shape()[0],
+        eps: LAYER_NORM_EPS,
+        weight: Param::new(Some(weights.weight)),
+        bias: Param::new(Some(weights.bias)),
+    }
+}
+
+fn linear_weights(layer: &Linear) -> Result<LinearWeights<&Array>> {
+    Ok(LinearWeights {
+        weight: &layer.weight,
+        bias: present(&layer.bias)?,
+    })
+}
+
+fn layer_norm_weights(norm: &LayerNorm) -> Result<LayerNormWeights<&Array>> {
+    Ok(LayerNormWeights {
+        weight: present(&norm.weight)?,
+        bias: present(&norm.bias)?,
+    })
+}
+
+/// An optional parameter that the model built from `LmWeights` always has.
+fn present(parameter: &Option<Array>) -> Result<&Array> {
+    parameter
+        .as_ref()
+        .context("a bias or norm parameter of the model is absent")
 }
 
 /// Inverted dropout, as MLX's `nn.Dropout`, but with the mask and the scale
@@ -160,38 +218,31 @@ pub struct TransformerLm {
     out_proj: Linear,
     /// [context, dim], shared with the PyTorch twin; not trained.
     positions: Array,
+    /// The checkpoint's name of each parameter.
+    names: ParameterNames,
 }
 
 impl TransformerLm {
-    /// Builds the module tree, then replaces every parameter with the
-    /// checkpoint's tensor of the same name (MLX's own random initial
-    /// values are lazy and never computed).
+    /// Builds the module tree from the checkpoint's weights, each uploaded
+    /// in the runtime's dtype as it is read.
     pub fn load(runtime: &MlxRuntime, config: &ModelConfig, checkpoint: &Path) -> Result<Self> {
-        let (v, d) = (config.vocab_size as i32, config.dim as i32);
-        let mut model = Self {
-            embedding: Embedding::new(v, d)?,
-            layers: (0..config.layers)
-                .map(|_| Block::new(config))
-                .collect::<Result<_, _>>()?,
-            ln: layer_norm(d)?,
-            out_proj: Linear::new(d, v)?,
+        let dtype = runtime.dtype();
+        let NamedWeights { weights, names } = LmWeights::read(checkpoint, config, |tensor| {
+            Ok(from_host(&tensor).as_dtype(dtype)?)
+        })?;
+        let model = Self {
+            embedding: Embedding {
+                weight: Param::new(weights.embedding),
+            },
+            layers: (weights.layers.into_iter())
+                .map(|layer| Block::new(layer, config))
+                .collect(),
+            ln: layer_norm(weights.ln),
+            out_proj: linear(weights.out_proj),
             positions: from_host(&sinusoidal_positions(config.context, config.dim))
-                .as_dtype(runtime.dtype())?,
+                .as_dtype(dtype)?,
+            names,
         };
-        let mut tensors = load_safetensors(checkpoint)?;
-        let mut parameters = model.parameters_mut().flatten();
-        let mut names: Vec<_> = parameters.keys().cloned().collect();
-        names.sort();
-        for name in names {
-            let parameter = parameters.get_mut(&name).expect("name taken from the map");
-            let expected = dims(parameter.shape());
-            let tensor = tensors
-                .remove(&*name)
-                .ok_or_else(|| missing_tensor(checkpoint, &name, &expected))?;
-            check_shape(checkpoint, &name, &expected, &dims(tensor.shape()))?;
-            **parameter = tensor.as_dtype(runtime.dtype())?;
-        }
-        check_all_used(checkpoint, tensors.into_keys().collect())?;
         eval(
             model
                 .parameters()
@@ -201,6 +252,20 @@ impl TransformerLm {
                 .chain([&model.positions]),
         )?;
         Ok(model)
+    }
+
+    /// The current parameters, in the shape they were loaded in.
+    fn weights(&self) -> Result<LmWeights<&Array>> {
+        Ok(LmWeights {
+            embedding: &self.embedding.weight,
+            layers: self
+                .layers
+                .iter()
+                .map(Block::weights)
+                .collect::<Result<_>>()?,
+            ln: layer_norm_weights(&self.ln)?,
+            out_proj: linear_weights(&self.out_proj)?,
+        })
     }
 
     /// Logits [batch, context, vocab] in the runtime's dtype; `keys` is
@@ -392,19 +457,12 @@ impl LmTrainer for Trainer {
 
     /// The current weights by name, as float32 on the host.
     fn weights(&self) -> Result<Vec<(String, HostTensor)>> {
-        let mut weights = self
-            .state
-            .model
-            .parameters()
-            .flatten()
+        let model = &self.state.model;
+        let weights = model.weights()?;
+        let named = model.names.label(&weights)?;
+        named
             .into_iter()
-            .map(|(name, array)| Ok((name.to_string(), to_host_f32(array)?)))
-            .collect::<Result<Vec<_>>>()?;
-        weights.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(weights)
+            .map(|(name, array)| Ok((name.to_owned(), to_host_f32(array)?)))
+            .collect()
     }
-}
-
-fn dims(shape: &[i32]) -> Vec<usize> {
-    shape.iter().map(|&d| d as usize).collect()
 }

@@ -9,12 +9,11 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bench_core::host::HostTensor;
 use bench_core::Execution;
 use fw_torch::{
-    cuda_graphs_available, from_host, load_safetensors, to_host_f32, AdamW, AdamWKind, GraphedStep,
-    TorchRuntime,
+    cuda_graphs_available, from_host, to_host_f32, AdamW, AdamWKind, GraphedStep, TorchRuntime,
 };
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -22,7 +21,10 @@ use tch::{Kind, Tensor};
 use crate::config::ModelConfig;
 use crate::config::{sinusoidal_positions, LAYER_NORM_EPS};
 use crate::data::Batch;
-use crate::weights::{check_all_used, check_shape, missing_tensor};
+use crate::weights::{
+    AttentionWeights, BlockWeights, LayerNormWeights, LinearWeights, LmWeights, NamedWeights,
+    ParameterNames,
+};
 use crate::workload::{LmConfig, TrainConfig};
 use crate::LmTrainer;
 
@@ -37,19 +39,22 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(path: nn::Path, config: &ModelConfig) -> Self {
-        let d = config.dim as i64;
-        let no_bias = nn::LinearConfig {
-            bias: false,
-            ..Default::default()
-        };
-        let projection = |name: &str| nn::linear(&path / name, d, d, no_bias);
+    fn new(weights: AttentionWeights<Tensor>, config: &ModelConfig) -> Self {
         Self {
-            query_proj: projection("query_proj"),
-            key_proj: projection("key_proj"),
-            value_proj: projection("value_proj"),
-            out_proj: projection("out_proj"),
+            query_proj: projection(weights.query_proj),
+            key_proj: projection(weights.key_proj),
+            value_proj: projection(weights.value_proj),
+            out_proj: projection(weights.out_proj),
             heads: config.heads as i64,
+        }
+    }
+
+    fn weights(&self) -> AttentionWeights<&Tensor> {
+        AttentionWeights {
+            query_proj: &self.query_proj.ws,
+            key_proj: &self.key_proj.ws,
+            value_proj: &self.value_proj.ws,
+            out_proj: &self.out_proj.ws,
         }
     }
 
@@ -80,25 +85,34 @@ impl Attention {
 /// with ReLU.
 #[derive(Debug)]
 struct Block {
-    ln1: nn::LayerNorm,
+    ln1: LayerNorm,
     attention: Attention,
-    ln2: nn::LayerNorm,
+    ln2: LayerNorm,
     linear1: nn::Linear,
     linear2: nn::Linear,
     dropout: f32,
 }
 
 impl Block {
-    fn new(path: nn::Path, config: &ModelConfig) -> Self {
-        let (d, f) = (config.dim as i64, config.ffn_dim as i64);
+    fn new(weights: BlockWeights<Tensor>, config: &ModelConfig) -> Self {
         Self {
-            ln1: layer_norm(&path / "ln1", d),
-            attention: Attention::new(&path / "attention", config),
-            ln2: layer_norm(&path / "ln2", d),
-            linear1: nn::linear(&path / "linear1", d, f, Default::default()),
-            linear2: nn::linear(&path / "linear2", f, d, Default::default()),
+            ln1: layer_norm(weights.ln1),
+            attention: Attention::new(weights.attention, config),
+            ln2: layer_norm(weights.ln2),
+            linear1: linear(weights.linear1),
+            linear2: linear(weights.linear2),
             dropout: config.dropout,
         }
+    }
+
+    fn weights(&self) -> Result<BlockWeights<&Tensor>> {
+        Ok(BlockWeights {
+            ln1: layer_norm_weights(&self.ln1),
+            attention: self.attention.weights(),
+            ln2: layer_norm_weights(&self.ln2),
+            linear1: linear_weights(&self.linear1)?,
+            linear2: linear_weights(&self.linear2)?,
+        })
     }
 
     fn forward(&self, x: &Tensor, training: bool) -> Tensor {
@@ -110,12 +124,62 @@ impl Block {
     }
 }
 
-fn layer_norm(path: nn::Path, dim: i64) -> nn::LayerNorm {
-    let config = nn::LayerNormConfig {
-        eps: LAYER_NORM_EPS as f64,
-        ..Default::default()
-    };
-    nn::layer_norm(path, vec![dim], config)
+/// Layer normalisation over the last dimension, as `nn::LayerNorm` (whose
+/// fields tch keeps private, so it cannot be built from given tensors).
+#[derive(Debug)]
+struct LayerNorm {
+    ws: Tensor,
+    bs: Tensor,
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let eps = LAYER_NORM_EPS as f64;
+        x.layer_norm(self.ws.size(), Some(&self.ws), Some(&self.bs), eps, true)
+    }
+}
+
+/// A projection without bias, holding `weight`.
+fn projection(weight: Tensor) -> nn::Linear {
+    nn::Linear {
+        ws: weight,
+        bs: None,
+    }
+}
+
+fn linear(weights: LinearWeights<Tensor>) -> nn::Linear {
+    nn::Linear {
+        ws: weights.weight,
+        bs: Some(weights.bias),
+    }
+}
+
+fn layer_norm(weights: LayerNormWeights<Tensor>) -> LayerNorm {
+    LayerNorm {
+        ws: weights.weight,
+        bs: weights.bias,
+    }
+}
+
+fn linear_weights(layer: &nn::Linear) -> Result<LinearWeights<&Tensor>> {
+    Ok(LinearWeights {
+        weight: &layer.ws,
+        bias: present(&layer.bs)?,
+    })
+}
+
+fn layer_norm_weights(norm: &LayerNorm) -> LayerNormWeights<&Tensor> {
+    LayerNormWeights {
+        weight: &norm.ws,
+        bias: &norm.bs,
+    }
+}
+
+/// An optional parameter that the model built from `LmWeights` always has.
+fn present(parameter: &Option<Tensor>) -> Result<&Tensor> {
+    parameter
+        .as_ref()
+        .context("a bias parameter of the model is absent")
 }
 
 /// Inverted dropout (`torch.nn.functional.dropout`), skipped at p = 0 as
@@ -131,57 +195,66 @@ fn dropout(x: &Tensor, p: f32, training: bool) -> Tensor {
 /// blocks under a causal mask, a final LayerNorm, an output projection.
 #[derive(Debug)]
 pub struct TransformerLm {
-    embedding: nn::Embedding,
+    /// [vocab, dim], looked up by `Tensor::embedding` (as `nn::Embedding`).
+    embedding: Tensor,
     layers: Vec<Block>,
-    ln: nn::LayerNorm,
+    ln: LayerNorm,
     out_proj: nn::Linear,
     /// [context, dim], shared with the MLX twin; not trained.
     positions: Tensor,
+    /// The checkpoint's name of each parameter.
+    names: ParameterNames,
 }
 
 impl TransformerLm {
-    /// Builds the modules in `vs`, then overwrites every variable with the
-    /// checkpoint's tensor of the same name (tch's own random initial
-    /// values are computed and discarded: set-up, untimed).
+    /// Builds the module tree from the checkpoint's weights, each uploaded
+    /// in the runtime's dtype as it is read and made a variable of `vs`
+    /// (named by its place: [`TransformerLm::weights`] names them).
     pub fn load(
         runtime: &TorchRuntime,
         vs: &nn::VarStore,
         config: &ModelConfig,
         checkpoint: &Path,
     ) -> Result<Self> {
-        let (v, d) = (config.vocab_size as i64, config.dim as i64);
+        let (kind, device) = (runtime.kind(), runtime.tch_device());
         let root = vs.root();
-        let model = Self {
-            embedding: nn::embedding(&root / "embedding", v, d, Default::default()),
-            layers: (0..config.layers)
-                .map(|i| Block::new(&root / "layers" / i, config))
+        let NamedWeights { weights, names } = LmWeights::read(checkpoint, config, |tensor| {
+            let tensor = from_host(&tensor).to_kind(kind).to_device(device);
+            Ok(root.add(&vs.len().to_string(), tensor, true))
+        })?;
+        Ok(Self {
+            embedding: weights.embedding,
+            layers: (weights.layers.into_iter())
+                .map(|layer| Block::new(layer, config))
                 .collect(),
-            ln: layer_norm(&root / "ln", d),
-            out_proj: nn::linear(&root / "out_proj", d, v, Default::default()),
+            ln: layer_norm(weights.ln),
+            out_proj: linear(weights.out_proj),
             positions: from_host(&sinusoidal_positions(config.context, config.dim))
-                .to_kind(runtime.kind())
-                .to_device(runtime.tch_device()),
-        };
-        let mut tensors = load_safetensors(checkpoint)?;
-        let mut variables: Vec<_> = vs.variables().into_iter().collect();
-        variables.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, mut variable) in variables {
-            let expected = dims(&variable.size());
-            let tensor = tensors
-                .remove(&name)
-                .ok_or_else(|| missing_tensor(checkpoint, &name, &expected))?;
-            check_shape(checkpoint, &name, &expected, &dims(&tensor.size()))?;
-            tch::no_grad(|| variable.copy_(&tensor));
-        }
-        check_all_used(checkpoint, tensors.into_keys().collect())?;
-        Ok(model)
+                .to_kind(kind)
+                .to_device(device),
+            names,
+        })
+    }
+
+    /// The current parameters, in the shape they were loaded in.
+    fn weights(&self) -> Result<LmWeights<&Tensor>> {
+        Ok(LmWeights {
+            embedding: &self.embedding,
+            layers: self
+                .layers
+                .iter()
+                .map(Block::weights)
+                .collect::<Result<_>>()?,
+            ln: layer_norm_weights(&self.ln),
+            out_proj: linear_weights(&self.out_proj)?,
+        })
     }
 
     /// Logits [batch, context, vocab] in the runtime's dtype.
     fn forward(&self, inputs: &Tensor, training: bool) -> Tensor {
         let t = inputs.size()[1];
         let positions = self.positions.narrow(0, 0, t);
-        let mut x = self.embedding.forward(inputs) + positions;
+        let mut x = Tensor::embedding(&self.embedding, inputs, -1, false, false) + positions;
         for layer in &self.layers {
             x = layer.forward(&x, training);
         }
@@ -259,8 +332,7 @@ impl LmTrainer for Trainer {
     ) -> Result<Self> {
         runtime.seed(seed)?;
         let device = runtime.tch_device();
-        let mut vs = nn::VarStore::new(device);
-        vs.set_kind(runtime.kind());
+        let vs = nn::VarStore::new(device);
         let model = TransformerLm::load(runtime, &vs, &config.model, checkpoint)?;
         let train = &config.train;
         let kind = AdamWKind::for_execution(execution);
@@ -350,17 +422,12 @@ impl LmTrainer for Trainer {
 
     /// The current weights by name, as float32 on the host.
     fn weights(&self) -> Result<Vec<(String, HostTensor)>> {
-        let mut weights = self
-            .vs
-            .variables()
+        let model = &self.model;
+        let weights = model.weights()?;
+        let named = model.names.label(&weights)?;
+        named
             .into_iter()
-            .map(|(name, tensor)| Ok((name, to_host_f32(&tensor)?)))
-            .collect::<Result<Vec<_>>>()?;
-        weights.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(weights)
+            .map(|(name, tensor)| Ok((name.to_owned(), to_host_f32(tensor)?)))
+            .collect()
     }
-}
-
-fn dims(shape: &[i64]) -> Vec<usize> {
-    shape.iter().map(|&d| d as usize).collect()
 }
