@@ -208,8 +208,10 @@ pub struct TransformerLm {
 
 impl TransformerLm {
     /// Builds the module tree from the checkpoint's weights, each uploaded
-    /// in the runtime's dtype as it is read and made a variable of `vs`
-    /// (named by its place: [`TransformerLm::weights`] names them).
+    /// in the runtime's dtype as it is read and made a trainable variable
+    /// of `vs` (for the optimiser). The store names them by their order:
+    /// tch refuses dotted names, and `names` already holds the
+    /// checkpoint's, for [`TransformerLm::weights`].
     pub fn load(
         runtime: &TorchRuntime,
         vs: &nn::VarStore,
