@@ -16,8 +16,8 @@ pub mod workload;
 
 use anyhow::Result;
 use bench_core::{
-    measure, CaseResult, Cell, DeviceKind, MeasureSettings, Precision, Preset, Runtime, Settings,
-    Summary, Throughput,
+    measure, CaseResult, Cell, DeviceKind, Execution, MeasureSettings, Precision, Preset, Runtime,
+    Settings, Summary, Throughput,
 };
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
@@ -27,6 +27,18 @@ pub use config::LlamaConfig;
 pub use generate::{generate, CausalLm, GenerationTimes, Logits};
 pub use sampler::{Sampler, SamplingConfig};
 pub use workload::{GenerationConfig, Workload};
+
+/// What each framework's twin provides (`mlx::Llama`, `torch::Llama`): a
+/// model that generates through [`CausalLm`], built (untimed) from the
+/// cell's one weight source, and the framework's own copy kernel.
+pub trait LlamaTwin: CausalLm + Sized {
+    type Runtime: Runtime;
+    /// The model of `workload` with its cache preallocated.
+    fn build(runtime: &Self::Runtime, workload: &Workload, execution: Execution) -> Result<Self>;
+    /// The framework's y = 2x over `elements` (the copy ceiling where no
+    /// framework-neutral copy exists).
+    fn framework_copy(runtime: &Self::Runtime, elements: usize) -> Result<FrameworkCopy>;
+}
 
 pub struct TinyLlama;
 
@@ -52,37 +64,11 @@ impl TwinBenchmark for TinyLlama {
     }
 
     fn mlx(runtime: &MlxRuntime, cell: &Cell, workload: &Workload) -> Result<Vec<CaseResult>> {
-        let model = mlx::Llama::new(
-            runtime,
-            &workload.config,
-            workload.weights.as_ref(),
-            workload.generation.cache_positions(),
-            cell.execution()?,
-        )?;
-        measure_twin(runtime, cell, workload, model, |elements| {
-            let scale = mlx::Scale::new(runtime, elements)?;
-            Ok(FrameworkCopy {
-                bytes: scale.bytes(),
-                run: Box::new(move || scale.run()),
-            })
-        })
+        measure_twin::<mlx::Llama>(runtime, cell, workload)
     }
 
     fn torch(runtime: &TorchRuntime, cell: &Cell, workload: &Workload) -> Result<Vec<CaseResult>> {
-        let model = torch::Llama::new(
-            runtime,
-            &workload.config,
-            workload.weights.as_ref(),
-            workload.generation.cache_positions(),
-            cell.execution()?,
-        )?;
-        measure_twin(runtime, cell, workload, model, |elements| {
-            let scale = torch::Scale::new(runtime, elements)?;
-            Ok(FrameworkCopy {
-                bytes: scale.bytes(),
-                run: Box::new(move || scale.run()),
-            })
-        })
+        measure_twin::<torch::Llama>(runtime, cell, workload)
     }
 }
 
@@ -94,15 +80,14 @@ pub struct FrameworkCopy {
     pub bytes: f64,
 }
 
-/// The same steps for either twin, from its built model (untimed): time
-/// the generations, drop the model, then measure the copy bandwidth.
-fn measure_twin<M: CausalLm>(
-    runtime: &dyn Runtime,
+/// The same steps for either twin: build its model (untimed), time the
+/// generations, drop the model, then measure the copy bandwidth.
+fn measure_twin<T: LlamaTwin>(
+    runtime: &T::Runtime,
     cell: &Cell,
     workload: &Workload,
-    mut model: M,
-    framework_copy: impl FnOnce(usize) -> Result<FrameworkCopy>,
 ) -> Result<Vec<CaseResult>> {
+    let mut model = T::build(runtime, workload, cell.execution()?)?;
     let execution = model.execution();
     let generation = measure_generation(&mut model, runtime, cell, workload)?;
     drop(model);
@@ -131,7 +116,7 @@ fn measure_twin<M: CausalLm>(
             },
             // Metal: no framework-neutral copy here; the twin's own.
             Err(_) => {
-                let scale = framework_copy(elements)?;
+                let scale = T::framework_copy(runtime, elements)?;
                 runtime.reset_peak_memory();
                 let samples = measure(&copy_settings(), runtime, || (scale.run)())?;
                 CopyCeiling {

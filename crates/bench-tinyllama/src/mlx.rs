@@ -17,6 +17,8 @@ use model_hub::TensorSource;
 use crate::config::LlamaConfig;
 use crate::generate::{check_tokens, AttentionMask, CausalLm, Logits};
 use crate::weights::{DecoderWeights, LlamaWeights};
+use crate::workload::Workload;
+use crate::{FrameworkCopy, LlamaTwin};
 
 /// Llama for causal language modelling, with its key/value cache.
 pub struct Llama {
@@ -312,3 +314,26 @@ fn upload(tensor: &HostTensor, dtype: Dtype) -> Result<Array> {
 
 /// The bandwidth ceiling (y = 2x), shared with the other benchmarks.
 pub use fw_mlx::Scale;
+
+impl LlamaTwin for Llama {
+    type Runtime = MlxRuntime;
+
+    fn build(runtime: &MlxRuntime, workload: &Workload, execution: Execution) -> Result<Self> {
+        let cache = workload.generation.cache_positions();
+        Self::new(
+            runtime,
+            &workload.config,
+            workload.weights.as_ref(),
+            cache,
+            execution,
+        )
+    }
+
+    fn framework_copy(runtime: &MlxRuntime, elements: usize) -> Result<FrameworkCopy> {
+        let scale = Scale::new(runtime, elements)?;
+        Ok(FrameworkCopy {
+            bytes: scale.bytes(),
+            run: Box::new(move || scale.run()),
+        })
+    }
+}

@@ -22,6 +22,8 @@ use tch::{Device, Kind, Tensor};
 use crate::config::LlamaConfig;
 use crate::generate::{check_tokens, rope_inverse_frequencies, AttentionMask, CausalLm, Logits};
 use crate::weights::{DecoderWeights, LlamaWeights};
+use crate::workload::Workload;
+use crate::{FrameworkCopy, LlamaTwin};
 
 /// Llama for causal language modelling, with its key/value cache.
 pub struct Llama {
@@ -500,3 +502,26 @@ fn upload(tensor: &HostTensor, kind: Kind, device: Device) -> Tensor {
 
 /// The bandwidth ceiling (y = 2x), shared with the other benchmarks.
 pub use fw_torch::Scale;
+
+impl LlamaTwin for Llama {
+    type Runtime = TorchRuntime;
+
+    fn build(runtime: &TorchRuntime, workload: &Workload, execution: Execution) -> Result<Self> {
+        let cache = workload.generation.cache_positions();
+        Self::new(
+            runtime,
+            &workload.config,
+            workload.weights.as_ref(),
+            cache,
+            execution,
+        )
+    }
+
+    fn framework_copy(runtime: &TorchRuntime, elements: usize) -> Result<FrameworkCopy> {
+        let scale = Scale::new(runtime, elements)?;
+        Ok(FrameworkCopy {
+            bytes: scale.bytes(),
+            run: Box::new(move || scale.run()),
+        })
+    }
+}
