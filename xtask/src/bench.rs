@@ -319,7 +319,7 @@ fn runners(root: &Path, args: &BenchArgs) -> Result<(Vec<BenchCrate>, PathBuf)> 
         ),
         None => {
             let benches = suite::select(&suite::discover(root)?, &args.bench)?;
-            setup::ensure(root, setup::SetupOptions::default())?;
+            setup::ensure(root, setup::SetupOptions::runners())?;
             build_runners(root, &benches)?;
             (benches, root.join("target/release"))
         }

@@ -32,7 +32,7 @@ pub struct BundleArgs {
 
 pub fn run(root: &Path, args: &BundleArgs) -> Result<()> {
     let benches = suite::select(&suite::discover(root)?, &args.bench)?;
-    setup::ensure(root, setup::SetupOptions::default())?;
+    setup::ensure(root, setup::SetupOptions::runners())?;
     let out = args
         .out
         .clone()

@@ -87,7 +87,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let started = std::time::Instant::now();
             // Neither flag: keep the libtorch that is installed.
             let cuda = (cuda || cpu).then_some(cuda);
-            setup::ensure(&root, setup::SetupOptions { cuda })?;
+            setup::ensure(
+                &root,
+                setup::SetupOptions {
+                    cuda,
+                    ..Default::default()
+                },
+            )?;
             setup::verify(&root)?;
             eprintln!(
                 "set-up complete in {:.1} s",
@@ -100,7 +106,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Commands::Compare(args) => return compare::run(&root, &args),
         Commands::NewBench(args) => new_bench::run(&root, &args)?,
         Commands::Test { cargo_args } => {
-            setup::ensure(&root, setup::SetupOptions::default())?;
+            setup::ensure(&root, setup::SetupOptions::tests())?;
             let passed = cargo_test(&root, &cargo_args)?;
             // With a filter, only what was asked.
             if passed && cargo_args.is_empty() {

@@ -20,13 +20,34 @@ pub struct SetupOptions {
     /// library); Some(false): the slim CPU one; None (every command but
     /// `setup`): whichever is installed, the CPU one on a fresh clone.
     pub cuda: Option<bool>,
+    /// What the command builds after set-up (for the disk it checks).
+    pub build: crate::requirements::Build,
+}
+
+impl SetupOptions {
+    /// For `test`: whichever libtorch is installed, and the tests' build.
+    pub fn tests() -> Self {
+        SetupOptions {
+            build: crate::requirements::Build::Tests,
+            ..Default::default()
+        }
+    }
+
+    /// For `bench` and `bundle`: whichever libtorch is installed, and the
+    /// runners' release build after.
+    pub fn runners() -> Self {
+        SetupOptions {
+            build: crate::requirements::Build::Runners,
+            ..Default::default()
+        }
+    }
 }
 
 /// Makes everything the build needs present and sound.
 pub fn ensure(root: &Path, options: SetupOptions) -> Result<()> {
     let cache = root.join(".cache");
     let fresh = !finished_any(&cache.join(pins::LIBTORCH_DIR));
-    crate::requirements::check(None, &cache, fresh)?;
+    crate::requirements::check(None, &cache, fresh, options.build)?;
     fs::create_dir_all(cache.join("downloads"))?;
     if cfg!(target_os = "macos") {
         ensure_libtorch_macos(&cache)?;
@@ -576,10 +597,22 @@ mod tests {
         assert!(!wants_cuda(&dir, SetupOptions::default()), "fresh: CPU");
         fs::write(dir.join(STAMP), "cuda abc123\n10 torch/lib/x.so\n").unwrap();
         assert!(wants_cuda(&dir, SetupOptions::default()));
-        assert!(!wants_cuda(&dir, SetupOptions { cuda: Some(false) }));
+        assert!(!wants_cuda(
+            &dir,
+            SetupOptions {
+                cuda: Some(false),
+                ..Default::default()
+            }
+        ));
         fs::write(dir.join(STAMP), "cpu abc123\n").unwrap();
         assert!(!wants_cuda(&dir, SetupOptions::default()));
-        assert!(wants_cuda(&dir, SetupOptions { cuda: Some(true) }));
+        assert!(wants_cuda(
+            &dir,
+            SetupOptions {
+                cuda: Some(true),
+                ..Default::default()
+            }
+        ));
         fs::remove_dir_all(dir).unwrap();
     }
 
