@@ -8,7 +8,8 @@
 //!
 //! Grouped-query attention: a decode step has one query position, so the
 //! query heads that share a key/value head become queries of that head and
-//! plain SDPA runs without repeating keys, in every dtype. The prompt's
+//! attention runs without repeating keys, in every dtype: fused SDPA in
+//! 16-bit floats, three launches in float32 (see `float32_step_attention`). The prompt's
 //! SDPA takes `enable_gqa`; its flash kernel needs 16-bit floats, so in
 //! float32 libtorch's math kernel repeats the keys (the row says so).
 
@@ -403,16 +404,20 @@ impl DecoderLayer {
         let group = (config.num_heads / config.num_kv_heads) as i64;
         let q = q.reshape([1, kv_heads, group, head_dim]);
         let scale = 1.0 / (config.head_dim as f64).sqrt();
-        let out = Tensor::scaled_dot_product_attention(
-            &q,
-            &*keys,
-            &*values,
-            Some(mask),
-            0.0,
-            false,
-            scale,
-            false,
-        );
+        let out = if q.kind() == Kind::Float {
+            float32_step_attention(&q, keys, values, mask, scale)
+        } else {
+            Tensor::scaled_dot_product_attention(
+                &q,
+                &*keys,
+                &*values,
+                Some(mask),
+                0.0,
+                false,
+                scale,
+                false,
+            )
+        };
         out.reshape([1, 1, (config.num_heads * config.head_dim) as i64])
             .linear(&self.o_proj, None::<Tensor>)
     }
@@ -454,6 +459,39 @@ impl DecoderLayer {
         let (gate, up) = (halves[0].silu(), &halves[1]);
         (gate * up).linear(&self.down_proj, None::<Tensor>)
     }
+}
+
+/// A float32 decode step's attention in three launches, as transformers'
+/// eager attention computes it: scores = mask + scale q k^T (one batched
+/// matmul, the mask its addend), their softmax, the weighted values.
+/// q [1, kv_heads, group, head_dim]; keys and values [1, kv_heads,
+/// capacity, head_dim]; out [kv_heads, group, head_dim].
+///
+/// Why not fused SDPA here: libtorch has no float32 flash kernel, and its
+/// memory-efficient kernel gives a single-query step one thread block per
+/// key/value head (4 for TinyLlama). On an H200 that kernel took 1.74 ms
+/// of the 3.57 ms float32 step; with this composition the step took 2.68
+/// instead of 3.71 ms (xtask/scripts/probes/tinyllama_decode_attention.py).
+/// The 16-bit kinds keep SDPA, whose flash kernel is as fast there.
+fn float32_step_attention(
+    q: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+    mask: &Tensor,
+    scale: f64,
+) -> Tensor {
+    let (query_shape, capacity) = (q.size(), keys.size()[2]);
+    let (kv_heads, group, head_dim) = (query_shape[1], query_shape[2], query_shape[3]);
+    let keys = keys.view([kv_heads, capacity, head_dim]);
+    let scores = mask.view([1, 1, capacity]).baddbmm(
+        &q.reshape([kv_heads, group, head_dim]),
+        &keys.transpose(1, 2),
+        1.0,
+        scale,
+    );
+    scores
+        .softmax(-1, Kind::Float)
+        .bmm(&values.view([kv_heads, capacity, head_dim]))
 }
 
 impl KvCache {
@@ -523,5 +561,48 @@ impl LlamaTwin for Llama {
             bytes: scale.bytes(),
             run: Box::new(move || scale.run()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The float32 composition computes what fused SDPA does, masked
+    /// positions included.
+    #[test]
+    fn float32_step_attention_equals_sdpa() {
+        tch::manual_seed(7);
+        let (kv_heads, group, capacity, head_dim) = (4, 8, 40, 16);
+        let options = (Kind::Float, Device::Cpu);
+        let q = Tensor::randn([1, kv_heads, group, head_dim], options);
+        let keys = Tensor::randn([1, kv_heads, capacity, head_dim], options);
+        let values = Tensor::randn([1, kv_heads, capacity, head_dim], options);
+        // Positions after 25 are not yet written: hidden.
+        let hidden = Tensor::arange(capacity, (Kind::Int64, Device::Cpu)).gt(25);
+        let mask = Tensor::zeros([capacity], options)
+            .masked_fill(&hidden, f64::NEG_INFINITY)
+            .view([1, 1, 1, capacity]);
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let fused = Tensor::scaled_dot_product_attention(
+            &q,
+            &keys,
+            &values,
+            Some(&mask),
+            0.0,
+            false,
+            scale,
+            false,
+        )
+        .view([kv_heads, group, head_dim]);
+        let composed = float32_step_attention(&q, &keys, &values, &mask, scale);
+        assert_eq!(composed.size(), fused.size());
+        let gap = (&composed - &fused).abs().max().double_value(&[]);
+        assert!(gap < 1e-5, "largest difference {gap}");
+        // The hidden positions get no weight: changing them changes nothing.
+        let _ = values.narrow(2, 26, capacity - 26).fill_(1e6);
+        let again = float32_step_attention(&q, &keys, &values, &mask, scale);
+        let moved = (&again - &composed).abs().max().double_value(&[]);
+        assert!(moved == 0.0, "hidden positions moved the output by {moved}");
     }
 }
