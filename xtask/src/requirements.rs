@@ -39,11 +39,12 @@ impl Build {
         }
     }
 
-    fn what(self) -> &'static str {
+    /// What the build is, for the message; None for no build.
+    fn what(self) -> Option<&'static str> {
         match self {
-            Build::Nothing => "",
-            Build::Tests => " and the tests' build",
-            Build::Runners => " and the runners' release build",
+            Build::Nothing => None,
+            Build::Tests => Some("the tests' build"),
+            Build::Runners => Some("the runners' release build"),
         }
     }
 }
@@ -144,12 +145,14 @@ fn disk_problem(free: u64, cache: &Path, build: Build) -> Option<String> {
     let need_gb = CACHE_GB + build.target_gb();
     let free_gb = free as f64 / 1e9;
     (free_gb < need_gb as f64).then(|| {
+        let build = build
+            .what()
+            .map(|what| format!(" and {what} (target/, {} GB)", build.target_gb()))
+            .unwrap_or_default();
         format!(
-            "{free_gb:.1} GB free at {}; the set-up (.cache, {CACHE_GB} GB){} ({} GB in target/) \
+            "{free_gb:.1} GB free at {}; the set-up (.cache, {CACHE_GB} GB){build} \
              need about {need_gb} GB (clear space, or clone onto a larger disk)",
             cache.display(),
-            build.what(),
-            build.target_gb(),
         )
     })
 }
@@ -273,6 +276,12 @@ mod tests {
         ] {
             assert!(problem.contains(needle), "{needle:?} not in: {problem}");
         }
+        assert!(
+            problem.contains("(target/, 3 GB) need about 5 GB"),
+            "{problem}"
+        );
         assert!(disk_problem(3 * GB, cache, Build::Tests).is_some());
+        let setup_only = disk_problem(GB, cache, Build::Nothing).expect("1 GB is too little");
+        assert!(!setup_only.contains("target/"), "{setup_only}");
     }
 }
