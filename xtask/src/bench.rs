@@ -319,7 +319,10 @@ fn runners(root: &Path, args: &BenchArgs) -> Result<(Vec<BenchCrate>, PathBuf)> 
         ),
         None => {
             let benches = suite::select(&suite::discover(root)?, &args.bench)?;
-            setup::ensure(root, setup::SetupOptions::runners())?;
+            setup::ensure(
+                root,
+                setup::SetupOptions::building(crate::requirements::Build::Runners),
+            )?;
             build_runners(root, &benches)?;
             (benches, root.join("target/release"))
         }

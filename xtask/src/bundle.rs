@@ -32,7 +32,10 @@ pub struct BundleArgs {
 
 pub fn run(root: &Path, args: &BundleArgs) -> Result<()> {
     let benches = suite::select(&suite::discover(root)?, &args.bench)?;
-    setup::ensure(root, setup::SetupOptions::runners())?;
+    setup::ensure(
+        root,
+        setup::SetupOptions::building(crate::requirements::Build::Runners),
+    )?;
     let out = args
         .out
         .clone()

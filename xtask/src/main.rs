@@ -106,7 +106,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Commands::Compare(args) => return compare::run(&root, &args),
         Commands::NewBench(args) => new_bench::run(&root, &args)?,
         Commands::Test { cargo_args } => {
-            setup::ensure(&root, setup::SetupOptions::tests())?;
+            setup::ensure(
+                &root,
+                setup::SetupOptions::building(requirements::Build::Tests),
+            )?;
             let passed = cargo_test(&root, &cargo_args)?;
             // With a filter, only what was asked.
             if passed && cargo_args.is_empty() {

@@ -29,30 +29,18 @@ pub enum Build {
 }
 
 impl Build {
-    /// `target/` after this build from a fresh clone, measured on x86_64
-    /// Linux and rounded up.
-    fn target_gb(self) -> u64 {
-        match self {
-            Build::Nothing => 0,
-            Build::Tests => TESTS_GB,
-            Build::Runners => RUNNERS_GB,
-        }
-    }
-
-    /// What the build is, for the message; None for no build.
-    fn what(self) -> Option<&'static str> {
+    /// What the build is, for the message, and `target/` after it from a
+    /// fresh clone, measured on x86_64 Linux (2026-11-30) and rounded up:
+    /// the tests 4.3 GB (dev profile, line tables only), the five runners
+    /// 2.1 GB. None: no build.
+    fn target(self) -> Option<(&'static str, u64)> {
         match self {
             Build::Nothing => None,
-            Build::Tests => Some("the tests' build"),
-            Build::Runners => Some("the runners' release build"),
+            Build::Tests => Some(("the tests' build", 5)),
+            Build::Runners => Some(("the runners' release build", 3)),
         }
     }
 }
-
-/// Measured from a fresh clone (2026-11-30): the tests' build 4.3 GB (dev
-/// profile with line tables only), the five runners' release build 2.1 GB.
-const TESTS_GB: u64 = 5;
-const RUNNERS_GB: u64 = 3;
 
 /// A program run with `args` that must succeed, and the fix when it does not.
 struct Tool {
@@ -142,12 +130,12 @@ pub fn check(path: Option<OsString>, cache: &Path, fresh: bool, build: Build) ->
 
 /// Too little disk for the set-up and `build`, with `free` bytes at `cache`.
 fn disk_problem(free: u64, cache: &Path, build: Build) -> Option<String> {
-    let need_gb = CACHE_GB + build.target_gb();
+    let target = build.target();
+    let need_gb = CACHE_GB + target.map_or(0, |(_, gb)| gb);
     let free_gb = free as f64 / 1e9;
     (free_gb < need_gb as f64).then(|| {
-        let build = build
-            .what()
-            .map(|what| format!(" and {what} (target/, {} GB)", build.target_gb()))
+        let build = target
+            .map(|(what, gb)| format!(" and {what} (target/, {gb} GB)"))
             .unwrap_or_default();
         format!(
             "{free_gb:.1} GB free at {}; the set-up (.cache, {CACHE_GB} GB){build} \

@@ -25,19 +25,10 @@ pub struct SetupOptions {
 }
 
 impl SetupOptions {
-    /// For `test`: whichever libtorch is installed, and the tests' build.
-    pub fn tests() -> Self {
+    /// Whichever libtorch is installed, and `build` after set-up.
+    pub fn building(build: crate::requirements::Build) -> Self {
         SetupOptions {
-            build: crate::requirements::Build::Tests,
-            ..Default::default()
-        }
-    }
-
-    /// For `bench` and `bundle`: whichever libtorch is installed, and the
-    /// runners' release build after.
-    pub fn runners() -> Self {
-        SetupOptions {
-            build: crate::requirements::Build::Runners,
+            build,
             ..Default::default()
         }
     }
