@@ -78,7 +78,8 @@ pub fn run(root: &Path, args: &NewBenchArgs) -> Result<()> {
          - src/lib.rs: `{twin}` (what each twin provides) and `measure` (the timed cases);\n\
          - src/mlx.rs and src/torch.rs: the twins, same types and functions in the same order;\n\
          - tests/parity.rs: the same inputs give the same outputs, within a stated tolerance;\n\
-         - Cargo.toml: the description and the README title.\n\
+         - Cargo.toml: the description and the README title;\n\
+         - README.md, The benchmarks: one line linking to src/lib.rs, whose module doc describes it.\n\
          Then: cargo xtask test, and cargo xtask bench --bench {name}",
         dir.display(),
         twin = names.twin,

@@ -3,6 +3,36 @@
 //! prompt in one pass (prompt tokens/s, time to first token), then a fixed
 //! number of single-token steps with end-of-sequence ignored (generation
 //! tokens/s, also as a fraction of the memory-bandwidth bound).
+//!
+//! # What it measures
+//!
+//! Llama text generation as llama-bench and mlx_lm.benchmark measure it:
+//! TinyLlama 1.1B (22 layers, hidden 2048, 32 query / 4 key-value heads,
+//! RoPE, RMSNorm, SwiGLU) with a preallocated key/value cache, batch 1. A
+//! fixed-length prompt in one pass (`prompt`, tokens/s; `ttft`, time to
+//! first token), then fixed single-token steps with end-of-sequence ignored
+//! (`generate`, tokens/s, the headline; its row also gives
+//! `bandwidth_fraction`: weight bytes read per token x tokens/s over the
+//! device's measured copy bandwidth, `ceiling-copy`).
+//!
+//! Weights: the Hub's TinyLlama-1.1B-Chat-v1.0 safetensors (with its chat
+//! template) when online, else seeded random weights of its exact config
+//! (rows say `weights=random weights (seed N)`); the Llama-2 tokenizer
+//! through `tokenizers`.
+//!
+//! Greedy by default, each token chosen on the device and fed straight back
+//! (no host round trip per token, as llama.cpp and mlx-lm decode); seeded
+//! top-p sampling runs on the host, one code for both twins.
+//!
+//! # Presets and knobs
+//!
+//! - `quick`: prompt 128, generate 32.
+//! - `paper`: prompt 512, generate 128 (llama-bench's pp512 / tg128).
+//!
+//! `--set temperature=0.7 --set top_p=0.9 --set sample_seed=1`,
+//! `--set prompt_tokens=... --set gen_tokens=...`,
+//! `--set weights=random|hub|auto`, `--set hub_repo=...`,
+//! `--set config=<config.json>`.
 
 pub mod bandwidth;
 pub mod config;

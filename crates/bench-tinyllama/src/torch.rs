@@ -12,7 +12,7 @@
 //! 16-bit floats, three launches in float32 (`float32_step_attention`).
 //! The prompt's SDPA takes `enable_gqa`; its flash kernel needs 16-bit
 //! floats, so in float32 libtorch's math kernel repeats the keys (the
-//! README's table of how each twin runs says so).
+//! table of how each twin runs, in `docs/METHOD.md`, says so).
 
 use anyhow::{ensure, Result};
 use bench_core::host::HostTensor;

@@ -1,6 +1,34 @@
 //! bench-transfer: matmul work that moves data between the CPU and the
 //! accelerator (the original study's "CPU/GPU switch"), beside the device's
 //! measured ceilings (matmul GFLOP/s, bandwidth GB/s).
+//!
+//! # What it measures
+//!
+//! The original study's "CPU/GPU switch": three N x N float32 matrices; each
+//! iteration computes norm(a@b), norm(b@c), norm(c@a) (norm: each column
+//! divided by its maximum) on the accelerator, then again on the CPU from
+//! those results. PyTorch copies the matrices between devices; MLX places
+//! the work on its GPU and CPU streams over unified memory. Also the
+//! device's measured ceilings: matmul GFLOP/s (`ceiling-matmul`) and memory
+//! bandwidth GB/s (`ceiling-copy`, y = 2x, bytes read + written). Without
+//! an accelerator (`--device cpu`) both halves run on the CPU and the rows
+//! say `placement=cpu only`.
+//!
+//! # Presets and knobs
+//!
+//! - `quick`: N = 512, 4 iterations; CPU ceilings: 1024^2 matmul, 64 MiB.
+//! - `paper`: N = 10000, 50 iterations (as the original); CPU ceilings:
+//!   4096^2, 256 MiB.
+//! - On a GPU the ceilings are 8192^2 and 1 GiB whatever the preset.
+//!
+//! `--set n=... --set iterations=...` override the sizes (recorded in the
+//! row).
+//!
+//! # Against the original study
+//!
+//! The original Python study's switch benchmark had its PyTorch twin
+//! compute a@c where MLX computed c@a; here both compute c@a, and a parity
+//! test checks both twins against a float64 reference.
 
 pub mod mlx;
 pub mod torch;

@@ -7,6 +7,39 @@
 //! registry copy), read the same log-mel (computed in plain Rust by
 //! [`mel`]), and share the decoding loop ([`pipeline`]); only the model
 //! code differs (`mlx.rs`, `torch.rs`).
+//!
+//! # What it measures
+//!
+//! Speech to text with Whisper (greedy decoding without timestamps,
+//! Whisper's token suppression), timed as whisper.cpp's bench reports it;
+//! model loading is never timed. Both twins load one weight set: Hugging
+//! Face safetensors from the Hub (`--set model=openai/whisper-tiny.en`, or
+//! any size of the family, `.en` or multilingual with `--set language=`),
+//! or offline the registry's CTranslate2 tiny.en, read by our own
+//! `model.bin` reader (fused q/k/v split). One plain-Rust front end for
+//! both: WAV of any rate, format and channel count to 16 kHz mono,
+//! Whisper's log-mel, 30 s windows.
+//!
+//! Cases:
+//! - `transcribe`: the whole clip from samples to text (log-mel, per window
+//!   encoder, cross-attention K/V and cached greedy decoding, detokenising);
+//!   audio s/s, with the real-time factor `rtf`, the token count and the
+//!   transcript in the row;
+//! - `encode`: one window's encoder and cross-attention K/V;
+//! - `decode-token`: greedy decoding of the first window with the
+//!   self-attention KV cache, divided by its decoder steps.
+//!
+//! # Presets and knobs
+//!
+//! - `quick`: tiny.en (Hub, else the offline copy), JFK clip (11 s).
+//! - `paper`: the same; choose a larger model with `--set model=`.
+//!
+//! `--set audio=clip.wav`, `--set source=auto|hub|offline`.
+//!
+//! # Tests
+//!
+//! Both twins transcribe the JFK clip word for word; encoder output and
+//! first-step logits agree within 3e-4 (float32).
 
 pub mod audio;
 pub mod config;

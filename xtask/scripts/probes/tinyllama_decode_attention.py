@@ -10,7 +10,7 @@ torch.compile(mode="reduce-overhead") step of references/tinyllama.py at f32.
 
 Run on the GPU machine from the repository root:
     python3 xtask/scripts/probes/tinyllama_decode_attention.py --profile --gpt-fast
-Findings (H200, 2026-11-30) are in the README's TinyLlama finding.
+Findings (H200, 2026-11-30) are in reports/FINDINGS.md, under TinyLlama generation.
 """
 import os
 import sys
