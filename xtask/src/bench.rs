@@ -25,8 +25,10 @@ use crate::cell_process::{self, End};
 use crate::interrupt::{signal_name, Interrupt};
 use crate::knobs::Checked;
 use crate::reference_runs;
-use crate::suite::{self, BenchCrate};
-use crate::{knobs, report, runs, setup};
+use crate::{knobs, runs};
+use xtask_analysis::report;
+use xtask_setup::setup;
+use xtask_suite::{self as suite, BenchCrate};
 
 /// The settings of a run; saved with it (`.runs/<run id>.json`) so that
 /// `--resume` runs the rest of it alike. The last three are not the run's.

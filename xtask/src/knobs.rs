@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use bench_core::knobs::scoped;
 
 use crate::bench::BenchArgs;
-use crate::suite::BenchCrate;
+use xtask_suite::BenchCrate;
 
 /// What a benchmark's runner said of the knobs it gets.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,33 +1,20 @@
 //! `cargo xtask`: the suite's one entry point. See README.md.
 
-mod assets;
 mod bench;
-mod bundle;
-mod cache;
 mod cell_process;
-mod charts;
-mod compare;
 mod interrupt;
 mod knobs;
 mod new_bench;
-mod openblas;
-mod pins;
 mod reference_runs;
-mod references;
-mod report;
-mod requirements;
-mod results;
 mod runs;
-mod setup;
-mod suite;
-mod twins;
-mod uncertainty;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use xtask_analysis::{compare, report};
+use xtask_setup::{bundle, openblas, requirements, setup};
 
 #[derive(Parser)]
 #[command(about = "mlx-vs-torch: set-up, benchmarks, tests and reports")]

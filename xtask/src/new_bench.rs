@@ -14,7 +14,7 @@ use std::process::Command;
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 
-use crate::suite;
+use xtask_suite as suite;
 
 #[derive(Args, Debug)]
 pub struct NewBenchArgs {

@@ -21,7 +21,7 @@ use bench_core::record::{read_records, Status};
 
 use crate::cell_process::{self, End};
 use crate::interrupt::Interrupt;
-use crate::setup;
+use xtask_setup::{download, setup};
 
 pub const SCRIPTS: &str = "xtask/scripts/references";
 const LOCK: &str = "requirements.lock";
@@ -38,7 +38,7 @@ pub fn python(root: &Path, given: Option<&Path>) -> Result<PathBuf> {
     }
     let venv = root.join(VENV);
     let lock = root.join(SCRIPTS).join(LOCK);
-    let wanted = setup::sha256_of(&lock)?;
+    let wanted = download::sha256_of(&lock)?;
     let built = fs::read_to_string(venv.join(VENV_STAMP)).unwrap_or_default();
     if built.trim() != wanted {
         eprintln!(

@@ -25,7 +25,7 @@ COLUMNS = ("run_id timestamp benchmark case framework device precision preset st
            "cpu_cores ram_gib gpu gpu_driver mlx_version libtorch_version suite_version git_commit").split()
 
 # The settings a reference reads from its twin's row, per benchmark; a
-# test (xtask/tests/references.rs) checks that the twins' rows hold them.
+# test (xtask/crates/analysis/src/report.rs, reference_contract) checks that the twins' rows hold them.
 REQUIRED = {
     "tinyllama": ["prompt_tokens", "gen_tokens", "seed"],
     "lm-train": ["layers", "dim", "heads", "ffn", "context", "batch_size", "vocab",

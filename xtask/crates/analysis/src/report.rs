@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use bench_core::record::{Record, Status};
+use xtask_suite as suite;
 
 use crate::references::reference_table;
 use crate::results::{self, machine, mode, significant, Row};
 use crate::twins::{self, DeviceRun, Titles};
 use crate::uncertainty::noise_note;
-use crate::{charts, references, suite};
+use crate::{charts, references};
 
 pub const BEGIN: &str = "<!-- results:begin (cargo xtask report --readme writes this section) -->";
 pub const END: &str = "<!-- results:end -->";
@@ -395,7 +396,11 @@ mod reference_contract {
 
     #[test]
     fn twin_rows_hold_every_setting_the_references_read() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        // The workspace root: this crate is xtask/crates/<name>.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(3)
+            .unwrap();
         let output = Command::new("python3")
             .current_dir(root.join("xtask/scripts/references"))
             .args([

@@ -9,7 +9,43 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::setup::{self, STAMP};
+pub const STAMP: &str = ".setup-complete";
+
+/// Whether the stamp's first line is `stamp` (what was built; the lines
+/// after it list the files' sizes, see `stamp_text`).
+pub fn finished(dir: &Path, stamp: &str) -> bool {
+    fs::read_to_string(dir.join(STAMP))
+        .is_ok_and(|text| text.lines().next().unwrap_or_default().trim() == stamp.trim())
+}
+
+pub fn mark_finished(dir: &Path, stamp: &str) -> Result<()> {
+    let path = dir.join(STAMP);
+    fs::write(&path, stamp_text(dir, stamp)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("set-up: {} is ready", dir.display());
+    Ok(())
+}
+
+/// Fills a fresh staging folder and swaps it in, so an interrupted set-up
+/// never leaves a half-filled folder that looks finished.
+pub fn rebuild_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let staging = dir.with_extension("partial");
+    remove_dir(&staging)?;
+    fs::create_dir_all(&staging)?;
+    fill(&staging)?;
+    remove_dir(dir)?;
+    fs::rename(&staging, dir)
+        .with_context(|| format!("moving {} to {}", staging.display(), dir.display()))
+}
+
+fn remove_dir(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
 
 /// What `ensure_dir` found.
 #[derive(Debug, PartialEq)]
@@ -30,7 +66,7 @@ pub fn ensure_dir(
     check: impl Fn(&Path) -> Result<()>,
     fill: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<Ensured> {
-    let broken = if setup::finished(dir, stamp) {
+    let broken = if finished(dir, stamp) {
         match check_files(dir).and_then(|()| check(dir)) {
             Ok(()) => return Ok(Ensured::Kept),
             Err(problem) => {
@@ -42,9 +78,9 @@ pub fn ensure_dir(
     } else {
         None
     };
-    setup::rebuild_dir(dir, fill)?;
+    rebuild_dir(dir, fill)?;
     check(dir)?;
-    setup::mark_finished(dir, stamp)?;
+    mark_finished(dir, stamp)?;
     Ok(Ensured::Built(broken))
 }
 
@@ -199,10 +235,21 @@ mod tests {
         check_files(&dir).unwrap();
         let stamp = fs::read_to_string(dir.join(STAMP)).unwrap();
         assert_eq!(stamp, "v1\n13 header.h\n4096 lib/libmlx.so\n");
-        assert!(setup::finished(&dir, "v1"));
+        assert!(finished(&dir, "v1"));
         fs::remove_file(dir.join("header.h")).unwrap();
         let error = check_files(&dir).unwrap_err().to_string();
         assert!(error.contains("header.h is missing"), "{error}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stamps_match_whatever_their_trailing_space() {
+        let dir = std::env::temp_dir().join(format!("xtask-stamp-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        assert!(!finished(&dir, "abc strip "));
+        mark_finished(&dir, "abc strip ").unwrap();
+        assert!(finished(&dir, "abc strip "));
+        assert!(!finished(&dir, "abd strip "));
+        fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -147,93 +147,146 @@ fn describe_key(key: &CellKey) -> String {
     format!("{benchmark} {case} {framework} {device} {precision} {preset} {mode}")
 }
 
+/// The verdicts over the cells both runs have.
+#[derive(Default)]
+struct Tally {
+    faster: usize,
+    slower: usize,
+    same: usize,
+    regressions: usize,
+}
+
 pub fn compare(baseline: &[Row], candidate: &[Row], fail_above: Option<f64>) -> Comparison {
     let a = cells(baseline);
     let b = cells(candidate);
-    let mut text = String::new();
-    let describe = |rows: &[Row]| {
-        let mut seen: Vec<String> = Vec::new();
-        for r in rows {
-            let what = format!("{} at {}", machine(&r.record), r.record.git_commit);
-            if !seen.contains(&what) {
-                seen.push(what);
-            }
-        }
-        seen.join("; ")
-    };
-    let _ = writeln!(text, "A (baseline): {}", describe(baseline));
-    let _ = writeln!(text, "B (candidate): {}\n", describe(candidate));
-    text.push_str("| Benchmark | Case | Framework | Device | Precision | Preset | Mode | A median (s) | B median (s) | B / A [95% CI] | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
-    let (mut faster, mut slower, mut same, mut regressions) = (0, 0, 0, 0);
-    let mut unmatched = Vec::new();
+    let mut text = header(baseline, candidate);
+    let mut tally = Tally::default();
     for (key, row_a) in &a {
-        let Some(row_b) = b.get(key) else {
-            unmatched.push(format!("{} only in A", describe_key(key)));
-            continue;
-        };
-        let (benchmark, case, framework, device, precision, preset, mode) = key;
-        let median = |row: &Row| row.record.median_s.map_or("-".into(), significant);
-        let (ratio, verdict) =
-            if row_a.record.status != Status::Ok || row_b.record.status != Status::Ok {
-                let status = |row: &Row| format!("{:?}", row.record.status).to_lowercase();
-                (
-                    "-".to_owned(),
-                    format!("A {}, B {}", status(row_a), status(row_b)),
-                )
-            } else {
-                match judge(row_a, row_b) {
-                    Some((ratio, interval, verdict)) => {
-                        let limit = fail_above.map(|pct| 1.0 + pct / 100.0);
-                        let bound = interval.map_or(ratio, |i| i.low);
-                        let regression =
-                            verdict == Verdict::Slower && limit.is_some_and(|limit| bound > limit);
-                        regressions += usize::from(regression);
-                        let mut word = match verdict {
-                            Verdict::Faster => {
-                                faster += 1;
-                                "faster".to_owned()
-                            }
-                            Verdict::Slower => {
-                                slower += 1;
-                                "slower".to_owned()
-                            }
-                            Verdict::WithinNoise => {
-                                same += 1;
-                                "within noise".to_owned()
-                            }
-                        };
-                        if interval.is_none() {
-                            word.push_str(" (by IQR: no samples)");
-                        }
-                        if regression {
-                            word.push_str(" REGRESSION");
-                        }
-                        (ratio_cell(Some(ratio), interval), word)
-                    }
-                    None => ("-".into(), "no median".into()),
-                }
-            };
-        let _ = writeln!(
-            text,
-            "| {benchmark} | {case} | {framework} | {device} | {precision} | {preset} | {mode} | {} | {} | {ratio} | {verdict} |",
-            median(row_a),
-            median(row_b),
+        if let Some(row_b) = b.get(key) {
+            text.push_str(&cell_line(key, row_a, row_b, fail_above, &mut tally));
+        }
+    }
+    text.push_str(&footer(&tally, &unmatched(&a, &b)));
+    Comparison {
+        text,
+        regressions: tally.regressions,
+    }
+}
+
+/// Which runs A and B are, then the table's header.
+fn header(baseline: &[Row], candidate: &[Row]) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "A (baseline): {}", describe_runs(baseline));
+    let _ = writeln!(text, "B (candidate): {}\n", describe_runs(candidate));
+    text.push_str("| Benchmark | Case | Framework | Device | Precision | Preset | Mode | A median (s) | B median (s) | B / A [95% CI] | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    text
+}
+
+/// "<machine> at <commit>" of each run among `rows`, in order of first row.
+fn describe_runs(rows: &[Row]) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for r in rows {
+        let what = format!("{} at {}", machine(&r.record), r.record.git_commit);
+        if !seen.contains(&what) {
+            seen.push(what);
+        }
+    }
+    seen.join("; ")
+}
+
+/// One cell's line: both medians, B / A and the verdict.
+fn cell_line(
+    key: &CellKey,
+    row_a: &Row,
+    row_b: &Row,
+    fail_above: Option<f64>,
+    tally: &mut Tally,
+) -> String {
+    let (benchmark, case, framework, device, precision, preset, mode) = key;
+    let median = |row: &Row| row.record.median_s.map_or("-".into(), significant);
+    let (ratio, verdict) = ratio_and_verdict(row_a, row_b, fail_above, tally);
+    format!(
+        "| {benchmark} | {case} | {framework} | {device} | {precision} | {preset} | {mode} | {} | {} | {ratio} | {verdict} |\n",
+        median(row_a),
+        median(row_b),
+    )
+}
+
+/// The ratio and verdict cells of a cell both runs have, counted in `tally`.
+fn ratio_and_verdict(
+    row_a: &Row,
+    row_b: &Row,
+    fail_above: Option<f64>,
+    tally: &mut Tally,
+) -> (String, String) {
+    if row_a.record.status != Status::Ok || row_b.record.status != Status::Ok {
+        let status = |row: &Row| format!("{:?}", row.record.status).to_lowercase();
+        return (
+            "-".to_owned(),
+            format!("A {}, B {}", status(row_a), status(row_b)),
         );
     }
-    for key in b.keys().filter(|k| !a.contains_key(*k)) {
-        unmatched.push(format!("{} only in B", describe_key(key)));
+    let Some((ratio, interval, verdict)) = judge(row_a, row_b) else {
+        return ("-".into(), "no median".into());
+    };
+    let limit = fail_above.map(|pct| 1.0 + pct / 100.0);
+    let bound = interval.map_or(ratio, |i| i.low);
+    let regression = verdict == Verdict::Slower && limit.is_some_and(|limit| bound > limit);
+    tally.regressions += usize::from(regression);
+    let mut word = match verdict {
+        Verdict::Faster => {
+            tally.faster += 1;
+            "faster".to_owned()
+        }
+        Verdict::Slower => {
+            tally.slower += 1;
+            "slower".to_owned()
+        }
+        Verdict::WithinNoise => {
+            tally.same += 1;
+            "within noise".to_owned()
+        }
+    };
+    if interval.is_none() {
+        word.push_str(" (by IQR: no samples)");
     }
-    let _ = writeln!(
-        text,
-        "\nB / A of the median times: above 1, B is slower. Verdict from the 95% interval bootstrapped from both runs' repetitions (within noise: it holds 1); for runs without recorded repetitions, from the IQR (within noise: the change is within the larger relative IQR).\n\nB against A: {faster} faster, {slower} slower, {same} within noise; {} cell(s) in one run only{}",
+    if regression {
+        word.push_str(" REGRESSION");
+    }
+    (ratio_cell(Some(ratio), interval), word)
+}
+
+/// The cells in one run only: A's, then B's.
+fn unmatched(a: &BTreeMap<CellKey, &Row>, b: &BTreeMap<CellKey, &Row>) -> Vec<String> {
+    let only = |these: &BTreeMap<CellKey, &Row>, others: &BTreeMap<CellKey, &Row>, run: &str| {
+        these
+            .keys()
+            .filter(|k| !others.contains_key(*k))
+            .map(|k| format!("{} only in {run}", describe_key(k)))
+            .collect::<Vec<_>>()
+    };
+    let mut out = only(a, b, "A");
+    out.extend(only(b, a, "B"));
+    out
+}
+
+/// How to read the table, the tally and the cells in one run only.
+fn footer(tally: &Tally, unmatched: &[String]) -> String {
+    let Tally {
+        faster,
+        slower,
+        same,
+        ..
+    } = tally;
+    format!(
+        "\nB / A of the median times: above 1, B is slower. Verdict from the 95% interval bootstrapped from both runs' repetitions (within noise: it holds 1); for runs without recorded repetitions, from the IQR (within noise: the change is within the larger relative IQR).\n\nB against A: {faster} faster, {slower} slower, {same} within noise; {} cell(s) in one run only{}\n",
         unmatched.len(),
         if unmatched.is_empty() {
             String::new()
         } else {
             format!(": {}", unmatched.join(", "))
         }
-    );
-    Comparison { text, regressions }
+    )
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@ use std::process::Command;
 use anyhow::{ensure, Context, Result};
 use clap::Args;
 
-use crate::{pins, setup, suite};
+use xtask_suite as suite;
+
+use crate::{cache, download, pins, requirements, setup};
 
 #[derive(Args, Debug)]
 pub struct BundleArgs {
@@ -34,13 +36,13 @@ pub fn run(root: &Path, args: &BundleArgs) -> Result<()> {
     let benches = suite::select(&suite::discover(root)?, &args.bench)?;
     setup::ensure(
         root,
-        setup::SetupOptions::building(crate::requirements::Build::Runners),
+        setup::SetupOptions::building(requirements::Build::Runners),
     )?;
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| root.join("reports/bundle"));
-    setup::rebuild_dir(&out, |staging| fill(root, staging, &benches, args))?;
+    cache::rebuild_dir(&out, |staging| fill(root, staging, &benches, args))?;
     eprintln!(
         "bundle: {} (run there: bundle/run.sh OUT_DIR --bench ...)",
         out.display()
@@ -85,7 +87,7 @@ fn fill(root: &Path, dir: &Path, benches: &[suite::BenchCrate], args: &BundleArg
         let wheels = dir.join("wheels");
         fs::create_dir_all(&wheels)?;
         for wheel in pins::reference_wheels() {
-            let path = setup::fetch(&root.join(".cache"), &wheel)?;
+            let path = download::fetch(&root.join(".cache"), &wheel)?;
             fs::copy(&path, wheels.join(&wheel.file))?;
         }
         copy_tree(
@@ -190,10 +192,10 @@ done
 /// MLX's CUDA 13 runtime, with only one SM's cubins kept so that it is
 /// small enough to carry (the GPU kit's pack-mlx-cuda.sh, as a command).
 fn pack_mlx_cuda(root: &Path, payload: &Path, sm: u32) -> Result<()> {
-    let wheel = setup::fetch(&root.join(".cache"), &pins::mlx_cuda_13())?;
+    let wheel = download::fetch(&root.join(".cache"), &pins::mlx_cuda_13())?;
     let work = root.join(".cache/mlx-cuda-13");
-    setup::rebuild_dir(&work, |staging| {
-        setup::unzip(&wheel, staging, |name| Some(PathBuf::from(name))).map(drop)
+    cache::rebuild_dir(&work, |staging| {
+        download::unzip(&wheel, staging, |name| Some(PathBuf::from(name))).map(drop)
     })?;
     fs::create_dir_all(payload)?;
     let pruned = work.join("libmlx.pruned.so");
@@ -281,7 +283,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         let target = to.join(entry.file_name());
         if entry.file_type()?.is_dir() {
             copy_tree(&entry.path(), &target)?;
-        } else if entry.file_name() != setup::STAMP {
+        } else if entry.file_name() != cache::STAMP {
             fs::copy(entry.path(), &target)?;
         }
     }
@@ -292,11 +294,11 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 /// arrived (`sha256sum -c` reads the same format).
 fn write_manifest(dir: &Path) -> Result<()> {
     let mut files = Vec::new();
-    crate::cache::collect_files(dir, dir, &mut files)?;
+    cache::collect_files(dir, dir, &mut files)?;
     files.sort();
     let mut text = String::new();
     for relative in files {
-        let sha = setup::sha256_of(&dir.join(&relative))?;
+        let sha = download::sha256_of(&dir.join(&relative))?;
         text.push_str(&format!("{sha}  {}\n", relative.display()));
     }
     fs::write(dir.join("MANIFEST.sha256"), text)?;

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use bench_core::stats::quantile;
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::references::{Group, Side};
@@ -142,176 +144,195 @@ fn tick(log10: &f64) -> String {
 
 type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// One half of the chart, drawn on.
+type Panel<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// (low, middle, high) of one whisker.
+type Whisker = (f64, f64, f64);
+
+/// What a series draws of a column.
+type Pick = fn(&Column) -> Option<Whisker>;
+
+/// The chart: median times above, ratios below.
 fn render(title: &str, columns: &[Column]) -> DrawResult<String> {
-    let n = columns.len();
-    let width = (260 * n as u32).max(720);
+    let width = (260 * columns.len() as u32).max(720);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (width, 760)).into_drawing_area();
         root.fill(&WHITE)?;
         let (top, bottom) = root.split_vertically(420);
-        // Columns sit at 0, 1, ..: asked for n labels over this range,
-        // plotters puts them at the integers (a step of 1).
-        let x_range = || -0.5..n as f64 - 0.5;
-        let label = |x: &f64| {
-            let column = x.round();
-            match columns.get(column.max(0.0) as usize) {
-                Some(c) if (x - column).abs() < 1e-6 => c.label.clone(),
-                _ => String::new(),
-            }
-        };
-
-        let times = columns
-            .iter()
-            .flat_map(|c| [c.torch, c.mlx])
-            .flatten()
-            .flat_map(|(a, b, c)| [a, b, c]);
-        let (low, high) = bounds(times);
-        let mut chart = ChartBuilder::on(&top)
-            .caption(
-                format!("{title}: median time per repetition (IQR whiskers)"),
-                ("sans-serif", 20),
-            )
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(80)
-            .build_cartesian_2d(x_range(), low.log10()..high.log10())?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&label)
-            .y_labels(8)
-            .y_label_formatter(&tick)
-            .y_desc("seconds (log scale)")
-            .draw()?;
-        for (offset, color, name, pick) in [
-            (
-                -0.12,
-                TORCH,
-                "PyTorch",
-                (|c: &Column| c.torch) as fn(&Column) -> _,
-            ),
-            (0.12, MLX, "MLX", |c: &Column| c.mlx),
-        ] {
-            let points: Vec<(f64, (f64, f64, f64))> = columns
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| Some((i as f64 + offset, pick(c)?)))
-                .collect();
-            chart
-                .draw_series(points.iter().map(|&(x, (q1, median, q3))| {
-                    ErrorBar::new_vertical(
-                        x,
-                        q1.log10(),
-                        median.log10(),
-                        q3.log10(),
-                        color.filled(),
-                        10,
-                    )
-                }))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
-                });
-            chart.draw_series(
-                points.iter().map(|&(x, (_, median, _))| {
-                    Circle::new((x, median.log10()), 5, color.filled())
-                }),
-            )?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
-
-        let ratios = columns
-            .iter()
-            .flat_map(|c| [c.speedup, c.torch_reference, c.mlx_reference])
-            .flatten()
-            .flat_map(|(a, b, c)| [a, b, c])
-            .chain([1.0]);
-        let (low, high) = bounds(ratios);
-        let mut chart = ChartBuilder::on(&bottom)
-            .caption(
-                "ratios, 95% interval whiskers (above 1: MLX faster / twin faster than its reference)",
-                ("sans-serif", 16),
-            )
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(80)
-            .build_cartesian_2d(x_range(), low.log10()..high.log10())?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n)
-            .x_label_formatter(&label)
-            .y_labels(8)
-            .y_label_formatter(&tick)
-            .y_desc("ratio (log scale)")
-            .draw()?;
-        chart.draw_series(std::iter::once(PathElement::new(
-            vec![(-0.5, 0.0), (n as f64 - 0.5, 0.0)],
-            GREY.stroke_width(1),
-        )))?;
-        for (offset, color, name, pick) in [
-            (
-                -0.15,
-                SPEEDUP,
-                "MLX speed-up (PyTorch / MLX time)",
-                (|c: &Column| c.speedup) as fn(&Column) -> _,
-            ),
-            (
-                0.0,
-                TORCH,
-                "PyTorch twin / fastest PyTorch reference",
-                |c: &Column| c.torch_reference,
-            ),
-            (
-                0.15,
-                MLX,
-                "MLX twin / fastest MLX reference",
-                |c: &Column| c.mlx_reference,
-            ),
-        ] {
-            let points: Vec<(f64, (f64, f64, f64))> = columns
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| Some((i as f64 + offset, pick(c)?)))
-                .collect();
-            if points.is_empty() {
-                continue;
-            }
-            chart
-                .draw_series(points.iter().map(|&(x, (lo, ratio, hi))| {
-                    ErrorBar::new_vertical(
-                        x,
-                        lo.log10(),
-                        ratio.log10(),
-                        hi.log10(),
-                        color.filled(),
-                        10,
-                    )
-                }))?
-                .label(name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
-                });
-            chart.draw_series(points.iter().map(|&(x, (_, ratio, _))| {
-                TriangleMarker::new((x, ratio.log10()), 6, color.filled())
-            }))?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
+        draw_times(&top, title, columns)?;
+        draw_ratios(&bottom, columns)?;
         root.present()?;
     }
     Ok(svg)
+}
+
+/// The upper half: each twin's median time with its IQR whiskers.
+fn draw_times(
+    area: &DrawingArea<SVGBackend, Shift>,
+    title: &str,
+    columns: &[Column],
+) -> DrawResult<()> {
+    let times = columns
+        .iter()
+        .flat_map(|c| [c.torch, c.mlx])
+        .flatten()
+        .flat_map(|(a, b, c)| [a, b, c]);
+    let mut chart = panel(
+        area,
+        (
+            &format!("{title}: median time per repetition (IQR whiskers)"),
+            20,
+        ),
+        columns,
+        bounds(times),
+        "seconds (log scale)",
+    )?;
+    let series: [(f64, RGBColor, &str, Pick); 2] = [
+        (-0.12, TORCH, "PyTorch", |c| c.torch),
+        (0.12, MLX, "MLX", |c| c.mlx),
+    ];
+    for (offset, color, name, pick) in series {
+        let points = points(columns, offset, pick);
+        draw_whiskers(&mut chart, &points, color, name)?;
+        chart.draw_series(
+            points
+                .iter()
+                .map(|&(x, (_, median, _))| Circle::new((x, median.log10()), 5, color.filled())),
+        )?;
+    }
+    draw_legend(&mut chart)
+}
+
+/// The lower half: the MLX speed-up and each twin / its fastest reference,
+/// with their 95% intervals, around a line at 1.
+fn draw_ratios(area: &DrawingArea<SVGBackend, Shift>, columns: &[Column]) -> DrawResult<()> {
+    let ratios = columns
+        .iter()
+        .flat_map(|c| [c.speedup, c.torch_reference, c.mlx_reference])
+        .flatten()
+        .flat_map(|(a, b, c)| [a, b, c])
+        .chain([1.0]);
+    let mut chart = panel(
+        area,
+        (
+            "ratios, 95% interval whiskers (above 1: MLX faster / twin faster than its reference)",
+            16,
+        ),
+        columns,
+        bounds(ratios),
+        "ratio (log scale)",
+    )?;
+    let n = columns.len();
+    chart.draw_series(std::iter::once(PathElement::new(
+        vec![(-0.5, 0.0), (n as f64 - 0.5, 0.0)],
+        GREY.stroke_width(1),
+    )))?;
+    let series: [(f64, RGBColor, &str, Pick); 3] = [
+        (-0.15, SPEEDUP, "MLX speed-up (PyTorch / MLX time)", |c| {
+            c.speedup
+        }),
+        (
+            0.0,
+            TORCH,
+            "PyTorch twin / fastest PyTorch reference",
+            |c| c.torch_reference,
+        ),
+        (0.15, MLX, "MLX twin / fastest MLX reference", |c| {
+            c.mlx_reference
+        }),
+    ];
+    for (offset, color, name, pick) in series {
+        let points = points(columns, offset, pick);
+        if points.is_empty() {
+            continue;
+        }
+        draw_whiskers(&mut chart, &points, color, name)?;
+        chart.draw_series(points.iter().map(|&(x, (_, ratio, _))| {
+            TriangleMarker::new((x, ratio.log10()), 6, color.filled())
+        }))?;
+    }
+    draw_legend(&mut chart)
+}
+
+/// A half's axes on a log10 scale between `(low, high)`: one column per
+/// configuration, labelled below, and its caption (text, font size) above.
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    (caption, size): (&str, u32),
+    columns: &[Column],
+    (low, high): (f64, f64),
+    y_desc: &str,
+) -> DrawResult<Panel<'a, 'b>> {
+    let n = columns.len();
+    // Columns sit at 0, 1, ..: asked for n labels over this range,
+    // plotters puts them at the integers (a step of 1).
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", size))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.5..n as f64 - 0.5, low.log10()..high.log10())?;
+    let label = |x: &f64| {
+        let column = x.round();
+        match columns.get(column.max(0.0) as usize) {
+            Some(c) if (x - column).abs() < 1e-6 => c.label.clone(),
+            _ => String::new(),
+        }
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&label)
+        .y_labels(8)
+        .y_label_formatter(&tick)
+        .y_desc(y_desc)
+        .draw()?;
+    Ok(chart)
+}
+
+/// The columns that have what `pick` takes, at their x plus `offset`.
+fn points(columns: &[Column], offset: f64, pick: Pick) -> Vec<(f64, Whisker)> {
+    columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| Some((i as f64 + offset, pick(c)?)))
+        .collect()
+}
+
+/// One series' whiskers, named in the legend.
+fn draw_whiskers(
+    chart: &mut Panel,
+    points: &[(f64, Whisker)],
+    color: RGBColor,
+    name: &str,
+) -> DrawResult<()> {
+    chart
+        .draw_series(points.iter().map(|&(x, (low, middle, high))| {
+            ErrorBar::new_vertical(
+                x,
+                low.log10(),
+                middle.log10(),
+                high.log10(),
+                color.filled(),
+                10,
+            )
+        }))?
+        .label(name)
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+    Ok(())
+}
+
+fn draw_legend<'a, 'b: 'a>(chart: &mut Panel<'a, 'b>) -> DrawResult<()> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
 }
 
 #[cfg(test)]

