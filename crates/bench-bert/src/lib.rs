@@ -132,7 +132,7 @@ impl TwinBenchmark for Bert {
                 &prepared.bert,
                 &prepared.weights,
                 &prepared.fine_tune.optimizer,
-                cell.execution()?,
+                cell.execution,
             )
         })
     }
@@ -145,7 +145,7 @@ impl TwinBenchmark for Bert {
                 &prepared.bert,
                 &prepared.weights,
                 &prepared.fine_tune.optimizer,
-                cell.execution()?,
+                cell.execution,
             )
         })
     }

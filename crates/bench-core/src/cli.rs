@@ -1,24 +1,30 @@
 //! The command line shared by every benchmark's runner binary.
 //!
 //! A runner measures one benchmark for the frameworks asked, on one device
-//! and precision, and appends a CSV row per measured case as soon as it has
+//! and precision, and appends a row per measured case as soon as it has
 //! it. A cell that fails becomes a failed row with its reason; the runner
 //! goes on with the next cell and exits with [`EXIT_FAILURES_RECORDED`].
+//!
+//! Whoever starts it, a runner measures alike: each framework in a process
+//! of its own, with OpenBLAS's core set ([`crate::process`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
-use crate::cell::{Cell, DeviceKind, Execution, Framework, Precision, Preset};
+use crate::cell::Cell;
+use crate::dims::{DeviceKind, Execution, Framework, Precision, Preset};
 use crate::env::{self, Environment};
 use crate::error::{out_of_memory_reason, size_settings, unavailable_reason};
 use crate::knobs::{self, Knob};
-use crate::measure::MeasureSettings;
-use crate::record::{samples_path, CaseResult, CsvAppender, JsonlAppender, Record, RecordHeader};
+use crate::measure::{CaseResult, MeasureSettings};
+use crate::process;
+use crate::protocol::Message;
+use crate::row::{Row, RowWriter, Status};
 
 /// Exit status of a runner that recorded at least one failed cell.
 pub const EXIT_FAILURES_RECORDED: u8 = 3;
@@ -71,7 +77,7 @@ pub struct RunnerArgs {
     /// Sizes: quick (seconds on a 2-core CPU) or paper (the original study's).
     #[arg(long, value_enum, default_value_t = Preset::Quick)]
     pub preset: Preset,
-    /// Frameworks to run, one after the other (default: all).
+    /// Frameworks to run, one after the other, each in a process of its own (default: all).
     #[arg(long, value_enum, num_args = 1..)]
     pub framework: Vec<Framework>,
     /// Where the twins run: the CPU, or the accelerator (CUDA, Metal / MPS).
@@ -80,6 +86,9 @@ pub struct RunnerArgs {
     /// One per process: TF32 switches are read once, at framework start-up.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
+    /// best: each framework at its fastest (compiled steps, CUDA graphs); eager: both op by op.
+    #[arg(long, value_enum, default_value_t = Execution::Best)]
+    pub execution: Execution,
     /// CPU threads for both frameworks (default: physical cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -99,25 +108,47 @@ pub struct RunnerArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// A benchmark-specific knob, e.g. `--set batch_size=16` (repeatable; the
-    /// list is below); `--set execution=eager` runs both twins op by op instead
-    /// of at their best.
+    /// list is below).
     #[arg(long = "set", value_parser = crate::cell::parse_option)]
     pub options: Vec<(String, String)>,
-    /// CSV file to append rows to (default: reports/raw/<timestamp>.csv).
-    #[arg(long)]
-    pub csv: Option<PathBuf>,
+    /// The run's JSONL record to append rows to; their CSV export goes
+    /// beside it (default: reports/raw/<run id>.jsonl).
+    #[arg(long, env = process::ROWS_VAR)]
+    pub rows: Option<PathBuf>,
     /// Groups the rows of one suite run (default: the start time, e.g. 20250101T120000Z).
-    #[arg(long)]
+    #[arg(long, env = process::RUN_ID_VAR)]
     pub run_id: Option<String>,
     /// Print this benchmark's `--set` knobs (name, range, default, help) and exit.
     #[arg(long)]
     pub list_knobs: bool,
-    /// Check the arguments and `--set` knobs, then exit without running anything.
+    /// Check the arguments and `--set` knobs, print each framework's start
+    /// record (what its cells would record) and exit without running anything.
     #[arg(long)]
     pub check: bool,
 }
 
 impl RunnerArgs {
+    fn run_id(&self) -> String {
+        self.run_id
+            .clone()
+            .unwrap_or_else(|| chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string())
+    }
+
+    fn rows_path(&self, run_id: &str) -> PathBuf {
+        self.rows
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("reports/raw/{run_id}.jsonl")))
+    }
+
+    /// The frameworks asked, in order (all where none was named).
+    fn frameworks(&self, available: &[FrameworkHooks]) -> Vec<Framework> {
+        if self.framework.is_empty() {
+            available.iter().map(|hooks| hooks.framework).collect()
+        } else {
+            self.framework.clone()
+        }
+    }
+
     fn measure_settings(&self, defaults: MeasureSettings) -> MeasureSettings {
         let mut settings = MeasureSettings {
             warmup: self.warmup.unwrap_or(defaults.warmup),
@@ -171,19 +202,14 @@ pub fn main(
         eprintln!("error: {error:#}");
         return ExitCode::from(2);
     }
-    if args.check {
-        // What would run, for a person and for the suite's time estimate.
-        let m = args.measure_settings(benchmark.measure_settings(args.preset));
-        println!(
-            "ok: warmup={} repetitions={} min_repetitions={} time_budget_s={}",
-            m.warmup,
-            m.repetitions,
-            m.min_repetitions,
-            m.time_budget.as_secs_f64()
-        );
-        return ExitCode::SUCCESS;
-    }
-    match run(suite_version, benchmark, frameworks, &args) {
+    let outcome = if args.check {
+        plan(suite_version, benchmark, frameworks, &args).map(|()| 0)
+    } else {
+        // Measure as the suite does, whoever started us.
+        process::restart_with_openblas_core();
+        run(suite_version, benchmark, frameworks, &args)
+    };
+    match outcome {
         Ok(0) => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(EXIT_FAILURES_RECORDED),
         Err(error) => {
@@ -214,42 +240,32 @@ pub fn configure_processes(
     }
 }
 
-/// The environment variable that picks a Criterion harness's framework.
-pub const HARNESS_FRAMEWORK_VAR: &str = "MLX_VS_TORCH_FRAMEWORK";
+/// The environment variable that picks the framework of a process that
+/// runs one of several (a runner's or a Criterion harness's).
+pub const HARNESS_FRAMEWORK_VAR: &str = process::FRAMEWORK_VAR;
 
 /// One framework per process for the Criterion harnesses: libtorch's BLAS
 /// can serve MLX's calls in a process that set up both. With
 /// MLX_VS_TORCH_FRAMEWORK=mlx|torch, returns that framework, its
 /// process-wide knobs set; without it, runs this same program (with its
-/// arguments) once per framework, each in its own process, and exits.
+/// arguments) once per framework, each in its own process with OpenBLAS's
+/// core set as the runners have it, and exits.
 pub fn harness_framework(frameworks: &[FrameworkHooks], threads: usize) -> Framework {
-    let hooks_of = |framework: Framework| frameworks.iter().find(|h| h.framework == framework);
-    if let Ok(name) = std::env::var(HARNESS_FRAMEWORK_VAR) {
-        let picked = <Framework as clap::ValueEnum>::from_str(&name, true)
-            .ok()
-            .and_then(hooks_of);
-        let Some(hooks) = picked else {
-            eprintln!("error: {HARNESS_FRAMEWORK_VAR}={name}: expected mlx or torch");
+    if let Some(framework) = process::framework_of_this_process() {
+        let Some(hooks) = frameworks.iter().find(|h| h.framework == framework) else {
+            eprintln!("error: this harness has no {framework} twin");
             std::process::exit(2);
         };
         configure_processes(&[*hooks], Precision::F32, Execution::Best, threads);
         return hooks.framework;
     }
-    let program = std::env::current_exe().expect("the harness's own path");
-    for hooks in frameworks {
-        let status = std::process::Command::new(&program)
-            .args(std::env::args_os().skip(1))
-            .env(HARNESS_FRAMEWORK_VAR, hooks.framework.to_string())
-            .status();
-        match status {
+    let asked: Vec<Framework> = frameworks.iter().map(|hooks| hooks.framework).collect();
+    for framework in asked {
+        match process::child(framework).status() {
             Ok(status) if status.success() => {}
             Ok(status) => std::process::exit(status.code().unwrap_or(1)),
             Err(error) => {
-                eprintln!(
-                    "error: running {} for {}: {error}",
-                    program.display(),
-                    hooks.framework
-                );
+                eprintln!("error: running this harness again for {framework}: {error}");
                 std::process::exit(1);
             }
         }
@@ -257,23 +273,29 @@ pub fn harness_framework(frameworks: &[FrameworkHooks], threads: usize) -> Frame
     std::process::exit(0)
 }
 
-/// Runs every asked cell; returns how many failed.
-pub fn run(
-    suite_version: &str,
+/// The cell of `framework` that these arguments ask for.
+fn cell(
     benchmark: &dyn Benchmark,
-    frameworks: &[FrameworkHooks],
     args: &RunnerArgs,
-) -> Result<usize> {
-    let threads = args.threads.unwrap_or_else(env::default_threads);
-    anyhow::ensure!(threads >= 1, "--threads must be at least 1");
-    // What `Cell::execution` will read, needed before any cell exists.
-    let execution = Cell {
+    framework: Framework,
+    threads: usize,
+) -> Cell {
+    Cell {
+        framework,
+        device: args.device,
+        precision: args.precision,
+        preset: args.preset,
+        execution: args.execution,
+        threads,
+        measure: args.measure_settings(benchmark.measure_settings(args.preset)),
+        seed: args.seed,
         options: args.options.clone(),
         knobs: benchmark.knobs(),
-        ..Cell::for_checks()
     }
-    .execution()?;
-    configure_processes(frameworks, args.precision, execution, threads);
+}
+
+/// The machine, with every framework's version (read without starting a device).
+fn environment(suite_version: &str, frameworks: &[FrameworkHooks]) -> Environment {
     let mut environment = Environment::capture(suite_version);
     for hooks in frameworks {
         let version = (hooks.version)();
@@ -282,68 +304,148 @@ pub fn run(
             Framework::Torch => environment.libtorch_version = version,
         }
     }
-    let run_id = args
-        .run_id
-        .clone()
-        .unwrap_or_else(|| chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string());
-    let csv_path = args
-        .csv
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("reports/raw/{run_id}.csv")));
-    let mut csv = CsvAppender::open(&csv_path)?;
-    // Every repetition's time, beside the CSV (which keeps summary figures).
-    let mut jsonl = JsonlAppender::open(&samples_path(&csv_path))?;
-    let asked: Vec<Framework> = if args.framework.is_empty() {
-        frameworks.iter().map(|hooks| hooks.framework).collect()
-    } else {
-        args.framework.clone()
-    };
-    let mut failures = 0;
-    for framework in asked {
-        let hooks = frameworks
-            .iter()
-            .find(|hooks| hooks.framework == framework)
-            .ok_or_else(|| anyhow::anyhow!("{} has no {framework} twin", benchmark.name()))?;
-        let cell = Cell {
+    environment
+}
+
+fn hooks_of(frameworks: &[FrameworkHooks], framework: Framework) -> Result<FrameworkHooks> {
+    frameworks
+        .iter()
+        .find(|hooks| hooks.framework == framework)
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("this runner has no {framework} twin"))
+}
+
+/// The start record of `framework`'s cell.
+fn start_record(
+    benchmark: &dyn Benchmark,
+    frameworks: &[FrameworkHooks],
+    args: &RunnerArgs,
+    environment: &Environment,
+    run_id: &str,
+    framework: Framework,
+) -> Result<Row> {
+    let threads = args.threads.unwrap_or_else(env::default_threads);
+    anyhow::ensure!(threads >= 1, "--threads must be at least 1");
+    let hooks = hooks_of(frameworks, framework)?;
+    let cell = cell(benchmark, args, framework, threads);
+    Ok(Row::start(
+        run_id,
+        benchmark.name(),
+        &cell,
+        &(hooks.version)(),
+        environment,
+    ))
+}
+
+/// `--check`: each asked framework's start record, as a plan message.
+fn plan(
+    suite_version: &str,
+    benchmark: &dyn Benchmark,
+    frameworks: &[FrameworkHooks],
+    args: &RunnerArgs,
+) -> Result<()> {
+    let environment = environment(suite_version, frameworks);
+    let run_id = args.run_id();
+    for framework in args.frameworks(frameworks) {
+        let start = start_record(
+            benchmark,
+            frameworks,
+            args,
+            &environment,
+            &run_id,
             framework,
-            device: args.device,
-            precision: args.precision,
-            preset: args.preset,
-            threads,
-            measure: args.measure_settings(benchmark.measure_settings(args.preset)),
-            seed: args.seed,
-            options: args.options.clone(),
-            knobs: benchmark.knobs(),
-        };
-        let mut header = RecordHeader::for_cell(&run_id, benchmark.name(), &cell);
-        header.framework_version = (hooks.version)();
-        for (record, samples) in run_cell(benchmark, &cell, &mut header, &environment) {
-            failures += usize::from(record.status == crate::record::Status::Failed);
-            print_row(&record);
-            csv.append(&record)?;
-            jsonl.append(&record, &samples)?;
-        }
+        )?;
+        Message::Plan(start).emit()?;
     }
-    eprintln!("rows appended to {}", csv_path.display());
+    Ok(())
+}
+
+/// Runs every asked cell; returns how many failed. One framework runs
+/// here; several run one after the other, each in a process of its own.
+pub fn run(
+    suite_version: &str,
+    benchmark: &dyn Benchmark,
+    frameworks: &[FrameworkHooks],
+    args: &RunnerArgs,
+) -> Result<usize> {
+    let run_id = args.run_id();
+    let rows_path = args.rows_path(&run_id);
+    let asked = match process::framework_of_this_process() {
+        Some(framework) => vec![framework],
+        None => args.frameworks(frameworks),
+    };
+    let failures = match asked[..] {
+        [framework] => run_here(
+            suite_version,
+            benchmark,
+            frameworks,
+            args,
+            framework,
+            &run_id,
+            &rows_path,
+        )?,
+        _ => {
+            let environment = environment(suite_version, frameworks);
+            let mut failures = 0;
+            for framework in asked {
+                let start = start_record(
+                    benchmark,
+                    frameworks,
+                    args,
+                    &environment,
+                    &run_id,
+                    framework,
+                )?;
+                failures += process::run_framework(&start, &run_id, &rows_path)?;
+            }
+            failures
+        }
+    };
+    eprintln!("rows appended to {}", rows_path.display());
     Ok(failures)
 }
 
-fn run_cell(
+/// Runs `framework`'s cell in this process: its start record first, then
+/// each row as it is written.
+fn run_here(
+    suite_version: &str,
     benchmark: &dyn Benchmark,
-    cell: &Cell,
-    header: &mut RecordHeader,
-    env: &Environment,
-) -> Vec<(Record, Vec<f64>)> {
+    frameworks: &[FrameworkHooks],
+    args: &RunnerArgs,
+    framework: Framework,
+    run_id: &str,
+    rows_path: &Path,
+) -> Result<usize> {
+    let hooks = hooks_of(frameworks, framework)?;
+    let threads = args.threads.unwrap_or_else(env::default_threads);
+    anyhow::ensure!(threads >= 1, "--threads must be at least 1");
+    // Only this framework is set up in this process.
+    configure_processes(&[hooks], args.precision, args.execution, threads);
+    let environment = environment(suite_version, frameworks);
+    let start = start_record(benchmark, frameworks, args, &environment, run_id, framework)?;
+    Message::Start(start.clone()).emit()?;
+    let mut writer = RowWriter::open(rows_path)?;
+    let cell = cell(benchmark, args, framework, threads);
+    let mut failures = 0;
+    for row in run_cell(benchmark, &cell, start) {
+        failures += usize::from(row.status == Status::Failed);
+        print_row(&row);
+        writer.append(&row)?;
+        Message::Row(row).emit()?;
+    }
+    Ok(failures)
+}
+
+fn run_cell(benchmark: &dyn Benchmark, cell: &Cell, mut start: Row) -> Vec<Row> {
     env::reset_peak_rss();
     let outcome = catch_unwind(AssertUnwindSafe(|| benchmark.run(cell)));
     let output = match outcome {
         Ok(Ok(output)) => output,
         Ok(Err(error)) => {
-            let record = match unavailable_reason(&error) {
-                Some(reason) => header.skipped(&reason, env),
-                None => failed(header, cell, format!("{error:#}"), env),
-            };
-            return vec![(record, Vec::new())];
+            return vec![match unavailable_reason(&error) {
+                Some(reason) => start.ended(Status::Skipped, &reason),
+                None => failed(&start, cell, format!("{error:#}")),
+            }];
         }
         Err(panic) => {
             let message = panic
@@ -351,49 +453,40 @@ fn run_cell(
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            return vec![(
-                failed(header, cell, format!("panicked: {message}"), env),
-                Vec::new(),
-            )];
+            return vec![failed(&start, cell, format!("panicked: {message}"))];
         }
     };
-    header.device_name = output.device_name;
+    start.device_name = output.device_name;
     let peak_rss = env::peak_rss_bytes();
     output
         .cases
         .iter()
-        .map(|case| match header.measured(case, peak_rss, env) {
-            Ok(record) => (record, case.samples.clone()),
-            Err(error) => (header.failed(&format!("{error:#}"), env), Vec::new()),
+        .map(|case| match start.measured(case, peak_rss) {
+            Ok(row) => row,
+            Err(error) => start.ended(Status::Failed, &format!("{error:#}")),
         })
         .collect()
 }
 
 /// A failed row; one that ran out of memory says so, with the cell's sizes
 /// (libtorch's allocator errors reach us as `unwrap` panics).
-fn failed(header: &RecordHeader, cell: &Cell, message: String, env: &Environment) -> Record {
+fn failed(start: &Row, cell: &Cell, message: String) -> Row {
     let sizes = size_settings(&cell.preset.to_string(), &cell.options);
     let reason = out_of_memory_reason(&message, &sizes).unwrap_or(message);
-    header.failed(&reason, env)
+    start.ended(Status::Failed, &reason)
 }
 
-fn print_row(record: &Record) {
-    let figure = match (record.median_s, record.throughput) {
-        (Some(median), Some(throughput)) => format!(
-            "median {median:.4} s (IQR {:.4}, n={}), {throughput:.2} {}",
-            record.iqr_s.unwrap_or_default(),
-            record.repetitions.unwrap_or_default(),
-            record.throughput_unit
+fn print_row(row: &Row) {
+    let figure = match (&row.summary, row.throughput) {
+        (Some(s), Some(throughput)) => format!(
+            "median {:.4} s (IQR {:.4}, n={}), {throughput:.2} {}",
+            s.median, s.iqr, s.n, row.throughput_unit
         ),
-        (Some(median), None) => format!(
-            "median {median:.4} s (IQR {:.4}, n={})",
-            record.iqr_s.unwrap_or_default(),
-            record.repetitions.unwrap_or_default()
-        ),
-        _ => format!("{:?}: {}", record.status, record.reason),
+        (Some(s), None) => format!("median {:.4} s (IQR {:.4}, n={})", s.median, s.iqr, s.n),
+        _ => format!("{:?}: {}", row.status, row.reason),
     };
     eprintln!(
         "{} {} {} {} {}: {figure}",
-        record.benchmark, record.case, record.framework, record.device, record.precision
+        row.benchmark, row.case, row.framework, row.device, row.precision
     );
 }

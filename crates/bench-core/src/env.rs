@@ -21,6 +21,14 @@ pub struct Environment {
     pub suite_version: String,
     /// HEAD, with "-dirty" when tracked files outside `reports/` differ.
     pub git_commit: String,
+    /// OpenBLAS's kernel set (`OPENBLAS_CORETYPE`) in the measuring
+    /// process; empty where it was not set ([`crate::openblas`]).
+    #[serde(default)]
+    pub openblas_core: String,
+    /// The measuring process: each framework's cells run in a process of
+    /// their own, whoever starts the runner.
+    #[serde(default)]
+    pub pid: Option<u32>,
 }
 
 /// Suffix of a commit whose checkout had uncommitted changes.
@@ -61,6 +69,8 @@ impl Environment {
             libtorch_version: String::new(),
             suite_version: suite_version.to_owned(),
             git_commit: git_commit(),
+            openblas_core: crate::openblas::core_in_use(),
+            pid: Some(std::process::id()),
         }
     }
 }

@@ -146,25 +146,9 @@ impl fmt::Display for Kind {
     }
 }
 
-/// Knobs every benchmark takes.
-pub const GENERIC: &[Knob] = &[
-    Knob::new(
-        "execution",
-        Kind::Choice(&["best", "eager"]),
-        "best",
-        "best: each framework at its fastest (compiled steps, CUDA graphs); eager: op by op",
-    ),
-    Knob::new(
-        "mode",
-        Kind::Choice(&["best", "eager"]),
-        "best",
-        "the same as execution (the rows' name for it)",
-    ),
-];
-
-/// The declared knob `key` among a benchmark's and the generic ones.
+/// The declared knob `key` of a benchmark.
 pub fn find<'a>(knobs: &'a [Knob], key: &str) -> Option<&'a Knob> {
-    knobs.iter().chain(GENERIC).find(|knob| knob.name == key)
+    knobs.iter().find(|knob| knob.name == key)
 }
 
 /// Checks every `--set` pair of a benchmark before anything runs: an
@@ -181,7 +165,7 @@ pub fn check(benchmark: &str, knobs: &[Knob], options: &[(String, String)]) -> R
 
 /// "bert has no knob 'batchsize'; did you mean 'batch_size'? ...".
 fn unknown(benchmark: &str, knobs: &[Knob], key: &str) -> String {
-    let names = || knobs.iter().chain(GENERIC).map(|knob| knob.name);
+    let names = || knobs.iter().map(|knob| knob.name);
     let mut text = format!("{benchmark} has no knob '{key}'");
     let closest = names()
         .map(|name| (strsim::levenshtein(name, key), name))
@@ -203,14 +187,9 @@ fn unknown(benchmark: &str, knobs: &[Knob], key: &str) -> String {
 
 /// A table of knobs for `--help` and `--list-knobs`.
 pub fn describe(knobs: &[Knob]) -> String {
-    let width = knobs
-        .iter()
-        .chain(GENERIC)
-        .map(|knob| knob.name.len())
-        .max()
-        .unwrap_or(0);
+    let width = knobs.iter().map(|knob| knob.name.len()).max().unwrap_or(0);
     let mut text = String::new();
-    for knob in knobs.iter().chain(GENERIC) {
+    for knob in knobs {
         writeln!(
             text,
             "  {:width$}  {}\n  {:width$}  [{}; default: {}]",
@@ -250,112 +229,6 @@ pub fn scoped(
     Ok(mine)
 }
 
-/// Values that have broken option parsing before: zero, negatives, not a
-/// number, empty, out of any range, not finite.
-pub const BAD_VALUES: &[&str] = &["0", "-1", "x", "", "1e999", "NaN", "99999999999999999999"];
-
-/// For each benchmark's tests: every declared knob with each of
-/// [`BAD_VALUES`] goes through the runner's check and, where the check lets
-/// it pass, through `parse` (the benchmark's option parsing). Returns every
-/// failure reason that reads like a crash (panic or unwrap text), as
-/// "key=value: reason"; an empty list is the pass.
-pub fn crash_reasons(
-    benchmark: &dyn crate::cli::Benchmark,
-    parse: impl Fn(&crate::Cell) -> Result<()>,
-) -> Vec<String> {
-    let crash_like = |reason: &str| {
-        ["panicked", "unwrap", "called `Result", "called `Option"]
-            .iter()
-            .any(|text| reason.contains(text))
-    };
-    let mut crashes = Vec::new();
-    for knob in benchmark.knobs().iter().chain(GENERIC) {
-        for value in BAD_VALUES {
-            let options = vec![(knob.name.to_owned(), (*value).to_owned())];
-            let reason = match check(benchmark.name(), benchmark.knobs(), &options) {
-                Err(error) => format!("{error:#}"),
-                Ok(()) => {
-                    let cell = crate::Cell {
-                        options,
-                        knobs: benchmark.knobs(),
-                        ..crate::Cell::for_checks()
-                    };
-                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parse(&cell))) {
-                        Ok(Ok(())) => continue,
-                        Ok(Err(error)) => format!("{error:#}"),
-                        Err(_) => "panicked".to_owned(),
-                    }
-                }
-            };
-            if crash_like(&reason) {
-                crashes.push(format!("{}={value}: {reason}", knob.name));
-            }
-        }
-    }
-    crashes
-}
-
-/// The knob tests every benchmark crate runs (`tests/knobs.rs`): the
-/// parsing reads only declared knobs, bad values never give panic text, a
-/// mistyped key names the one meant, and a bad value says what is wrong.
-///
-/// ```ignore
-/// bench_core::knob_tests! {
-///     benchmark: bench_transfer::Transfer,
-///     parse: |cell| bench_transfer::SwitchConfig::for_cell(cell).map(drop),
-///     typo: ("iteration", "iterations"),
-///     bad: ("n", "-1", "out of range"),
-/// }
-/// ```
-#[macro_export]
-macro_rules! knob_tests {
-    (
-        benchmark: $benchmark:expr,
-        parse: $parse:expr,
-        typo: ($typo:literal, $meant:literal),
-        bad: ($key:literal, $value:literal, $says:literal) $(,)?
-    ) => {
-        fn parse(cell: &$crate::Cell) -> anyhow::Result<()> {
-            let parse: fn(&$crate::Cell) -> anyhow::Result<()> = $parse;
-            parse(cell)
-        }
-
-        #[test]
-        fn every_knob_the_parsing_reads_is_declared() {
-            use $crate::cli::Benchmark;
-            let cell = $crate::Cell {
-                knobs: $benchmark.knobs(),
-                ..$crate::Cell::for_checks()
-            };
-            parse(&cell).unwrap();
-        }
-
-        #[test]
-        fn bad_values_get_clear_errors_never_panic_text() {
-            let crashes = $crate::knobs::crash_reasons(&$benchmark, parse);
-            assert!(crashes.is_empty(), "{crashes:#?}");
-        }
-
-        #[test]
-        fn a_mistyped_knob_names_the_one_meant_and_a_bad_value_is_refused() {
-            use $crate::cli::Benchmark;
-            let check = |key: &str, value: &str| {
-                let options = [(key.to_owned(), value.to_owned())];
-                let knobs = $benchmark.knobs();
-                let error = $crate::knobs::check($benchmark.name(), knobs, &options).unwrap_err();
-                format!("{error:#}")
-            };
-            let error = check($typo, "3");
-            assert!(
-                error.contains(concat!("did you mean '", $meant, "'?")),
-                "{error}"
-            );
-            let error = check($key, $value);
-            assert!(error.contains($says), "{error}");
-        }
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,7 +260,10 @@ mod tests {
         let text = error(&[("batchsize", "4")]);
         assert!(text.contains("bert has no knob 'batchsize'"), "{text}");
         assert!(text.contains("did you mean 'batch_size'?"), "{text}");
-        assert!(text.contains("execution"), "{text}");
+        assert!(
+            text.contains("Its knobs: batch_size, lr, target, offline"),
+            "{text}"
+        );
         let far = error(&[("n", "4")]);
         assert!(!far.contains("did you mean"), "{far}");
     }
@@ -403,8 +279,9 @@ mod tests {
         assert!(error(&[("lr", "NaN")]).contains("out of range"));
         assert!(error(&[("target", "1.5")]).contains("from 0 to 1"));
         assert!(error(&[("offline", "yes")]).contains("true or false"));
-        assert!(error(&[("execution", "fast")]).contains("best | eager"));
-        let fine = pairs(&[("batch_size", "8"), ("lr", "1e-3"), ("mode", "eager")]);
+        // The execution mode is a cell dimension (--execution), not a knob.
+        assert!(error(&[("execution", "eager")]).contains("has no knob 'execution'"));
+        let fine = pairs(&[("batch_size", "8"), ("lr", "1e-3"), ("offline", "true")]);
         check("bert", KNOBS, &fine).unwrap();
     }
 
@@ -413,16 +290,16 @@ mod tests {
         let all = ["bert", "transfer"];
         let given = pairs(&[
             ("bert.batch_size", "4"),
-            ("execution", "eager"),
+            ("seed_text", "x"),
             ("transfer.n", "64"),
         ]);
         assert_eq!(
             scoped("bert", &all, &given).unwrap(),
-            pairs(&[("batch_size", "4"), ("execution", "eager")])
+            pairs(&[("batch_size", "4"), ("seed_text", "x")])
         );
         assert_eq!(
             scoped("transfer", &all, &given).unwrap(),
-            pairs(&[("execution", "eager"), ("n", "64")])
+            pairs(&[("seed_text", "x"), ("n", "64")])
         );
         let typo = scoped("bert", &all, &pairs(&[("bret.n", "1")])).unwrap_err();
         assert!(typo.to_string().contains("did you mean 'bert'?"), "{typo}");
@@ -436,7 +313,7 @@ mod tests {
             "examples per step",
             "a whole number >= 1",
             "default: 16",
-            "execution",
+            "true or false",
         ] {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }

@@ -1,29 +1,44 @@
 //! The measurement harness shared by every benchmark. It knows no framework:
 //! the frameworks reach it through the [`runtime::Runtime`] trait that the
 //! adapter crates (`fw-mlx`, `fw-torch`) implement.
+//!
+//! Modules depend one way, from the runner down: `cli` (the runner's command
+//! line) and `process` (one framework per process) use `protocol` (what a
+//! runner tells its starter) and `row` (the result row, with its CSV export
+//! in `csv_export`), which use `cell`, `measure`, `env`, `settings`, `stats`
+//! and `dims` (the typed dimensions of a cell).
 
 pub mod append;
 pub mod assets;
 pub mod cell;
 pub mod cli;
+pub mod csv_export;
+pub mod dims;
 pub mod env;
 pub mod error;
 pub mod host;
+pub mod knob_tests;
 pub mod knobs;
 pub mod measure;
+pub mod openblas;
 pub mod optim;
-pub mod record;
+pub mod process;
+pub mod protocol;
 pub mod rng;
+pub mod row;
 pub mod runtime;
 pub mod settings;
 pub mod stats;
 
-pub use cell::{Cell, DeviceKind, Execution, Framework, Precision, Preset};
+pub use cell::Cell;
+pub use dims::{DeviceKind, Execution, Framework, Precision, Preset};
 pub use error::Unavailable;
 pub use knobs::{Kind, Knob};
-pub use measure::{measure, measure_case, time_iterations, MeasureSettings};
+pub use measure::{
+    measure, measure_case, time_iterations, CaseResult, MeasureSettings, Throughput,
+};
 pub use optim::AdamWHyper;
-pub use record::{CaseResult, Record, Throughput};
+pub use row::{Row, Status};
 pub use runtime::Runtime;
 pub use settings::Settings;
 pub use stats::Summary;

@@ -4,12 +4,33 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
+use serde::{Deserialize, Serialize};
 
-use crate::record::CaseResult;
 use crate::runtime::Runtime;
 use crate::settings::Settings;
 
+/// How much work one repetition does, so that throughput = work / median time.
 #[derive(Clone, Debug, PartialEq)]
+pub struct Throughput {
+    pub work_per_repetition: f64,
+    /// Unit of work per second, e.g. "GFLOP/s", "tokens/s", "samples/s".
+    pub unit: String,
+}
+
+/// What a benchmark returns for one measured case.
+#[derive(Clone, Debug)]
+pub struct CaseResult {
+    /// The quantity measured, e.g. "step", "prompt", "generate", "ceiling-matmul".
+    pub case: String,
+    /// Seconds per timed repetition.
+    pub samples: Vec<f64>,
+    pub throughput: Option<Throughput>,
+    pub peak_memory_bytes: Option<u64>,
+    /// Benchmark-specific settings and figures (sizes, accuracy, ...).
+    pub settings: Settings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MeasureSettings {
     /// Untimed runs before timing starts (compilation, caches, allocator).
     pub warmup: usize,

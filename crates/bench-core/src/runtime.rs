@@ -1,6 +1,6 @@
 //! The one interface between the harness and a framework.
 
-use crate::cell::DeviceKind;
+use crate::dims::DeviceKind;
 
 /// A framework, bound to one device and precision for the life of a process.
 ///

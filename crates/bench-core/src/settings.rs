@@ -1,12 +1,17 @@
-//! A row's settings: typed `key -> value` pairs, in the order they were
-//! set, written as `key=value;key=value` in the CSV column `settings`.
+//! A row's settings: typed `key -> value` pairs as a benchmark sets them
+//! ([`Settings`]), and the text pairs a row holds ([`Pairs`]), in the order
+//! they were set: a JSON object in the JSONL record, `key=value;key=value`
+//! in the CSV export.
 //!
 //! Encoding and decoding live here and nowhere else: a value's own `;` and
 //! line breaks (a prompt, a transcript) become `,` and spaces so that the
 //! pairs stay apart; a value may hold `=` (decoding splits at the first).
 
-use std::collections::BTreeMap;
 use std::fmt;
+
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// One setting's value.
 #[derive(Clone, Debug, PartialEq)]
@@ -126,17 +131,7 @@ impl Settings {
 
     /// The CSV form, `key=value;...`.
     pub fn encode(&self) -> String {
-        self.0
-            .iter()
-            .map(|(key, value)| {
-                let value = value
-                    .to_string()
-                    .replace(';', ",")
-                    .replace(['\n', '\r'], " ");
-                format!("{key}={value}")
-            })
-            .collect::<Vec<_>>()
-            .join(";")
+        Pairs::from(self).encode()
     }
 }
 
@@ -151,14 +146,106 @@ impl<K: AsRef<str>, V: Into<Value>> FromIterator<(K, V)> for Settings {
     }
 }
 
-/// The CSV form read back as `key -> value` (a repeated key: the last one
-/// wins).
-pub fn decode(encoded: &str) -> BTreeMap<String, String> {
-    encoded
-        .split(';')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(key, value)| (key.to_owned(), value.to_owned()))
-        .collect()
+/// A row's settings as text, in the order they were set. A key may come
+/// twice (a twin's own figure after the cell's): the last one wins when
+/// read, and both stay, so that a row reads back exactly as it was written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pairs(Vec<(String, String)>);
+
+impl Pairs {
+    /// The last value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn push(&mut self, key: &str, value: &str) {
+        self.0.push((key.to_owned(), clean(value)));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The CSV form, `key=value;...`.
+    pub fn encode(&self) -> String {
+        self.iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
+    /// The CSV form read back, in order.
+    pub fn decode(encoded: &str) -> Self {
+        Self(
+            encoded
+                .split(';')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(key, value)| (key.to_owned(), value.to_owned()))
+                .collect(),
+        )
+    }
+}
+
+/// A value as a pair holds it: no `;` or line break of its own.
+fn clean(value: &str) -> String {
+    value.replace(';', ",").replace(['\n', '\r'], " ")
+}
+
+impl From<&Settings> for Pairs {
+    fn from(settings: &Settings) -> Self {
+        Self(
+            settings
+                .iter()
+                .map(|(key, value)| (key.to_owned(), clean(&value.to_string())))
+                .collect(),
+        )
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> FromIterator<(K, V)> for Pairs {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.as_ref().to_owned(), clean(v.as_ref())))
+                .collect(),
+        )
+    }
+}
+
+/// A JSON object, in order, repeated keys kept.
+impl Serialize for Pairs {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in &self.0 {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Pairs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> Visitor<'de> for InOrder {
+            type Value = Pairs;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of settings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(pair) = map.next_entry::<String, String>()? {
+                    pairs.push(pair);
+                }
+                Ok(Pairs(pairs))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
 }
 
 #[cfg(test)]
@@ -175,16 +262,27 @@ mod tests {
             .with("n", 4usize);
         let encoded = settings.encode();
         assert_eq!(encoded, "prompt=Hi, a=b next;n=3;lr=0.0003;fused=true;n=4");
-        let back = decode(&encoded);
-        assert_eq!(back["prompt"], "Hi, a=b next");
-        assert_eq!(back["n"], "4");
-        assert_eq!(back["lr"], "0.0003");
+        let back = Pairs::decode(&encoded);
+        assert_eq!(back.get("prompt"), Some("Hi, a=b next"));
+        assert_eq!(back.get("n"), Some("4"));
+        assert_eq!(back.get("lr"), Some("0.0003"));
+        assert_eq!(back.encode(), encoded, "read back as written");
         assert_eq!(settings.get("n"), Some(&Value::Int(4)));
         assert_eq!(settings.get("missing"), None);
         let mut replaced = Settings::new().with("model", "a").with("n", 1);
         replaced.set("model", "b");
         replaced.set("new", 2);
         assert_eq!(replaced.encode(), "model=b;n=1;new=2");
+    }
+
+    #[test]
+    fn pairs_are_a_json_object_in_order_with_repeated_keys_kept() {
+        let pairs = Pairs::decode("z=1;a=2;z=3");
+        let json = serde_json::to_string(&pairs).unwrap();
+        assert_eq!(json, r#"{"z":"1","a":"2","z":"3"}"#);
+        let back: Pairs = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, pairs);
+        assert_eq!(back.get("z"), Some("3"));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Summary statistics of a set of timings.
 
 use anyhow::{ensure, Result};
+use serde::{Deserialize, Serialize};
 
 /// The figures reported per cell; the median is the headline.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub n: usize,
     pub median: f64,

@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use bench_core::cli::{self, Benchmark, CellOutput, FrameworkHooks, RunnerArgs};
-use bench_core::record::{
-    read_records, samples_path, SampleRecord, Status, SAMPLES_SCHEMA_VERSION,
-};
+use bench_core::csv_export::CsvRow;
+use bench_core::row::{csv_path, read_rows, ROW_SCHEMA_VERSION};
 use bench_core::{
-    measure, CaseResult, Cell, DeviceKind, Framework, MeasureSettings, Runtime, Unavailable,
+    measure, CaseResult, Cell, DeviceKind, Framework, MeasureSettings, Runtime, Status, Unavailable,
 };
 use clap::Parser;
 
@@ -133,84 +132,72 @@ fn hooks(framework: Framework) -> FrameworkHooks {
     }
 }
 
+/// The runner's arguments for one framework's cell (several frameworks
+/// would each run in a process of their own: this test binary).
+fn one_framework(rows: &std::path::Path, framework: &str, extra: &[&str]) -> RunnerArgs {
+    let mut argv = vec![
+        "runner",
+        "--rows",
+        rows.to_str().unwrap(),
+        "--framework",
+        framework,
+    ];
+    argv.extend(extra);
+    RunnerArgs::parse_from(argv)
+}
+
 #[test]
 fn runner_records_every_cell_and_goes_on_after_failures() {
     let dir = std::env::temp_dir().join(format!("harness-{}", std::process::id()));
-    let csv = dir.join("out.csv");
+    let path = dir.join("out.jsonl");
     let _ = std::fs::remove_dir_all(&dir);
     let frameworks = [hooks(Framework::Mlx), hooks(Framework::Torch)];
-    let args = RunnerArgs::parse_from([
-        "runner",
-        "--csv",
-        csv.to_str().unwrap(),
-        "--threads",
-        "1",
-        "--run-id",
-        "t",
-    ]);
-    let failures = cli::run("0.1.0", &Troubled, &frameworks, &args).unwrap();
-    assert_eq!(failures, 1);
-
-    let gpu = RunnerArgs::parse_from([
-        "runner",
-        "--csv",
-        csv.to_str().unwrap(),
-        "--device",
-        "gpu",
-        "--framework",
-        "mlx",
-    ]);
+    let cpu = ["--threads", "1", "--run-id", "t"];
+    let mlx = one_framework(&path, "mlx", &cpu);
+    assert_eq!(cli::run("0.1.0", &Troubled, &frameworks, &mlx).unwrap(), 0);
+    let torch = one_framework(&path, "torch", &cpu);
+    assert_eq!(
+        cli::run("0.1.0", &Troubled, &frameworks, &torch).unwrap(),
+        1
+    );
+    let gpu = one_framework(&path, "mlx", &["--device", "gpu"]);
     assert_eq!(cli::run("0.1.0", &Troubled, &frameworks, &gpu).unwrap(), 0);
 
-    let rows = read_records(&csv).unwrap();
+    let rows = read_rows(&path).unwrap();
     assert_eq!(rows.len(), 3, "{rows:#?}");
     let mlx = &rows[0];
     assert_eq!(
-        (mlx.framework.as_str(), mlx.status, mlx.case.as_str()),
-        ("mlx", Status::Ok, "step")
+        (mlx.framework, mlx.status, mlx.case.as_str()),
+        (Framework::Mlx, Status::Ok, "step")
     );
-    assert_eq!(mlx.median_s, Some(0.5));
+    assert_eq!(mlx.schema_version, ROW_SCHEMA_VERSION);
+    assert_eq!(mlx.samples_s, vec![0.5, 0.25, 1.0]);
+    assert_eq!(mlx.median_s(), Some(0.5));
     assert_eq!(mlx.throughput, Some(20.0));
     assert_eq!(mlx.peak_memory_bytes, Some(1024));
-    assert!(
-        mlx.settings.contains("threads=1") && mlx.settings.contains("size=3"),
-        "{}",
-        mlx.settings
+    assert_eq!(
+        (mlx.setting("threads"), mlx.setting("size")),
+        (Some("1"), Some("3"))
     );
-    assert_eq!(mlx.mlx_version, "1.0");
+    assert_eq!(mlx.environment.mlx_version, "1.0");
+    assert_eq!(mlx.environment.pid, Some(std::process::id()));
     let torch = &rows[1];
     assert_eq!(torch.status, Status::Failed);
     assert!(torch.reason.contains("twin exploded"), "{}", torch.reason);
+    assert!(torch.samples_s.is_empty());
     let gpu = &rows[2];
     assert_eq!(
         (gpu.status, gpu.reason.as_str()),
         (Status::Skipped, "no accelerator")
     );
 
-    // The JSONL beside the CSV: the same rows, with every repetition.
-    let jsonl = std::fs::read_to_string(samples_path(&csv)).unwrap();
-    let lines: Vec<SampleRecord> = jsonl
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    // The CSV beside it is an export of the same rows.
+    let mut reader = csv::Reader::from_path(csv_path(&path)).unwrap();
+    let lines: Vec<CsvRow> = reader.deserialize().map(Result::unwrap).collect();
     assert_eq!(lines.len(), rows.len());
-    let first = &lines[0];
-    assert_eq!(first.schema_version, SAMPLES_SCHEMA_VERSION);
-    assert_eq!(first.samples_s, vec![0.5, 0.25, 1.0]);
-    assert_eq!(first.settings.get("size").map(String::as_str), Some("3"));
-    assert_eq!(first.environment.machine.mlx_version, "1.0");
-    let back = first.to_record();
-    assert_eq!(
-        (back.median_s, back.iqr_s, back.min_s, back.repetitions),
-        (
-            rows[0].median_s,
-            rows[0].iqr_s,
-            rows[0].min_s,
-            rows[0].repetitions
-        )
-    );
-    assert_eq!(back.settings_map(), rows[0].settings_map());
-    assert!(lines[1].samples_s.is_empty() && lines[1].status == Status::Failed);
+    assert_eq!(lines[0], CsvRow::from(&rows[0]));
+    assert_eq!(lines[0].median_s, Some(0.5));
+    assert_eq!(lines[1].framework, "torch");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -243,20 +230,15 @@ impl Benchmark for Hungry {
 #[test]
 fn out_of_memory_is_a_failed_row_naming_it_and_the_sizes() {
     let dir = std::env::temp_dir().join(format!("harness-oom-{}", std::process::id()));
-    let csv = dir.join("out.csv");
+    let path = dir.join("out.jsonl");
     let _ = std::fs::remove_dir_all(&dir);
     let frameworks = [hooks(Framework::Torch), hooks(Framework::Mlx)];
-    let args = RunnerArgs::parse_from([
-        "runner",
-        "--csv",
-        csv.to_str().unwrap(),
-        "--preset",
-        "paper",
-        "--set",
-        "batch_size=1024",
-    ]);
-    assert_eq!(cli::run("0.1.0", &Hungry, &frameworks, &args).unwrap(), 2);
-    let rows = read_records(&csv).unwrap();
+    for framework in ["torch", "mlx"] {
+        let sizes = ["--preset", "paper", "--set", "batch_size=1024"];
+        let args = one_framework(&path, framework, &sizes);
+        assert_eq!(cli::run("0.1.0", &Hungry, &frameworks, &args).unwrap(), 1);
+    }
+    let rows = read_rows(&path).unwrap();
     assert_eq!(rows.len(), 2);
     for (row, detail) in rows.iter().zip([
         "CUDA out of memory. Tried to allocate 64.00 GiB.",
@@ -282,7 +264,7 @@ fn out_of_memory_is_a_failed_row_naming_it_and_the_sizes() {
 #[test]
 fn a_full_disk_fails_the_runner_naming_the_file() {
     let frameworks = [hooks(Framework::Mlx)];
-    let args = RunnerArgs::parse_from(["runner", "--csv", "/dev/full", "--threads", "1"]);
+    let args = RunnerArgs::parse_from(["runner", "--rows", "/dev/full", "--threads", "1"]);
     let error = cli::run("0.1.0", &Troubled, &frameworks, &args).unwrap_err();
     let text = format!("{error:#}");
     assert!(

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bench_core::env::Environment;
-use bench_core::record::{read_records, CsvAppender, Record, RecordHeader};
-use bench_core::Cell;
+use bench_core::row::{read_rows, Row, RowWriter};
+use bench_core::{Cell, Status};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rows-{name}-{}", std::process::id()));
@@ -16,18 +16,18 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// A failed row of about 1.5 kB (a long reason, as a runner's output tail).
-fn row(index: usize) -> Record {
+fn row(index: usize) -> Row {
     // A quick CPU float32 PyTorch cell with one thread and seed 0.
     let cell = Cell::for_checks();
     let env = Environment {
         git_commit: "abc".into(),
         ..Environment::default()
     };
-    let header = RecordHeader::for_cell("run", "rows", &cell);
-    header.failed(&format!("{index}: {}", "x".repeat(1500)), &env)
+    let start = Row::start("run", "rows", &cell, "1", &env);
+    start.ended(Status::Failed, &format!("{index}: {}", "x".repeat(1500)))
 }
 
-const LIMIT_ENV: &str = "ROWS_TEST_LIMITED_CSV";
+const LIMIT_ENV: &str = "ROWS_TEST_LIMITED_FILE";
 
 /// Run by `a_row_cut_short_by_a_full_disk_is_undone` in a child process
 /// with a file size limit: appends rows until the limit stops it.
@@ -48,9 +48,9 @@ fn child_appends_until_the_file_size_limit() {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
     }
-    let mut csv = CsvAppender::open(Path::new(&path)).unwrap();
+    let mut writer = RowWriter::open(Path::new(&path)).unwrap();
     for index in 0..100 {
-        if let Err(error) = csv.append(&row(index)) {
+        if let Err(error) = writer.append(&row(index)) {
             println!("append failed: {error:#}");
             return;
         }
@@ -61,7 +61,7 @@ fn child_appends_until_the_file_size_limit() {
 #[test]
 fn a_row_cut_short_by_a_full_disk_is_undone() {
     let dir = temp_dir("limit");
-    let path = dir.join("run.csv");
+    let path = dir.join("run.jsonl");
     let output = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -82,13 +82,13 @@ fn a_row_cut_short_by_a_full_disk_is_undone() {
         "{stdout}"
     );
     // Every row in the file is whole: the header and the rows before the cut.
-    let rows = read_records(&path).unwrap();
+    let rows = read_rows(&path).unwrap();
     assert!(!rows.is_empty() && rows.len() < 4, "{} rows", rows.len());
-    for (index, record) in rows.iter().enumerate() {
+    for (index, written) in rows.iter().enumerate() {
         assert_eq!(
-            record,
-            &Record {
-                timestamp: record.timestamp.clone(),
+            written,
+            &Row {
+                timestamp: written.timestamp.clone(),
                 ..row(index)
             }
         );
@@ -99,8 +99,8 @@ fn a_row_cut_short_by_a_full_disk_is_undone() {
 
 #[test]
 fn a_full_device_is_an_error_naming_it() {
-    let error = CsvAppender::open(Path::new("/dev/full"))
-        .and_then(|mut csv| csv.append(&row(0)))
+    let error = RowWriter::open(Path::new("/dev/full"))
+        .and_then(|mut writer| writer.append(&row(0)))
         .unwrap_err();
     let text = format!("{error:#}");
     assert!(text.contains("/dev/full"), "{text}");
@@ -111,8 +111,8 @@ fn a_full_device_is_an_error_naming_it() {
 fn an_output_under_a_file_is_an_error_naming_it() {
     let dir = temp_dir("notdir");
     std::fs::write(dir.join("file"), b"").unwrap();
-    let path = dir.join("file/run.csv");
-    let error = CsvAppender::open(&path).err().expect("cannot create");
+    let path = dir.join("file/run.jsonl");
+    let error = RowWriter::open(&path).err().expect("cannot create");
     assert!(
         format!("{error:#}").contains(&dir.join("file").display().to_string()),
         "{error:#}"
@@ -123,17 +123,21 @@ fn an_output_under_a_file_is_an_error_naming_it() {
 #[test]
 fn concurrent_writers_write_one_header_and_whole_rows() {
     let dir = temp_dir("concurrent");
-    let path = dir.join("run.csv");
+    let path = dir.join("run.jsonl");
     std::thread::scope(|scope| {
         for _ in 0..4 {
             scope.spawn(|| {
-                let mut csv = CsvAppender::open(&path).unwrap();
+                let mut writer = RowWriter::open(&path).unwrap();
                 for index in 0..25 {
-                    csv.append(&row(index)).unwrap();
+                    writer.append(&row(index)).unwrap();
                 }
             });
         }
     });
-    assert_eq!(read_records(&path).unwrap().len(), 100);
+    assert_eq!(read_rows(&path).unwrap().len(), 100);
+    // The CSV export beside it: one header and the same 100 rows.
+    let csv = std::fs::read_to_string(path.with_extension("csv")).unwrap();
+    assert_eq!(csv.lines().count(), 101);
+    assert_eq!(csv.matches("run_id,").count(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }

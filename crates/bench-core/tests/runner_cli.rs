@@ -39,7 +39,7 @@ fn help_has_a_description_every_option_explained_and_the_knobs() {
     assert!(help.contains("Sizes things."), "{help}");
     assert!(help.contains("N of the N x N matrices"), "{help}");
     assert!(help.contains("a whole number >= 1"), "{help}");
-    assert!(help.contains("execution"), "{help}");
+    assert!(help.contains("--execution <EXECUTION>"), "{help}");
     for arg in command.get_arguments() {
         assert!(
             arg.get_help().is_some(),
@@ -54,16 +54,10 @@ fn help_has_a_description_every_option_explained_and_the_knobs() {
 
 #[test]
 fn knobs_are_checked_and_unscoped_before_anything_runs() {
-    let mut given = args(&[
-        "bench-sized",
-        "--set",
-        "sized.n=64",
-        "--set",
-        "execution=eager",
-    ])
-    .unwrap();
+    let mut given = args(&["bench-sized", "--set", "sized.n=64", "--execution", "eager"]).unwrap();
     cli::check_options(&Sizer, &mut given).unwrap();
-    assert_eq!(given.options[0], ("n".to_owned(), "64".to_owned()));
+    assert_eq!(given.options, [("n".to_owned(), "64".to_owned())]);
+    assert_eq!(given.execution, bench_core::Execution::Eager);
 
     for (set, expected) in [
         ("m=3", "sized has no knob 'm'; did you mean 'n'?"),
@@ -74,6 +68,8 @@ fn knobs_are_checked_and_unscoped_before_anything_runs() {
         ("n=many", "not a whole number"),
         ("audio=", "empty"),
         ("other.n=3", "no benchmark is called 'other'"),
+        // A cell's dimension, not a knob: --execution.
+        ("execution=eager", "sized has no knob 'execution'"),
     ] {
         let mut bad = args(&["bench-sized", "--set", set]).unwrap();
         let error = format!("{:#}", cli::check_options(&Sizer, &mut bad).unwrap_err());

@@ -209,7 +209,7 @@ fn measure_twin<T: LmTrainer>(
         config,
         &work.checkpoint,
         cell.seed,
-        cell.execution()?,
+        cell.execution,
     )?;
     let steps = cell.measure.warmup + cell.measure.repetitions;
     let batches = (0..steps)

@@ -117,7 +117,7 @@ fn measure_twin<T: LlamaTwin>(
     cell: &Cell,
     workload: &Workload,
 ) -> Result<Vec<CaseResult>> {
-    let mut model = T::build(runtime, workload, cell.execution()?)?;
+    let mut model = T::build(runtime, workload, cell.execution)?;
     let execution = model.execution();
     let generation = measure_generation(&mut model, runtime, cell, workload)?;
     drop(model);

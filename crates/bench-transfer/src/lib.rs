@@ -107,7 +107,7 @@ impl TwinBenchmark for Transfer {
     }
 
     fn mlx(runtime: &MlxRuntime, cell: &Cell, work: &Work) -> Result<Vec<CaseResult>> {
-        let execution = runtime.execution_label(cell.execution()?, false);
+        let execution = runtime.execution_label(cell.execution, false);
         measure::<mlx::Twin>(runtime, cell, work, execution)
     }
 

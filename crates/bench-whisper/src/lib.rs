@@ -88,7 +88,7 @@ impl TwinBenchmark for Transcription {
     fn mlx(runtime: &MlxRuntime, cell: &Cell, work: &Workload) -> Result<Vec<CaseResult>> {
         let model = &work.model;
         let twin = mlx::Whisper::new(runtime, &model.weights, &model.dims, &model.masks)?;
-        let execution = runtime.execution_label(cell.execution()?, false);
+        let execution = runtime.execution_label(cell.execution, false);
         measure_twin(runtime, &twin, work, cell, execution)
     }
 

@@ -1,0 +1,139 @@
+//! What a runner tells whoever started it, on its standard output beside
+//! its human-readable lines: one message per line, after [`PREFIX`].
+//!
+//! - [`Message::Plan`] (from `--check`): for each framework asked, the
+//!   start record its cells would have: settings resolved, knobs checked.
+//! - [`Message::Start`]: a cell begins; its start record.
+//! - [`Message::Row`]: a row the runner has just appended to the run's
+//!   files.
+//!
+//! So the starter (`cargo xtask bench`, or a runner that runs each
+//! framework in a process of its own) knows how each cell ended without
+//! reading the files back, and writes the failed row of a runner that died
+//! from that runner's own start record ([`Cell::failure`]).
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::row::{Row, Status};
+
+/// The start of a message line.
+pub const PREFIX: &str = "@mlx-vs-torch ";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "message", content = "row", rename_all = "lowercase")]
+pub enum Message {
+    Plan(Row),
+    Start(Row),
+    Row(Row),
+}
+
+impl Message {
+    /// Prints the message on standard output, flushed at once: the starter
+    /// may be all that is left of it if the process dies next.
+    pub fn emit(&self) -> Result<()> {
+        let json = serde_json::to_string(self)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{PREFIX}{json}")?;
+        out.flush().context("writing to standard output")
+    }
+
+    /// The message of an output line; None for any other line.
+    pub fn parse(line: &str) -> Option<Result<Self>> {
+        let json = line.strip_prefix(PREFIX)?;
+        Some(serde_json::from_str(json).with_context(|| format!("a runner message: {json}")))
+    }
+}
+
+/// One cell as its starter follows it: the start record and the rows that
+/// came.
+#[derive(Clone, Debug, Default)]
+pub struct Cell {
+    pub start: Option<Row>,
+    pub rows: Vec<Row>,
+}
+
+impl Cell {
+    /// Takes a message of the runner's.
+    pub fn take(&mut self, message: Message) {
+        match message {
+            Message::Start(row) => self.start = Some(row),
+            Message::Row(row) => self.rows.push(row),
+            Message::Plan(_) => {}
+        }
+    }
+
+    /// How the cell ended by its rows: failed or interrupted where any row
+    /// says so, else ok where any case was measured, else skipped; None
+    /// when no row came.
+    pub fn status(&self) -> Option<Status> {
+        let any = |status| self.rows.iter().any(|row| row.status == status);
+        if self.rows.is_empty() {
+            None
+        } else if any(Status::Failed) {
+            Some(Status::Failed)
+        } else if any(Status::Interrupted) {
+            Some(Status::Interrupted)
+        } else if any(Status::Ok) {
+            Some(Status::Ok)
+        } else {
+            Some(Status::Skipped)
+        }
+    }
+
+    /// The row that records a runner that ended without finishing its
+    /// cell, made from its start record (or, where it died before giving
+    /// one, from `fallback`, the record its `--check` gave).
+    pub fn failure(&self, fallback: Option<&Row>, status: Status, reason: &str) -> Option<Row> {
+        self.start
+            .as_ref()
+            .or(fallback)
+            .map(|start| start.ended(status, reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::Environment;
+
+    fn start() -> Row {
+        Row::start(
+            "run",
+            "bert",
+            &crate::cell::Cell::for_checks(),
+            "1",
+            &Environment::default(),
+        )
+    }
+
+    #[test]
+    fn a_message_reads_back_from_its_line_and_other_lines_are_not_messages() {
+        let message = Message::Start(start());
+        let line = format!("{PREFIX}{}", serde_json::to_string(&message).unwrap());
+        assert_eq!(Message::parse(&line).unwrap().unwrap(), message);
+        assert!(Message::parse("bert step torch cpu f32: median 0.1 s").is_none());
+        let broken = Message::parse(&format!("{PREFIX}{{")).unwrap();
+        assert!(broken.is_err());
+    }
+
+    #[test]
+    fn a_cell_ends_as_its_rows_say_and_a_dead_one_fails_from_its_start() {
+        let mut cell = Cell::default();
+        assert_eq!(cell.status(), None);
+        assert!(cell.failure(None, Status::Failed, "killed").is_none());
+        cell.take(Message::Start(start()));
+        let failure = cell.failure(None, Status::Failed, "killed").unwrap();
+        assert_eq!(
+            (failure.status, failure.reason.as_str()),
+            (Status::Failed, "killed")
+        );
+        assert_eq!(failure.benchmark, "bert");
+        cell.take(Message::Row(start().ended(Status::Skipped, "no GPU")));
+        assert_eq!(cell.status(), Some(Status::Skipped));
+        cell.take(Message::Row(start().ended(Status::Failed, "x")));
+        assert_eq!(cell.status(), Some(Status::Failed));
+    }
+}

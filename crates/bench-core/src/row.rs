@@ -1,0 +1,298 @@
+//! The result row: the one record that crosses every boundary. A runner
+//! writes it (a JSONL line per row, [`RowWriter`]) and tells whoever started
+//! it ([`crate::protocol`]); `report` and `compare` read it back; the CSV
+//! file beside the JSONL is an export of it ([`crate::csv_export`]).
+//!
+//! One row per benchmark x case x framework x device x precision x preset
+//! x execution mode, with every repetition's time, its settings and the
+//! environment that produced it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::append::Appender;
+use crate::cell::Cell;
+use crate::csv_export::CsvRow;
+use crate::dims::{DeviceKind, Execution, Framework, Precision, Preset};
+use crate::env::Environment;
+use crate::measure::CaseResult;
+use crate::settings::Pairs;
+use crate::stats::Summary;
+
+/// The suffix of a Python reference's framework label.
+pub const PYTHON_SUFFIX: &str = "-python";
+
+/// Layout version of a JSONL row; raised on a change that old readers
+/// would misread. Version 1 was a CSV row with a JSONL line of samples
+/// beside it (still read by `report`).
+pub const ROW_SCHEMA_VERSION: u32 = 2;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Ok,
+    Skipped,
+    Failed,
+    /// The suite was stopped (Ctrl-C, SIGTERM) while the cell ran; `cargo
+    /// xtask bench --resume` runs it again.
+    Interrupted,
+}
+
+/// What measured a row: the suite's Rust twin, or one of its framework's
+/// own Python paths (`xtask/scripts/references/`, named by the row's
+/// `reference_path` setting).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Implementation {
+    #[default]
+    Twin,
+    Python,
+}
+
+/// One result row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub schema_version: u32,
+    /// Groups the rows of one suite run.
+    pub run_id: String,
+    pub timestamp: String,
+    pub benchmark: String,
+    /// The quantity measured, e.g. "step", "generate"; "-" for a cell that
+    /// measured nothing (skipped, failed).
+    pub case: String,
+    pub framework: Framework,
+    pub implementation: Implementation,
+    pub device: DeviceKind,
+    pub precision: Precision,
+    pub preset: Preset,
+    /// The mode asked for; the settings' `execution=` says what ran.
+    pub execution: Execution,
+    pub status: Status,
+    /// Why a row was skipped or failed; empty when ok.
+    pub reason: String,
+    /// Seconds of each timed repetition, in the order they ran; empty for
+    /// a row that timed nothing, and for old rows that kept only figures.
+    pub samples_s: Vec<f64>,
+    /// The figures of the repetitions (of `samples_s` where there are any).
+    pub summary: Option<Summary>,
+    /// Throughput at the median time.
+    pub throughput: Option<f64>,
+    pub throughput_unit: String,
+    /// Peak memory of the framework's allocator during the case.
+    pub peak_memory_bytes: Option<u64>,
+    /// Peak resident set size of the process during the cell.
+    pub peak_rss_bytes: Option<u64>,
+    /// Every setting of the cell and the twin, in order.
+    pub settings: Pairs,
+    /// E.g. "cpu (8 threads)" or "cuda:0 NVIDIA H100 80GB HBM3".
+    pub device_name: String,
+    pub framework_version: String,
+    pub environment: Environment,
+}
+
+impl Row {
+    /// The start record of a cell: what every row of the cell shares, and
+    /// the row that stands for it if it ends without one of its own.
+    pub fn start(
+        run_id: &str,
+        benchmark: &str,
+        cell: &Cell,
+        framework_version: &str,
+        environment: &Environment,
+    ) -> Self {
+        Self {
+            schema_version: ROW_SCHEMA_VERSION,
+            run_id: run_id.to_owned(),
+            timestamp: now(),
+            benchmark: benchmark.to_owned(),
+            case: "-".to_owned(),
+            framework: cell.framework,
+            implementation: Implementation::Twin,
+            device: cell.device,
+            precision: cell.precision,
+            preset: cell.preset,
+            execution: cell.execution,
+            status: Status::Ok,
+            reason: String::new(),
+            samples_s: Vec::new(),
+            summary: None,
+            throughput: None,
+            throughput_unit: String::new(),
+            peak_memory_bytes: None,
+            peak_rss_bytes: None,
+            settings: Pairs::from(&cell.settings()),
+            device_name: String::new(),
+            framework_version: framework_version.to_owned(),
+            environment: environment.clone(),
+        }
+    }
+
+    /// The row of a measured case of this cell.
+    pub fn measured(&self, result: &CaseResult, peak_rss: Option<u64>) -> Result<Self> {
+        let summary =
+            Summary::of(&result.samples).with_context(|| format!("case {}", result.case))?;
+        let mut settings = self.settings.clone();
+        for (key, value) in result.settings.iter() {
+            settings.push(key, &value.to_string());
+        }
+        let throughput = result.throughput.as_ref();
+        Ok(Self {
+            timestamp: now(),
+            case: result.case.clone(),
+            samples_s: result.samples.clone(),
+            throughput: throughput.map(|t| t.work_per_repetition / summary.median),
+            throughput_unit: throughput.map(|t| t.unit.clone()).unwrap_or_default(),
+            summary: Some(summary),
+            peak_memory_bytes: result.peak_memory_bytes,
+            peak_rss_bytes: peak_rss,
+            settings,
+            ..self.clone()
+        })
+    }
+
+    /// The row of a cell that ended without a measurement: skipped, failed
+    /// or interrupted, with why.
+    pub fn ended(&self, status: Status, reason: &str) -> Self {
+        Self {
+            timestamp: now(),
+            case: "-".to_owned(),
+            status,
+            reason: reason.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The median time of the repetitions, in seconds.
+    pub fn median_s(&self) -> Option<f64> {
+        self.summary.as_ref().map(|s| s.median)
+    }
+
+    /// The last value of setting `key`.
+    pub fn setting(&self, key: &str) -> Option<&str> {
+        self.settings.get(key)
+    }
+
+    /// The framework as files and tables name it: "torch", "mlx", and for
+    /// a Python reference "torch-python", "mlx-python".
+    pub fn framework_label(&self) -> String {
+        match self.implementation {
+            Implementation::Twin => self.framework.to_string(),
+            Implementation::Python => format!("{}{PYTHON_SUFFIX}", self.framework),
+        }
+    }
+
+    /// Whether this is a twin's row (not a Python reference's).
+    pub fn is_twin(&self) -> bool {
+        self.implementation == Implementation::Twin
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The JSONL record of a run and the CSV export beside it:
+/// `<run>.jsonl` -> `<run>.csv`.
+pub fn csv_path(jsonl: &Path) -> PathBuf {
+    jsonl.with_extension("csv")
+}
+
+/// Appends rows to a run's JSONL record, and each row's CSV export to the
+/// CSV file beside it. Each line is one write, whole or not at all
+/// ([`Appender`]), so a crash or a full disk loses at most that row.
+pub struct RowWriter {
+    jsonl: Appender,
+    csv: Appender,
+}
+
+impl RowWriter {
+    pub fn open(jsonl: &Path) -> Result<Self> {
+        Ok(Self {
+            jsonl: Appender::open(jsonl)?,
+            csv: Appender::open(&csv_path(jsonl))?,
+        })
+    }
+
+    pub fn append(&mut self, row: &Row) -> Result<()> {
+        self.jsonl.append(|_| {
+            let mut line = serde_json::to_vec(row)?;
+            line.push(b'\n');
+            Ok(line)
+        })?;
+        self.csv
+            .append(|with_header| CsvRow::from(row).encode(with_header))
+    }
+}
+
+/// Reads a run's JSONL record; a line that is not a row is an error
+/// naming the file and line.
+pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            serde_json::from_str(line).with_context(|| {
+                format!("{}: line {} is not a result row", path.display(), index + 1)
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::Throughput;
+    use crate::settings::Settings;
+
+    fn start() -> Row {
+        let cell = Cell {
+            options: vec![("batch_size".into(), "4".into())],
+            ..Cell::for_checks()
+        };
+        Row::start("run", "bert", &cell, "2.11.0", &Environment::default())
+    }
+
+    #[test]
+    fn a_measured_row_has_its_figures_its_cells_settings_then_its_own() {
+        let result = CaseResult {
+            case: "step".into(),
+            samples: vec![2.0, 1.0, 3.0],
+            throughput: Some(Throughput {
+                work_per_repetition: 8.0,
+                unit: "samples/s".into(),
+            }),
+            peak_memory_bytes: Some(7),
+            settings: Settings::new().with("execution", "compiled"),
+        };
+        let row = start().measured(&result, Some(9)).unwrap();
+        assert_eq!(row.median_s(), Some(2.0));
+        assert_eq!(row.throughput, Some(4.0));
+        assert_eq!(row.samples_s, [2.0, 1.0, 3.0]);
+        assert_eq!(row.setting("batch_size"), Some("4"));
+        assert_eq!(row.setting("execution"), Some("compiled"));
+        assert!(row.settings.encode().starts_with("threads=1;"));
+        assert_eq!(row.peak_rss_bytes, Some(9));
+    }
+
+    #[test]
+    fn a_row_reads_back_from_its_jsonl_line_as_written() {
+        let dir = std::env::temp_dir().join(format!("row-roundtrip-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("run.jsonl");
+        let failed = start().ended(Status::Failed, "out of memory");
+        let mut writer = RowWriter::open(&path).unwrap();
+        writer.append(&failed).unwrap();
+        writer.append(&failed).unwrap();
+        assert_eq!(read_rows(&path).unwrap(), vec![failed.clone(), failed]);
+        let csv = std::fs::read_to_string(csv_path(&path)).unwrap();
+        assert_eq!(csv.lines().count(), 3, "one header, two rows:\n{csv}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
