@@ -134,7 +134,7 @@ lane() {
     case "$kind" in
       twins)
         local extra=()
-        [ "$mode" = eager ] && extra+=(--set execution=eager)
+        [ "$mode" = eager ] && extra+=(--execution eager)
         [ "$bench" = transfer ] && extra+=(--set transfer.n=2048 --set transfer.iterations=5)
         # What the step adds after its seconds (e.g. --repetitions 3) wins.
         case "$bench:$options" in

@@ -27,7 +27,7 @@ for step in "$@"; do
   case "$kind" in
     twins)
       timeout "$left" bash "$bundle/run.sh" "$results" --bench "$bench" --device gpu \
-        --precision "$precision" --preset "$preset" ${extra:+--set execution=$extra} ;;
+        --precision "$precision" --preset "$preset" ${extra:+--execution $extra} ;;
     refs)
       REFERENCE_TIMEOUT=$left timeout "$left" bash "$bundle/references.sh" "$results" "$bench" \
         --precision "$precision" --preset "$preset" --device gpu ${extra//,/ } ;;

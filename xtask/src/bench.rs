@@ -1,22 +1,25 @@
 //! `cargo xtask bench`: set-up if needed, build the release runners, run
-//! every cell in its own process, append rows as they come, then report.
+//! every cell in its own process, then report.
 //!
 //! One process per cell keeps each framework alone in its process (peak
 //! RSS is its own; libraries of the other framework are not loaded into
 //! its timing) and turns a crash into a failed row instead of a lost suite.
+//! The runner appends its rows to the run's files and tells us of each
+//! (`bench_core::protocol`); we write a row only for a runner that died,
+//! from its own start record.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use bench_core::cli::EXIT_FAILURES_RECORDED;
-use bench_core::env::Environment;
 use bench_core::error::{out_of_memory_reason, size_settings};
-use bench_core::record::{samples_path, CsvAppender, JsonlAppender, Record, RecordHeader, Status};
-use bench_core::{Cell, DeviceKind, Framework, MeasureSettings, Precision, Preset};
+use bench_core::protocol::EXIT_FAILURES_RECORDED;
+use bench_core::protocol::{self, Message};
+use bench_core::record::{csv_path, read_rows, RowWriter};
+use bench_core::{DeviceKind, Execution, Framework, Precision, Preset, Row, Status};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -49,6 +52,11 @@ pub struct BenchArgs {
     /// Precisions (default: f32).
     #[arg(long, value_enum, num_args = 1..)]
     pub precision: Vec<Precision>,
+    /// Execution modes (default: best): best runs each framework at its
+    /// fastest (compiled steps, CUDA graphs); eager runs both op by op.
+    #[arg(long, value_enum, num_args = 1..)]
+    #[serde(default)]
+    pub execution: Vec<Execution>,
     /// CPU threads for both frameworks (default: physical cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -75,14 +83,14 @@ pub struct BenchArgs {
     #[arg(long)]
     #[serde(skip)]
     pub prebuilt: Option<PathBuf>,
-    /// Folder for the CSV (default: reports/raw).
+    /// Folder for the run's rows, JSONL and its CSV export (default: reports/raw).
     #[arg(long)]
     #[serde(skip)]
     pub results: Option<PathBuf>,
     /// Run the cells that run RUN_ID lacks (never run, or interrupted), with
-    /// its settings, appending to its CSV.
+    /// its settings, appending to its rows.
     #[arg(long, value_name = "RUN_ID", conflicts_with_all = [
-        "preset", "bench", "framework", "device", "precision", "threads",
+        "preset", "bench", "framework", "device", "precision", "execution", "threads",
         "warmup", "repetitions", "time_budget", "options",
     ])]
     #[serde(skip)]
@@ -122,40 +130,46 @@ impl BenchArgs {
     }
 }
 
-/// One runner invocation.
+/// One runner invocation: one cell.
 #[derive(Clone, Debug)]
 struct Job {
     bench: BenchCrate,
     framework: Framework,
     device: DeviceKind,
     precision: Precision,
-    /// Its benchmark's knobs and time budget.
+    execution: Execution,
+    /// Its benchmark's knobs and its runner's plan.
     knobs: Checked,
 }
 
 impl Job {
     fn label(&self) -> String {
         format!(
-            "{} {} {} {}",
-            self.bench.name, self.framework, self.device, self.precision
+            "{} {} {} {} {}",
+            self.bench.name, self.framework, self.device, self.precision, self.execution
         )
     }
 
-    fn owns(&self, row: &Record) -> bool {
-        row.benchmark == self.bench.name
-            && row.framework == self.framework.to_string()
-            && row.device == self.device.to_string()
-            && row.precision == self.precision.to_string()
+    fn owns(&self, row: &Row) -> bool {
+        row.is_twin()
+            && row.benchmark == self.bench.name
+            && row.framework == self.framework
+            && row.device == self.device
+            && row.precision == self.precision
+            && row.execution == self.execution
     }
-}
 
-/// How a cell ended, for the summary line.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Outcome {
-    Ok,
-    Skipped,
-    Failed,
-    Interrupted,
+    /// The record of a runner that died before giving its own start
+    /// record: its `--check` plan, set to this cell.
+    fn planned_start(&self) -> Option<Row> {
+        let planned = self.knobs.start(self.framework)?;
+        Some(Row {
+            device: self.device,
+            precision: self.precision,
+            execution: self.execution,
+            ..planned.clone()
+        })
+    }
 }
 
 #[derive(Default)]
@@ -167,12 +181,12 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, outcome: Outcome) {
+    fn add(&mut self, outcome: Status) {
         *match outcome {
-            Outcome::Ok => &mut self.ok,
-            Outcome::Skipped => &mut self.skipped,
-            Outcome::Failed => &mut self.failed,
-            Outcome::Interrupted => &mut self.interrupted,
+            Status::Ok => &mut self.ok,
+            Status::Skipped => &mut self.skipped,
+            Status::Failed => &mut self.failed,
+            Status::Interrupted => &mut self.interrupted,
         } += 1;
     }
 
@@ -206,54 +220,22 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
     // First, before any set-up or build: a second suite, an unwritable
     // folder or a full disk stops here.
     let _lock = runs::lock(&results, &run_id)?;
-    let (benches, runner_dir) = runners(root, &args)?;
-    // Before any cell: a mistyped or out-of-range knob stops the suite.
-    let checked = knobs::check(&runner_dir, &benches, &args)?;
-    if args.resume.is_none() {
-        runs::save_plan(&results, &run_id, &args)?;
-    }
-    let csv_path = results.join(format!("{run_id}.csv"));
-    let mut jobs = plan(&benches, &args, &checked);
-    if args.resume.is_some() {
-        let done = runs::rows(&csv_path, &run_id)?;
-        let all = jobs.len();
-        // A cell is done when its last row is not an interrupted one (rows
-        // it wrote before the interrupt came do not make it whole).
-        jobs.retain(|job| {
-            done.iter()
-                .rfind(|row| job.owns(row))
-                .is_none_or(|row| row.status == Status::Interrupted)
-        });
-        eprintln!("resuming run {run_id}: {} of {all} cells left", jobs.len());
-    }
-    let interrupt = Interrupt::install()?;
-    let progress = suite_progress(&jobs);
-    let show = show_lines(&progress);
-    let started = Instant::now();
-    let mut tally = Tally::default();
-    for (done, job) in jobs.iter().enumerate() {
-        if interrupt.signal().is_some() {
-            break;
-        }
-        progress.set_message(format!("cell {}/{}: {}", done + 1, jobs.len(), job.label()));
-        let place = Place {
-            runner_dir: &runner_dir,
-            run_id: &run_id,
-            csv_path: &csv_path,
-            interrupt: &interrupt,
-        };
-        let (outcome, last_word) = run_job(&place, job, &args, show.clone())?;
-        if let Some(line) = last_word {
-            show(&line);
-        }
-        tally.add(outcome);
-        progress.inc(weight(job));
-    }
-    progress.abandon_with_message(format!("{:.0} s", started.elapsed().as_secs_f64()));
-    drop(show);
+    let (runner_dir, jobs) = plan_run(root, &args, &results, &run_id)?;
+    let rows = results.join(format!("{run_id}.jsonl"));
+    let place = Place {
+        runner_dir: &runner_dir,
+        run_id: &run_id,
+        rows: &rows,
+        interrupt: &Interrupt::install()?,
+    };
+    let tally = run_cells(&place, &jobs, &args)?;
     eprintln!("{}", tally.summary(jobs.len()));
-    eprintln!("results: {}", csv_path.display());
-    if let Some(signal) = interrupt.signal() {
+    eprintln!(
+        "results: {} (CSV export: {})",
+        rows.display(),
+        csv_path(&rows).display()
+    );
+    if let Some(signal) = place.interrupt.signal() {
         eprintln!(
             "stopped by {}; the finished rows are kept. Resume with:\n  {}",
             signal_name(signal),
@@ -262,8 +244,8 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(128 + signal as u8));
     }
     if given.references {
-        run_references(root, given, &args, &csv_path, &run_id, &interrupt)?;
-        if let Some(signal) = interrupt.signal() {
+        run_references(root, given, &args, &rows, &run_id, place.interrupt)?;
+        if let Some(signal) = place.interrupt.signal() {
             // The twins' rows are whole; the references' rows written so far stay.
             eprintln!(
                 "stopped by {} during the references; every twin row and the finished reference rows are kept",
@@ -282,17 +264,76 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
     })
 }
 
+/// The runners, built where needed, and the cells still to run: every
+/// cell of a new run, or those a resumed run lacks. Knobs are checked
+/// before any cell, and a new run's settings saved.
+fn plan_run(
+    root: &Path,
+    args: &BenchArgs,
+    results: &Path,
+    run_id: &str,
+) -> Result<(PathBuf, Vec<Job>)> {
+    let (benches, runner_dir) = runners(root, args)?;
+    let request = knobs::Request {
+        preset: args.preset,
+        time_budget: args.time_budget,
+        frameworks: &or(&args.framework, &[Framework::Torch, Framework::Mlx]),
+        options: &args.options,
+    };
+    // Before any cell: a mistyped or out-of-range knob stops the suite.
+    let checked = knobs::check(&runner_dir, &benches, &request)?;
+    let mut jobs = plan(&benches, args, &checked);
+    if args.resume.is_none() {
+        runs::save_plan(results, run_id, args)?;
+        return Ok((runner_dir, jobs));
+    }
+    let done = runs::rows(&results.join(format!("{run_id}.jsonl")))?;
+    let all = jobs.len();
+    // A cell is done when its last row is not an interrupted one (rows
+    // it wrote before the interrupt came do not make it whole).
+    jobs.retain(|job| {
+        done.iter()
+            .rfind(|row| job.owns(row))
+            .is_none_or(|row| row.status == Status::Interrupted)
+    });
+    eprintln!("resuming run {run_id}: {} of {all} cells left", jobs.len());
+    Ok((runner_dir, jobs))
+}
+
+/// Runs the cells one after the other under the suite's bar, until all
+/// ran or a stopping signal came.
+fn run_cells(place: &Place, jobs: &[Job], args: &BenchArgs) -> Result<Tally> {
+    let progress = suite_progress(jobs);
+    let show = show_lines(&progress);
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    for (done, job) in jobs.iter().enumerate() {
+        if place.interrupt.signal().is_some() {
+            break;
+        }
+        progress.set_message(format!("cell {}/{}: {}", done + 1, jobs.len(), job.label()));
+        let (outcome, last_word) = run_job(place, job, args, show.clone())?;
+        if let Some(line) = last_word {
+            show(&line);
+        }
+        tally.add(outcome);
+        progress.inc(weight(job));
+    }
+    progress.abandon_with_message(format!("{:.0} s", started.elapsed().as_secs_f64()));
+    Ok(tally)
+}
+
 /// The Python references of the run's ok twin configurations; their
 /// failures are reported, not fatal (the twins' rows stand on their own).
 fn run_references(
     root: &Path,
     given: &BenchArgs,
     args: &BenchArgs,
-    csv_path: &Path,
+    rows: &Path,
     run_id: &str,
     interrupt: &Interrupt,
 ) -> Result<()> {
-    let targets = reference_runs::targets(root, csv_path)?;
+    let targets = reference_runs::targets(root, &read_rows(rows)?);
     if targets.is_empty() {
         eprintln!("references: no ok twin row of a benchmark with references in this run");
         return Ok(());
@@ -301,7 +342,7 @@ fn run_references(
     let context = reference_runs::RunContext {
         root,
         python: &python,
-        twins_csv: csv_path,
+        twins_csv: &csv_path(rows),
         run_id,
         threads: args
             .threads
@@ -347,7 +388,7 @@ fn suite_progress(jobs: &[Job]) -> ProgressBar {
 
 /// A cell's share of the bar: its time budget (per case), at least a second.
 fn weight(job: &Job) -> u64 {
-    job.knobs.time_budget_s.max(1.0).round() as u64
+    job.knobs.measure.time_budget.as_secs_f64().max(1.0).round() as u64
 }
 
 /// Prints a runner's lines above the bar, as they come.
@@ -411,18 +452,26 @@ fn plan(benches: &[BenchCrate], args: &BenchArgs, checked: &BTreeMap<String, Che
     let frameworks = or(&args.framework, &[Framework::Torch, Framework::Mlx]);
     let devices = or(&args.device, &[DeviceKind::Cpu, DeviceKind::Gpu]);
     let precisions = or(&args.precision, &[Precision::F32]);
+    let executions = or(&args.execution, &[Execution::Best]);
     let mut jobs = Vec::new();
     for bench in benches {
+        let Some(knobs) = checked.get(&bench.name) else {
+            continue;
+        };
         for &device in &devices {
             for &precision in &precisions {
-                for &framework in &frameworks {
-                    jobs.push(Job {
-                        bench: bench.clone(),
-                        framework,
-                        device,
-                        precision,
-                        knobs: checked.get(&bench.name).cloned().unwrap_or_default(),
-                    });
+                for &execution in &executions {
+                    // Both twins of a configuration back to back.
+                    for &framework in &frameworks {
+                        jobs.push(Job {
+                            bench: bench.clone(),
+                            framework,
+                            device,
+                            precision,
+                            execution,
+                            knobs: knobs.clone(),
+                        });
+                    }
                 }
             }
         }
@@ -463,51 +512,32 @@ fn runner_path(runner_dir: &Path, bench: &BenchCrate) -> PathBuf {
 struct Place<'a> {
     runner_dir: &'a Path,
     run_id: &'a str,
-    csv_path: &'a Path,
+    /// The run's JSONL record.
+    rows: &'a Path,
     interrupt: &'a Interrupt,
 }
 
 /// Runs one job, showing its runner's output as it comes; returns how the
 /// cell ended and, where the suite wrote the row, a line saying why. A
 /// runner that dies, times out, is interrupted or writes no row gets a row
-/// of that here, after any rows it wrote.
+/// of that here, after any rows it wrote, from its start record.
 fn run_job(
-    &Place {
-        runner_dir,
-        run_id,
-        csv_path,
-        interrupt,
-    }: &Place,
+    place: &Place,
     job: &Job,
     args: &BenchArgs,
     show: cell_process::LineSink,
-) -> Result<(Outcome, Option<String>)> {
-    let mut command = Command::new(runner_path(runner_dir, &job.bench));
-    command
-        .args(["--preset", &args.preset.to_string()])
-        .args(["--framework", &job.framework.to_string()])
-        .args(["--device", &job.device.to_string()])
-        .args(["--precision", &job.precision.to_string()])
-        .args(["--run-id", run_id])
-        .arg("--csv")
-        .arg(csv_path);
-    for (flag, value) in [
-        ("--threads", args.threads.map(|v| v.to_string())),
-        ("--warmup", args.warmup.map(|v| v.to_string())),
-        ("--repetitions", args.repetitions.map(|v| v.to_string())),
-        ("--time-budget", args.time_budget.map(|v| v.to_string())),
-    ] {
-        if let Some(value) = value {
-            command.args([flag, &value]);
-        }
-    }
-    for (key, value) in &job.knobs.options {
-        command.args(["--set", &format!("{key}={value}")]);
-    }
-    let rows_before = cell_rows(job, run_id, csv_path)?.len();
+) -> Result<(Status, Option<String>)> {
+    let command = runner_command(place, job, args);
+    let cell = Arc::new(Mutex::new(protocol::Cell::default()));
     let started = Instant::now();
     let limit = args.cell_timeout();
-    let (end, output) = cell_process::run(command, Duration::from_secs(limit), interrupt, show)?;
+    let (end, output) = cell_process::run(
+        command,
+        Duration::from_secs(limit),
+        place.interrupt,
+        take_messages(cell.clone(), show),
+    )?;
+    let cell = cell.lock().expect("no reader panicked").clone();
     let (status, reason) = match end {
         End::Interrupted(signal) => (
             Status::Interrupted,
@@ -521,50 +551,63 @@ fn run_job(
         End::Exited(exit)
             if exit.success() || exit.code() == Some(EXIT_FAILURES_RECORDED.into()) =>
         {
-            let rows = cell_rows(job, run_id, csv_path)?;
-            match outcome_of(&rows[rows_before.min(rows.len())..]) {
-                Some(outcome) => return Ok((outcome, None)),
+            match cell.status() {
+                Some(status) => return Ok((status, None)),
                 None => (
                     Status::Failed,
-                    format!(
-                        "the runner ended ({exit}) but wrote no row to {}",
-                        csv_path.display()
-                    ),
+                    format!("the runner ended ({exit}) but wrote no row"),
                 ),
             }
         }
         End::Exited(exit) => (Status::Failed, death_reason(exit, &output, job, args)),
     };
-    record_row(job, args, run_id, csv_path, status, &reason)?;
-    let outcome = if status == Status::Interrupted {
-        Outcome::Interrupted
-    } else {
-        Outcome::Failed
-    };
-    Ok((outcome, Some(format!("{}: {reason}", job.label()))))
+    let mut row = cell
+        .failure(job.planned_start().as_ref(), status, &reason)
+        .context("the runner gave no start record, and its plan has none for this cell")?;
+    // The limit it ran under: the suite's setting, not the runner's.
+    row.settings.push("cell_timeout_s", &limit.to_string());
+    RowWriter::open(place.rows)?.append(&row)?;
+    Ok((status, Some(format!("{}: {reason}", job.label()))))
 }
 
-/// The rows this job's cell has in the run so far.
-fn cell_rows(job: &Job, run_id: &str, csv_path: &Path) -> Result<Vec<Record>> {
-    let mut rows = runs::rows(csv_path, run_id)?;
-    rows.retain(|row| job.owns(row));
-    Ok(rows)
-}
-
-/// A cell's outcome from the rows its runner wrote; None when it wrote none.
-fn outcome_of(rows: &[Record]) -> Option<Outcome> {
-    let any = |status| rows.iter().any(|row| row.status == status);
-    if rows.is_empty() {
-        None
-    } else if any(Status::Failed) {
-        Some(Outcome::Failed)
-    } else if any(Status::Interrupted) {
-        Some(Outcome::Interrupted)
-    } else if any(Status::Ok) {
-        Some(Outcome::Ok)
-    } else {
-        Some(Outcome::Skipped)
+/// The runner of one cell, told everything the run decided.
+fn runner_command(place: &Place, job: &Job, args: &BenchArgs) -> Command {
+    let mut command = Command::new(runner_path(place.runner_dir, &job.bench));
+    command
+        .args(["--preset", &args.preset.to_string()])
+        .args(["--framework", &job.framework.to_string()])
+        .args(["--device", &job.device.to_string()])
+        .args(["--precision", &job.precision.to_string()])
+        .args(["--execution", &job.execution.to_string()])
+        .args(["--run-id", place.run_id])
+        .arg("--rows")
+        .arg(place.rows);
+    for (flag, value) in [
+        ("--threads", args.threads.map(|v| v.to_string())),
+        ("--warmup", args.warmup.map(|v| v.to_string())),
+        ("--repetitions", args.repetitions.map(|v| v.to_string())),
+        ("--time-budget", args.time_budget.map(|v| v.to_string())),
+    ] {
+        if let Some(value) = value {
+            command.args([flag, &value]);
+        }
     }
+    for (key, value) in &job.knobs.options {
+        command.args(["--set", &format!("{key}={value}")]);
+    }
+    command
+}
+
+/// A sink that keeps the runner's messages in `cell` and shows its other lines.
+fn take_messages(
+    cell: Arc<Mutex<protocol::Cell>>,
+    show: cell_process::LineSink,
+) -> cell_process::LineSink {
+    Arc::new(move |line: &str| match Message::parse(line) {
+        Some(Ok(message)) => cell.lock().expect("one reader").take(message),
+        Some(Err(error)) => show(&format!("warning: {error:#}")),
+        None => show(line),
+    })
 }
 
 /// Why a runner that died failed: out of memory, with the cell's sizes,
@@ -575,9 +618,15 @@ fn death_reason(
     job: &Job,
     args: &BenchArgs,
 ) -> String {
+    // The runner's own words, without its messages.
+    let said: String = output
+        .lines()
+        .filter(|line| Message::parse(line).is_none())
+        .map(|line| format!("{line}\n"))
+        .collect();
     let sizes = size_settings(&args.preset.to_string(), &job.knobs.options);
-    out_of_memory_reason(output, &sizes)
-        .unwrap_or_else(|| format!("{}: {}", cell_process::describe(exit), tail(output, 600)))
+    out_of_memory_reason(&said, &sizes)
+        .unwrap_or_else(|| format!("{}: {}", cell_process::describe(exit), tail(&said, 600)))
 }
 
 fn tail(text: &str, max_chars: usize) -> String {
@@ -587,52 +636,6 @@ fn tail(text: &str, max_chars: usize) -> String {
         .iter()
         .collect::<String>()
         .replace('\n', " | ")
-}
-
-/// Appends a failed or interrupted row for a cell whose runner could not.
-fn record_row(
-    job: &Job,
-    args: &BenchArgs,
-    run_id: &str,
-    csv_path: &Path,
-    status: Status,
-    reason: &str,
-) -> Result<()> {
-    let cell = Cell {
-        framework: job.framework,
-        device: job.device,
-        precision: job.precision,
-        preset: args.preset,
-        threads: args
-            .threads
-            .unwrap_or_else(bench_core::env::default_threads),
-        measure: MeasureSettings::default(),
-        seed: 0,
-        options: Vec::new(),
-        knobs: &[],
-    };
-    let mut header = RecordHeader::for_cell(run_id, &job.bench.name, &cell);
-    // Only what the runner was told: its own defaults are unknown here.
-    header.settings = [
-        ("threads", Some(cell.threads.to_string())),
-        ("warmup", args.warmup.map(|v| v.to_string())),
-        ("repetitions", args.repetitions.map(|v| v.to_string())),
-        ("time_budget_s", args.time_budget.map(|v| v.to_string())),
-        ("cell_timeout_s", Some(args.cell_timeout().to_string())),
-    ]
-    .into_iter()
-    .filter_map(|(key, value)| value.map(|v| (key.to_owned(), v)))
-    .chain(job.knobs.options.iter().cloned())
-    .collect();
-    let env = Environment::capture(env!("CARGO_PKG_VERSION"));
-    let row = if status == Status::Interrupted {
-        header.interrupted(reason, &env)
-    } else {
-        header.failed(reason, &env)
-    };
-    CsvAppender::open(csv_path)?.append(&row)?;
-    // The JSONL beside it holds every row too (no samples: nothing was timed).
-    JsonlAppender::open(&samples_path(csv_path))?.append(&row, &[])
 }
 
 #[cfg(test)]
@@ -657,8 +660,15 @@ mod tests {
             assets: Vec::new(),
             dir: PathBuf::new(),
         };
-        let jobs = plan(&[bench], &args, &BTreeMap::new());
+        let checked = Checked {
+            options: Vec::new(),
+            starts: Vec::new(),
+            measure: bench_core::MeasureSettings::default(),
+        };
+        let checked = BTreeMap::from([("transfer".to_owned(), checked)]);
+        let jobs = plan(&[bench], &args, &checked);
         assert_eq!(jobs.len(), 4);
+        assert!(jobs.iter().all(|j| j.execution == Execution::Best));
         assert!(jobs.iter().all(|j| j.precision == Precision::F32));
         assert_eq!(
             jobs.iter().filter(|j| j.device == DeviceKind::Gpu).count(),

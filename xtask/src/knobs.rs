@@ -9,26 +9,38 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use bench_core::knobs::scoped;
-
-use crate::bench::BenchArgs;
+use bench_core::protocol::Message;
+use bench_core::{Framework, MeasureSettings, Preset, Row};
 use xtask_suite::BenchCrate;
 
-/// What a benchmark's runner said of the knobs it gets.
+/// What a benchmark's runner said of the cells it would run: the knobs it
+/// gets, and each framework's start record and measure settings.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checked {
     /// The `--set` pairs for this benchmark (scoped ones without prefix).
     pub options: Vec<(String, String)>,
-    /// Its time budget per case, in seconds: the progress bar's weight.
-    pub time_budget_s: f64,
+    /// Each framework's start record: the failed row of a runner that dies
+    /// before giving its own.
+    pub starts: Vec<Row>,
+    /// How its cells are measured: the progress bar weighs a cell by its
+    /// time budget.
+    pub measure: MeasureSettings,
 }
 
-impl Default for Checked {
-    fn default() -> Self {
-        Self {
-            options: Vec::new(),
-            time_budget_s: 60.0,
-        }
+impl Checked {
+    /// The start record of `framework`'s cell, where the runner gave one.
+    pub fn start(&self, framework: Framework) -> Option<&Row> {
+        self.starts.iter().find(|row| row.framework == framework)
     }
+}
+
+/// What the suite asks of every runner before any cell.
+pub struct Request<'a> {
+    pub preset: Preset,
+    pub time_budget: Option<f64>,
+    pub frameworks: &'a [Framework],
+    /// The `--set key=value` texts as given.
+    pub options: &'a [String],
 }
 
 /// `cargo xtask bench --list-knobs`: every benchmark's knobs.
@@ -53,20 +65,25 @@ pub fn list(runner_dir: &Path, benches: &[BenchCrate]) -> Result<()> {
 }
 
 /// Checks the run's `--set` knobs with every benchmark's runner before any
-/// cell runs; the error is the runner's (the closest known key, the range).
+/// cell runs (`--check`); the error is the runner's (the closest known
+/// key, the range). Each runner answers with its plan messages.
 pub fn check(
     runner_dir: &Path,
     benches: &[BenchCrate],
-    args: &BenchArgs,
+    request: &Request,
 ) -> Result<BTreeMap<String, Checked>> {
-    let given = parse(&args.options)?;
+    let given = parse(request.options)?;
     let names: Vec<&str> = benches.iter().map(|b| b.name.as_str()).collect();
     let mut checked = BTreeMap::new();
     for bench in benches {
         let options = scoped(&bench.name, &names, &given)?;
         let mut command = runner(runner_dir, bench);
-        command.args(["--check", "--preset", &args.preset.to_string()]);
-        if let Some(budget) = args.time_budget {
+        command.args(["--check", "--preset", &request.preset.to_string()]);
+        if !request.frameworks.is_empty() {
+            command.arg("--framework");
+            command.args(request.frameworks.iter().map(ToString::to_string));
+        }
+        if let Some(budget) = request.time_budget {
             command.args(["--time-budget", &budget.to_string()]);
         }
         for (key, value) in &options {
@@ -85,19 +102,32 @@ pub fn check(
             };
             bail!("{said}{hint}");
         }
-        let time_budget_s = String::from_utf8_lossy(&output.stdout)
-            .split_whitespace()
-            .find_map(|pair| pair.strip_prefix("time_budget_s=")?.parse().ok())
-            .unwrap_or(Checked::default().time_budget_s);
+        let (starts, measure) = plans(&String::from_utf8_lossy(&output.stdout))
+            .with_context(|| format!("{} --check", bench.package))?;
         checked.insert(
             bench.name.clone(),
             Checked {
                 options,
-                time_budget_s,
+                starts,
+                measure,
             },
         );
     }
     Ok(checked)
+}
+
+/// The plan messages of a runner's `--check` output.
+fn plans(stdout: &str) -> Result<(Vec<Row>, MeasureSettings)> {
+    let mut starts = Vec::new();
+    let mut measure = None;
+    for message in stdout.lines().filter_map(Message::parse) {
+        if let Message::Plan { start, measure: m } = message? {
+            starts.push(start);
+            measure = Some(m);
+        }
+    }
+    let measure = measure.context("the runner gave no plan")?;
+    Ok((starts, measure))
 }
 
 fn runner(runner_dir: &Path, bench: &BenchCrate) -> Command {

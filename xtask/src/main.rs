@@ -14,7 +14,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use xtask_analysis::{compare, report};
-use xtask_setup::{bundle, openblas, requirements, setup};
+use xtask_setup::{bundle, requirements, setup};
 
 #[derive(Parser)]
 #[command(about = "mlx-vs-torch: set-up, benchmarks, tests and reports")]
@@ -57,7 +57,6 @@ enum Commands {
 }
 
 fn main() -> ExitCode {
-    openblas::set_default_core();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
@@ -116,6 +115,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn cargo_test(root: &Path, extra: &[String]) -> Result<bool> {
     let status = Command::new(env!("CARGO"))
         .current_dir(root)
+        // Tests that run MLX in their own process get the runners' BLAS core.
+        .envs(bench_core::openblas::setting_for_children())
         .args(["test", "--workspace"])
         .args(extra)
         .status()

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
-use bench_core::record::{read_records, Status};
+use bench_core::{DeviceKind, Precision, Preset, Row, Status};
 
 use crate::cell_process::{self, End};
 use crate::interrupt::Interrupt;
@@ -131,26 +131,26 @@ fn run(command: &mut Command) -> Result<()> {
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Target {
     pub benchmark: String,
-    pub device: String,
-    pub precision: String,
-    pub preset: String,
+    pub device: DeviceKind,
+    pub precision: Precision,
+    pub preset: Preset,
 }
 
 /// The configurations of the run's ok twin rows whose benchmark has a
 /// reference script.
-pub fn targets(root: &Path, twins_csv: &Path) -> Result<Vec<Target>> {
-    let found: BTreeSet<Target> = read_records(twins_csv)?
-        .into_iter()
-        .filter(|r| r.status == Status::Ok && matches!(r.framework.as_str(), "torch" | "mlx"))
+pub fn targets(root: &Path, rows: &[Row]) -> Vec<Target> {
+    let found: BTreeSet<Target> = rows
+        .iter()
+        .filter(|r| r.status == Status::Ok && r.is_twin())
         .map(|r| Target {
-            benchmark: r.benchmark,
+            benchmark: r.benchmark.clone(),
             device: r.device,
             precision: r.precision,
             preset: r.preset,
         })
         .filter(|t| script(root, &t.benchmark).is_file())
         .collect();
-    Ok(found.into_iter().collect())
+    found.into_iter().collect()
 }
 
 pub fn script(root: &Path, benchmark: &str) -> PathBuf {
@@ -190,7 +190,7 @@ pub fn run_all(context: &RunContext, targets: &[Target], interrupt: &Interrupt) 
     for target in targets {
         let script = script(context.root, &target.benchmark);
         // A script that cannot list its backends costs only its benchmark.
-        let listed = match backends(context.python, &script, &target.device) {
+        let listed = match backends(context.python, &script, &target.device.to_string()) {
             Ok(listed) => listed,
             Err(error) => {
                 outcome
@@ -214,9 +214,9 @@ pub fn run_all(context: &RunContext, targets: &[Target], interrupt: &Interrupt) 
                 .arg(&script)
                 .arg(&backend)
                 .arg(context.twins_csv)
-                .args(["--precision", &target.precision])
-                .args(["--preset", &target.preset])
-                .args(["--device", &target.device])
+                .args(["--precision", &target.precision.to_string()])
+                .args(["--preset", &target.preset.to_string()])
+                .args(["--device", &target.device.to_string()])
                 .arg("--csv")
                 .arg(&out)
                 .env("BENCH_RUN_ID", context.run_id)
@@ -279,8 +279,8 @@ fn backends(python: &Path, script: &Path, device: &str) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bench_core::record::{CsvAppender, RecordHeader};
-    use bench_core::{Cell, DeviceKind, Framework, MeasureSettings, Precision, Preset};
+    use bench_core::env::Environment;
+    use bench_core::{Cell, Framework};
 
     fn root() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -289,53 +289,79 @@ mod tests {
             .to_path_buf()
     }
 
-    fn twin_row(benchmark: &str, framework: Framework, status_ok: bool) -> bench_core::Record {
+    fn twin_row(benchmark: &str, framework: Framework, status: Status) -> Row {
         let cell = Cell {
             framework,
-            device: DeviceKind::Cpu,
             precision: Precision::Bf16,
-            preset: Preset::Quick,
-            threads: 2,
-            measure: MeasureSettings::default(),
-            seed: 0,
-            options: Vec::new(),
-            knobs: &[],
+            ..Cell::for_checks()
         };
-        let header = RecordHeader::for_cell("r1", benchmark, &cell);
-        let env = bench_core::env::Environment::default();
-        let mut row = header.failed("it broke", &env);
-        if status_ok {
-            row.status = Status::Ok;
-            row.reason.clear();
-        }
-        row
+        Row::start("r1", benchmark, &cell, "1", &Environment::default()).ended(status, "")
     }
 
     #[test]
     fn targets_are_the_ok_twin_configurations_with_a_script() {
-        let dir = std::env::temp_dir().join(format!("refruns-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let csv = dir.join("r1.csv");
-        let mut appender = CsvAppender::open(&csv).unwrap();
-        for row in [
-            twin_row("whisper", Framework::Torch, true),
-            twin_row("whisper", Framework::Mlx, true),
-            twin_row("bert", Framework::Torch, false),
-            twin_row("transfer", Framework::Torch, true),
-        ] {
-            appender.append(&row).unwrap();
-        }
-        let found = targets(&root(), &csv).unwrap();
+        let rows = [
+            twin_row("whisper", Framework::Torch, Status::Ok),
+            twin_row("whisper", Framework::Mlx, Status::Ok),
+            twin_row("bert", Framework::Torch, Status::Failed),
+            twin_row("transfer", Framework::Torch, Status::Ok),
+        ];
         // bert failed, transfer has no reference script: whisper only, once.
         assert_eq!(
-            found,
+            targets(&root(), &rows),
             vec![Target {
                 benchmark: "whisper".into(),
-                device: "cpu".into(),
-                precision: "bf16".into(),
-                preset: "quick".into(),
+                device: DeviceKind::Cpu,
+                precision: Precision::Bf16,
+                preset: Preset::Quick,
             }]
         );
+    }
+
+    /// The Python references write the suite's row (schema 2) and its CSV
+    /// export by hand: the Rust types must read both.
+    #[test]
+    fn rows_the_python_references_write_read_as_rows() {
+        let dir = std::env::temp_dir().join(format!("refrows-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("reference-r1.csv");
+        let program = format!(
+            "import common\n\
+             common.write_rows({csv:?}, benchmark='bert', framework='torch-python', device='cpu', \
+               precision='bf16', preset='quick', reference='hf-eager', packages=[], \
+               cases=[('step', [0.25, 0.5, 1.0], 8, 'samples/s')], settings={{'seed': 0, 'note': 'a;b'}}, \
+               device_name='cpu')\n\
+             common.failed_row({csv:?}, benchmark='bert', framework='mlx-python', device='cpu', \
+               precision='bf16', preset='quick', reference='mlx', reason='no mlx')\n"
+        );
+        let status = Command::new("python3")
+            .current_dir(root().join(SCRIPTS))
+            .args(["-c", &program])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let rows = bench_core::record::read_rows(&csv.with_extension("jsonl")).unwrap();
+        assert_eq!(rows.len(), 2);
+        let ok = &rows[0];
+        assert_eq!((ok.framework, ok.is_twin()), (Framework::Torch, false));
+        assert_eq!(ok.samples_s, [0.25, 0.5, 1.0]);
+        assert_eq!(ok.median_s(), Some(0.5));
+        assert_eq!(ok.throughput, Some(16.0));
+        assert_eq!(ok.setting("note"), Some("a,b"));
+        assert_eq!(ok.setting("reference_path"), Some("hf-eager"));
+        assert_eq!(rows[1].status, Status::Failed);
+        assert_eq!(rows[1].framework_label(), "mlx-python");
+        // The CSV beside is the export of the same rows.
+        let mut reader = csv::Reader::from_path(&csv).unwrap();
+        for (line, row) in reader
+            .deserialize::<bench_core::csv_export::CsvRow>()
+            .zip(&rows)
+        {
+            let mut back = line.unwrap().into_row().unwrap();
+            back.samples_s = row.samples_s.clone();
+            assert_eq!(&back, row);
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
-use bench_core::record::Record;
+use bench_core::Row;
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Held for the whole suite; the operating system lets go of it when the
@@ -129,19 +129,16 @@ pub fn load_plan<T: DeserializeOwned>(results: &Path, run_id: &str) -> Result<T>
     serde_json::from_str(&text).with_context(|| format!("{} is not a run's plan", path.display()))
 }
 
-/// The rows of `run_id` in `csv` (none if it does not exist yet). A row
-/// that does not parse is left out: it cannot stand for a finished cell.
-pub fn rows(csv: &Path, run_id: &str) -> Result<Vec<Record>> {
-    let mut reader = match csv::Reader::from_path(csv) {
-        Ok(reader) => reader,
-        Err(error) => match error.kind() {
-            csv::ErrorKind::Io(io) if io.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            _ => return Err(error).with_context(|| format!("reading {}", csv.display())),
-        },
+/// The rows of a run so far (none if it has no record yet). A line that
+/// does not parse is left out: it cannot stand for a finished cell.
+pub fn rows(jsonl: &Path) -> Result<Vec<Row>> {
+    let text = match fs::read_to_string(jsonl) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", jsonl.display())),
     };
-    Ok(reader
-        .deserialize::<Record>()
-        .filter_map(Result::ok)
-        .filter(|row| row.run_id == run_id)
+    Ok(text
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
         .collect())
 }

@@ -10,11 +10,15 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bench_core::env::Environment;
-use bench_core::record::{read_records, Record, RecordHeader, Status};
+use bench_core::protocol::{Message, PREFIX};
+use bench_core::record::read_rows;
+use bench_core::{Cell, MeasureSettings, Row, Status};
 
 /// A temporary suite: `bin/bench-fake` and a `results/` folder. What the
 /// fake does for a cell is the content of `mode-<framework>-<device>`
-/// (default ok); every call appends "<framework> <device>" to `calls`.
+/// (default ok); every call appends "<framework> <device>" to `calls`. It
+/// speaks the runners' protocol (`bench_core::protocol`) and appends its
+/// rows to the run's JSONL record, as a real runner does.
 struct Suite {
     dir: PathBuf,
 }
@@ -61,16 +65,16 @@ impl Suite {
             .collect()
     }
 
-    /// The run's CSV file (the only one) and its rows.
-    fn rows(&self) -> (PathBuf, Vec<Record>) {
-        let csvs: Vec<PathBuf> = fs::read_dir(self.dir.join("results"))
+    /// The run's JSONL record (the only one) and its rows.
+    fn rows(&self) -> (PathBuf, Vec<Row>) {
+        let records: Vec<PathBuf> = fs::read_dir(self.dir.join("results"))
             .unwrap()
             .map(|entry| entry.unwrap().path())
-            .filter(|path| path.extension().is_some_and(|e| e == "csv"))
+            .filter(|path| path.extension().is_some_and(|e| e == "jsonl"))
             .collect();
-        assert_eq!(csvs.len(), 1, "{csvs:?}");
-        let rows = read_records(&csvs[0]).unwrap();
-        (csvs[0].clone(), rows)
+        assert_eq!(records.len(), 1, "{records:?}");
+        let rows = read_rows(&records[0]).unwrap();
+        (records[0].clone(), rows)
     }
 
     /// Waits (at most a minute) for the fake to reach its hang.
@@ -98,45 +102,53 @@ impl Drop for Suite {
     }
 }
 
-/// A row as a runner writes it, with placeholders for the cell that sed
-/// fills in.
-fn template(status: Status) -> (String, String) {
-    let header = RecordHeader {
-        run_id: "@RUN@".into(),
-        benchmark: "fake".into(),
-        framework: "@FW@".into(),
-        device: "@DEV@".into(),
-        precision: "@PREC@".into(),
-        preset: "quick".into(),
-        device_name: String::new(),
-        framework_version: String::new(),
-        settings: bench_core::Settings::new().with("threads", 1),
-    };
-    let env = Environment::default();
-    let record = match status {
-        Status::Skipped => header.skipped("no accelerator", &env),
-        Status::Failed => header.failed("fake failure", &env),
-        _ => header.failed("", &env),
-    };
-    let mut record = record;
-    record.status = status;
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.serialize(&record).unwrap();
-    let text = String::from_utf8(writer.into_inner().unwrap()).unwrap();
-    let (head, row) = text.trim_end().split_once('\n').unwrap();
-    (head.to_owned(), row.to_owned())
+/// A message line as a runner prints it, with placeholders for the cell
+/// that sed fills in.
+fn template(message: Message) -> String {
+    format!(
+        "{PREFIX}{}",
+        placeholders(serde_json::to_string(&message).unwrap())
+    )
+}
+
+/// A row's JSON with placeholders for its cell.
+fn placeholders(json: String) -> String {
+    json.replace("\"run_id\":\"run\"", "\"run_id\":\"@RUN@\"")
+        .replace("\"framework\":\"torch\"", "\"framework\":\"@FW@\"")
+        .replace("\"device\":\"cpu\"", "\"device\":\"@DEV@\"")
+        .replace("\"precision\":\"f32\"", "\"precision\":\"@PREC@\"")
+}
+
+/// The start record of a fake cell (a quick CPU float32 PyTorch cell that
+/// the placeholders make the asked one).
+fn start() -> Row {
+    Row::start(
+        "run",
+        "fake",
+        &Cell::for_checks(),
+        "1",
+        &Environment::default(),
+    )
 }
 
 fn fake_runner(dir: &Path) -> String {
-    let (header, ok) = template(Status::Ok);
-    let (_, skipped) = template(Status::Skipped);
-    let (_, failed) = template(Status::Failed);
+    let plan = template(Message::Plan {
+        start: start(),
+        measure: MeasureSettings::new(1, 5, 3, 5),
+    });
+    let begin = template(Message::Start { row: start() });
+    let row = |status, reason| {
+        placeholders(serde_json::to_string(&start().ended(status, reason)).unwrap())
+    };
+    let ok = row(Status::Ok, "");
+    let skipped = row(Status::Skipped, "no accelerator");
+    let failed = row(Status::Failed, "fake failure");
     let dir = dir.display();
     format!(
         r#"#!/bin/sh
 while [ $# -gt 0 ]; do
   case "$1" in
-    --csv) csv=$2; shift ;;
+    --rows) rows=$2; shift ;;
     --run-id) run=$2; shift ;;
     --framework) fw=$2; shift ;;
     --device) dev=$2; shift ;;
@@ -147,28 +159,36 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+fill() {{
+  sed "s/@RUN@/$run/; s/@FW@/$fw/; s/@DEV@/${{dev:-cpu}}/; s/@PREC@/${{prec:-f32}}/"
+}}
 if [ -n "$check" ]; then
   case "$sets" in
     *typo=*) echo "error: fake has no knob 'typo'; did you mean 'n'?" >&2; exit 2 ;;
   esac
-  echo "ok: warmup=1 repetitions=5 min_repetitions=3 time_budget_s=5"
+  for fw in torch mlx; do printf '%s\n' '{plan}' | fill; done
   exit 0
 fi
 echo "$fw $dev" >> "{dir}/calls"
+start() {{
+  printf '%s\n' '{begin}' | fill
+}}
 row() {{
-  [ -s "$csv" ] || printf '%s\n' '{header}' >> "$csv"
-  printf '%s\n' "$1" | sed "s/@RUN@/$run/; s/@FW@/$fw/; s/@DEV@/$dev/; s/@PREC@/$prec/" >> "$csv"
+  line=$(printf '%s\n' "$1" | fill)
+  printf '%s\n' "$line" >> "$rows"
+  printf '{PREFIX}{{"message":"row","row":%s}}\n' "$line"
 }}
 case $(cat "{dir}/mode-$fw-$dev" 2>/dev/null || echo ok) in
-  ok) row '{ok}' ;;
-  skip) row '{skipped}' ;;
-  fail) row '{failed}'; exit 3 ;;
+  ok) start; row '{ok}' ;;
+  skip) start; row '{skipped}' ;;
+  fail) start; row '{failed}'; exit 3 ;;
   silent) ;;
-  hang) sleep 600 & echo $! > "{dir}/sleeper"; echo $$ > "{dir}/started"; wait ;;
+  hang) start; sleep 600 & echo $! > "{dir}/sleeper"; echo $$ > "{dir}/started"; wait ;;
   row-then-hang)
-    row '{ok}'
+    start; row '{ok}'
     sleep 600 & echo $! > "{dir}/sleeper"; echo $$ > "{dir}/started"; wait ;;
   oom)
+    start
     echo "terminate called after throwing an instance of 'std::runtime_error'" >&2
     echo "  what():  cudaMallocAsync failed: out of memory" >&2
     kill -ABRT $$ ;;
@@ -202,9 +222,9 @@ fn assert_gone(pid: i32, what: &str) {
     }
 }
 
-fn cell_of<'a>(rows: &'a [Record], framework: &str, device: &str) -> Vec<&'a Record> {
+fn cell_of<'a>(rows: &'a [Row], framework: &str, device: &str) -> Vec<&'a Row> {
     rows.iter()
-        .filter(|r| r.framework == framework && r.device == device)
+        .filter(|r| r.framework.to_string() == framework && r.device.to_string() == device)
         .collect()
 }
 
@@ -222,17 +242,19 @@ fn summary_counts_cells_and_only_a_failure_fails_the_suite() {
         text.contains("cells: 1 ok, 1 skipped, 2 failed, 0 interrupted"),
         "{text}"
     );
-    let (csv, rows) = suite.rows();
+    let (_, rows) = suite.rows();
     let silent = cell_of(&rows, "mlx", "gpu");
     assert_eq!(silent.len(), 1);
     assert_eq!(silent[0].status, Status::Failed);
     assert!(
         silent[0]
             .reason
-            .contains(&format!("wrote no row to {}", csv.display())),
+            .contains("ended (exit status: 0) but wrote no row"),
         "{}",
         silent[0].reason
     );
+    // It gave no start record: its row is its --check plan's, for its cell.
+    assert_eq!(silent[0].benchmark, "fake");
 
     let skips_only = Suite::new("skips");
     skips_only.set_mode("torch", "gpu", "skip");
@@ -273,10 +295,11 @@ fn a_hung_cell_times_out_with_its_children_and_the_suite_goes_on() {
         (hung[0].status, hung[0].reason.as_str()),
         (Status::Failed, "timed out after 1 s")
     );
-    assert!(
-        hung[0].settings.contains("cell_timeout_s=1"),
-        "{}",
-        hung[0].settings
+    assert_eq!(hung[0].setting("cell_timeout_s"), Some("1"));
+    assert_eq!(
+        hung[0].setting("threads"),
+        Some("1"),
+        "the runner's own settings"
     );
     assert_eq!(cell_of(&rows, "mlx", "cpu")[0].status, Status::Ok);
 }
@@ -339,23 +362,23 @@ fn an_interrupt_stops_the_runner_keeps_rows_and_resume_runs_the_rest() {
             text.contains("cells: 2 ok, 0 skipped, 0 failed, 1 interrupted, 1 not run"),
             "{text}"
         );
-        let (csv, rows) = suite.rows();
-        let run_id = csv.file_stem().unwrap().to_string_lossy().into_owned();
+        let (record, rows) = suite.rows();
+        let run_id = record.file_stem().unwrap().to_string_lossy().into_owned();
         assert!(
             text.contains(&format!("cargo xtask bench --resume {run_id}")),
             "{text}"
         );
         let statuses: Vec<_> = rows
             .iter()
-            .map(|r| (r.framework.as_str(), r.device.as_str(), r.status))
+            .map(|r| (r.framework.to_string(), r.device.to_string(), r.status))
             .collect();
         assert_eq!(
             statuses,
             [
-                ("torch", "cpu", Status::Ok),
-                ("mlx", "cpu", Status::Ok),
-                ("torch", "gpu", Status::Ok),
-                ("torch", "gpu", Status::Interrupted),
+                ("torch".into(), "cpu".into(), Status::Ok),
+                ("mlx".into(), "cpu".into(), Status::Ok),
+                ("torch".into(), "gpu".into(), Status::Ok),
+                ("torch".into(), "gpu".into(), Status::Interrupted),
             ]
         );
         assert!(

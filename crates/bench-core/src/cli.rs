@@ -23,11 +23,9 @@ use crate::error::{out_of_memory_reason, size_settings, unavailable_reason};
 use crate::knobs::{self, Knob};
 use crate::measure::{CaseResult, MeasureSettings};
 use crate::process;
-use crate::protocol::Message;
-use crate::row::{Row, RowWriter, Status};
-
-/// Exit status of a runner that recorded at least one failed cell.
-pub const EXIT_FAILURES_RECORDED: u8 = 3;
+use crate::protocol::{Message, EXIT_FAILURES_RECORDED};
+use crate::record::RowWriter;
+use crate::row::{Row, Status};
 
 /// What the runner needs of a benchmark: its name, knobs, measure
 /// settings, and one cell run. Benchmark crates do not implement it
@@ -355,7 +353,8 @@ fn plan(
             &run_id,
             framework,
         )?;
-        Message::Plan(start).emit()?;
+        let measure = args.measure_settings(benchmark.measure_settings(args.preset));
+        Message::Plan { start, measure }.emit()?;
     }
     Ok(())
 }
@@ -423,7 +422,7 @@ fn run_here(
     configure_processes(&[hooks], args.precision, args.execution, threads);
     let environment = environment(suite_version, frameworks);
     let start = start_record(benchmark, frameworks, args, &environment, run_id, framework)?;
-    Message::Start(start.clone()).emit()?;
+    Message::Start { row: start.clone() }.emit()?;
     let mut writer = RowWriter::open(rows_path)?;
     let cell = cell(benchmark, args, framework, threads);
     let mut failures = 0;
@@ -431,7 +430,7 @@ fn run_here(
         failures += usize::from(row.status == Status::Failed);
         print_row(&row);
         writer.append(&row)?;
-        Message::Row(row).emit()?;
+        Message::Row { row }.emit()?;
     }
     Ok(failures)
 }

@@ -22,7 +22,7 @@ pub struct Environment {
     /// HEAD, with "-dirty" when tracked files outside `reports/` differ.
     pub git_commit: String,
     /// OpenBLAS's kernel set (`OPENBLAS_CORETYPE`) in the measuring
-    /// process; empty where it was not set ([`crate::openblas`]).
+    /// process; empty where it was not set (see the `openblas` module).
     #[serde(default)]
     pub openblas_core: String,
     /// The measuring process: each framework's cells run in a process of

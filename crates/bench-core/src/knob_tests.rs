@@ -73,17 +73,17 @@ macro_rules! knob_tests {
         typo: ($typo:literal, $meant:literal),
         bad: ($key:literal, $value:literal, $says:literal) $(,)?
     ) => {
-        fn parse(cell: &$Cell) -> anyhow::Result<()> {
-            let parse: fn(&$Cell) -> anyhow::Result<()> = $parse;
+        fn parse(cell: &$crate::Cell) -> anyhow::Result<()> {
+            let parse: fn(&$crate::Cell) -> anyhow::Result<()> = $parse;
             parse(cell)
         }
 
         #[test]
         fn every_knob_the_parsing_reads_is_declared() {
-            use $Benchmark;
-            let cell = $Cell {
+            use $crate::cli::Benchmark;
+            let cell = $crate::Cell {
                 knobs: $benchmark.knobs(),
-                ..$Cell::for_checks()
+                ..$crate::Cell::for_checks()
             };
             parse(&cell).unwrap();
         }
@@ -96,7 +96,7 @@ macro_rules! knob_tests {
 
         #[test]
         fn a_mistyped_knob_names_the_one_meant_and_a_bad_value_is_refused() {
-            use $Benchmark;
+            use $crate::cli::Benchmark;
             let check = |key: &str, value: &str| {
                 let options = [(key.to_owned(), value.to_owned())];
                 let knobs = $benchmark.knobs();

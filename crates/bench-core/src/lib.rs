@@ -4,9 +4,10 @@
 //!
 //! Modules depend one way, from the runner down: `cli` (the runner's command
 //! line) and `process` (one framework per process) use `protocol` (what a
-//! runner tells its starter) and `row` (the result row, with its CSV export
-//! in `csv_export`), which use `cell`, `measure`, `env`, `settings`, `stats`
-//! and `dims` (the typed dimensions of a cell).
+//! runner tells its starter), `record` (a run's rows on disk) and `row`
+//! (the result row; its CSV export in `csv_export`), which use `cell`,
+//! `measure`, `env`, `settings`, `stats` and `dims` (the typed dimensions
+//! of a cell).
 
 pub mod append;
 pub mod assets;
@@ -24,6 +25,7 @@ pub mod openblas;
 pub mod optim;
 pub mod process;
 pub mod protocol;
+pub mod record;
 pub mod rng;
 pub mod row;
 pub mod runtime;

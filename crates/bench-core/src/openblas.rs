@@ -6,8 +6,8 @@
 //! that; libtorch is unaffected (its own BLAS).
 //!
 //! The choice is read when the library loads, before `main`, so a runner
-//! that finds it unset starts itself again with it set
-//! ([`crate::process`]): a runner measures the same whoever starts it.
+//! that finds it unset starts itself again with it set (the `process`
+//! module): a runner measures the same whoever starts it.
 //! A value already set is kept; rows record the core in use.
 
 /// The variable OpenBLAS reads when it loads.

@@ -15,11 +15,11 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
 
-use crate::cli::EXIT_FAILURES_RECORDED;
 use crate::dims::Framework;
 use crate::openblas;
-use crate::protocol::{self, Message};
-use crate::row::{Row, RowWriter, Status};
+use crate::protocol::{self, Message, EXIT_FAILURES_RECORDED};
+use crate::record::RowWriter;
+use crate::row::{Row, Status};
 
 /// Names the one framework a process runs.
 pub const FRAMEWORK_VAR: &str = "MLX_VS_TORCH_FRAMEWORK";
@@ -116,6 +116,6 @@ pub fn run_framework(start: &Row, run_id: &str, rows: &Path) -> Result<usize> {
         .expect("a fallback start record");
     eprintln!("{} {}: {reason}", row.benchmark, row.framework);
     RowWriter::open(rows)?.append(&row)?;
-    Message::Row(row).emit()?;
+    Message::Row { row }.emit()?;
     Ok(1)
 }

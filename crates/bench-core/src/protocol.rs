@@ -17,17 +17,31 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::measure::MeasureSettings;
 use crate::row::{Row, Status};
+
+/// Exit status of a runner that recorded at least one failed cell (its
+/// rows say which); any other non-zero status is a runner that died.
+pub const EXIT_FAILURES_RECORDED: u8 = 3;
 
 /// The start of a message line.
 pub const PREFIX: &str = "@mlx-vs-torch ";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "message", content = "row", rename_all = "lowercase")]
+#[serde(tag = "message", rename_all = "lowercase")]
 pub enum Message {
-    Plan(Row),
-    Start(Row),
-    Row(Row),
+    /// What a cell of one framework would be: its start record and how it
+    /// would be measured.
+    Plan {
+        start: Row,
+        measure: MeasureSettings,
+    },
+    Start {
+        row: Row,
+    },
+    Row {
+        row: Row,
+    },
 }
 
 impl Message {
@@ -59,9 +73,9 @@ impl Cell {
     /// Takes a message of the runner's.
     pub fn take(&mut self, message: Message) {
         match message {
-            Message::Start(row) => self.start = Some(row),
-            Message::Row(row) => self.rows.push(row),
-            Message::Plan(_) => {}
+            Message::Start { row } => self.start = Some(row),
+            Message::Row { row } => self.rows.push(row),
+            Message::Plan { .. } => {}
         }
     }
 
@@ -111,7 +125,7 @@ mod tests {
 
     #[test]
     fn a_message_reads_back_from_its_line_and_other_lines_are_not_messages() {
-        let message = Message::Start(start());
+        let message = Message::Start { row: start() };
         let line = format!("{PREFIX}{}", serde_json::to_string(&message).unwrap());
         assert_eq!(Message::parse(&line).unwrap().unwrap(), message);
         assert!(Message::parse("bert step torch cpu f32: median 0.1 s").is_none());
@@ -124,16 +138,20 @@ mod tests {
         let mut cell = Cell::default();
         assert_eq!(cell.status(), None);
         assert!(cell.failure(None, Status::Failed, "killed").is_none());
-        cell.take(Message::Start(start()));
+        cell.take(Message::Start { row: start() });
         let failure = cell.failure(None, Status::Failed, "killed").unwrap();
         assert_eq!(
             (failure.status, failure.reason.as_str()),
             (Status::Failed, "killed")
         );
         assert_eq!(failure.benchmark, "bert");
-        cell.take(Message::Row(start().ended(Status::Skipped, "no GPU")));
+        cell.take(Message::Row {
+            row: start().ended(Status::Skipped, "no GPU"),
+        });
         assert_eq!(cell.status(), Some(Status::Skipped));
-        cell.take(Message::Row(start().ended(Status::Failed, "x")));
+        cell.take(Message::Row {
+            row: start().ended(Status::Failed, "x"),
+        });
         assert_eq!(cell.status(), Some(Status::Failed));
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use bench_core::cli::{self, Benchmark, CellOutput, FrameworkHooks, RunnerArgs};
 use bench_core::csv_export::CsvRow;
-use bench_core::row::{csv_path, read_rows, ROW_SCHEMA_VERSION};
+use bench_core::record::{csv_path, read_rows};
+use bench_core::row::ROW_SCHEMA_VERSION;
 use bench_core::{
     measure, CaseResult, Cell, DeviceKind, Framework, MeasureSettings, Runtime, Status, Unavailable,
 };

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bench_core::env::Environment;
-use bench_core::row::{read_rows, Row, RowWriter};
+use bench_core::record::{read_rows, RowWriter};
+use bench_core::row::Row;
 use bench_core::{Cell, Status};
 
 fn temp_dir(name: &str) -> PathBuf {

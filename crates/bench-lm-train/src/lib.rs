@@ -43,7 +43,7 @@
 //! does with `mx.compile`, and evaluates it once; PyTorch (tch has no
 //! `torch.compile`) runs `zero_grad`, `backward` and a fused AdamW `step`,
 //! on CUDA captured once as a CUDA graph and replayed (see [`torch`]).
-//! `--set execution=eager` runs both op by op.
+//! `--execution eager` runs both op by op.
 //!
 //! **Timed**: exactly one training step per repetition, synchronised; the
 //! batches are on the device before timing. Model building, checkpoint

@@ -5,7 +5,7 @@
 //! count and learning rate on the device), and on CUDA the whole step
 //! (forward, backward, update) captured once and replayed, with each batch
 //! copied into the graph's static input tensors. Eager mode
-//! (`--set execution=eager`) runs libtorch's per-parameter AdamW op by op.
+//! (`--execution eager`) runs libtorch's per-parameter AdamW op by op.
 
 use std::path::Path;
 

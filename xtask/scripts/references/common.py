@@ -1,7 +1,7 @@
 """What every Python reference shares: the twins' configuration, read from
 the twins' own rows (so that a reference runs exactly the twin's sizes,
 precision and seed, and cannot drift from it), the timing loop, and rows in
-the suite's CSV format.
+the suite's format (bench_core::row::Row as a JSONL line, its CSV export beside).
 
 A reference is run after the twins of the same benchmark, in the same
 device call; `twin_settings` takes the newest ok row of that benchmark,
@@ -22,7 +22,8 @@ import time
 COLUMNS = ("run_id timestamp benchmark case framework device precision preset status reason "
            "repetitions median_s min_s max_s mean_s std_s iqr_s throughput throughput_unit "
            "peak_memory_bytes peak_rss_bytes settings device_name framework_version os cpu "
-           "cpu_cores ram_gib gpu gpu_driver mlx_version libtorch_version suite_version git_commit").split()
+           "cpu_cores ram_gib gpu gpu_driver mlx_version libtorch_version suite_version git_commit "
+           "execution openblas_core pid").split()
 
 # The settings a reference reads from its twin's row, per benchmark; a
 # test (xtask/crates/analysis/src/report.rs, reference_contract) checks that the twins' rows hold them.
@@ -126,82 +127,90 @@ def write_rows(csv_path, *, benchmark, framework, device, precision, preset, ref
     """Appends one row per case: cases is a list of (case, samples,
     work per repetition or None, unit). `framework` is torch-python or
     mlx-python; the `reference` setting names the path and its packages."""
-    gpu, driver = gpu_identity() if device == "gpu" else ("", "")
     v = versions()
-    now = datetime.datetime.now(datetime.timezone.utc)
     settings = dict(settings)
     settings["reference_path"] = reference
     settings["reference"] = f"{reference} " + " ".join(f"{k}={v[k]}" for k in packages if k in v)
-    text = ";".join(f"{k}={str(val).replace(';', ',')}" for k, val in settings.items())
-    new = not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0
+    for case, xs, work, unit in cases:
+        median = statistics.median(xs)
+        row = new_row(benchmark=benchmark, case=case, framework=framework, device=device,
+                      precision=precision, preset=preset, settings=settings)
+        row.update(
+            samples_s=[float(x) for x in xs],
+            summary=dict(n=len(xs), median=median, min=min(xs), max=max(xs),
+                         mean=statistics.mean(xs),
+                         std_dev=statistics.stdev(xs) if len(xs) > 1 else 0.0,
+                         iqr=quantile(xs, 0.75) - quantile(xs, 0.25)),
+            throughput=(work / median) if work else None, throughput_unit=unit if work else "",
+            peak_memory_bytes=peak_memory if peak_memory != "" else None, device_name=device_name,
+            framework_version=v.get("mlx.core" if framework == "mlx-python" else "torch", ""))
+        append_row(csv_path, row)
+        line = f"{benchmark} {case} {framework} [{reference}] {precision}: median {median:.5f} s"
+        if work:
+            line += f", {work / median:.2f} {unit}"
+        print(line, flush=True)
+
+
+ROW_SCHEMA_VERSION = 2  # bench_core::row::ROW_SCHEMA_VERSION
+
+
+def new_row(*, benchmark, case, framework, device, precision, preset, settings, status="ok",
+            reason=""):
+    """A row as bench_core::row::Row serialises it (schema 2), without figures."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    gpu, driver = gpu_identity() if device == "gpu" else ("", "")
+    v = versions()
+    return dict(
+        schema_version=ROW_SCHEMA_VERSION,
+        run_id=os.environ.get("BENCH_RUN_ID", now.strftime("%Y%m%dT%H%M%SZ")),
+        timestamp=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        benchmark=benchmark, case=case, framework=framework.removesuffix("-python"),
+        implementation="python", device=device, precision=precision, preset=preset,
+        execution="best", status=status, reason=reason, samples_s=[], summary=None,
+        throughput=None, throughput_unit="", peak_memory_bytes=None, peak_rss_bytes=None,
+        settings={k: str(val).replace(";", ",").replace("\n", " ") for k, val in settings.items()},
+        device_name="", framework_version="",
+        environment=dict(os=platform.platform(), cpu=platform.processor(), cpu_cores=os.cpu_count(),
+                         ram_gib=0, gpu=gpu, gpu_driver=driver, mlx_version=v.get("mlx.core", ""),
+                         libtorch_version=v.get("torch", ""), suite_version="reference",
+                         git_commit=os.environ.get("BENCH_GIT_COMMIT", "unknown"),
+                         openblas_core=os.environ.get("OPENBLAS_CORETYPE", ""), pid=os.getpid()))
+
+
+def append_row(csv_path, row):
+    """The row as a line of the run's JSONL record, and its CSV export
+    (bench_core::csv_export::CsvRow) beside it."""
     os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
+    with open(os.path.splitext(csv_path)[0] + ".jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    summary = row["summary"] or {}
+    env = row["environment"]
+    blank = lambda value: "" if value is None else value
+    line = dict(
+        {k: row[k] for k in ("run_id", "timestamp", "benchmark", "case", "device", "precision",
+                             "preset", "status", "reason", "throughput_unit", "device_name",
+                             "framework_version", "execution")},
+        framework=row["framework"] + "-python", repetitions=blank(summary.get("n")),
+        median_s=blank(summary.get("median")), min_s=blank(summary.get("min")),
+        max_s=blank(summary.get("max")), mean_s=blank(summary.get("mean")),
+        std_s=blank(summary.get("std_dev")), iqr_s=blank(summary.get("iqr")),
+        throughput=blank(row["throughput"]), peak_memory_bytes=blank(row["peak_memory_bytes"]),
+        peak_rss_bytes="", settings=";".join(f"{k}={v}" for k, v in row["settings"].items()),
+        **{k: env[k] for k in COLUMNS if k in env})
+    new = not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0
     with open(csv_path, "a", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         if new:
             writer.writeheader()
-        for case, xs, work, unit in cases:
-            median = statistics.median(xs)
-            row = dict(
-                run_id=os.environ.get("BENCH_RUN_ID", now.strftime("%Y%m%dT%H%M%SZ")),
-                timestamp=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
-                benchmark=benchmark, case=case, framework=framework, device=device,
-                precision=precision, preset=preset, status="ok", reason="", repetitions=len(xs),
-                median_s=median, min_s=min(xs), max_s=max(xs), mean_s=statistics.mean(xs),
-                std_s=statistics.stdev(xs) if len(xs) > 1 else 0.0,
-                iqr_s=quantile(xs, 0.75) - quantile(xs, 0.25),
-                throughput=(work / median) if work else "", throughput_unit=unit if work else "",
-                peak_memory_bytes=peak_memory, peak_rss_bytes="", settings=text, device_name=device_name,
-                framework_version=v.get("mlx.core" if framework == "mlx-python" else "torch", ""),
-                os=platform.platform(), cpu=platform.processor(), cpu_cores=os.cpu_count(), ram_gib=0,
-                gpu=gpu, gpu_driver=driver, mlx_version=v.get("mlx.core", ""),
-                libtorch_version=v.get("torch", ""), suite_version="reference",
-                git_commit=os.environ.get("BENCH_GIT_COMMIT", "unknown"))
-            writer.writerow(row)
-            write_samples(csv_path, row, xs, settings)
-            line = f"{benchmark} {case} {framework} [{reference}] {precision}: median {median:.5f} s"
-            if work:
-                line += f", {work / median:.2f} {unit}"
-            print(line, flush=True)
-
-
-SAMPLES_SCHEMA_VERSION = 1  # bench_core::record::SAMPLES_SCHEMA_VERSION
-ENVIRONMENT = ("os", "cpu", "cpu_cores", "ram_gib", "gpu", "gpu_driver", "mlx_version",
-               "libtorch_version", "suite_version", "git_commit")
-
-
-def write_samples(csv_path, row, samples, settings):
-    """The row's JSONL line beside the CSV (bench_core::record::SampleRecord):
-    every repetition's time, the settings as a map, the environment as an
-    object, so that the report can give the twin / reference ratio an interval."""
-    number = lambda v: None if v == "" else v
-    line = {k: row[k] for k in ("run_id", "timestamp", "benchmark", "case", "framework", "device",
-                                 "precision", "preset", "status", "reason", "median_s", "iqr_s",
-                                 "throughput_unit", "device_name", "framework_version")}
-    line.update(
-        schema_version=SAMPLES_SCHEMA_VERSION, samples_s=[float(x) for x in samples],
-        throughput=number(row["throughput"]), peak_memory_bytes=number(row["peak_memory_bytes"]),
-        peak_rss_bytes=None, settings={k: str(v).replace(';', ',') for k, v in settings.items()},
-        environment=dict({k: row[k] for k in ENVIRONMENT},
-                         git_dirty=str(row["git_commit"]).endswith("-dirty")))
-    with open(os.path.splitext(csv_path)[0] + ".jsonl", "a") as f:
-        f.write(json.dumps(line) + "\n")
+        writer.writerow(line)
 
 
 def failed_row(csv_path, *, benchmark, framework, device, precision, preset, reference, reason):
     """A reference that could not run is recorded as failed, with why."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    new = not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0
-    with open(csv_path, "a", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(dict(
-            run_id=os.environ.get("BENCH_RUN_ID", now.strftime("%Y%m%dT%H%M%SZ")),
-            timestamp=now.isoformat(timespec="seconds").replace("+00:00", "Z"), benchmark=benchmark,
-            case="-", framework=framework, device=device, precision=precision, preset=preset,
-            status="failed", reason=reason.replace("\n", " ")[:500], settings=f"reference={reference}",
-            os=platform.platform(), cpu=platform.processor(), cpu_cores=os.cpu_count(), ram_gib=0,
-            suite_version="reference", git_commit=os.environ.get("BENCH_GIT_COMMIT", "unknown")))
+    row = new_row(benchmark=benchmark, case="-", framework=framework, device=device,
+                  precision=precision, preset=preset, settings={"reference": reference},
+                  status="failed", reason=reason.replace("\n", " ")[:500])
+    append_row(csv_path, row)
     print(f"{benchmark} {framework} [{reference}] {precision}: FAILED {reason[:300]}", flush=True)
 
 

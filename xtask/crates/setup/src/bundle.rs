@@ -140,12 +140,8 @@ if [ -d "$here/mlx-cuda-payload" ]; then
   lib_path="$mlx_lib:$libs:$lib_path"
 fi
 export LD_LIBRARY_PATH="$lib_path:${LD_LIBRARY_PATH:-}"
-# OpenBLAS 0.3.21 does not know recent server CPUs and falls back to its
-# Prescott (SSE3) kernels, 6x slower than MKL on an H100 host: name the core.
-if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-  if grep -q avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
-  elif grep -q avx2 /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell; fi
-fi
+# OpenBLAS's core (OPENBLAS_CORETYPE): each runner sets it for itself
+# (bench_core::openblas), as it does wherever it is started.
 export MLX_VS_TORCH_ASSETS="$here/assets"
 export BENCH_GIT_COMMIT="$(cat "$here/COMMIT")"
 export MLX_PTX_CACHE_DIR="${MLX_PTX_CACHE_DIR:-$out/mlx-ptx-cache}"

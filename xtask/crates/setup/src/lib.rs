@@ -3,11 +3,10 @@
 //! bundle for a machine without Rust or network.
 //!
 //! Modules, each using only those listed before it:
-//! openblas, pins, requirements, cache, download, assets, setup, bundle.
+//! pins, requirements, cache, download, assets, setup, bundle.
 
 pub mod bundle;
 pub mod download;
-pub mod openblas;
 pub mod requirements;
 pub mod setup;
 
