@@ -204,13 +204,7 @@ fn measure_twin<T: LmTrainer>(
     work: &Work,
 ) -> Result<Vec<CaseResult>> {
     let (config, data) = (&work.config, &work.data);
-    let mut trainer = T::new(
-        runtime,
-        config,
-        &work.checkpoint,
-        cell.seed,
-        cell.execution,
-    )?;
+    let mut trainer = T::new(runtime, config, &work.checkpoint, cell.seed, cell.execution)?;
     let steps = cell.measure.warmup + cell.measure.repetitions;
     let batches = (0..steps)
         .map(|index| trainer.upload(&data.train_batch(index)))

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
 use bench_core::stats::quantile;
+use bench_core::{Execution, Framework, Row};
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::references::{Group, Side};
-use crate::results::Row;
+use crate::results::samples;
 use crate::twins::{Pair, Titles};
 
 const TORCH: RGBColor = RGBColor(0xee, 0x4c, 0x2c);
@@ -41,7 +42,7 @@ struct Column {
 pub fn write(
     dir: &Path,
     pairs: &[Pair],
-    references: &BTreeMap<Group, BTreeMap<&'static str, Side>>,
+    references: &BTreeMap<Group, BTreeMap<Framework, Side>>,
     titles: &Titles,
 ) -> Result<Vec<(String, PathBuf)>> {
     let mut by_benchmark: BTreeMap<&str, Vec<Column>> = BTreeMap::new();
@@ -53,9 +54,11 @@ pub fn write(
             pair.precision.clone(),
         );
         // References stand beside the best mode only.
-        let sides = references.get(&group).filter(|_| pair.mode == "best");
-        let versus = |framework: &str| {
-            let fastest = sides?.get(framework)?.references.first()?;
+        let sides = references
+            .get(&group)
+            .filter(|_| pair.mode == Execution::Best);
+        let versus = |framework: Framework| {
+            let fastest = sides?.get(&framework)?.references.first()?;
             let ratio = fastest.ratio?;
             let (low, high) = fastest.interval.map_or((ratio, ratio), |i| (i.low, i.high));
             Some((low, ratio, high))
@@ -80,8 +83,8 @@ pub fn write(
                 torch: pair.torch.as_deref().and_then(quartiles),
                 mlx: pair.mlx.as_deref().and_then(quartiles),
                 speedup,
-                torch_reference: versus("torch"),
-                mlx_reference: versus("mlx"),
+                torch_reference: versus(Framework::Torch),
+                mlx_reference: versus(Framework::Mlx),
             });
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -100,8 +103,8 @@ pub fn write(
 /// (q1, median, q3) of a row: from its repetitions where recorded, else
 /// the median with the recorded IQR split evenly around it.
 fn quartiles(row: &Row) -> Option<(f64, f64, f64)> {
-    if let Some(samples) = row.samples.as_ref().filter(|s| !s.is_empty()) {
-        let mut sorted = samples.clone();
+    if let Some(samples) = samples(row) {
+        let mut sorted = samples.to_vec();
         sorted.sort_by(f64::total_cmp);
         return Some((
             quantile(&sorted, 0.25),
@@ -109,8 +112,8 @@ fn quartiles(row: &Row) -> Option<(f64, f64, f64)> {
             quantile(&sorted, 0.75),
         ));
     }
-    let median = row.record.median_s.filter(|m| *m > 0.0)?;
-    let half = row.record.iqr_s.unwrap_or(0.0) / 2.0;
+    let median = row.median_s().filter(|m| *m > 0.0)?;
+    let half = row.summary.as_ref().map_or(0.0, |s| s.iqr) / 2.0;
     Some(((median - half).max(median / 10.0), median, median + half))
 }
 
@@ -338,7 +341,7 @@ fn draw_legend<'a, 'b: 'a>(chart: &mut Panel<'a, 'b>) -> DrawResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::tests::{record, temp_dir};
+    use crate::results::tests::{row, set_iqr, temp_dir};
     use crate::twins::pairs;
 
     #[test]
@@ -346,8 +349,8 @@ mod tests {
         let rows: Vec<Row> = [("torch", 2.0), ("mlx", 1.0)]
             .into_iter()
             .map(|(framework, median)| Row {
-                record: record(framework, "switch", median, "r"),
-                samples: Some(vec![median * 0.9, median, median * 1.1]),
+                samples_s: vec![median * 0.9, median, median * 1.1],
+                ..row(framework, "switch", median, "r")
             })
             .collect();
         let refs: Vec<&Row> = rows.iter().collect();
@@ -378,13 +381,10 @@ mod tests {
 
     #[test]
     fn quartiles_fall_back_to_the_recorded_iqr() {
-        let mut row = Row {
-            record: record("mlx", "switch", 1.0, "r"),
-            samples: None,
-        };
-        row.record.iqr_s = Some(0.2);
+        let mut row = row("mlx", "switch", 1.0, "r");
+        set_iqr(&mut row, 0.2);
         assert_eq!(quartiles(&row), Some((0.9, 1.0, 1.1)));
-        row.samples = Some(vec![1.0, 2.0, 3.0, 4.0, 5.0]);
+        row.samples_s = vec![1.0, 2.0, 3.0, 4.0, 5.0];
         assert_eq!(quartiles(&row), Some((2.0, 3.0, 4.0)));
     }
 

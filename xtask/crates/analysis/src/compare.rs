@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use bench_core::record::Status;
+use bench_core::{Row, Status};
 use clap::Args;
 
-use crate::results::{self, machine, mode, significant, Loaded, Row};
+use crate::results::{self, machine, samples, significant, Loaded};
 use crate::twins::ratio_cell;
 use crate::uncertainty::{ratio_interval, relative_iqr, Interval};
 
@@ -65,7 +65,7 @@ fn resolve(spec: &str, dir: &Path) -> Result<Loaded> {
     }
     let mut loaded = results::load_dir(dir)?;
     loaded.warn();
-    loaded.rows.retain(|r| r.record.run_id == spec);
+    loaded.rows.retain(|r| r.run_id == spec);
     if loaded.rows.is_empty() {
         bail!(
             "'{spec}' is neither a result file nor a run id in {}",
@@ -87,8 +87,8 @@ pub enum Verdict {
 /// the interval decides where there is one; else the change must exceed
 /// both rows' relative IQR.
 pub fn judge(a: &Row, b: &Row) -> Option<(f64, Option<Interval>, Verdict)> {
-    let ratio = b.record.median_s? / a.record.median_s.filter(|m| *m > 0.0)?;
-    let interval = match (&a.samples, &b.samples) {
+    let ratio = b.median_s()? / a.median_s().filter(|m| *m > 0.0)?;
+    let interval = match (samples(a), samples(b)) {
         (Some(sa), Some(sb)) => ratio_interval(sb, sa),
         _ => None,
     };
@@ -97,9 +97,9 @@ pub fn judge(a: &Row, b: &Row) -> Option<(f64, Option<Interval>, Verdict)> {
         Some(i) if i.low > 1.0 => Verdict::Slower,
         Some(_) => Verdict::Faster,
         None => {
-            let noise = relative_iqr(&a.record)
+            let noise = relative_iqr(a)
                 .unwrap_or(0.0)
-                .max(relative_iqr(&b.record).unwrap_or(0.0));
+                .max(relative_iqr(b).unwrap_or(0.0));
             if (ratio - 1.0).abs() <= noise {
                 Verdict::WithinNoise
             } else if ratio > 1.0 {
@@ -118,24 +118,25 @@ pub struct Comparison {
     pub regressions: usize,
 }
 
+/// Benchmark, case, framework, device, precision, preset and mode, as the
+/// table prints (and sorts) them.
 type CellKey = (String, String, String, String, String, String, String);
 
 /// The latest row of each cell.
 fn cells(rows: &[Row]) -> BTreeMap<CellKey, &Row> {
     let mut out: BTreeMap<CellKey, &Row> = BTreeMap::new();
     for row in rows {
-        let r = &row.record;
         let key = (
-            r.benchmark.clone(),
-            r.case.clone(),
-            r.framework.clone(),
-            r.device.clone(),
-            r.precision.clone(),
-            r.preset.clone(),
-            mode(r).to_owned(),
+            row.benchmark.clone(),
+            row.case.clone(),
+            row.framework_label(),
+            row.device.to_string(),
+            row.precision.to_string(),
+            row.preset.to_string(),
+            row.execution.to_string(),
         );
         let slot = out.entry(key).or_insert(row);
-        if r.timestamp >= slot.record.timestamp {
+        if row.timestamp >= slot.timestamp {
             *slot = row;
         }
     }
@@ -186,7 +187,7 @@ fn header(baseline: &[Row], candidate: &[Row]) -> String {
 fn describe_runs(rows: &[Row]) -> String {
     let mut seen: Vec<String> = Vec::new();
     for r in rows {
-        let what = format!("{} at {}", machine(&r.record), r.record.git_commit);
+        let what = format!("{} at {}", machine(r), r.environment.git_commit);
         if !seen.contains(&what) {
             seen.push(what);
         }
@@ -203,7 +204,7 @@ fn cell_line(
     tally: &mut Tally,
 ) -> String {
     let (benchmark, case, framework, device, precision, preset, mode) = key;
-    let median = |row: &Row| row.record.median_s.map_or("-".into(), significant);
+    let median = |row: &Row| row.median_s().map_or("-".into(), significant);
     let (ratio, verdict) = ratio_and_verdict(row_a, row_b, fail_above, tally);
     format!(
         "| {benchmark} | {case} | {framework} | {device} | {precision} | {preset} | {mode} | {} | {} | {ratio} | {verdict} |\n",
@@ -219,8 +220,8 @@ fn ratio_and_verdict(
     fail_above: Option<f64>,
     tally: &mut Tally,
 ) -> (String, String) {
-    if row_a.record.status != Status::Ok || row_b.record.status != Status::Ok {
-        let status = |row: &Row| format!("{:?}", row.record.status).to_lowercase();
+    if row_a.status != Status::Ok || row_b.status != Status::Ok {
+        let status = |row: &Row| format!("{:?}", row.status).to_lowercase();
         return (
             "-".to_owned(),
             format!("A {}, B {}", status(row_a), status(row_b)),
@@ -292,13 +293,13 @@ fn footer(tally: &Tally, unmatched: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::tests::{record, temp_dir, write_run};
+    use crate::results::tests::{row, set_iqr, temp_dir, write_run};
 
-    fn cell(framework: &str, case: &str, median: f64, run: &str) -> (bench_core::Record, Vec<f64>) {
-        let mut r = record(framework, case, median, run);
-        r.iqr_s = Some(median * 0.02);
-        let samples = [0.98, 0.99, 1.0, 1.01, 1.02].map(|f| f * median).to_vec();
-        (r, samples)
+    fn cell(framework: &str, case: &str, median: f64, run: &str) -> Row {
+        let mut r = row(framework, case, median, run);
+        set_iqr(&mut r, median * 0.02);
+        r.samples_s = [0.98, 0.99, 1.0, 1.01, 1.02].map(|f| f * median).to_vec();
+        r
     }
 
     #[test]
@@ -352,12 +353,9 @@ mod tests {
     #[test]
     fn without_samples_the_iqr_decides() {
         let row = |median: f64, iqr: f64| {
-            let mut r = record("torch", "switch", median, "r");
-            r.iqr_s = Some(iqr);
-            Row {
-                record: r,
-                samples: None,
-            }
+            let mut r = row("torch", "switch", median, "r");
+            set_iqr(&mut r, iqr);
+            r
         };
         let a = row(1.0, 0.1);
         assert_eq!(judge(&a, &row(1.05, 0.1)).unwrap().2, Verdict::WithinNoise);

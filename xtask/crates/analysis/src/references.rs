@@ -12,10 +12,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use bench_core::record::Status;
-use bench_core::{Record, Summary};
+use bench_core::row::Implementation;
+use bench_core::{Execution, Framework, Row, Status, Summary};
 
-use crate::results::{execution, machine, mode, setting, Row};
+use crate::results::{machine, ran, samples};
 use crate::twins::ratio_cell;
 use crate::uncertainty::{noise_note, ratio_interval, relative_iqr, Interval};
 
@@ -27,40 +27,37 @@ pub const REFERENCE_CASES: [(&str, &str); 4] = [
     ("whisper", "transcribe"),
 ];
 
-/// The twin framework a row stands beside ("torch" or "mlx") and the name
-/// of its Python path, for the rows of the frameworks' own Python
-/// implementations (and the older hf-transformers / mlx-lm rows of
-/// TinyLlama).
-fn reference_of(record: &Record) -> Option<(&'static str, String)> {
-    let path = setting(record, "reference_path");
-    match record.framework.as_str() {
-        "torch-python" => Some(("torch", path.unwrap_or("PyTorch").to_owned())),
-        "mlx-python" => Some(("mlx", path.unwrap_or("MLX").to_owned())),
-        "hf-transformers" => Some(("torch", "transformers generate eager".to_owned())),
-        "mlx-lm" => Some(("mlx", "mlx-lm generate_step".to_owned())),
-        _ => None,
-    }
+/// The name of a Python reference's path: its `reference_path`, else its
+/// framework's name.
+fn reference_name(row: &Row) -> String {
+    let framework = match row.framework {
+        Framework::Torch => "PyTorch",
+        Framework::Mlx => "MLX",
+    };
+    row.setting("reference_path")
+        .unwrap_or(framework)
+        .to_owned()
 }
 
 /// The longest a device machine is held: runs further apart than this
 /// from every reference run were not measured on the reference's host.
 const SESSION: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
 
-fn instant(record: &Record) -> Option<chrono::DateTime<chrono::FixedOffset>> {
-    chrono::DateTime::parse_from_rfc3339(&record.timestamp).ok()
+fn instant(row: &Row) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(&row.timestamp).ok()
 }
 
 /// The twin rows measured in the same device sessions as `references`
 /// (within `SESSION` of one of them); every twin row where a timestamp
 /// does not parse.
 fn same_session<'a>(twins: &[&'a Row], references: &[&Row]) -> Vec<&'a Row> {
-    let times: Option<Vec<_>> = references.iter().map(|r| instant(&r.record)).collect();
+    let times: Option<Vec<_>> = references.iter().map(|r| instant(r)).collect();
     let Some(times) = times else {
         return twins.to_vec();
     };
     twins
         .iter()
-        .filter(|twin| match instant(&twin.record) {
+        .filter(|twin| match instant(twin) {
             Some(at) => times.iter().any(|t| (at - *t).abs() <= SESSION),
             None => true,
         })
@@ -69,10 +66,9 @@ fn same_session<'a>(twins: &[&'a Row], references: &[&Row]) -> Vec<&'a Row> {
 }
 
 /// Speed of a row: its throughput (higher is faster), else 1 / median.
-fn speed(record: &Record) -> Option<f64> {
-    record
-        .throughput
-        .or_else(|| record.median_s.filter(|m| *m > 0.0).map(|m| 1.0 / m))
+fn speed(row: &Row) -> Option<f64> {
+    row.throughput
+        .or_else(|| row.median_s().filter(|m| *m > 0.0).map(|m| 1.0 / m))
 }
 
 /// The rows of one figure: every run of the latest code.
@@ -85,15 +81,14 @@ pub struct Figure<'a> {
 impl<'a> Figure<'a> {
     /// The runs that share the latest row's git commit.
     fn of(rows: &[&'a Row]) -> Option<Self> {
-        let latest = rows
-            .iter()
-            .max_by(|a, b| a.record.timestamp.cmp(&b.record.timestamp))?;
+        let latest = rows.iter().max_by(|a, b| a.timestamp.cmp(&b.timestamp))?;
+        let commit = &latest.environment.git_commit;
         let rows: Vec<&Row> = rows
             .iter()
-            .filter(|r| r.record.git_commit == latest.record.git_commit)
+            .filter(|r| r.environment.git_commit == *commit)
             .copied()
             .collect();
-        let speeds: Vec<f64> = rows.iter().filter_map(|r| speed(&r.record)).collect();
+        let speeds: Vec<f64> = rows.iter().filter_map(|r| speed(r)).collect();
         Some(Self {
             summary: Summary::of(&speeds).ok()?,
             rows,
@@ -105,11 +100,10 @@ impl<'a> Figure<'a> {
         self.rows
             .iter()
             .filter_map(|row| {
-                let samples = row.samples.as_ref()?;
-                let record = &row.record;
+                let samples = samples(row)?;
                 // Work per repetition, so that speed = work / time.
-                let work = match record.throughput {
-                    Some(t) => t * record.median_s?,
+                let work = match row.throughput {
+                    Some(t) => t * row.median_s()?,
                     None => 1.0,
                 };
                 Some(samples.iter().filter(|s| **s > 0.0).map(move |s| work / s))
@@ -119,9 +113,9 @@ impl<'a> Figure<'a> {
     }
 
     /// The row with the widest relative spread.
-    fn noisiest(&self) -> Option<&'a Record> {
-        self.rows.iter().map(|r| &r.record).max_by(|a, b| {
-            let spread = |r: &Record| relative_iqr(r).unwrap_or(0.0);
+    fn noisiest(&self) -> Option<&'a Row> {
+        self.rows.iter().copied().max_by(|a, b| {
+            let spread = |r: &Row| relative_iqr(r).unwrap_or(0.0);
             spread(a).total_cmp(&spread(b))
         })
     }
@@ -129,7 +123,7 @@ impl<'a> Figure<'a> {
     fn unit(&self) -> String {
         self.rows
             .first()
-            .map(|r| r.record.throughput_unit.clone())
+            .map(|r| r.throughput_unit.clone())
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| "1/s".into())
     }
@@ -171,40 +165,40 @@ pub struct Side<'a> {
     pub references: Vec<Versus<'a>>,
 }
 
-/// (device, benchmark, preset, precision)
+/// (device, benchmark, preset, precision), preset and precision as the
+/// tables print (and sort) them.
 pub type Group = (String, String, String, String);
 
-/// Every configuration with references: per framework ("torch", "mlx"),
-/// the twin (best mode) and its references.
-pub fn comparisons(rows: &[Row]) -> BTreeMap<Group, BTreeMap<&'static str, Side<'_>>> {
+/// Every configuration with references: per framework, the twin (best
+/// mode) and its references.
+pub fn comparisons(rows: &[Row]) -> BTreeMap<Group, BTreeMap<Framework, Side<'_>>> {
     type Found<'a> = (Vec<&'a Row>, BTreeMap<String, Vec<&'a Row>>);
-    let mut groups: BTreeMap<Group, BTreeMap<&str, Found>> = BTreeMap::new();
+    let mut groups: BTreeMap<Group, BTreeMap<Framework, Found>> = BTreeMap::new();
     for row in rows {
-        let r = &row.record;
         let headline = REFERENCE_CASES
             .iter()
-            .any(|(bench, case)| r.benchmark == *bench && r.case == *case);
-        if !headline || r.status != Status::Ok || speed(r).is_none() || mode(r) != "best" {
+            .any(|(bench, case)| row.benchmark == *bench && row.case == *case);
+        if !headline
+            || row.status != Status::Ok
+            || speed(row).is_none()
+            || row.execution != Execution::Best
+        {
             continue;
         }
-        let (framework, reference) = match r.framework.as_str() {
-            "torch" => ("torch", None),
-            "mlx" => ("mlx", None),
-            _ => match reference_of(r) {
-                Some((framework, name)) => (framework, Some(name)),
-                None => continue,
-            },
-        };
         let key = (
-            machine(r),
-            r.benchmark.clone(),
-            r.preset.clone(),
-            r.precision.clone(),
+            machine(row),
+            row.benchmark.clone(),
+            row.preset.to_string(),
+            row.precision.to_string(),
         );
-        let slot = groups.entry(key).or_default().entry(framework).or_default();
-        match reference {
-            None => slot.0.push(row),
-            Some(name) => slot.1.entry(name).or_default().push(row),
+        let slot = groups
+            .entry(key)
+            .or_default()
+            .entry(row.framework)
+            .or_default();
+        match row.implementation {
+            Implementation::Twin => slot.0.push(row),
+            Implementation::Python => slot.1.entry(reference_name(row)).or_default().push(row),
         }
     }
     groups.retain(|_, found| found.values().any(|(_, references)| !references.is_empty()));
@@ -265,9 +259,9 @@ pub fn reference_table(rows: &[Row], every: bool) -> String {
     for ((machine, benchmark, preset, precision), sides) in &groups {
         let _ = write!(out, "| {machine} | {benchmark} | {preset} | {precision} |");
         let mut noise = Vec::new();
-        for (framework, name) in [("torch", "PyTorch"), ("mlx", "MLX")] {
+        for (framework, name) in [(Framework::Torch, "PyTorch"), (Framework::Mlx, "MLX")] {
             let empty = Side::default();
-            let side = sides.get(framework).unwrap_or(&empty);
+            let side = sides.get(&framework).unwrap_or(&empty);
             let fastest = side.references.first();
             // The twin as it ran beside that reference (else every run).
             let twin = fastest.map_or(side.twin.as_ref(), |v| v.twin.as_ref());
@@ -292,14 +286,14 @@ pub fn reference_table(rows: &[Row], every: bool) -> String {
                     each,
                     "| {machine} | {benchmark} | {preset} | {precision} | {framework}-python | {} | {} | {} | {} | {} |",
                     versus.name,
-                    versus.reference.rows.last().map_or("-", |r| execution(&r.record)),
+                    versus.reference.rows.last().map_or("-", |r| ran(r)),
                     versus.reference.describe(),
                     ratio_cell(versus.ratio, versus.interval),
                     noise_note(&[("reference", versus.reference.noisiest())]),
                 );
             }
         }
-        let named: Vec<(&str, Option<&Record>)> =
+        let named: Vec<(&str, Option<&Row>)> =
             noise.iter().map(|(n, r)| (n.as_str(), *r)).collect();
         let _ = writeln!(out, " {} |", noise_note(&named));
     }
@@ -312,24 +306,25 @@ pub fn reference_table(rows: &[Row], every: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::tests::record;
+    use crate::results::tests::{row, set_median, set_settings};
 
-    fn row(record: Record) -> Row {
-        Row {
-            record,
-            samples: None,
-        }
+    /// A row of `benchmark` with a throughput.
+    fn measured(framework: &str, case: &str, benchmark: &str, throughput: f64) -> Row {
+        let mut r = row(framework, case, 0.5, "r");
+        r.benchmark = benchmark.into();
+        r.throughput = Some(throughput);
+        r
     }
 
     #[test]
     fn references_are_compared_to_their_twin() {
-        let mut twin = record("mlx", "generate", 0.5, "r");
-        twin.benchmark = "tinyllama".into();
-        twin.throughput = Some(200.0);
+        let twin = measured("mlx", "generate", "tinyllama", 200.0);
+        // TinyLlama's mlx-lm reference, as its archived rows read back.
         let mut reference = twin.clone();
-        reference.framework = "mlx-lm".into();
+        reference.implementation = Implementation::Python;
+        set_settings(&mut reference, "reference_path=mlx-lm generate_step");
         reference.throughput = Some(250.0);
-        let table = reference_table(&[row(twin.clone()), row(reference.clone())], true);
+        let table = reference_table(&[twin.clone(), reference.clone()], true);
         assert!(
             table.contains("| 200.0 1/s | 250.0 1/s (mlx-lm generate_step) | 0.80x [no samples] |"),
             "{table}"
@@ -346,12 +341,9 @@ mod tests {
         let mut old = twin.clone();
         old.run_id = "r0".into();
         old.timestamp = "2025-01-01T00:00:00Z".into();
-        old.git_commit = "older".into();
+        old.environment.git_commit = "older".into();
         old.throughput = Some(10.0);
-        let rows: Vec<Row> = [twin, second, third, old, reference]
-            .into_iter()
-            .map(row)
-            .collect();
+        let rows = [twin, second, third, old, reference];
         let table = reference_table(&rows, true);
         assert!(
             table.contains(
@@ -363,12 +355,11 @@ mod tests {
 
     #[test]
     fn a_reference_is_compared_with_the_twin_runs_of_its_own_session() {
-        let mut twin = record("torch", "generate", 0.5, "r1");
-        twin.benchmark = "tinyllama".into();
+        let mut twin = measured("torch", "generate", "tinyllama", 600.0);
+        twin.run_id = "r1".into();
         twin.timestamp = "2026-01-01T10:00:00Z".into();
-        twin.throughput = Some(600.0);
         let mut reference = twin.clone();
-        reference.framework = "torch-python".into();
+        reference.implementation = Implementation::Python;
         reference.timestamp = "2026-01-01T10:10:00Z".into();
         reference.throughput = Some(500.0);
         // A later session, on a slower host, without the reference.
@@ -376,7 +367,7 @@ mod tests {
         later.run_id = "r2".into();
         later.timestamp = "2026-01-01T12:00:00Z".into();
         later.throughput = Some(300.0);
-        let rows: Vec<Row> = [twin, later, reference].into_iter().map(row).collect();
+        let rows = [twin, later, reference];
         let table = reference_table(&rows, true);
         assert!(
             table.contains("| 600.0 1/s | 500.0 1/s (PyTorch) | 1.20x [no samples] |"),
@@ -386,33 +377,34 @@ mod tests {
 
     #[test]
     fn the_fastest_reference_is_compared_with_an_interval_from_samples() {
-        let mut twin = record("torch", "step", 0.010, "r");
+        let mut twin = row("torch", "step", 0.010, "r");
         twin.benchmark = "bert".into();
         twin.throughput = Some(800.0);
         twin.throughput_unit = "samples/s".into();
-        twin.settings = "mode=best;execution=cuda-graph".into();
+        set_settings(&mut twin, "mode=best;execution=cuda-graph");
         let reference = |path: &str, throughput: f64| {
             let mut r = twin.clone();
-            r.framework = "torch-python".into();
+            r.implementation = Implementation::Python;
             r.throughput = Some(throughput);
-            r.median_s = Some(8.0 / throughput);
-            r.settings = format!("reference_path={path};execution=x");
+            set_median(&mut r, 8.0 / throughput);
+            set_settings(&mut r, &format!("reference_path={path};execution=x"));
             r
         };
         // An eager twin is not the one compared with the references.
         let mut eager = twin.clone();
-        eager.settings = "mode=eager;execution=eager".into();
+        eager.execution = Execution::Eager;
+        set_settings(&mut eager, "mode=eager;execution=eager");
         eager.throughput = Some(100.0);
-        let mut fastest = row(reference("hf-compile-graphs", 1000.0));
-        fastest.samples = Some(vec![0.0079, 0.0080, 0.0081]);
-        let mut twin_row = row(twin.clone());
-        twin_row.samples = Some(vec![0.0099, 0.0100, 0.0101]);
+        let mut fastest = reference("hf-compile-graphs", 1000.0);
+        fastest.samples_s = vec![0.0079, 0.0080, 0.0081];
+        let mut twin_row = twin.clone();
+        twin_row.samples_s = vec![0.0099, 0.0100, 0.0101];
         let rows = [
             twin_row,
-            row(eager),
-            row(reference("hf-eager", 400.0)),
+            eager,
+            reference("hf-eager", 400.0),
             fastest,
-            row(reference("hf-compile", 700.0)),
+            reference("hf-compile", 700.0),
         ];
         let table = reference_table(&rows, true);
         assert!(

@@ -1,5 +1,5 @@
-//! `cargo xtask report`: every run under `reports/raw/` (CSV, with each
-//! repetition from the JSONL beside it where recorded) into
+//! `cargo xtask report`: every run under `reports/raw/` (its rows, read
+//! by `results`) into
 //! `reports/RESULTS.md` and one chart per benchmark under
 //! `reports/charts/`; with `--readme`, also the README's results section.
 //!
@@ -12,11 +12,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use bench_core::record::{Record, Status};
+use bench_core::{Row, Status, Summary};
 use xtask_suite as suite;
 
 use crate::references::reference_table;
-use crate::results::{self, machine, mode, significant, Row};
+use crate::results::{self, machine, significant};
 use crate::twins::{self, DeviceRun, Titles};
 use crate::uncertainty::noise_note;
 use crate::{charts, references};
@@ -64,11 +64,7 @@ pub fn generate(root: &Path, update_readme: bool) -> Result<()> {
             replace_between_markers(&readme, &readme_section)?,
         )?;
     }
-    let runs: BTreeSet<&str> = loaded
-        .rows
-        .iter()
-        .map(|r| r.record.run_id.as_str())
-        .collect();
+    let runs: BTreeSet<&str> = loaded.rows.iter().map(|r| r.run_id.as_str()).collect();
     eprintln!(
         "report: {} rows of {} runs -> reports/RESULTS.md, {} chart(s){}",
         loaded.rows.len(),
@@ -143,51 +139,48 @@ fn results_page(
         let _ = writeln!(out, "\n### {} at `{}`\n", run.machine, run.commit);
         out.push_str(&twins::speedup_table(std::slice::from_ref(run), titles));
     }
-    let records: Vec<Record> = rows.iter().map(|r| r.record.clone()).collect();
-    out.push_str(&every_case(&latest_rows(&records)));
+    out.push_str(&every_case(&latest_rows(rows)));
     out
 }
 
+/// Machine, benchmark, preset, precision, framework, device and mode, as
+/// the tables print them.
 type CellKey = (String, String, String, String, String, String, String);
 
-fn cell_key(record: &Record) -> CellKey {
+fn cell_key(row: &Row) -> CellKey {
     (
-        machine(record),
-        record.benchmark.clone(),
-        record.preset.clone(),
-        record.precision.clone(),
-        record.framework.clone(),
-        record.device.clone(),
-        mode(record).to_owned(),
+        machine(row),
+        row.benchmark.clone(),
+        row.preset.to_string(),
+        row.precision.to_string(),
+        row.framework_label(),
+        row.device.to_string(),
+        row.execution.to_string(),
     )
 }
 
 /// The rows of each cell's latest run (a cell's rows share a run and a
 /// process; an older success does not hide a newer failure).
-fn latest_rows(records: &[Record]) -> Vec<Record> {
+fn latest_rows(rows: &[Row]) -> Vec<&Row> {
     let mut latest: BTreeMap<CellKey, (String, String)> = BTreeMap::new();
-    for record in records {
-        let stamp = (record.timestamp.clone(), record.run_id.clone());
-        let entry = latest
-            .entry(cell_key(record))
-            .or_insert_with(|| stamp.clone());
+    for row in rows {
+        let stamp = (row.timestamp.clone(), row.run_id.clone());
+        let entry = latest.entry(cell_key(row)).or_insert_with(|| stamp.clone());
         if stamp.1 != entry.1 && stamp > *entry {
             *entry = stamp;
         }
     }
-    records
-        .iter()
+    rows.iter()
         .filter(|r| {
             latest
                 .get(&cell_key(r))
                 .is_some_and(|(_, run)| *run == r.run_id)
         })
-        .cloned()
         .collect()
 }
 
 /// Every case of each cell's latest run, and the environments.
-fn every_case(rows: &[Record]) -> String {
+fn every_case(rows: &[&Row]) -> String {
     let mut out = String::from("\n## Every case (each cell's latest run)\n\n");
     out.push_str("| Machine | Benchmark | Case | Preset | Precision | Framework | Mode | Median (s) | IQR (s) | Min (s) | Max (s) | n | Throughput | Peak memory (MiB) | Peak RSS (MiB) | Commit | Status | Noise |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -197,16 +190,16 @@ fn every_case(rows: &[Record]) -> String {
             .unwrap_or_else(|| "-".into())
     };
     let opt = |value: Option<f64>| value.map(significant).unwrap_or_else(|| "-".into());
-    let mut sorted: Vec<&Record> = rows.iter().collect();
+    let mut sorted: Vec<&Row> = rows.to_vec();
     sorted.sort_by_key(|r| {
         (
             machine(r),
             r.benchmark.clone(),
-            r.preset.clone(),
+            r.preset.to_string(),
             r.case.clone(),
-            r.precision.clone(),
-            r.framework.clone(),
-            mode(r).to_owned(),
+            r.precision.to_string(),
+            r.framework_label(),
+            r.execution.to_string(),
         )
     });
     for r in &sorted {
@@ -218,6 +211,7 @@ fn every_case(rows: &[Record]) -> String {
             .throughput
             .map(|t| format!("{} {}", significant(t), r.throughput_unit))
             .unwrap_or_else(|| "-".into());
+        let figure = |pick: fn(&Summary) -> f64| opt(r.summary.as_ref().map(pick));
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {throughput} | {} | {} | {} | {status} | {} |",
@@ -226,40 +220,40 @@ fn every_case(rows: &[Record]) -> String {
             r.case,
             r.preset,
             r.precision,
-            r.framework,
-            mode(r),
-            opt(r.median_s),
-            opt(r.iqr_s),
-            opt(r.min_s),
-            opt(r.max_s),
-            r.repetitions.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            r.framework_label(),
+            r.execution,
+            figure(|s| s.median),
+            figure(|s| s.iqr),
+            figure(|s| s.min),
+            figure(|s| s.max),
+            r.summary.as_ref().map(|s| s.n.to_string()).unwrap_or_else(|| "-".into()),
             mib(r.peak_memory_bytes),
             mib(r.peak_rss_bytes),
-            r.git_commit,
+            r.environment.git_commit,
             noise_note(&[("", Some(r))]),
         );
     }
     out.push_str("\n## Environments and settings\n\n");
     let mut seen = BTreeSet::new();
     for r in &sorted {
+        let env = &r.environment;
+        let framework = r.framework_label();
         let line = format!(
-            "- {} / {} {} {} {}: {} {}; OS {}; RAM {:.0} GiB; GPU driver {}; MLX {}; libtorch {}; suite {} at {}; run {}; settings: {}",
+            "- {} / {} {framework} {} {}: {framework} {}; OS {}; RAM {:.0} GiB; GPU driver {}; MLX {}; libtorch {}; suite {} at {}; run {}; settings: {}",
             machine(r),
             r.benchmark,
-            r.framework,
             r.device,
             r.precision,
-            r.framework,
             r.device_name,
-            r.os,
-            r.ram_gib,
-            if r.gpu_driver.is_empty() { "-" } else { &r.gpu_driver },
-            r.mlx_version,
-            r.libtorch_version,
-            r.suite_version,
-            r.git_commit,
+            env.os,
+            env.ram_gib,
+            if env.gpu_driver.is_empty() { "-" } else { &env.gpu_driver },
+            env.mlx_version,
+            env.libtorch_version,
+            env.suite_version,
+            env.git_commit,
             r.run_id,
-            r.settings
+            r.settings.encode()
         );
         if seen.insert(line.clone()) {
             out.push_str(&line);
@@ -290,14 +284,15 @@ fn replace_between_markers(readme: &str, section: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::tests::{record, temp_dir, write_run};
+    use crate::results::tests::{row, set_iqr, temp_dir, write_run};
 
     #[test]
     fn latest_run_of_a_cell_wins() {
-        let ok = record("mlx", "switch", 1.0, "r");
-        let mut failed = record("mlx", "-", 0.0, "r2");
+        let ok = row("mlx", "switch", 1.0, "r");
+        let mut failed = row("mlx", "-", 0.0, "r2");
         failed.status = Status::Failed;
-        let latest = latest_rows(&[ok, failed]);
+        let rows = [ok, failed];
+        let latest = latest_rows(&rows);
         assert_eq!(latest.len(), 1);
         assert_eq!(latest[0].status, Status::Failed);
     }
@@ -315,7 +310,11 @@ mod tests {
     /// The README's pointers lead somewhere: a moved heading breaks this.
     #[test]
     fn readme_pointers_resolve() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        // The workspace root: this crate is xtask/crates/<name>.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(3)
+            .unwrap();
         let method = fs::read_to_string(root.join("docs/METHOD.md")).unwrap();
         assert!(README_POINTERS.contains("docs/METHOD.md#reading-the-results-tables"));
         assert!(method.contains("\n## Reading the results tables\n"));
@@ -340,20 +339,17 @@ mod tests {
     fn report_leaves_the_readme_alone_unless_asked_and_survives_bad_rows() {
         let root = workspace("report");
         let raw = root.join("reports/raw");
-        let samples = |m: f64| vec![m * 0.95, m, m * 1.05, m * 0.98, m * 1.02];
-        let mut noisy = record("mlx", "switch", 1.0, "r1");
-        noisy.iqr_s = Some(0.3);
-        write_run(
-            &raw.join("r1.csv"),
-            &[
-                (record("torch", "switch", 2.0, "r1"), samples(2.0)),
-                (noisy, samples(1.0)),
-            ],
-        );
+        let sampled = |framework: &str, m: f64| Row {
+            samples_s: vec![m * 0.95, m, m * 1.05, m * 0.98, m * 1.02],
+            ..row(framework, "switch", m, "r1")
+        };
+        let mut noisy = sampled("mlx", 1.0);
+        set_iqr(&mut noisy, 0.3);
+        write_run(&raw.join("r1.csv"), &[sampled("torch", 2.0), noisy]);
         // A broken row does not stop the report.
-        let csv = raw.join("r1.csv");
-        let text = fs::read_to_string(&csv).unwrap();
-        fs::write(&csv, format!("{text}garbage,row\n")).unwrap();
+        let jsonl = raw.join("r1.jsonl");
+        let text = fs::read_to_string(&jsonl).unwrap();
+        fs::write(&jsonl, format!("{text}garbage,row\n")).unwrap();
 
         generate(&root, false).unwrap();
         let readme = fs::read_to_string(root.join("README.md")).unwrap();
@@ -391,8 +387,8 @@ mod reference_contract {
     use std::process::Command;
 
     use crate::references::REFERENCE_CASES;
-    use crate::results::{load_dir, setting};
-    use bench_core::record::Status;
+    use crate::results::load_dir;
+    use bench_core::Status;
 
     #[test]
     fn twin_rows_hold_every_setting_the_references_read() {
@@ -424,15 +420,14 @@ mod reference_contract {
             let newest = loaded
                 .rows
                 .iter()
-                .map(|r| &r.record)
                 .filter(|r| &r.benchmark == benchmark && r.case == case && r.status == Status::Ok)
-                .filter(|r| r.framework == "torch" || r.framework == "mlx")
-                .filter(|r| setting(r, "mode").is_some())
+                .filter(|r| r.is_twin())
+                .filter(|r| r.setting("mode").is_some())
                 .max_by(|a, b| a.timestamp.cmp(&b.timestamp))
                 .unwrap_or_else(|| panic!("no committed {benchmark} twin row with mode="));
             for key in keys {
                 assert!(
-                    setting(newest, key).is_some(),
+                    newest.setting(key).is_some(),
                     "the {benchmark} twin row of {} lacks `{key}`, which its reference reads",
                     newest.run_id
                 );

@@ -12,11 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use bench_core::env::is_dirty;
-use bench_core::record::Status;
 use bench_core::stats::{quantile, Summary};
-use bench_core::Record;
+use bench_core::{Execution, Framework, Row, Status};
 
-use crate::results::{execution, machine, mode, model, significant, Row};
+use crate::results::{machine, model, ran, samples, significant};
 use crate::uncertainty::{self, noise_note, ratio_interval, relative_iqr, Interval};
 
 /// Title and headline case of each benchmark, by name.
@@ -34,30 +33,26 @@ pub struct DeviceRun<'a> {
 
 impl DeviceRun<'_> {
     fn runs(&self) -> BTreeSet<&str> {
-        self.rows.iter().map(|r| r.record.run_id.as_str()).collect()
+        self.rows.iter().map(|r| r.run_id.as_str()).collect()
     }
 
     fn dates(&self) -> BTreeSet<&str> {
         self.rows
             .iter()
-            .map(|r| r.record.timestamp.get(..10).unwrap_or(&r.record.timestamp))
+            .map(|r| r.timestamp.get(..10).unwrap_or(&r.timestamp))
             .collect()
     }
-}
-
-fn is_twin(row: &Row) -> bool {
-    matches!(row.record.framework.as_str(), "torch" | "mlx")
 }
 
 /// Every device's runs, commit by commit, newest commit first.
 pub fn history<'a>(rows: &'a [Row], suite: &[String]) -> Vec<DeviceRun<'a>> {
     // machine -> commit -> rows
     let mut by_commit: BTreeMap<String, BTreeMap<&str, Vec<&Row>>> = BTreeMap::new();
-    for row in rows.iter().filter(|r| is_twin(r)) {
+    for row in rows.iter().filter(|r| r.is_twin()) {
         by_commit
-            .entry(machine(&row.record))
+            .entry(machine(row))
             .or_default()
-            .entry(row.record.git_commit.as_str())
+            .entry(row.environment.git_commit.as_str())
             .or_default()
             .push(row);
     }
@@ -68,8 +63,8 @@ pub fn history<'a>(rows: &'a [Row], suite: &[String]) -> Vec<DeviceRun<'a>> {
             .map(|(commit, rows)| {
                 let measured: BTreeSet<&str> = rows
                     .iter()
-                    .filter(|r| r.record.status == Status::Ok)
-                    .map(|r| r.record.benchmark.as_str())
+                    .filter(|r| r.status == Status::Ok)
+                    .map(|r| r.benchmark.as_str())
                     .collect();
                 DeviceRun {
                     machine: machine.clone(),
@@ -86,7 +81,7 @@ pub fn history<'a>(rows: &'a [Row], suite: &[String]) -> Vec<DeviceRun<'a>> {
         let newest = |run: &DeviceRun| {
             run.rows
                 .iter()
-                .map(|r| r.record.timestamp.clone())
+                .map(|r| r.timestamp.clone())
                 .max()
                 .unwrap_or_default()
         };
@@ -112,14 +107,15 @@ pub fn headline<'a>(history: &[DeviceRun<'a>]) -> Vec<DeviceRun<'a>> {
 
 /// The PyTorch and MLX rows of one configuration's headline case: from one
 /// run, or, where the commit ran the configuration in several passes (both
-/// twins each time), rows that pool those passes' repetitions.
+/// twins each time), rows that pool those passes' repetitions. Preset and
+/// precision as the tables print them (and sort them: by name).
 #[derive(Clone, Debug)]
 pub struct Pair<'a> {
     pub machine: String,
     pub benchmark: String,
     pub preset: String,
     pub precision: String,
-    pub mode: String,
+    pub mode: Execution,
     pub torch: Option<Cow<'a, Row>>,
     pub mlx: Option<Cow<'a, Row>>,
     /// Each pass's speed-up, oldest first, where there were several.
@@ -135,15 +131,15 @@ impl Pair<'_> {
     /// The speed-up's 95% interval, from both twins' repetitions.
     pub fn interval(&self) -> Option<Interval> {
         ratio_interval(
-            self.torch.as_deref()?.samples.as_deref()?,
-            self.mlx.as_deref()?.samples.as_deref()?,
+            samples(self.torch.as_deref()?)?,
+            samples(self.mlx.as_deref()?)?,
         )
     }
 
     pub fn noise(&self) -> String {
         noise_note(&[
-            ("PyTorch", self.torch.as_deref().map(|r| &r.record)),
-            ("MLX", self.mlx.as_deref().map(|r| &r.record)),
+            ("PyTorch", self.torch.as_deref()),
+            ("MLX", self.mlx.as_deref()),
         ])
     }
 
@@ -151,14 +147,14 @@ impl Pair<'_> {
         self.torch
             .as_deref()
             .or(self.mlx.as_deref())
-            .map_or("-".into(), |r| model(&r.record))
+            .map_or("-".into(), model)
     }
 }
 
 /// PyTorch median / MLX median: above 1, MLX is faster.
 fn speedup(torch: &Row, mlx: &Row) -> Option<f64> {
-    let torch = torch.record.median_s?;
-    let mlx = mlx.record.median_s.filter(|m| *m > 0.0)?;
+    let torch = torch.median_s()?;
+    let mlx = mlx.median_s().filter(|m| *m > 0.0)?;
     Some(torch / mlx)
 }
 
@@ -167,37 +163,36 @@ fn speedup(torch: &Row, mlx: &Row) -> Option<f64> {
 /// else its latest pair.
 pub fn pairs<'a>(rows: &[&'a Row], titles: &Titles) -> Vec<Pair<'a>> {
     // configuration -> run -> (PyTorch, MLX)
-    type Config = (String, String, String, String, String);
+    type Config = (String, String, String, String, Execution);
     type Twins<'a> = (Option<&'a Row>, Option<&'a Row>);
     let mut found: BTreeMap<Config, BTreeMap<&str, Twins<'a>>> = BTreeMap::new();
     for &row in rows {
-        let r = &row.record;
-        let headline = titles.get(&r.benchmark).map(|t| t.1.as_str());
-        if r.status != Status::Ok || headline != Some(r.case.as_str()) || !is_twin(row) {
+        let headline = titles.get(&row.benchmark).map(|t| t.1.as_str());
+        if row.status != Status::Ok || headline != Some(row.case.as_str()) || !row.is_twin() {
             continue;
         }
         let config = (
-            machine(r),
-            r.benchmark.clone(),
-            r.preset.clone(),
-            r.precision.clone(),
-            mode(r).to_owned(),
+            machine(row),
+            row.benchmark.clone(),
+            row.preset.to_string(),
+            row.precision.to_string(),
+            row.execution,
         );
         let twins = found
             .entry(config)
             .or_default()
-            .entry(r.run_id.as_str())
+            .entry(row.run_id.as_str())
             .or_default();
-        match r.framework.as_str() {
-            "torch" => twins.0 = Some(row),
-            _ => twins.1 = Some(row),
+        match row.framework {
+            Framework::Torch => twins.0 = Some(row),
+            Framework::Mlx => twins.1 = Some(row),
         }
     }
     let newest = |twins: &Twins| {
         [twins.0, twins.1]
             .iter()
             .flatten()
-            .map(|r| r.record.timestamp.clone())
+            .map(|r| r.timestamp.clone())
             .max()
             .unwrap_or_default()
     };
@@ -252,50 +247,50 @@ pub fn pairs<'a>(rows: &[&'a Row], titles: &Titles) -> Vec<Pair<'a>> {
 /// median, quartiles, extremes and throughput recomputed from them, the run
 /// ids joined. Where a pass lacks repetitions, the median of the medians.
 pub fn pooled(rows: &[&Row]) -> Row {
-    let last = rows.last().expect("at least one pass");
-    let mut record = last.record.clone();
-    record.run_id = rows
+    let last = *rows.last().expect("at least one pass");
+    let mut row = last.clone();
+    row.run_id = rows
         .iter()
-        .map(|r| r.record.run_id.as_str())
+        .map(|r| r.run_id.as_str())
         .collect::<Vec<_>>()
         .join("+");
+    row.samples_s = Vec::new();
     let all: Option<Vec<f64>> = rows
         .iter()
-        .map(|r| r.samples.clone())
+        .map(|r| samples(r))
         .collect::<Option<Vec<_>>>()
         .map(|s| s.concat());
-    let summary = all.as_deref().and_then(|s| Summary::of(s).ok());
-    let median = match &summary {
+    let median = match all.as_deref().and_then(|s| Summary::of(s).ok()) {
         Some(summary) => {
-            record.set_summary(summary);
-            summary.median
+            let median = summary.median;
+            row.summary = Some(summary);
+            row.samples_s = all.unwrap_or_default();
+            median
         }
         None => {
-            let mut medians: Vec<f64> = rows.iter().filter_map(|r| r.record.median_s).collect();
+            let mut medians: Vec<f64> = rows.iter().filter_map(|r| r.median_s()).collect();
             medians.sort_by(f64::total_cmp);
             if medians.is_empty() {
-                return Row {
-                    record,
-                    samples: None,
-                };
+                return row;
             }
-            quantile(&medians, 0.5)
+            let median = quantile(&medians, 0.5);
+            let summary = row
+                .summary
+                .get_or_insert_with(|| Summary::of(&[median]).unwrap());
+            summary.median = median;
+            median
         }
     };
     // Throughput is work / median: the same work over the pooled median.
-    if let (Some(throughput), Some(old)) = (record.throughput, last.record.median_s) {
-        record.throughput = Some(throughput * old / median);
+    if let (Some(throughput), Some(old)) = (row.throughput, last.median_s()) {
+        row.throughput = Some(throughput * old / median);
     }
-    record.median_s = Some(median);
-    Row {
-        record,
-        samples: summary.and(all),
-    }
+    row
 }
 
 /// "0.2112 (IQR 0.1%)".
 pub fn time_cell(row: Option<&Row>) -> String {
-    match row.and_then(|r| Some((r.record.median_s?, relative_iqr(&r.record)?))) {
+    match row.and_then(|r| Some((r.median_s()?, relative_iqr(r)?))) {
         Some((median, iqr)) => format!("{} (IQR {})", significant(median), percent(iqr)),
         None => "-".into(),
     }
@@ -350,7 +345,7 @@ fn speedup_row(pair: &Pair, titles: &Titles) -> String {
     let title = titles
         .get(&pair.benchmark)
         .map_or(pair.benchmark.as_str(), |t| t.0.as_str());
-    let ran = |row: Option<&Row>| row.map_or("-", |r| execution(&r.record)).to_owned();
+    let ran = |row: Option<&Row>| row.map_or("-", ran).to_owned();
     let mut ratio = ratio_cell(pair.speedup(), pair.interval());
     if !pair.passes.is_empty() {
         let passes: Vec<String> = pair.passes.iter().map(|p| format!("{p:.2}")).collect();
@@ -405,14 +400,13 @@ fn run_note(run: &DeviceRun) -> String {
 /// measured.
 fn unmeasured_failures(run: &DeviceRun, pairs: &[Pair]) -> String {
     let mut lines = String::new();
-    for row in &run.rows {
-        let r = &row.record;
+    for r in &run.rows {
         if r.status != Status::Ok && !measured(pairs, r) {
             let _ = writeln!(
                 lines,
                 "  - {} {} {} {}: {:?}: {}",
                 r.benchmark,
-                r.framework,
+                r.framework_label(),
                 r.device,
                 r.precision,
                 r.status,
@@ -423,18 +417,17 @@ fn unmeasured_failures(run: &DeviceRun, pairs: &[Pair]) -> String {
     lines
 }
 
-/// Whether a pair of this configuration holds the record's twin.
-fn measured(pairs: &[Pair], r: &Record) -> bool {
+/// Whether a pair of this configuration holds the row's twin.
+fn measured(pairs: &[Pair], r: &Row) -> bool {
     pairs.iter().any(|p| {
-        let twin = if r.framework == "torch" {
-            p.torch.as_deref()
-        } else {
-            p.mlx.as_deref()
+        let twin = match r.framework {
+            Framework::Torch => p.torch.as_deref(),
+            Framework::Mlx => p.mlx.as_deref(),
         };
         p.benchmark == r.benchmark
-            && p.precision == r.precision
-            && p.preset == r.preset
-            && p.mode == mode(r)
+            && p.precision == r.precision.to_string()
+            && p.preset == r.preset.to_string()
+            && p.mode == r.execution
             && twin.is_some()
     })
 }
@@ -442,7 +435,7 @@ fn measured(pairs: &[Pair], r: &Record) -> bool {
 /// What the numbers mean, under every speed-up table.
 pub fn legend() -> String {
     format!(
-        "\nHow to read it: each time is the median of the timed repetitions of the benchmark's headline case, in seconds; IQR is the interquartile range as a share of that median. MLX speed-up = PyTorch median / MLX median (above 1: MLX is faster), from the two twins' rows of one run; where the commit ran a configuration in several passes (both twins each time), the times pool every pass's repetitions and `passes` gives each pass's own speed-up, oldest first: their spread is how far the machine drifted between passes. In brackets, a 95% interval bootstrapped (2000 resamples, fixed seed) from the repetitions: where it holds 1, the run does not tell which framework is faster. Runs from before raw samples were recorded say `no samples`. A cell whose IQR exceeds {:.0}% of its median is flagged noisy: its median may move that much from run to run. Mode `best` runs each framework as its users do when speed matters (PyTorch: CUDA graphs and fused AdamW; MLX: compiled steps and its own CUDA graphs); `eager` runs both op by op (`--set execution=eager`); in brackets what each twin actually ran. Model: the checkpoint or size that ran.\n",
+        "\nHow to read it: each time is the median of the timed repetitions of the benchmark's headline case, in seconds; IQR is the interquartile range as a share of that median. MLX speed-up = PyTorch median / MLX median (above 1: MLX is faster), from the two twins' rows of one run; where the commit ran a configuration in several passes (both twins each time), the times pool every pass's repetitions and `passes` gives each pass's own speed-up, oldest first: their spread is how far the machine drifted between passes. In brackets, a 95% interval bootstrapped (2000 resamples, fixed seed) from the repetitions: where it holds 1, the run does not tell which framework is faster. Runs from before raw samples were recorded say `no samples`. A cell whose IQR exceeds {:.0}% of its median is flagged noisy: its median may move that much from run to run. Mode `best` runs each framework as its users do when speed matters (PyTorch: CUDA graphs and fused AdamW; MLX: compiled steps and its own CUDA graphs); `eager` runs both op by op (`--execution eager`); in brackets what each twin actually ran. Model: the checkpoint or size that ran.\n",
         uncertainty::NOISY_IQR_FRACTION * 100.0
     )
 }
@@ -450,15 +443,15 @@ pub fn legend() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::tests::record;
+    use crate::results::tests::set_iqr;
 
     fn row(framework: &str, median: f64, run: &str, commit: &str, samples: bool) -> Row {
-        let mut record = record(framework, "switch", median, run);
-        record.git_commit = commit.into();
-        Row {
-            record,
-            samples: samples.then(|| vec![median * 0.99, median, median * 1.01]),
+        let mut row = crate::results::tests::row(framework, "switch", median, run);
+        row.environment.git_commit = commit.into();
+        if samples {
+            row.samples_s = vec![median * 0.99, median, median * 1.01];
         }
+        row
     }
 
     fn titles() -> Titles {
@@ -506,11 +499,11 @@ mod tests {
     #[test]
     fn headline_is_one_commit_per_device_complete_first() {
         let mut bert = row("torch", 1.0, "b", "old", false);
-        bert.record.benchmark = "bert".into();
-        bert.record.case = "step".into();
-        bert.record.timestamp = "2025-01-01T00:00:00Z".into();
+        bert.benchmark = "bert".into();
+        bert.case = "step".into();
+        bert.timestamp = "2025-01-01T00:00:00Z".into();
         let mut old = row("torch", 3.0, "o", "old", false);
-        old.record.timestamp = "2025-01-01T00:00:00Z".into();
+        old.timestamp = "2025-01-01T00:00:00Z".into();
         let rows = [
             bert,
             old,
@@ -542,10 +535,10 @@ mod tests {
     #[test]
     fn noisy_cells_and_failures_are_shown() {
         let mut torch = row("torch", 2.0, "r", "c", false);
-        torch.record.iqr_s = Some(0.5);
+        set_iqr(&mut torch, 0.5);
         let mut failed = row("mlx", 0.0, "r", "c", false);
-        failed.record.status = Status::Failed;
-        failed.record.reason = "boom".into();
+        failed.status = Status::Failed;
+        failed.reason = "boom".into();
         let rows = [torch, failed];
         let runs = history(&rows, &["transfer".to_owned()]);
         let table = speedup_table(&runs, &titles());
@@ -574,11 +567,11 @@ mod tests {
         let pair = &pairs[0];
         assert_eq!(pair.passes, vec![2.0, 1.0, 2.0]);
         let mlx = pair.mlx.as_deref().unwrap();
-        assert_eq!(mlx.record.run_id, "p1+p2+p3");
-        assert_eq!(mlx.record.repetitions, Some(9));
-        assert_eq!(mlx.samples.as_ref().map(Vec::len), Some(9));
+        assert_eq!(mlx.run_id, "p1+p2+p3");
+        assert_eq!(mlx.summary.as_ref().map(|s| s.n), Some(9));
+        assert_eq!(samples(mlx).map(<[f64]>::len), Some(9));
         // Pooled MLX repetitions: 0.99, 1, 1.01 twice and 1.98, 2, 2.02.
-        assert_eq!(mlx.record.median_s, Some(1.01));
+        assert_eq!(mlx.median_s(), Some(1.01));
         let speedup = pair.speedup().unwrap();
         assert!((speedup - 2.0 / 1.01).abs() < 1e-9, "{speedup}");
         let table = speedup_table(&history(&rows, &["transfer".to_owned()]), &titles());
@@ -594,7 +587,7 @@ mod tests {
         ];
         let refs: Vec<&Row> = rows.iter().collect();
         let pooled = pooled(&refs);
-        assert_eq!(pooled.record.median_s, Some(2.0));
-        assert!(pooled.samples.is_none());
+        assert_eq!(pooled.median_s(), Some(2.0));
+        assert!(samples(&pooled).is_none());
     }
 }

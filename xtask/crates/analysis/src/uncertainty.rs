@@ -2,7 +2,7 @@
 //! medians, and the noise flag of one cell.
 
 use bench_core::stats::quantile;
-use bench_core::Record;
+use bench_core::Row;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -69,20 +69,18 @@ fn resampled_median(values: &[f64], rng: &mut ChaCha8Rng, scratch: &mut Vec<f64>
 }
 
 /// IQR / median of a measured row.
-pub fn relative_iqr(record: &Record) -> Option<f64> {
-    match (record.median_s, record.iqr_s) {
-        (Some(median), Some(iqr)) if median > 0.0 => Some(iqr / median),
-        _ => None,
-    }
+pub fn relative_iqr(row: &Row) -> Option<f64> {
+    let summary = row.summary.as_ref()?;
+    (summary.median > 0.0).then(|| summary.iqr / summary.median)
 }
 
-pub fn is_noisy(record: &Record) -> bool {
-    relative_iqr(record).is_some_and(|r| r > NOISY_IQR_FRACTION)
+pub fn is_noisy(row: &Row) -> bool {
+    relative_iqr(row).is_some_and(|r| r > NOISY_IQR_FRACTION)
 }
 
 /// "noisy (PyTorch IQR 13%, MLX IQR 21%)" for the noisy ones among named
 /// rows; empty when none is.
-pub fn noise_note(rows: &[(&str, Option<&Record>)]) -> String {
+pub fn noise_note(rows: &[(&str, Option<&Row>)]) -> String {
     let noisy: Vec<String> = rows
         .iter()
         .filter_map(|(name, row)| {
@@ -101,7 +99,7 @@ pub fn noise_note(rows: &[(&str, Option<&Record>)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::tests::record;
+    use crate::results::tests::{row, set_iqr};
 
     #[test]
     fn interval_brackets_the_ratio_and_is_reproducible() {
@@ -120,11 +118,11 @@ mod tests {
 
     #[test]
     fn noise_is_an_iqr_above_a_tenth_of_the_median() {
-        let mut row = record("torch", "switch", 2.0, "r");
-        row.iqr_s = Some(0.2);
+        let mut row = row("torch", "switch", 2.0, "r");
+        set_iqr(&mut row, 0.2);
         assert!(!is_noisy(&row));
         assert_eq!(noise_note(&[("PyTorch", Some(&row))]), "");
-        row.iqr_s = Some(0.5);
+        set_iqr(&mut row, 0.5);
         assert!(is_noisy(&row));
         assert_eq!(
             noise_note(&[("PyTorch", Some(&row)), ("MLX", None)]),
