@@ -313,26 +313,33 @@ fn hooks_of(frameworks: &[FrameworkHooks], framework: Framework) -> Result<Frame
         .ok_or_else(|| anyhow::anyhow!("this runner has no {framework} twin"))
 }
 
-/// The start record of `framework`'s cell.
-fn start_record(
+/// The start records of the asked frameworks' cells (the machine read once).
+fn start_records(
+    suite_version: &str,
     benchmark: &dyn Benchmark,
     frameworks: &[FrameworkHooks],
     args: &RunnerArgs,
-    environment: &Environment,
     run_id: &str,
-    framework: Framework,
-) -> Result<Row> {
+    asked: &[Framework],
+) -> Result<Vec<Row>> {
     let threads = args.threads.unwrap_or_else(env::default_threads);
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
-    let hooks = hooks_of(frameworks, framework)?;
-    let cell = cell(benchmark, args, framework, threads);
-    Ok(Row::start(
-        run_id,
-        benchmark.name(),
-        &cell,
-        &(hooks.version)(),
-        environment,
-    ))
+    let environment = environment(suite_version, frameworks);
+    asked
+        .iter()
+        .map(|&framework| {
+            let hooks = hooks_of(frameworks, framework)?;
+            let cell = cell(benchmark, args, framework, threads);
+            let version = (hooks.version)();
+            Ok(Row::start(
+                run_id,
+                benchmark.name(),
+                &cell,
+                &version,
+                &environment,
+            ))
+        })
+        .collect()
 }
 
 /// `--check`: each asked framework's start record, as a plan message.
@@ -342,17 +349,16 @@ fn plan(
     frameworks: &[FrameworkHooks],
     args: &RunnerArgs,
 ) -> Result<()> {
-    let environment = environment(suite_version, frameworks);
-    let run_id = args.run_id();
-    for framework in args.frameworks(frameworks) {
-        let start = start_record(
-            benchmark,
-            frameworks,
-            args,
-            &environment,
-            &run_id,
-            framework,
-        )?;
+    let asked = args.frameworks(frameworks);
+    let starts = start_records(
+        suite_version,
+        benchmark,
+        frameworks,
+        args,
+        &args.run_id(),
+        &asked,
+    )?;
+    for start in starts {
         let measure = args.measure_settings(benchmark.measure_settings(args.preset));
         Message::Plan { start, measure }.emit()?;
     }
@@ -384,17 +390,9 @@ pub fn run(
             &rows_path,
         )?,
         _ => {
-            let environment = environment(suite_version, frameworks);
             let mut failures = 0;
-            for framework in asked {
-                let start = start_record(
-                    benchmark,
-                    frameworks,
-                    args,
-                    &environment,
-                    &run_id,
-                    framework,
-                )?;
+            for start in start_records(suite_version, benchmark, frameworks, args, &run_id, &asked)?
+            {
                 failures += process::run_framework(&start, &run_id, &rows_path)?;
             }
             failures
@@ -420,8 +418,9 @@ fn run_here(
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
     // Only this framework is set up in this process.
     configure_processes(&[hooks], args.precision, args.execution, threads);
-    let environment = environment(suite_version, frameworks);
-    let start = start_record(benchmark, frameworks, args, &environment, run_id, framework)?;
+    let asked = [framework];
+    let start =
+        start_records(suite_version, benchmark, frameworks, args, run_id, &asked)?.remove(0);
     Message::Start { row: start.clone() }.emit()?;
     let mut writer = RowWriter::open(rows_path)?;
     let cell = cell(benchmark, args, framework, threads);

@@ -111,21 +111,12 @@ impl Cell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::Environment;
-
-    fn start() -> Row {
-        Row::start(
-            "run",
-            "bert",
-            &crate::cell::Cell::for_checks(),
-            "1",
-            &Environment::default(),
-        )
-    }
 
     #[test]
     fn a_message_reads_back_from_its_line_and_other_lines_are_not_messages() {
-        let message = Message::Start { row: start() };
+        let message = Message::Start {
+            row: Row::for_tests(),
+        };
         let line = format!("{PREFIX}{}", serde_json::to_string(&message).unwrap());
         assert_eq!(Message::parse(&line).unwrap().unwrap(), message);
         assert!(Message::parse("bert step torch cpu f32: median 0.1 s").is_none());
@@ -138,7 +129,9 @@ mod tests {
         let mut cell = Cell::default();
         assert_eq!(cell.status(), None);
         assert!(cell.failure(None, Status::Failed, "killed").is_none());
-        cell.take(Message::Start { row: start() });
+        cell.take(Message::Start {
+            row: Row::for_tests(),
+        });
         let failure = cell.failure(None, Status::Failed, "killed").unwrap();
         assert_eq!(
             (failure.status, failure.reason.as_str()),
@@ -146,11 +139,11 @@ mod tests {
         );
         assert_eq!(failure.benchmark, "bert");
         cell.take(Message::Row {
-            row: start().ended(Status::Skipped, "no GPU"),
+            row: Row::for_tests().ended(Status::Skipped, "no GPU"),
         });
         assert_eq!(cell.status(), Some(Status::Skipped));
         cell.take(Message::Row {
-            row: start().ended(Status::Failed, "x"),
+            row: Row::for_tests().ended(Status::Failed, "x"),
         });
         assert_eq!(cell.status(), Some(Status::Failed));
     }

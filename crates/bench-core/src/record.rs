@@ -61,26 +61,14 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cell::Cell;
-    use crate::env::Environment;
     use crate::row::Status;
-
-    fn start() -> Row {
-        Row::start(
-            "run",
-            "bert",
-            &Cell::for_checks(),
-            "2.11.0",
-            &Environment::default(),
-        )
-    }
 
     #[test]
     fn a_row_reads_back_from_its_jsonl_line_as_written() {
         let dir = std::env::temp_dir().join(format!("row-roundtrip-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let path = dir.join("run.jsonl");
-        let failed = start().ended(Status::Failed, "out of memory");
+        let failed = Row::for_tests().ended(Status::Failed, "out of memory");
         let mut writer = RowWriter::open(&path).unwrap();
         writer.append(&failed).unwrap();
         writer.append(&failed).unwrap();

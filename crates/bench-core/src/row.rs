@@ -182,6 +182,13 @@ impl Row {
         }
     }
 
+    /// A quick CPU float32 PyTorch cell's start record, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        let cell = Cell::for_checks();
+        Self::start("run", "bert", &cell, "2.11.0", &Environment::default())
+    }
+
     /// Whether this is a twin's row (not a Python reference's).
     pub fn is_twin(&self) -> bool {
         self.implementation == Implementation::Twin

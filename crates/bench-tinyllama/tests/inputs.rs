@@ -226,6 +226,7 @@ fn cell(options: &[(&str, &str)]) -> bench_core::Cell {
         device: DeviceKind::Cpu,
         precision: Precision::F32,
         preset: bench_core::Preset::Quick,
+        execution: bench_core::Execution::Best,
         threads: 1,
         measure: bench_core::MeasureSettings::default(),
         seed: 7,
@@ -251,10 +252,13 @@ fn rows_say_where_the_weights_came_from_and_the_knobs_apply() {
     assert_eq!(workload.prompt.len(), 24);
     assert_eq!(workload.generation.cache_positions(), 29);
     assert_eq!(workload.config, LlamaConfig::tinyllama());
-    let settings = bench_core::settings::decode(&workload.settings().encode());
-    assert_eq!(settings["weights"], "random weights (seed 7)");
-    assert_eq!(settings["sampling"], "temperature 0.7 top_p 0.9 seed 4");
-    assert_eq!(settings["eos"], "ignored");
+    let settings = bench_core::settings::Pairs::from(&workload.settings());
+    assert_eq!(settings.get("weights"), Some("random weights (seed 7)"));
+    assert_eq!(
+        settings.get("sampling"),
+        Some("temperature 0.7 top_p 0.9 seed 4")
+    );
+    assert_eq!(settings.get("eos"), Some("ignored"));
     let error = bench_tinyllama::Workload::for_cell(&cell(&[("weights", "lots")]))
         .err()
         .unwrap();

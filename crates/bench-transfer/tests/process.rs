@@ -69,22 +69,21 @@ fn assert_isolated_with_the_core(rows: &[Row], how: &str) {
     }
 }
 
+/// Runs `command` without `OPENBLAS_CORETYPE`, which must succeed.
+fn run(command: &mut Command) {
+    let output = command.env_remove(openblas::VARIABLE).output().unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{command:?}: {said}");
+}
+
 #[test]
 fn by_hand_and_through_xtask_each_framework_has_its_process_and_the_blas_core() {
     let dir = temp_dir("isolation");
     let by_hand = dir.join("by-hand.jsonl");
-    let output = Command::new(runner())
-        .env_remove(openblas::VARIABLE)
+    run(Command::new(runner())
         .arg("--rows")
         .arg(&by_hand)
-        .args(QUICK)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .args(QUICK));
     assert_isolated_with_the_core(&read_rows(&by_hand).unwrap(), "by hand");
 
     // The suite runs prebuilt runners from a folder of bench-* binaries.
@@ -92,21 +91,13 @@ fn by_hand_and_through_xtask_each_framework_has_its_process_and_the_blas_core() 
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(runner(), bin.join("bench-transfer")).unwrap();
     let results = dir.join("results");
-    let output = Command::new(xtask())
-        .env_remove(openblas::VARIABLE)
+    run(Command::new(xtask())
         .args(["bench", "--prebuilt"])
         .arg(&bin)
         .arg("--results")
         .arg(&results)
         .args(["--framework", "torch", "mlx"])
-        .args(QUICK)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .args(QUICK));
     let record = std::fs::read_dir(&results)
         .unwrap()
         .map(|entry| entry.unwrap().path())
