@@ -1,6 +1,7 @@
 //! Builds fw-torch's libtorch shim (see `shim/` and `src/shim.rs`):
-//! - `shim/optim.cpp` (fused AdamW, clearing gradients) needs libtorch_cpu
-//!   only: compiled into a static library linked into fw-torch.
+//! - `shim/optim.cpp` (fused AdamW, clearing gradients) and `shim/mps.cpp`
+//!   (MPS synchronisation and memory) need libtorch_cpu only: compiled into
+//!   a static library linked into fw-torch.
 //! - `shim/cuda_graph.cpp` (CUDA graph capture and replay) needs
 //!   libtorch_cuda: compiled into its own shared object with those symbols
 //!   left unresolved, embedded in the binary and opened only once
@@ -26,6 +27,7 @@ fn main() {
     optim
         .cpp(true)
         .file("shim/optim.cpp")
+        .file("shim/mps.cpp")
         .include(&include)
         .flag("-std=c++17")
         .define("_GLIBCXX_USE_CXX11_ABI", "1")

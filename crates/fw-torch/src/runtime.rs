@@ -1,3 +1,4 @@
+use std::cell::Cell;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
@@ -5,7 +6,7 @@ use bench_core::cli::FrameworkHooks;
 use bench_core::{DeviceKind, Execution, Framework, Precision, Runtime, Unavailable};
 use tch::{Device, Kind, Tensor};
 
-use crate::cuda;
+use crate::{cuda, shim};
 
 /// What `bench_core::cli` needs before libtorch is first used.
 pub const HOOKS: FrameworkHooks = FrameworkHooks {
@@ -74,6 +75,9 @@ pub struct TorchRuntime {
     precision: Precision,
     threads: usize,
     tch_device: Device,
+    /// The most the MPS allocator held for tensors at a synchronisation
+    /// since the last reset: MPS keeps no peak of its own.
+    mps_peak: Cell<u64>,
 }
 
 impl TorchRuntime {
@@ -94,6 +98,11 @@ impl TorchRuntime {
                 Some(_) if precision == Precision::Tf32 => {
                     bail!(Unavailable("tf32 is a CUDA setting".into()))
                 }
+                Some(_) if precision == Precision::Bf16 && !shim::mps_macos_at_least(14, 0)? => {
+                    bail!(Unavailable(
+                        "bf16 on MPS needs macOS 14 (Sonoma) or newer".into()
+                    ))
+                }
                 Some(_) => Device::Mps,
                 None => {
                     let reason = cuda::load()
@@ -108,6 +117,7 @@ impl TorchRuntime {
             precision,
             threads,
             tch_device,
+            mps_peak: Cell::new(0),
         })
     }
 
@@ -140,22 +150,28 @@ impl Runtime for TorchRuntime {
     fn synchronize(&self) -> Result<()> {
         match self.tch_device {
             Device::Cuda(index) => tch::Cuda::synchronize(index as i64),
-            // tch has no MPS synchronise; reading a value back waits for
-            // the (single) MPS command queue.
+            // torch.mps.synchronize, through the shim (tch has none); the
+            // allocator's figure is read while the device is idle.
             Device::Mps => {
-                let _ = Tensor::zeros([1], (Kind::Float, Device::Mps)).to_device(Device::Cpu);
+                shim::mps_synchronize()?;
+                let (allocated, _) = shim::mps_memory()?;
+                self.mps_peak.set(self.mps_peak.get().max(allocated));
             }
             _ => {}
         }
         Ok(())
     }
 
-    /// tch exposes no allocator statistics; the CSV's peak RSS covers CPU runs.
+    /// On MPS, the most its allocator held for tensors at the case's
+    /// synchronisations (every repetition ends with one). tch exposes no
+    /// CUDA allocator statistics; the row's peak RSS covers CPU runs.
     fn peak_memory_bytes(&self) -> Option<u64> {
-        None
+        (self.tch_device == Device::Mps).then(|| self.mps_peak.get())
     }
 
-    fn reset_peak_memory(&self) {}
+    fn reset_peak_memory(&self) {
+        self.mps_peak.set(0);
+    }
 
     fn device_description(&self) -> String {
         match self.tch_device {

@@ -23,6 +23,9 @@ extern "C" {
         eps: f64,
     ) -> *mut c_char;
     fn fwt_clear_grad(tensor: *mut c_void) -> *mut c_char;
+    fn fwt_mps_synchronize() -> *mut c_char;
+    fn fwt_mps_memory(current: *mut u64, driver: *mut u64) -> *mut c_char;
+    fn fwt_mps_macos_at_least(major: u32, minor: u32, answer: *mut i32) -> *mut c_char;
 }
 
 /// Turns a shim's returned message (NULL: success) into a Result.
@@ -86,4 +89,48 @@ pub(crate) fn clear_grad(param: &Tensor) -> Result<()> {
     // SAFETY: a live at::Tensor*; only its autograd metadata changes.
     let message = unsafe { fwt_clear_grad(param.as_ptr() as *mut c_void) };
     check(message, "clearing a gradient")
+}
+
+/// Waits for the MPS device's queued work (`torch.mps.synchronize`).
+pub(crate) fn mps_synchronize() -> Result<()> {
+    // SAFETY: no arguments; the shim catches every C++ exception.
+    check(unsafe { fwt_mps_synchronize() }, "synchronising MPS")
+}
+
+/// The MPS allocator's memory: (allocated to tensors, held from Metal).
+pub(crate) fn mps_memory() -> Result<(u64, u64)> {
+    let (mut current, mut driver) = (0u64, 0u64);
+    // SAFETY: both pointers are to live locals written by the call.
+    check(
+        unsafe { fwt_mps_memory(&mut current, &mut driver) },
+        "reading MPS memory",
+    )?;
+    Ok((current, driver))
+}
+
+/// Whether this macOS is at least `major.minor`, as MPS checks it.
+pub(crate) fn mps_macos_at_least(major: u32, minor: u32) -> Result<bool> {
+    let mut answer = 0i32;
+    // SAFETY: the pointer is to a live local written by the call.
+    check(
+        unsafe { fwt_mps_macos_at_least(major, minor, &mut answer) },
+        "reading the macOS version",
+    )?;
+    Ok(answer == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The MPS calls link and, in a libtorch without MPS, come back as
+    /// errors that say so instead of aborting.
+    #[test]
+    #[cfg(not(target_os = "macos"))]
+    fn mps_calls_are_errors_where_libtorch_has_no_mps() {
+        let error = mps_synchronize().unwrap_err().to_string();
+        assert!(error.starts_with("synchronising MPS: "), "{error}");
+        assert!(error.contains("MPS"), "{error}");
+        assert!(mps_memory().is_err());
+    }
 }
