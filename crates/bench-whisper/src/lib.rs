@@ -38,14 +38,11 @@ impl TwinBenchmark for Transcription {
     type Work = Workload;
 
     fn knobs() -> &'static [Knob] {
-        KNOBS
+        &KNOBS
     }
 
     fn measure_settings(preset: Preset) -> MeasureSettings {
-        match preset {
-            Preset::Quick => MeasureSettings::new(1, 5, 3, 20),
-            Preset::Paper => MeasureSettings::new(2, 10, 5, 300),
-        }
+        workload::presets(preset).measure
     }
 
     fn prepare(cell: &Cell) -> Result<Workload> {
