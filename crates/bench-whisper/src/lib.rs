@@ -13,6 +13,7 @@ pub mod config;
 pub mod ct2;
 pub mod mel;
 pub mod mlx;
+mod modules;
 pub mod pipeline;
 pub mod source;
 pub mod text;
