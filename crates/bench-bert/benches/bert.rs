@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use bench_bert::{mlx, permutation, torch, FineTune, FineTuneConfig, LabelledBatch, Prepared};
+use bench_bert::workload::presets;
+use bench_bert::{mlx, permutation, torch, FineTune, LabelledBatch, Prepared};
 use bench_core::{Execution, Precision, Preset, Runtime};
 use bench_twin::harness::{bench_synced, group, CpuTwin};
 use criterion::measurement::WallTime;
@@ -30,7 +31,7 @@ fn bench_trainer(
 
 fn bert(c: &mut Criterion) {
     let twin = CpuTwin::for_this_process(Precision::F32);
-    let mut fine_tune = FineTuneConfig::for_preset(Preset::Quick);
+    let mut fine_tune = presets(Preset::Quick).sizes;
     // Enough emails for the steps Criterion runs; the test set is unused.
     fine_tune.train_emails = Some(256);
     fine_tune.test_emails = Some(fine_tune.batch_size);

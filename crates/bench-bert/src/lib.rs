@@ -102,15 +102,11 @@ impl TwinBenchmark for Bert {
     type Work = Prepared;
 
     fn knobs() -> &'static [bench_core::Knob] {
-        workload::KNOBS
+        &workload::KNOBS
     }
 
     fn measure_settings(preset: Preset) -> MeasureSettings {
-        match preset {
-            // A step takes seconds on a 2-core CPU.
-            Preset::Quick => MeasureSettings::new(1, 5, 3, 20),
-            Preset::Paper => MeasureSettings::new(3, 30, 5, 300),
-        }
+        workload::presets(preset).measure
     }
 
     fn prepare(cell: &Cell) -> Result<Prepared> {

@@ -8,7 +8,9 @@
 use anyhow::Result;
 use bench_core::host::HostTensor;
 use bench_core::Execution;
-use fw_mlx::{from_host, to_host_f32, BiasCorrectedAdamW, MlxRuntime, StepScalars};
+use fw_mlx::{
+    from_host, to_host_f32, BiasCorrectedAdamW, CompiledTraining, MlxRuntime, StepScalars,
+};
 use mlx_rs::builder::Builder;
 use mlx_rs::error::Exception;
 use mlx_rs::error::StateProjectionError;
@@ -18,7 +20,6 @@ use mlx_rs::macros::ModuleParameters;
 use mlx_rs::module::{Module, ModuleParameters as _, Param};
 use mlx_rs::nn::{self, Embedding, LayerNorm, Linear};
 use mlx_rs::ops::{addmm, matmul};
-use mlx_rs::transforms::compile::compile_with_state;
 use mlx_rs::transforms::eval;
 use mlx_rs::utils::{StateProjection, Updatable};
 use mlx_rs::{array, Array, Dtype};
@@ -275,10 +276,7 @@ struct TrainState {
 
 impl Updatable for TrainState {
     fn state_projection(&mut self) -> Result<StateProjection<'_>, StateProjectionError> {
-        let mut projection = StateProjection::new();
-        fw_mlx::project_model(&mut self.model, &mut projection)?;
-        self.optimizer.project_state(&mut projection)?;
-        Ok(projection)
+        fw_mlx::project_training(&mut self.model, &mut self.optimizer)
     }
 }
 
@@ -305,12 +303,9 @@ fn training_step(state: &mut TrainState, args: &[Array]) -> Result<Vec<Array>, E
     Ok(vec![loss])
 }
 
-type CompiledStep = Box<dyn FnMut(&mut TrainState, &[Array]) -> Result<Vec<Array>, Exception>>;
-
 /// Fine-tunes a [`BertClassifier`] with AdamW.
 pub struct Trainer {
-    state: TrainState,
-    step_fn: CompiledStep,
+    training: CompiledTraining<TrainState>,
     learning_rate: f64,
     loss: Option<Array>,
     /// The row's `execution=`.
@@ -326,15 +321,12 @@ impl Trainer {
         execution: Execution,
     ) -> Result<Self> {
         let model = BertClassifier::new(runtime, config, weights)?;
-        let mut state = TrainState {
+        let state = TrainState {
             optimizer: BiasCorrectedAdamW::new(optimizer.hyper(), &model)?,
             model,
         };
-        eval(state.state_projection()?.into_entries().map(|(_, a)| a))?;
         Ok(Self {
-            state,
-            // In eager mode MLX_DISABLE_COMPILE makes this a no-op.
-            step_fn: Box::new(compile_with_state(training_step, false)),
+            training: CompiledTraining::new(state, training_step, |s| &mut s.optimizer)?,
             learning_rate: optimizer.learning_rate,
             loss: None,
             execution: runtime.execution_label(execution, true),
@@ -348,33 +340,16 @@ impl FineTune for Trainer {
     fn step(&mut self, batch: &LabelledBatch) -> Result<()> {
         let inputs = Inputs::upload(&batch.tokens)?;
         let labels = Array::from_slice(&batch.labels, &[batch.labels.len() as i32]);
-        let [decay, step_size, sqrt_bias_correction2] = self
-            .state
-            .optimizer
-            .next_step(self.learning_rate)
-            .into_args();
-        let args = [
-            inputs.ids,
-            inputs.type_ids,
-            inputs.mask,
-            labels,
-            decay,
-            step_size,
-            sqrt_bias_correction2,
-        ];
-        let loss = (self.step_fn)(&mut self.state, &args)?.remove(0);
-        let state = self.state.state_projection()?;
-        eval(
-            [&loss]
-                .into_iter()
-                .chain(state.into_entries().map(|(_, a)| a)),
+        let loss = self.training.step(
+            [inputs.ids, inputs.type_ids, inputs.mask, labels],
+            self.learning_rate,
         )?;
         self.loss = Some(loss);
         Ok(())
     }
 
     fn logits(&mut self, tokens: &TokenBatch) -> Result<HostTensor> {
-        self.state.model.logits(tokens)
+        self.training.state_mut().model.logits(tokens)
     }
 
     /// The loss of the last step.
@@ -390,13 +365,7 @@ impl FineTune for Trainer {
         self.execution
     }
 
-    /// The update's element-wise work is traced into the compiled step,
-    /// which fuses it; eager mode runs it per parameter.
     fn optimizer(&self) -> &'static str {
-        if self.execution.starts_with("compiled") {
-            "fused (compiled into the step)"
-        } else {
-            "per-parameter"
-        }
+        fw_mlx::optimizer_label(self.execution)
     }
 }

@@ -1,9 +1,11 @@
 //! The work, independent of framework: sizes per preset, `--set` knobs,
 //! the optimiser's settings, and accuracy on the host.
 
+use std::sync::LazyLock;
+
 use anyhow::{ensure, Result};
 use bench_core::host::HostTensor;
-use bench_core::{Cell, Kind, Knob, Preset, Settings};
+use bench_core::{Cell, Kind, Knob, KnobDefaults, MeasureSettings, Preset, PresetRow, Settings};
 
 /// The default model: 22M parameters, 6 layers, 384 wide; a registry copy
 /// exists for offline use (asset `minilm`).
@@ -11,61 +13,89 @@ pub const MINILM: &str = "sentence-transformers/all-MiniLM-L6-v2";
 /// The original BERT (110M parameters); Hub only.
 pub const BERT_BASE: &str = "google-bert/bert-base-uncased";
 
-/// The `--set` knobs; defaults are the quick preset's (the paper's in brackets).
-pub const KNOBS: &[Knob] = &[
-    Knob::new(
-        "model",
-        Kind::Model,
-        "sentence-transformers/all-MiniLM-L6-v2 (paper: google-bert/bert-base-uncased)",
-        "a BERT: Hub id, or a folder with config.json, model.safetensors, tokenizer.json",
-    ),
-    Knob::int("seq_len", 8, 512, "128", "tokens per email (cut or padded)"),
-    Knob::int(
-        "batch_size",
-        1,
-        65_536,
-        "16 (paper: 8)",
-        "emails per training step",
-    ),
-    Knob::new("lr", Kind::Positive, "5e-5", "AdamW's learning rate"),
-    Knob::new(
-        "target_accuracy",
-        Kind::Float { min: 0.0, max: 1.0 },
-        "0.95",
-        "test accuracy that ends time-to-accuracy",
-    ),
-    Knob::at_least(
-        "eval_every",
-        1,
-        "8 (paper: 50)",
-        "training steps between evaluations",
-    ),
-    Knob::at_least(
-        "max_epochs",
-        1,
-        "1 (paper: 3)",
-        "epochs before giving up on the target",
-    ),
-    Knob::at_least("train_emails", 1, "all 4837", "training emails used"),
-    Knob::at_least(
-        "test_emails",
-        1,
-        "192 (paper: all 1209)",
-        "test emails evaluated",
-    ),
-    Knob::new(
-        "time_to_accuracy",
-        Kind::Bool,
-        "true",
-        "run the time-to-accuracy case (minutes on a CPU)",
-    ),
-    Knob::new(
-        "offline",
-        Kind::Bool,
-        "false",
-        "use the registry copy of MiniLM without asking the Hub",
-    ),
-];
+/// Emails of the training split, and of the test split.
+pub const TRAIN_SPLIT_EMAILS: usize = 4837;
+pub const TEST_SPLIT_EMAILS: usize = 1209;
+
+/// The `--set` knobs; defaults are the quick preset's (the paper's in
+/// brackets), read from [`presets`].
+pub static KNOBS: LazyLock<Vec<Knob>> = LazyLock::new(|| knobs(&KnobDefaults::of(presets)));
+
+/// The knobs, with the defaults that both presets' settings give.
+pub fn knobs(defaults: &KnobDefaults<FineTuneConfig>) -> Vec<Knob> {
+    let emails =
+        |n: Option<usize>, split: usize| n.map_or(format!("all {split}"), |n| n.to_string());
+    vec![
+        Knob::new(
+            "model",
+            Kind::Model,
+            defaults.text(|c| c.model.clone()),
+            "a BERT: Hub id, or a folder with config.json, model.safetensors, tokenizer.json",
+        ),
+        Knob::int(
+            "seq_len",
+            8,
+            512,
+            defaults.text(|c| c.seq_len),
+            "tokens per email (cut or padded)",
+        ),
+        Knob::int(
+            "batch_size",
+            1,
+            65_536,
+            defaults.text(|c| c.batch_size),
+            "emails per training step",
+        ),
+        Knob::new(
+            "lr",
+            Kind::Positive,
+            defaults.text(|c| format!("{:e}", c.optimizer.learning_rate)),
+            "AdamW's learning rate",
+        ),
+        Knob::new(
+            "target_accuracy",
+            Kind::Float { min: 0.0, max: 1.0 },
+            defaults.text(|c| c.target_accuracy),
+            "test accuracy that ends time-to-accuracy",
+        ),
+        Knob::at_least(
+            "eval_every",
+            1,
+            defaults.text(|c| c.eval_every),
+            "training steps between evaluations",
+        ),
+        Knob::at_least(
+            "max_epochs",
+            1,
+            defaults.text(|c| c.max_epochs),
+            "epochs before giving up on the target",
+        ),
+        Knob::at_least(
+            "train_emails",
+            1,
+            defaults.text(|c| emails(c.train_emails, TRAIN_SPLIT_EMAILS)),
+            "training emails used",
+        ),
+        Knob::at_least(
+            "test_emails",
+            1,
+            defaults.text(|c| emails(c.test_emails, TEST_SPLIT_EMAILS)),
+            "test emails evaluated",
+        ),
+        Knob::new(
+            "time_to_accuracy",
+            Kind::Bool,
+            defaults.text(|c| c.time_to_accuracy),
+            "run the time-to-accuracy case (minutes on a CPU)",
+        ),
+        Knob::new(
+            "offline",
+            Kind::Bool,
+            defaults.text(|c| c.offline),
+            "use the registry copy of MiniLM without asking the Hub",
+        ),
+    ]
+}
 
 /// AdamW as both frameworks define it by default in PyTorch: bias
 /// correction, decoupled weight decay `p -= lr * wd * p`, eps added to
@@ -119,9 +149,9 @@ pub struct FineTuneConfig {
     pub eval_every: usize,
     /// Epochs over the training emails before giving up on the target.
     pub max_epochs: usize,
-    /// Training emails used (None: all 4837 of the split).
+    /// Training emails used (None: all [`TRAIN_SPLIT_EMAILS`] of the split).
     pub train_emails: Option<usize>,
-    /// Test emails evaluated (None: all 1209 of the split).
+    /// Test emails evaluated (None: all [`TEST_SPLIT_EMAILS`] of the split).
     pub test_emails: Option<usize>,
     /// Whether to run the `time-to-accuracy` case (minutes on a CPU).
     pub time_to_accuracy: bool,
@@ -129,12 +159,15 @@ pub struct FineTuneConfig {
     pub offline: bool,
 }
 
-impl FineTuneConfig {
-    pub fn for_preset(preset: Preset) -> Self {
-        match preset {
-            // One to a few seconds per step on a 2-core CPU; the target
-            // is typically reached after 20-30 steps.
-            Preset::Quick => Self {
+/// The one table of settings per preset (see [`bench_core::presets`]):
+/// the cells' work, the rows' measurement settings, the knobs' defaults
+/// and the Criterion harness all read it.
+pub fn presets(preset: Preset) -> PresetRow<FineTuneConfig> {
+    match preset {
+        // One to a few seconds per step on a 2-core CPU; the target
+        // is typically reached after 20-30 steps.
+        Preset::Quick => PresetRow {
+            sizes: FineTuneConfig {
                 model: MINILM.to_owned(),
                 model_is_default: true,
                 seq_len: 128,
@@ -151,10 +184,14 @@ impl FineTuneConfig {
                 time_to_accuracy: true,
                 offline: false,
             },
-            // The original study fine-tuned with sequences of 128 tokens,
-            // batch 8, AdamW at lr 5e-5, 3 epochs (a small BERT trained
-            // from scratch on NLI pairs); here a pretrained bert-base.
-            Preset::Paper => Self {
+            // A step takes seconds on a 2-core CPU.
+            measure: MeasureSettings::new(1, 5, 3, 20),
+        },
+        // The original study fine-tuned with sequences of 128 tokens,
+        // batch 8, AdamW at lr 5e-5, 3 epochs (a small BERT trained
+        // from scratch on NLI pairs); here a pretrained bert-base.
+        Preset::Paper => PresetRow {
+            sizes: FineTuneConfig {
                 model: BERT_BASE.to_owned(),
                 model_is_default: true,
                 seq_len: 128,
@@ -168,14 +205,17 @@ impl FineTuneConfig {
                 time_to_accuracy: true,
                 offline: false,
             },
-        }
+            measure: MeasureSettings::new(3, 30, 5, 300),
+        },
     }
+}
 
+impl FineTuneConfig {
     /// The preset's settings with the cell's `--set` knobs applied:
     /// model, seq_len, batch_size, lr, target_accuracy, eval_every,
     /// max_epochs, train_emails, test_emails, time_to_accuracy, offline.
     pub fn for_cell(cell: &Cell) -> Result<Self> {
-        let mut config = Self::for_preset(cell.preset);
+        let mut config = presets(cell.preset).sizes;
         if let Some(model) = cell.option::<String>("model")? {
             config.model = model;
             config.model_is_default = false;
@@ -293,7 +333,16 @@ pub fn sentence_embeddings(hidden: &HostTensor, mask: &[i32]) -> Result<Vec<Vec<
 
 #[cfg(test)]
 mod tests {
+    use bench_core::presets::assert_knobs_follow_the_cells;
+
     use super::*;
+
+    /// `--help`'s defaults are the preset table's, and a cell of each
+    /// preset runs them.
+    #[test]
+    fn knob_defaults_are_the_presets_that_cells_run() {
+        assert_knobs_follow_the_cells(&KNOBS, knobs, FineTuneConfig::for_cell);
+    }
 
     #[test]
     fn predictions_are_the_row_maximum() {

@@ -12,7 +12,7 @@ use bench_core::Preset;
 /// steps at most), checked every 4 steps on 192 held-out emails. Measured:
 /// the target is reached after 20 steps (seeds 1 and 2 of the runner: 28).
 fn small_fine_tune() -> FineTuneConfig {
-    let mut config = FineTuneConfig::for_preset(Preset::Quick);
+    let mut config = bench_bert::workload::presets(Preset::Quick).sizes;
     assert_eq!((config.seq_len, config.batch_size), (128, 16));
     assert_eq!(config.target_accuracy, 0.95);
     config.train_emails = Some(640);

@@ -24,7 +24,7 @@ fn a_local_model_folder_is_read_from_there() {
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
-        knobs: bench_bert::workload::KNOBS,
+        knobs: &bench_bert::workload::KNOBS,
         ..Cell::for_checks()
     };
     let config = bench_bert::FineTuneConfig::for_cell(&cell).unwrap();

@@ -23,6 +23,7 @@ pub mod knobs;
 pub mod measure;
 pub mod openblas;
 pub mod optim;
+pub mod presets;
 pub mod process;
 pub mod protocol;
 pub mod record;
@@ -40,6 +41,7 @@ pub use measure::{
     measure, measure_case, time_iterations, CaseResult, MeasureSettings, Throughput,
 };
 pub use optim::AdamWHyper;
+pub use presets::{KnobDefaults, PresetRow};
 pub use row::{Row, Status};
 pub use runtime::Runtime;
 pub use settings::Settings;

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bench_core::{Execution, Precision, Preset};
+use bench_lm_train::workload::presets;
 use bench_lm_train::{mlx, torch, weights, Batch, Dataset, LmConfig, LmTrainer};
 use bench_twin::harness::{bench_synced, group, CpuTwin};
 use criterion::measurement::WallTime;
@@ -41,7 +42,7 @@ fn bench_trainer<T: LmTrainer>(
 
 fn lm_train(c: &mut Criterion) {
     let twin = CpuTwin::for_this_process(Precision::F32);
-    let config = LmConfig::for_preset(Preset::Quick);
+    let config = presets(Preset::Quick).sizes;
     let data = Dataset::shakespeare(&config, 0).expect("Shakespeare text (cargo xtask setup)");
     let batches: Vec<_> = (0..BATCHES).map(|i| data.train_batch(i)).collect();
     let checkpoint = weights::cached_checkpoint(&config.model, 0).expect("checkpoint");

@@ -165,14 +165,11 @@ impl TwinBenchmark for LmTrain {
     type Work = Work;
 
     fn knobs() -> &'static [bench_core::Knob] {
-        workload::KNOBS
+        &workload::KNOBS
     }
 
     fn measure_settings(preset: Preset) -> MeasureSettings {
-        match preset {
-            Preset::Quick => MeasureSettings::new(2, 10, 3, 20),
-            Preset::Paper => MeasureSettings::new(2, 10, 3, 600),
-        }
+        workload::presets(preset).measure
     }
 
     fn prepare(cell: &Cell) -> Result<Work> {

@@ -12,7 +12,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use bench_core::host::HostTensor;
 use bench_core::Execution;
-use fw_mlx::{from_host, to_host_f32, BiasCorrectedAdamW, MlxRuntime, StepScalars};
+use fw_mlx::{
+    from_host, to_host_f32, BiasCorrectedAdamW, CompiledTraining, MlxRuntime, StepScalars,
+};
 use mlx_rs::builder::Builder;
 use mlx_rs::error::Exception;
 use mlx_rs::error::StateProjectionError;
@@ -23,7 +25,6 @@ use mlx_rs::module::{Module, ModuleParameters, Param};
 use mlx_rs::nn::{self, Embedding, LayerNorm, Linear};
 use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::random::RandomState;
-use mlx_rs::transforms::compile::compile_with_state;
 use mlx_rs::transforms::eval;
 use mlx_rs::utils::{StateProjection, Updatable};
 use mlx_rs::{Array, Dtype};
@@ -314,9 +315,7 @@ struct TrainState {
 
 impl Updatable for TrainState {
     fn state_projection(&mut self) -> Result<StateProjection<'_>, StateProjectionError> {
-        let mut projection = StateProjection::new();
-        fw_mlx::project_model(&mut self.model, &mut projection)?;
-        self.optimizer.project_state(&mut projection)?;
+        let mut projection = fw_mlx::project_training(&mut self.model, &mut self.optimizer)?;
         projection.required("random", self.random.as_array_mut())?;
         Ok(projection)
     }
@@ -343,8 +342,6 @@ fn training_step(state: &mut TrainState, args: &[Array]) -> Result<Vec<Array>, E
     Ok(vec![loss])
 }
 
-type CompiledStep = Box<dyn FnMut(&mut TrainState, &[Array]) -> Result<Vec<Array>, Exception>>;
-
 /// A batch on the device (int32 token ids), uploaded before timing.
 pub struct DeviceBatch {
     inputs: Array,
@@ -353,8 +350,7 @@ pub struct DeviceBatch {
 
 /// The model, its optimiser and the step count.
 pub struct Trainer {
-    state: TrainState,
-    step_fn: CompiledStep,
+    training: CompiledTraining<TrainState>,
     train: TrainConfig,
     /// The row's `execution=`.
     execution: &'static str,
@@ -374,16 +370,13 @@ impl LmTrainer for Trainer {
     ) -> Result<Self> {
         let model = TransformerLm::load(runtime, &config.model, checkpoint)?;
         let optimizer = BiasCorrectedAdamW::new(config.train.adamw_hyper(), &model)?;
-        let mut state = TrainState {
+        let state = TrainState {
             model,
             optimizer,
             random: RandomState::with_seed(seed)?,
         };
-        eval(state.state_projection()?.into_entries().map(|(_, a)| a))?;
         Ok(Self {
-            state,
-            // In eager mode MLX_DISABLE_COMPILE makes this a no-op.
-            step_fn: Box::new(compile_with_state(training_step, false)),
+            training: CompiledTraining::new(state, training_step, |s| &mut s.optimizer)?,
             train: config.train.clone(),
             execution: runtime.execution_label(execution, true),
         })
@@ -394,14 +387,9 @@ impl LmTrainer for Trainer {
         self.execution
     }
 
-    /// The row's `optimizer=`: the update's element-wise work is traced
-    /// into the compiled step, which fuses it; eager runs it per parameter.
+    /// The row's `optimizer=`.
     fn optimizer(&self) -> &'static str {
-        if self.execution.starts_with("compiled") {
-            "fused (compiled into the step)"
-        } else {
-            "per-parameter"
-        }
+        fw_mlx::optimizer_label(self.execution)
     }
 
     /// Copies a host batch to the device (untimed set-up).
@@ -422,25 +410,10 @@ impl LmTrainer for Trainer {
     /// One training step: forward, backward, AdamW update, all evaluated.
     /// Returns the step's loss (before the update).
     fn train_step(&mut self, batch: &DeviceBatch) -> Result<f32> {
-        let lr = self
-            .train
-            .learning_rate_at(self.state.optimizer.steps() + 1);
-        let [decay, step_size, sqrt_bias_correction2] =
-            self.state.optimizer.next_step(lr).into_args();
-        let args = [
-            batch.inputs.clone(),
-            batch.targets.clone(),
-            decay,
-            step_size,
-            sqrt_bias_correction2,
-        ];
-        let loss = (self.step_fn)(&mut self.state, &args)?.remove(0);
-        let state = self.state.state_projection()?;
-        eval(
-            [&loss]
-                .into_iter()
-                .chain(state.into_entries().map(|(_, a)| a)),
-        )?;
+        let steps = self.training.state().optimizer.steps();
+        let lr = self.train.learning_rate_at(steps + 1);
+        let inputs = [batch.inputs.clone(), batch.targets.clone()];
+        let loss = self.training.step(inputs, lr)?;
         Ok(loss.try_item_exact::<f32>()?)
     }
 
@@ -448,7 +421,8 @@ impl LmTrainer for Trainer {
     fn eval_loss(&mut self, batches: &[DeviceBatch]) -> Result<f32> {
         let mut total = 0.0;
         for batch in batches {
-            let loss = self.state.model.loss(&batch.inputs, &batch.targets, None)?;
+            let model = &mut self.training.state_mut().model;
+            let loss = model.loss(&batch.inputs, &batch.targets, None)?;
             loss.eval()?;
             total += loss.try_item_exact::<f32>()?;
         }
@@ -457,7 +431,7 @@ impl LmTrainer for Trainer {
 
     /// The current weights by name, as float32 on the host.
     fn weights(&self) -> Result<Vec<(String, HostTensor)>> {
-        let model = &self.state.model;
+        let model = &self.training.state().model;
         let weights = model.weights()?;
         let named = model.names.label(&weights)?;
         named

@@ -2,79 +2,105 @@
 //! `--set key=value` knobs that override them, the same for both twins.
 //! The architecture itself is [`crate::config::ModelConfig`].
 
+use std::sync::LazyLock;
+
 use anyhow::{ensure, Result};
-use bench_core::{Cell, Kind, Knob, Preset};
+use bench_core::{Cell, Kind, Knob, KnobDefaults, MeasureSettings, Preset, PresetRow};
 
 use crate::config::ModelConfig;
 
-/// The `--set` knobs; the defaults are the quick preset's (the paper's in brackets).
-pub const KNOBS: &[Knob] = &[
-    Knob::int("layers", 1, 256, "4 (paper: 12)", "transformer blocks"),
-    Knob::int(
-        "dim",
-        4,
-        65_536,
-        "256 (paper: 1024)",
-        "model width; even, a multiple of heads",
-    ),
-    Knob::int("heads", 1, 1024, "4 (paper: 16)", "attention heads"),
-    Knob::int(
-        "ffn",
-        1,
-        262_144,
-        "1024 (paper: 4096)",
-        "feed-forward width",
-    ),
-    Knob::int(
-        "context",
-        1,
-        65_536,
-        "128 (paper: 1024)",
-        "tokens per sequence",
-    ),
-    Knob::new(
-        "dropout",
-        Kind::Float {
-            min: 0.0,
-            max: 0.99,
-        },
-        "0",
-        "dropout probability",
-    ),
-    Knob::int(
-        "batch_size",
-        1,
-        65_536,
-        "4 (paper: 32)",
-        "sequences per step",
-    ),
-    Knob::new(
-        "learning_rate",
-        Kind::Positive,
-        "3e-4",
-        "AdamW's peak learning rate",
-    ),
-    Knob::new(
-        "weight_decay",
-        Kind::Float { min: 0.0, max: 1.0 },
-        "1e-5",
-        "AdamW's weight decay",
-    ),
-    Knob::int(
-        "warmup_steps",
-        0,
-        1_000_000,
-        "200",
-        "steps of linear learning-rate warm-up",
-    ),
-    Knob::at_least(
-        "text_files",
-        1,
-        "4 (paper: 42)",
-        "Shakespeare plays to train on",
-    ),
-    Knob::int("eval_batches", 1, 10_000, "4", "batches per evaluation"),
-];
+/// The `--set` knobs; the defaults are the quick preset's (the paper's in
+/// brackets), read from [`presets`].
+pub static KNOBS: LazyLock<Vec<Knob>> = LazyLock::new(|| knobs(&KnobDefaults::of(presets)));
+
+/// The knobs, with the defaults that both presets' sizes give.
+pub fn knobs(defaults: &KnobDefaults<LmConfig>) -> Vec<Knob> {
+    vec![
+        Knob::int(
+            "layers",
+            1,
+            256,
+            defaults.text(|c| c.model.layers),
+            "transformer blocks",
+        ),
+        Knob::int(
+            "dim",
+            4,
+            65_536,
+            defaults.text(|c| c.model.dim),
+            "model width; even, a multiple of heads",
+        ),
+        Knob::int(
+            "heads",
+            1,
+            1024,
+            defaults.text(|c| c.model.heads),
+            "attention heads",
+        ),
+        Knob::int(
+            "ffn",
+            1,
+            262_144,
+            defaults.text(|c| c.model.ffn_dim),
+            "feed-forward width",
+        ),
+        Knob::int(
+            "context",
+            1,
+            65_536,
+            defaults.text(|c| c.model.context),
+            "tokens per sequence",
+        ),
+        Knob::new(
+            "dropout",
+            Kind::Float {
+                min: 0.0,
+                max: 0.99,
+            },
+            defaults.text(|c| c.model.dropout),
+            "dropout probability",
+        ),
+        Knob::int(
+            "batch_size",
+            1,
+            65_536,
+            defaults.text(|c| c.train.batch_size),
+            "sequences per step",
+        ),
+        Knob::new(
+            "learning_rate",
+            Kind::Positive,
+            defaults.text(|c| format!("{:e}", c.train.learning_rate)),
+            "AdamW's peak learning rate",
+        ),
+        Knob::new(
+            "weight_decay",
+            Kind::Float { min: 0.0, max: 1.0 },
+            defaults.text(|c| format!("{:e}", c.train.weight_decay)),
+            "AdamW's weight decay",
+        ),
+        Knob::int(
+            "warmup_steps",
+            0,
+            1_000_000,
+            defaults.text(|c| c.train.warmup_steps),
+            "steps of linear learning-rate warm-up",
+        ),
+        Knob::at_least(
+            "text_files",
+            1,
+            defaults.text(|c| c.text_files),
+            "Shakespeare plays to train on",
+        ),
+        Knob::int(
+            "eval_batches",
+            1,
+            10_000,
+            defaults.text(|c| c.eval_batches),
+            "batches per evaluation",
+        ),
+    ]
+}
 
 /// AdamW with a linear learning-rate warm-up.
 #[derive(Clone, Debug, PartialEq)]
@@ -131,23 +157,26 @@ impl TrainConfig {
     }
 }
 
-impl LmConfig {
-    pub fn for_preset(preset: Preset) -> Self {
-        let train = TrainConfig {
-            batch_size: 32,
-            // mlx-examples transformer_lm: lr 3e-4, weight decay 1e-5,
-            // 200 warm-up steps; PyTorch's and MLX's AdamW betas and eps.
-            learning_rate: 3e-4,
-            weight_decay: 1e-5,
-            warmup_steps: 200,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-        };
-        match preset {
-            // Tuned for about one second per step on a 2-core CPU (release;
-            // 1.6 s measured with other work sharing the 2 cores).
-            Preset::Quick => Self {
+/// The one table of sizes per preset (see [`bench_core::presets`]): the
+/// cells' work, the rows' measurement settings, the knobs' defaults and
+/// the Criterion harness all read it.
+pub fn presets(preset: Preset) -> PresetRow<LmConfig> {
+    let train = TrainConfig {
+        batch_size: 32,
+        // mlx-examples transformer_lm: lr 3e-4, weight decay 1e-5,
+        // 200 warm-up steps; PyTorch's and MLX's AdamW betas and eps.
+        learning_rate: 3e-4,
+        weight_decay: 1e-5,
+        warmup_steps: 200,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+    };
+    match preset {
+        // Tuned for about one second per step on a 2-core CPU (release;
+        // 1.6 s measured with other work sharing the 2 cores).
+        Preset::Quick => PresetRow {
+            sizes: LmConfig {
                 model: ModelConfig {
                     vocab_size: MINILM_VOCAB_SIZE,
                     layers: 4,
@@ -164,9 +193,12 @@ impl LmConfig {
                 text_files: 4,
                 eval_batches: 4,
             },
-            // As the original: 12 layers, dim 1024, 16 heads, FFN 4096,
-            // context 1024, batch 32.
-            Preset::Paper => Self {
+            measure: MeasureSettings::new(2, 10, 3, 20),
+        },
+        // As the original: 12 layers, dim 1024, 16 heads, FFN 4096,
+        // context 1024, batch 32.
+        Preset::Paper => PresetRow {
+            sizes: LmConfig {
                 model: ModelConfig {
                     vocab_size: MINILM_VOCAB_SIZE,
                     layers: 12,
@@ -180,12 +212,15 @@ impl LmConfig {
                 text_files: 42,
                 eval_batches: 4,
             },
-        }
+            measure: MeasureSettings::new(2, 10, 3, 600),
+        },
     }
+}
 
+impl LmConfig {
     /// The preset's sizes with the cell's `--set` knobs applied.
     pub fn for_cell(cell: &Cell) -> Result<Self> {
-        let mut config = Self::for_preset(cell.preset);
+        let mut config = presets(cell.preset).sizes;
         let model = &mut config.model;
         let train = &mut config.train;
         cell.set_option("layers", &mut model.layers)?;
@@ -215,11 +250,20 @@ impl LmConfig {
 
 #[cfg(test)]
 mod tests {
+    use bench_core::presets::assert_knobs_follow_the_cells;
+
     use super::*;
+
+    /// `--help`'s defaults are the preset table's, and a cell of each
+    /// preset runs them.
+    #[test]
+    fn knob_defaults_are_the_presets_that_cells_run() {
+        assert_knobs_follow_the_cells(&KNOBS, knobs, LmConfig::for_cell);
+    }
 
     #[test]
     fn warm_up_is_linear_then_constant() {
-        let train = LmConfig::for_preset(Preset::Quick).train;
+        let train = presets(Preset::Quick).sizes.train;
         assert_eq!(train.learning_rate_at(1), 3e-4 / 200.0);
         assert_eq!(train.learning_rate_at(100), 1.5e-4);
         assert_eq!(train.learning_rate_at(200), 3e-4);
@@ -233,7 +277,7 @@ mod tests {
 
     #[test]
     fn paper_preset_is_the_original_size() {
-        let paper = LmConfig::for_preset(Preset::Paper);
+        let paper = presets(Preset::Paper).sizes;
         let m = &paper.model;
         assert_eq!(
             (m.layers, m.dim, m.heads, m.ffn_dim, m.context),
@@ -248,7 +292,7 @@ mod tests {
 
     #[test]
     fn bad_sizes_are_refused_with_the_reason() {
-        let mut config = LmConfig::for_preset(Preset::Quick);
+        let mut config = presets(Preset::Quick).sizes;
         config.model.heads = 3;
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("multiple of heads (3)"), "{error}");

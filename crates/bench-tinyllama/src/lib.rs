@@ -77,16 +77,11 @@ impl TwinBenchmark for TinyLlama {
     type Work = Workload;
 
     fn knobs() -> &'static [bench_core::Knob] {
-        workload::KNOBS
+        &workload::KNOBS
     }
 
-    /// One repetition is a whole generation (prompt + steps): seconds at
-    /// TinyLlama's size on a CPU, so few repetitions.
     fn measure_settings(preset: Preset) -> MeasureSettings {
-        match preset {
-            Preset::Quick => MeasureSettings::new(1, 5, 3, 60),
-            Preset::Paper => MeasureSettings::new(1, 10, 3, 600),
-        }
+        workload::presets(preset).measure
     }
 
     fn prepare(cell: &Cell) -> Result<Workload> {

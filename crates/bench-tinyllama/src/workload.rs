@@ -2,9 +2,12 @@
 //! (Hub weights or seeded random ones), the prompt, the sampling knobs.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use anyhow::{bail, ensure, Context, Result};
-use bench_core::{Cell, DeviceKind, Kind, Knob, Preset, Settings};
+use bench_core::{
+    Cell, DeviceKind, Kind, Knob, KnobDefaults, MeasureSettings, Preset, PresetRow, Settings,
+};
 use model_hub::{ModelSource, Preference, SafetensorsFiles, TensorSource};
 
 use crate::config::LlamaConfig;
@@ -15,34 +18,48 @@ use crate::weights::RandomWeights;
 /// The model measured by default.
 pub const TINYLLAMA_REPO: &str = "TinyLlama/TinyLlama-1.1B-Chat-v1.0";
 
-/// The `--set` knobs; defaults are the quick preset's (the paper's in brackets).
-pub const KNOBS: &[Knob] = &[
-    Knob::new(
-        "model",
-        Kind::Model,
-        TINYLLAMA_REPO,
-        "a Llama: Hub id, or a folder with config.json, tokenizer.json, model.safetensors (or its index and shards)",
-    ),
-    Knob::new("hub_repo", Kind::Model, TINYLLAMA_REPO, "the same as model (its older name)"),
-    Knob::new(
-        "weights",
-        Kind::Choice(&["auto", "hub", "random"]),
-        "auto",
-        "auto: the model, else seeded random weights; hub: the model or an error; random: no download",
-    ),
-    Knob::new("config", Kind::Path, "TinyLlama's", "a config.json giving random weights another shape"),
-    Knob::new(
-        "prompt",
-        Kind::Text,
-        "a fixed English text cut to prompt_tokens",
-        "your own prompt text (in the model's chat template); prompt_tokens is then its length",
-    ),
-    Knob::at_least("prompt_tokens", 1, "128 (paper: 512)", "prompt length in tokens"),
-    Knob::at_least("gen_tokens", 1, "32 (paper: 128)", "generation steps after the first token"),
-    Knob::new("temperature", Kind::Float { min: 0.0, max: f64::INFINITY }, "0 (greedy)", "sampling temperature; 0 is greedy"),
-    Knob::new("top_p", Kind::Float { min: 0.0, max: 1.0 }, "1", "nucleus sampling's probability mass, in (0, 1]"),
-    Knob::int("sample_seed", 0, i64::MAX, "0", "seed of the sampler"),
-];
+/// The `--set` knobs; defaults are the quick preset's (the paper's in
+/// brackets), the sizes read from [`presets`].
+pub static KNOBS: LazyLock<Vec<Knob>> = LazyLock::new(|| knobs(&KnobDefaults::of(presets)));
+
+/// The knobs, with the defaults that both presets' sizes give.
+pub fn knobs(defaults: &KnobDefaults<GenerationConfig>) -> Vec<Knob> {
+    vec![
+        Knob::new(
+            "model",
+            Kind::Model,
+            TINYLLAMA_REPO,
+            "a Llama: Hub id, or a folder with config.json, tokenizer.json, model.safetensors (or its index and shards)",
+        ),
+        Knob::new("hub_repo", Kind::Model, TINYLLAMA_REPO, "the same as model (its older name)"),
+        Knob::new(
+            "weights",
+            Kind::Choice(&["auto", "hub", "random"]),
+            "auto",
+            "auto: the model, else seeded random weights; hub: the model or an error; random: no download",
+        ),
+        Knob::new("config", Kind::Path, "TinyLlama's", "a config.json giving random weights another shape"),
+        Knob::new(
+            "prompt",
+            Kind::Text,
+            "a fixed English text cut to prompt_tokens",
+            "your own prompt text (in the model's chat template); prompt_tokens is then its length",
+        ),
+        Knob::at_least("prompt_tokens", 1, defaults.text(|g| g.prompt_tokens), "prompt length in tokens"),
+        Knob::at_least("gen_tokens", 1, defaults.text(|g| g.gen_tokens), "generation steps after the first token"),
+        Knob::new(
+            "temperature",
+            Kind::Float { min: 0.0, max: f64::INFINITY },
+            defaults.text(|g| {
+                let t = g.sampling.temperature;
+                if t == 0.0 { "0 (greedy)".to_owned() } else { t.to_string() }
+            }),
+            "sampling temperature; 0 is greedy",
+        ),
+        Knob::new("top_p", Kind::Float { min: 0.0, max: 1.0 }, defaults.text(|g| g.sampling.top_p), "nucleus sampling's probability mass, in (0, 1]"),
+        Knob::int("sample_seed", 0, i64::MAX, defaults.text(|g| g.sampling.seed), "seed of the sampler"),
+    ]
+}
 
 /// Prompt and generation lengths, as llama-bench's pp/tg and
 /// mlx_lm.benchmark's -p/-g: fixed, with end-of-sequence ignored.
@@ -57,29 +74,40 @@ pub struct GenerationConfig {
     pub copy_elements: usize,
 }
 
-impl GenerationConfig {
-    pub fn for_preset(preset: Preset) -> Self {
-        match preset {
-            Preset::Quick => Self {
+/// The one table of sizes per preset (see [`bench_core::presets`]): the
+/// cells' work, the rows' measurement settings, the knobs' defaults and
+/// the Criterion harness all read it. One repetition is a whole generation
+/// (prompt + steps): seconds at TinyLlama's size on a CPU, so few
+/// repetitions.
+pub fn presets(preset: Preset) -> PresetRow<GenerationConfig> {
+    match preset {
+        Preset::Quick => PresetRow {
+            sizes: GenerationConfig {
                 prompt_tokens: 128,
                 gen_tokens: 32,
                 sampling: SamplingConfig::default(),
                 copy_elements: 1 << 26,
             },
-            // llama-bench's pp512 / tg128.
-            Preset::Paper => Self {
+            measure: MeasureSettings::new(1, 5, 3, 60),
+        },
+        // llama-bench's pp512 / tg128.
+        Preset::Paper => PresetRow {
+            sizes: GenerationConfig {
                 prompt_tokens: 512,
                 gen_tokens: 128,
                 sampling: SamplingConfig::default(),
                 copy_elements: 1 << 26,
             },
-        }
+            measure: MeasureSettings::new(1, 10, 3, 600),
+        },
     }
+}
 
+impl GenerationConfig {
     /// The preset's sizes with the cell's `--set` knobs applied:
     /// prompt_tokens, gen_tokens, temperature, top_p, sample_seed.
     pub fn for_cell(cell: &Cell) -> Result<Self> {
-        let mut config = Self::for_preset(cell.preset);
+        let mut config = presets(cell.preset).sizes;
         if cell.device == DeviceKind::Gpu {
             config.copy_elements = 1 << 28;
         }
@@ -340,4 +368,18 @@ pub fn build_prompt(
         prompt.len()
     );
     Ok(prompt)
+}
+
+#[cfg(test)]
+mod tests {
+    use bench_core::presets::assert_knobs_follow_the_cells;
+
+    use super::*;
+
+    /// `--help`'s defaults are the preset table's, and a cell of each
+    /// preset runs them.
+    #[test]
+    fn knob_defaults_are_the_presets_that_cells_run() {
+        assert_knobs_follow_the_cells(&KNOBS, knobs, GenerationConfig::for_cell);
+    }
 }

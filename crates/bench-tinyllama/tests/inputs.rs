@@ -234,7 +234,7 @@ fn cell(options: &[(&str, &str)]) -> bench_core::Cell {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        knobs: bench_tinyllama::workload::KNOBS,
+        knobs: &bench_tinyllama::workload::KNOBS,
     }
 }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use bench_core::host::HostTensor;
 use bench_core::{DeviceKind, Precision, Preset};
-use bench_transfer::{mlx, torch, CeilingConfig, Kernel, SwitchConfig, Switching, TransferTwin};
+use bench_transfer::workload::presets;
+use bench_transfer::{mlx, torch, CeilingConfig, Kernel, Switching, TransferTwin};
 use bench_twin::harness::{bench_synced, group, CpuTwin};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
@@ -31,7 +32,7 @@ fn bench_twin<T: TransferTwin>(
 
 fn transfer(c: &mut Criterion) {
     let twin = CpuTwin::for_this_process(Precision::F32);
-    let switch = SwitchConfig::for_preset(Preset::Quick);
+    let switch = presets(Preset::Quick).sizes;
     let ceilings = CeilingConfig::for_cell(Preset::Quick, DeviceKind::Cpu);
     let inputs = switch.inputs(0);
     let mut group = group(c, "transfer-cpu-f32", Duration::from_secs(5));

@@ -86,14 +86,11 @@ impl TwinBenchmark for Transfer {
     type Work = Work;
 
     fn knobs() -> &'static [bench_core::Knob] {
-        workload::KNOBS
+        &workload::KNOBS
     }
 
     fn measure_settings(preset: Preset) -> MeasureSettings {
-        match preset {
-            Preset::Quick => MeasureSettings::new(1, 5, 3, 20),
-            Preset::Paper => MeasureSettings::new(1, 5, 3, 600),
-        }
+        workload::presets(preset).measure
     }
 
     fn prepare(cell: &Cell) -> Result<Work> {

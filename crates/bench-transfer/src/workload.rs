@@ -1,8 +1,10 @@
 //! The work, independent of framework: sizes per preset, inputs, FLOPs.
 
+use std::sync::LazyLock;
+
 use anyhow::Result;
 use bench_core::host::HostTensor;
-use bench_core::{Cell, DeviceKind, Knob, Preset};
+use bench_core::{Cell, DeviceKind, Knob, KnobDefaults, MeasureSettings, Preset, PresetRow};
 
 /// The switch loop: three N x N matrices; each iteration computes, on the
 /// accelerator, r1 = norm(a @ b), r2 = norm(b @ c), r3 = norm(c @ a), where
@@ -15,23 +17,52 @@ pub struct SwitchConfig {
     pub iterations: usize,
 }
 
-/// The `--set` knobs of the switch loop (the ceilings' sizes are fixed).
-pub const KNOBS: &[Knob] = &[
-    Knob::int(
-        "n",
-        1,
-        65_536,
-        "512 (paper: 10000)",
-        "N of the three N x N matrices",
-    ),
-    Knob::int(
-        "iterations",
-        1,
-        100_000,
-        "4 (paper: 50)",
-        "switch iterations per timed repetition",
-    ),
-];
+/// The one table of sizes per preset (see [`bench_core::presets`]): the
+/// cells' work, the rows' measurement settings, the knobs' defaults and
+/// the Criterion harness all read it.
+pub fn presets(preset: Preset) -> PresetRow<SwitchConfig> {
+    match preset {
+        Preset::Quick => PresetRow {
+            sizes: SwitchConfig {
+                size: 512,
+                iterations: 4,
+            },
+            measure: MeasureSettings::new(1, 5, 3, 20),
+        },
+        // As the original: N = 10000, 50 iterations.
+        Preset::Paper => PresetRow {
+            sizes: SwitchConfig {
+                size: 10_000,
+                iterations: 50,
+            },
+            measure: MeasureSettings::new(1, 5, 3, 600),
+        },
+    }
+}
+
+/// The `--set` knobs of the switch loop (the ceilings' sizes are fixed),
+/// their defaults read from [`presets`].
+pub static KNOBS: LazyLock<Vec<Knob>> = LazyLock::new(|| knobs(&KnobDefaults::of(presets)));
+
+/// The knobs, with the defaults that both presets' sizes give.
+pub fn knobs(defaults: &KnobDefaults<SwitchConfig>) -> Vec<Knob> {
+    vec![
+        Knob::int(
+            "n",
+            1,
+            65_536,
+            defaults.text(|s| s.size),
+            "N of the three N x N matrices",
+        ),
+        Knob::int(
+            "iterations",
+            1,
+            100_000,
+            defaults.text(|s| s.iterations),
+            "switch iterations per timed repetition",
+        ),
+    ]
+}
 
 /// Sizes of the device ceilings measured beside the switch loop.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,24 +74,10 @@ pub struct CeilingConfig {
 }
 
 impl SwitchConfig {
-    pub fn for_preset(preset: Preset) -> Self {
-        match preset {
-            Preset::Quick => Self {
-                size: 512,
-                iterations: 4,
-            },
-            // As the original: N = 10000, 50 iterations.
-            Preset::Paper => Self {
-                size: 10_000,
-                iterations: 50,
-            },
-        }
-    }
-
     /// The preset's sizes, with `--set n=...` and `--set iterations=...`
     /// overriding them (both recorded in the row's settings).
     pub fn for_cell(cell: &Cell) -> Result<Self> {
-        let preset = Self::for_preset(cell.preset);
+        let preset = presets(cell.preset).sizes;
         Ok(Self {
             size: cell.option("n")?.unwrap_or(preset.size),
             iterations: cell.option("iterations")?.unwrap_or(preset.iterations),
@@ -98,5 +115,19 @@ impl CeilingConfig {
 
     pub fn matmul_flops(&self) -> f64 {
         2.0 * (self.matmul_size as f64).powi(3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bench_core::presets::assert_knobs_follow_the_cells;
+
+    use super::*;
+
+    /// `--help`'s defaults are the preset table's, and a cell of each
+    /// preset runs them.
+    #[test]
+    fn knob_defaults_are_the_presets_that_cells_run() {
+        assert_knobs_follow_the_cells(&KNOBS, knobs, SwitchConfig::for_cell);
     }
 }

@@ -88,7 +88,7 @@ fn twins_match_each_other_and_a_float64_reference() {
 
 #[test]
 fn paper_preset_is_the_original_size() {
-    let paper = SwitchConfig::for_preset(bench_core::Preset::Paper);
+    let paper = bench_transfer::workload::presets(bench_core::Preset::Paper).sizes;
     assert_eq!((paper.size, paper.iterations), (10_000, 50));
     assert_eq!(paper.flops(), 6.0 * 2.0 * 1e12 * 50.0);
 }

@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use bench_core::{Precision, Runtime};
+use bench_core::{Precision, Preset, Runtime};
 use bench_twin::harness::{bench_synced, group, CpuTwin};
 use bench_whisper::pipeline::WhisperTwin;
-use bench_whisper::source::{SourcePreference, DEFAULT_MODEL};
 use bench_whisper::{mlx, torch, Options, Workload};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
@@ -35,13 +34,8 @@ fn bench_twin<T: WhisperTwin>(
 
 fn whisper(c: &mut Criterion) {
     let twin = CpuTwin::for_this_process(Precision::F32);
-    let work = Workload::load(Options {
-        model: DEFAULT_MODEL.to_owned(),
-        source: SourcePreference::Auto,
-        audio: bench_core::assets::asset_file("jfk", "jfk.wav").expect("the jfk asset"),
-        language: "en".to_owned(),
-    })
-    .expect("model and audio");
+    let options = Options::for_preset(Preset::Quick).expect("the jfk asset");
+    let work = Workload::load(options).expect("model and audio");
     let model = &work.model;
     let mut group = group(c, "whisper-cpu-f32", Duration::from_secs(10));
     match &twin {

@@ -46,6 +46,7 @@ pub mod config;
 pub mod ct2;
 pub mod mel;
 pub mod mlx;
+mod modules;
 pub mod pipeline;
 pub mod source;
 pub mod text;
@@ -71,14 +72,11 @@ impl TwinBenchmark for Transcription {
     type Work = Workload;
 
     fn knobs() -> &'static [Knob] {
-        KNOBS
+        &KNOBS
     }
 
     fn measure_settings(preset: Preset) -> MeasureSettings {
-        match preset {
-            Preset::Quick => MeasureSettings::new(1, 5, 3, 20),
-            Preset::Paper => MeasureSettings::new(2, 10, 5, 300),
-        }
+        workload::presets(preset).measure
     }
 
     fn prepare(cell: &Cell) -> Result<Workload> {

@@ -11,11 +11,10 @@ use mlx_rs::transforms::{async_eval, eval};
 use mlx_rs::{Array, Dtype};
 
 use crate::config::ModelDims;
+use crate::modules::{Attention, LayerNorm, Linear, ResidualBlock, Upload};
 use crate::pipeline::{DecoderSession, WhisperTwin};
 use crate::text::SuppressMasks;
-use crate::weights::{
-    AttentionWeights, BlockWeights, LayerNormWeights, LinearWeights, WhisperWeights,
-};
+use crate::weights::WhisperWeights;
 
 /// Whisper's LayerNorm epsilon (PyTorch's default).
 const LAYER_NORM_EPS: f32 = 1e-5;
@@ -27,63 +26,13 @@ struct Loader {
     uploaded: Vec<Array>,
 }
 
-impl Loader {
+impl Upload for Loader {
+    type Tensor = Array;
+
     fn tensor(&mut self, tensor: &HostTensor) -> Result<Array> {
         let array = from_host(tensor).as_dtype(self.dtype)?;
         self.uploaded.push(array.clone());
         Ok(array)
-    }
-
-    fn linear(&mut self, weights: &LinearWeights) -> Result<Linear> {
-        Ok(Linear {
-            weight: self.tensor(&weights.weight)?,
-            bias: weights
-                .bias
-                .as_ref()
-                .map(|bias| self.tensor(bias))
-                .transpose()?,
-        })
-    }
-
-    fn layer_norm(&mut self, weights: &LayerNormWeights) -> Result<LayerNorm> {
-        Ok(LayerNorm {
-            weight: self.tensor(&weights.weight)?,
-            bias: self.tensor(&weights.bias)?,
-        })
-    }
-
-    fn attention(&mut self, weights: &AttentionWeights, n_head: usize) -> Result<Attention> {
-        Ok(Attention {
-            query: self.linear(&weights.query)?,
-            key: self.linear(&weights.key)?,
-            value: self.linear(&weights.value)?,
-            out: self.linear(&weights.out)?,
-            n_head: n_head as i32,
-        })
-    }
-
-    fn block(&mut self, weights: &BlockWeights, n_head: usize) -> Result<ResidualBlock> {
-        Ok(ResidualBlock {
-            attn_ln: self.layer_norm(&weights.attn_ln)?,
-            attn: self.attention(&weights.attn, n_head)?,
-            cross_attn: weights
-                .cross_attn
-                .as_ref()
-                .map(|(ln, attn)| -> Result<_> {
-                    Ok((self.layer_norm(ln)?, self.attention(attn, n_head)?))
-                })
-                .transpose()?,
-            mlp_ln: self.layer_norm(&weights.mlp_ln)?,
-            mlp1: self.linear(&weights.mlp1)?,
-            mlp2: self.linear(&weights.mlp2)?,
-        })
-    }
-
-    fn blocks(&mut self, weights: &[BlockWeights], n_head: usize) -> Result<Vec<ResidualBlock>> {
-        weights
-            .iter()
-            .map(|block| self.block(block, n_head))
-            .collect()
     }
 
     /// A conv1d weight in MLX's layout: (out, kernel, in), from (out, in, kernel).
@@ -94,12 +43,7 @@ impl Loader {
     }
 }
 
-struct Linear {
-    weight: Array,
-    bias: Option<Array>,
-}
-
-impl Linear {
+impl Linear<Array> {
     fn forward(&self, x: &Array) -> Result<Array> {
         Ok(match &self.bias {
             Some(bias) => addmm(bias, x, self.weight.t(), None, None)?,
@@ -108,12 +52,7 @@ impl Linear {
     }
 }
 
-struct LayerNorm {
-    weight: Array,
-    bias: Array,
-}
-
-impl LayerNorm {
+impl LayerNorm<Array> {
     fn forward(&self, x: &Array) -> Result<Array> {
         Ok(layer_norm(x, &self.weight, &self.bias, LAYER_NORM_EPS)?)
     }
@@ -122,15 +61,7 @@ impl LayerNorm {
 /// Keys and values split into heads: (batch, heads, positions, head width).
 type KeyValue = (Array, Array);
 
-struct Attention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    out: Linear,
-    n_head: i32,
-}
-
-impl Attention {
+impl Attention<Array> {
     fn keys_values(&self, x: &Array) -> Result<KeyValue> {
         Ok((
             self.split_heads(&self.key.forward(x)?)?,
@@ -151,10 +82,9 @@ impl Attention {
     fn split_heads(&self, x: &Array) -> Result<Array> {
         let shape = x.shape();
         let (batch, positions, width) = (shape[0], shape[1], shape[2]);
-        Ok(
-            x.reshape(&[batch, positions, self.n_head, width / self.n_head])?
-                .transpose_axes(&[0, 2, 1, 3])?,
-        )
+        let n_head = self.n_head as i32;
+        Ok(x.reshape(&[batch, positions, n_head, width / n_head])?
+            .transpose_axes(&[0, 2, 1, 3])?)
     }
 
     fn merge_heads(&self, x: &Array) -> Result<Array> {
@@ -165,17 +95,7 @@ impl Attention {
     }
 }
 
-/// A pre-LayerNorm transformer block; decoder blocks add cross-attention.
-struct ResidualBlock {
-    attn_ln: LayerNorm,
-    attn: Attention,
-    cross_attn: Option<(LayerNorm, Attention)>,
-    mlp_ln: LayerNorm,
-    mlp1: Linear,
-    mlp2: Linear,
-}
-
-impl ResidualBlock {
+impl ResidualBlock<Array> {
     fn encode(&self, x: &Array) -> Result<Array> {
         let normed = self.attn_ln.forward(x)?;
         let keys_values = self.attn.keys_values(&normed)?;
@@ -219,12 +139,12 @@ pub struct Whisper {
     conv2_weight: Array,
     conv2_bias: Array,
     audio_positions: Array,
-    encoder_blocks: Vec<ResidualBlock>,
-    ln_post: LayerNorm,
+    encoder_blocks: Vec<ResidualBlock<Array>>,
+    ln_post: LayerNorm<Array>,
     token_embedding: Array,
     text_positions: Array,
-    decoder_blocks: Vec<ResidualBlock>,
-    decoder_ln: LayerNorm,
+    decoder_blocks: Vec<ResidualBlock<Array>>,
+    decoder_ln: LayerNorm<Array>,
     mask_first: Array,
     mask_rest: Array,
 }

@@ -3,6 +3,7 @@
 //! offline, the registry's CTranslate2 copy of tiny.en; or a local folder
 //! in either format. All of them end in the same [`WhisperModel`].
 
+use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -43,6 +44,16 @@ impl FromStr for SourcePreference {
             "offline" => Ok(Self::Offline),
             other => Err(format!("expected auto, hub or offline, got '{other}'")),
         }
+    }
+}
+
+impl fmt::Display for SourcePreference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Hub => "hub",
+            Self::Offline => "offline",
+        })
     }
 }
 

@@ -9,11 +9,10 @@ use fw_torch::{from_host, to_host_f32, TorchRuntime};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::ModelDims;
+use crate::modules::{Attention, LayerNorm, Linear, ResidualBlock, Upload};
 use crate::pipeline::{DecoderSession, WhisperTwin};
 use crate::text::SuppressMasks;
-use crate::weights::{
-    AttentionWeights, BlockWeights, LayerNormWeights, LinearWeights, WhisperWeights,
-};
+use crate::weights::WhisperWeights;
 
 /// Whisper's LayerNorm epsilon (PyTorch's default).
 const LAYER_NORM_EPS: f64 = 1e-5;
@@ -24,63 +23,13 @@ struct Loader {
     device: Device,
 }
 
-impl Loader {
+impl Upload for Loader {
+    type Tensor = Tensor;
+
     fn tensor(&mut self, tensor: &HostTensor) -> Result<Tensor> {
         Ok(from_host(tensor)
             .f_to_kind(self.kind)?
             .f_to_device(self.device)?)
-    }
-
-    fn linear(&mut self, weights: &LinearWeights) -> Result<Linear> {
-        Ok(Linear {
-            weight: self.tensor(&weights.weight)?,
-            bias: weights
-                .bias
-                .as_ref()
-                .map(|bias| self.tensor(bias))
-                .transpose()?,
-        })
-    }
-
-    fn layer_norm(&mut self, weights: &LayerNormWeights) -> Result<LayerNorm> {
-        Ok(LayerNorm {
-            weight: self.tensor(&weights.weight)?,
-            bias: self.tensor(&weights.bias)?,
-        })
-    }
-
-    fn attention(&mut self, weights: &AttentionWeights, n_head: usize) -> Result<Attention> {
-        Ok(Attention {
-            query: self.linear(&weights.query)?,
-            key: self.linear(&weights.key)?,
-            value: self.linear(&weights.value)?,
-            out: self.linear(&weights.out)?,
-            n_head: n_head as i64,
-        })
-    }
-
-    fn block(&mut self, weights: &BlockWeights, n_head: usize) -> Result<ResidualBlock> {
-        Ok(ResidualBlock {
-            attn_ln: self.layer_norm(&weights.attn_ln)?,
-            attn: self.attention(&weights.attn, n_head)?,
-            cross_attn: weights
-                .cross_attn
-                .as_ref()
-                .map(|(ln, attn)| -> Result<_> {
-                    Ok((self.layer_norm(ln)?, self.attention(attn, n_head)?))
-                })
-                .transpose()?,
-            mlp_ln: self.layer_norm(&weights.mlp_ln)?,
-            mlp1: self.linear(&weights.mlp1)?,
-            mlp2: self.linear(&weights.mlp2)?,
-        })
-    }
-
-    fn blocks(&mut self, weights: &[BlockWeights], n_head: usize) -> Result<Vec<ResidualBlock>> {
-        weights
-            .iter()
-            .map(|block| self.block(block, n_head))
-            .collect()
     }
 
     /// A conv1d weight in PyTorch's layout: (out, in, kernel), as stored.
@@ -89,23 +38,13 @@ impl Loader {
     }
 }
 
-struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
-}
-
-impl Linear {
+impl Linear<Tensor> {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.f_linear(&self.weight, self.bias.as_ref())?)
     }
 }
 
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl LayerNorm {
+impl LayerNorm<Tensor> {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let width = self.weight.size()[0];
         Ok(x.f_layer_norm(
@@ -121,15 +60,7 @@ impl LayerNorm {
 /// Keys and values split into heads: (batch, heads, positions, head width).
 type KeyValue = (Tensor, Tensor);
 
-struct Attention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    out: Linear,
-    n_head: i64,
-}
-
-impl Attention {
+impl Attention<Tensor> {
     fn keys_values(&self, x: &Tensor) -> Result<KeyValue> {
         Ok((
             self.split_heads(&self.key.forward(x)?)?,
@@ -157,10 +88,9 @@ impl Attention {
 
     fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (batch, positions, width) = x.size3()?;
-        Ok(
-            x.f_reshape([batch, positions, self.n_head, width / self.n_head])?
-                .f_transpose(1, 2)?,
-        )
+        let n_head = self.n_head as i64;
+        Ok(x.f_reshape([batch, positions, n_head, width / n_head])?
+            .f_transpose(1, 2)?)
     }
 
     fn merge_heads(&self, x: &Tensor) -> Result<Tensor> {
@@ -170,17 +100,7 @@ impl Attention {
     }
 }
 
-/// A pre-LayerNorm transformer block; decoder blocks add cross-attention.
-struct ResidualBlock {
-    attn_ln: LayerNorm,
-    attn: Attention,
-    cross_attn: Option<(LayerNorm, Attention)>,
-    mlp_ln: LayerNorm,
-    mlp1: Linear,
-    mlp2: Linear,
-}
-
-impl ResidualBlock {
+impl ResidualBlock<Tensor> {
     fn encode(&self, x: &Tensor) -> Result<Tensor> {
         let normed = self.attn_ln.forward(x)?;
         let keys_values = self.attn.keys_values(&normed)?;
@@ -228,12 +148,12 @@ pub struct Whisper {
     conv2_weight: Tensor,
     conv2_bias: Tensor,
     audio_positions: Tensor,
-    encoder_blocks: Vec<ResidualBlock>,
-    ln_post: LayerNorm,
+    encoder_blocks: Vec<ResidualBlock<Tensor>>,
+    ln_post: LayerNorm<Tensor>,
     token_embedding: Tensor,
     text_positions: Tensor,
-    decoder_blocks: Vec<ResidualBlock>,
-    decoder_ln: LayerNorm,
+    decoder_blocks: Vec<ResidualBlock<Tensor>>,
+    decoder_ln: LayerNorm<Tensor>,
     mask_first: Tensor,
     mask_rest: Tensor,
 }

@@ -2,32 +2,75 @@
 //! and clip they read, and the settings every row records.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use anyhow::Result;
-use bench_core::{Cell, Kind, Knob, Settings};
+use bench_core::{Cell, Kind, Knob, KnobDefaults, MeasureSettings, Preset, PresetRow, Settings};
 
 use crate::audio::{self, Audio};
 use crate::mel::MelFrontEnd;
 use crate::pipeline::Transcriber;
 use crate::source::{self, SourcePreference, WhisperModel};
 
-/// The `--set` knobs' declaration.
-pub const KNOBS: &[Knob] = &[
-    Knob::new(
-        "model",
-        Kind::Model,
-        source::DEFAULT_MODEL,
-        "a Whisper: Hub id, or a folder with config.json, model.safetensors, tokenizer.json (or CTranslate2's model.bin)",
-    ),
-    Knob::new(
-        "source",
-        Kind::Choice(&["auto", "hub", "offline"]),
-        "auto",
-        "auto: the Hub, else the registry copy; hub: the Hub only; offline: the registry copy",
-    ),
-    Knob::new("audio", Kind::Path, "the jfk asset's jfk.wav", "a WAV file to transcribe"),
-    Knob::new("language", Kind::Text, "en", "spoken language, for multilingual models"),
-];
+/// What a cell reads when no knob says otherwise.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Defaults {
+    pub model: String,
+    pub source: SourcePreference,
+    pub language: String,
+}
+
+impl Defaults {
+    /// What a cell runs of them, its knobs applied.
+    pub fn for_cell(cell: &Cell) -> Result<Self> {
+        let options = Options::from_cell(cell)?;
+        Ok(Self {
+            model: options.model,
+            source: options.source,
+            language: options.language,
+        })
+    }
+}
+
+/// The one table per preset (see [`bench_core::presets`]): the cells' work,
+/// the rows' measurement settings, the knobs' defaults and the Criterion
+/// harness all read it. Both presets transcribe one model and clip, as
+/// whisper.cpp's bench does; the paper preset measures longer.
+pub fn presets(preset: Preset) -> PresetRow<Defaults> {
+    let sizes = Defaults {
+        model: source::DEFAULT_MODEL.to_owned(),
+        source: SourcePreference::Auto,
+        language: "en".to_owned(),
+    };
+    let measure = match preset {
+        Preset::Quick => MeasureSettings::new(1, 5, 3, 20),
+        Preset::Paper => MeasureSettings::new(2, 10, 5, 300),
+    };
+    PresetRow { sizes, measure }
+}
+
+/// The `--set` knobs' declaration, the defaults read from [`presets`].
+pub static KNOBS: LazyLock<Vec<Knob>> = LazyLock::new(|| knobs(&KnobDefaults::of(presets)));
+
+/// The knobs, with the defaults that both presets give.
+pub fn knobs(defaults: &KnobDefaults<Defaults>) -> Vec<Knob> {
+    vec![
+        Knob::new(
+            "model",
+            Kind::Model,
+            defaults.text(|d| d.model.clone()),
+            "a Whisper: Hub id, or a folder with config.json, model.safetensors, tokenizer.json (or CTranslate2's model.bin)",
+        ),
+        Knob::new(
+            "source",
+            Kind::Choice(&["auto", "hub", "offline"]),
+            defaults.text(|d| d.source),
+            "auto: the Hub, else the registry copy; hub: the Hub only; offline: the registry copy",
+        ),
+        Knob::new("audio", Kind::Path, "the jfk asset's jfk.wav", "a WAV file to transcribe"),
+        Knob::new("language", Kind::Text, defaults.text(|d| d.language.clone()), "spoken language, for multilingual models"),
+    ]
+}
 
 /// The `--set` knobs, the same for both twins.
 #[derive(Clone, Debug)]
@@ -42,20 +85,41 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn from_cell(cell: &Cell) -> Result<Self> {
-        let audio = match cell.option::<PathBuf>("audio")? {
-            Some(path) => path,
-            None => bench_core::assets::asset_file("jfk", "jfk.wav")?,
-        };
+    /// The preset's model on the default clip: what the Criterion harness
+    /// runs.
+    pub fn for_preset(preset: Preset) -> Result<Self> {
+        let Defaults {
+            model,
+            source,
+            language,
+        } = presets(preset).sizes;
         Ok(Self {
-            model: cell
-                .option("model")?
-                .unwrap_or_else(|| source::DEFAULT_MODEL.to_owned()),
-            source: cell.option("source")?.unwrap_or(SourcePreference::Auto),
-            audio,
-            language: cell.option("language")?.unwrap_or_else(|| "en".to_owned()),
+            model,
+            source,
+            audio: default_audio()?,
+            language,
         })
     }
+
+    /// The preset's defaults with the cell's `--set` knobs applied.
+    pub fn from_cell(cell: &Cell) -> Result<Self> {
+        let preset = presets(cell.preset).sizes;
+        let audio = match cell.option::<PathBuf>("audio")? {
+            Some(path) => path,
+            None => default_audio()?,
+        };
+        Ok(Self {
+            model: cell.option("model")?.unwrap_or(preset.model),
+            source: cell.option("source")?.unwrap_or(preset.source),
+            audio,
+            language: cell.option("language")?.unwrap_or(preset.language),
+        })
+    }
+}
+
+/// The JFK clip of the `jfk` asset.
+fn default_audio() -> Result<PathBuf> {
+    bench_core::assets::asset_file("jfk", "jfk.wav")
 }
 
 /// What both twins work on, prepared before any framework starts.
@@ -106,4 +170,18 @@ pub fn common_settings(work: &Workload) -> Settings {
         .with("width", dims.n_audio_state)
         .with("audio", audio_name)
         .with("audio_seconds", format!("{:.3}", work.audio.seconds()))
+}
+
+#[cfg(test)]
+mod tests {
+    use bench_core::presets::assert_knobs_follow_the_cells;
+
+    use super::*;
+
+    /// `--help`'s defaults are the preset table's, and a cell of each
+    /// preset runs them.
+    #[test]
+    fn knob_defaults_are_the_presets_that_cells_run() {
+        assert_knobs_follow_the_cells(&KNOBS, knobs, Defaults::for_cell);
+    }
 }

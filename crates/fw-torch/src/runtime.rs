@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use bench_core::cli::FrameworkHooks;
 use bench_core::{DeviceKind, Execution, Framework, Precision, Runtime, Unavailable};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 use crate::{cuda, shim};
 
