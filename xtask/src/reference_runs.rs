@@ -48,6 +48,11 @@ pub fn python(root: &Path, given: Option<&Path>) -> Result<PathBuf> {
         check_packages(python)?;
         return Ok(python.to_path_buf());
     }
+    // torch 2.11 and MLX ship no Intel Mac wheels.
+    ensure!(
+        !cfg!(target_os = "macos") || cfg!(target_arch = "aarch64"),
+        "the references' {LOCK} is for Apple silicon; on an Intel Mac pass --python with torch, transformers, mlx, mlx-lm and mlx-whisper"
+    );
     let venv = root.join(VENV);
     let lock = root.join(SCRIPTS).join(LOCK);
     let wanted = download::sha256_of(&lock)?;
