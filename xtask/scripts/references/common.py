@@ -149,9 +149,10 @@ def mlx_device(mx, device):
     if device == "cpu":
         mx.set_default_device(mx.cpu)
         return "cpu"
-    backend = "metal" if mx.metal.is_available() else "cuda"
+    metal = getattr(mx, "metal", None)
+    backend = "metal" if metal is not None and metal.is_available() else "cuda"
     try:
-        info = mx.device_info() if hasattr(mx, "device_info") else mx.metal.device_info()
+        info = mx.device_info() if hasattr(mx, "device_info") else metal.device_info()
         model = str(info.get("device_name", ""))
     except Exception:
         model = ""
