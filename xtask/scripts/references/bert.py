@@ -62,7 +62,8 @@ def email_batches(cfg, count=4):
 def run_torch(args, cfg, mode):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
-    device = "cuda" if args.device == "gpu" else "cpu"
+    target = common.torch_device(args.device)
+    device, args.device_name = target.type, target.name
     torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
     torch.manual_seed(cfg["seed"])
     path = os.path.join(assets(), "minilm")
@@ -88,11 +89,10 @@ def run_torch(args, cfg, mode):
         loss.backward()
         optimizer.step()
 
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    samples = common.time_steps(step, sync, args.warmup, args.repetitions)
+    samples = common.time_steps(step, target.sync, args.warmup, args.repetitions)
     execution = {"eager": "eager", "compile": "torch.compile (inductor)",
                  "graphs": "torch.compile reduce-overhead (CUDA graphs)"}[mode]
-    peak = torch.cuda.max_memory_allocated() if device == "cuda" else ""
+    peak = target.peak_memory()
     weights = "float32, autocast bfloat16" if args.precision == "bf16" else "float32"
     return samples, execution, "fused" if fused else "foreach", weights, peak
 
@@ -172,8 +172,7 @@ def run_mlx(args, cfg):
     import mlx.core as mx
     import mlx.nn as nn
     import mlx.optimizers as optim
-    if args.device == "cpu":
-        mx.set_default_device(mx.cpu)
+    args.device_name = common.mlx_device(mx, args.device)
     mx.random.seed(cfg["seed"])
     model = mlx_bert(cfg, mx, nn)
     if args.precision == "bf16":
@@ -232,7 +231,7 @@ def main():
     settings = dict(cfg, model="sentence-transformers/all-MiniLM-L6-v2 (registry copy)", execution=execution,
                     optimizer=optimizer, weights=weights, warmup=args.warmup, repetitions=args.repetitions,
                     data="SpamAssassin emails, 4 batches in turn")
-    common.write_rows(csv_path, packages=packages, settings=settings, device_name=args.device,
+    common.write_rows(csv_path, packages=packages, settings=settings, device_name=args.device_name,
                       cases=[("step", samples, cfg["batch_size"], "samples/s")], peak_memory=peak, **row)
 
 if __name__ == "__main__":

@@ -103,6 +103,73 @@ def time_steps(step, sync, warmup, repetitions):
     return samples
 
 
+class TorchDevice:
+    """The torch device that runs `--device`: for gpu, CUDA where torch sees
+    it, else Apple's Metal (MPS); with the synchronisation that matches and
+    the name the rows record (device_name: "cuda:0 <GPU>", "mps <chip>",
+    "cpu")."""
+
+    def __init__(self, device):
+        import torch
+        self.type = "cpu" if device == "cpu" else gpu_kind(torch)
+        if self.type is None:
+            raise RuntimeError("--device gpu: torch sees neither CUDA nor MPS (Metal)")
+        if self.type == "cuda":
+            self.sync = torch.cuda.synchronize
+            self.name = f"cuda:0 {torch.cuda.get_device_name(0)}"
+            self.peak_memory = torch.cuda.max_memory_allocated
+        else:
+            self.sync = torch.mps.synchronize if self.type == "mps" else (lambda: None)
+            self.name = f"mps {apple_chip()}".strip() if self.type == "mps" else "cpu"
+            # MPS keeps no peak (torch.mps has the current allocation only).
+            self.peak_memory = lambda: ""
+
+
+def torch_device(device):
+    """The TorchDevice of `--device` (gpu or cpu)."""
+    return TorchDevice(device)
+
+
+def gpu_kind(torch=None):
+    """The GPU torch sees: "cuda", "mps" (Metal, on a Mac) or None."""
+    if torch is None:
+        try:
+            import torch
+        except ImportError:
+            return None
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else None
+
+
+def mlx_device(mx, device):
+    """Points MLX at `--device` (gpu: MLX's default GPU, Metal on a Mac,
+    CUDA with mlx-cuda) and returns the name the rows record."""
+    if device == "cpu":
+        mx.set_default_device(mx.cpu)
+        return "cpu"
+    metal = getattr(mx, "metal", None)
+    backend = "metal" if metal is not None and metal.is_available() else "cuda"
+    try:
+        info = mx.device_info() if hasattr(mx, "device_info") else metal.device_info()
+        model = str(info.get("device_name", ""))
+    except Exception:
+        model = ""
+    return f"{backend} {model}".strip()
+
+
+def apple_chip():
+    """The Mac's chip ("Apple M2 Max"), or "" elsewhere."""
+    if sys.platform != "darwin":
+        return ""
+    try:
+        return subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                              text=True, timeout=20).stdout.strip()
+    except Exception:
+        return ""
+
+
 def versions():
     out = {}
     for module in ("torch", "transformers", "mlx.core", "mlx_lm", "mlx_whisper"):
@@ -114,6 +181,8 @@ def versions():
 
 
 def gpu_identity():
+    if sys.platform == "darwin":
+        return (apple_chip(), "")
     try:
         line = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
                               capture_output=True, text=True, timeout=20).stdout.splitlines()[0]
@@ -205,25 +274,44 @@ def append_row(csv_path, row):
         writer.writerow(line)
 
 
-def failed_row(csv_path, *, benchmark, framework, device, precision, preset, reference, reason):
-    """A reference that could not run is recorded as failed, with why."""
+def failed_row(csv_path, *, benchmark, framework, device, precision, preset, reference, reason,
+               status="failed", device_name=""):
+    """A reference that could not run is recorded as failed (or skipped),
+    with why."""
     row = new_row(benchmark=benchmark, case="-", framework=framework, device=device,
                   precision=precision, preset=preset, settings={"reference": reference},
-                  status="failed", reason=reason.replace("\n", " ")[:500])
+                  status=status, reason=reason.replace("\n", " ")[:500])
+    row["device_name"] = device_name
     append_row(csv_path, row)
-    print(f"{benchmark} {framework} [{reference}] {precision}: FAILED {reason[:300]}", flush=True)
+    print(f"{benchmark} {framework} [{reference}] {precision}: {status.upper()} {reason[:300]}",
+          flush=True)
+
+
+def backends_for(device, backends, gpu_only=(), cuda_graphs=()):
+    """The backends that run on `device`: on the CPU not `gpu_only` (CUDA
+    graphs, which a CPU run would only repeat as plain torch.compile); on a
+    GPU that is not CUDA (a Mac's MPS) neither those nor `cuda_graphs`
+    (torch.compile mode="reduce-overhead", whose CUDA graphs need CUDA)."""
+    cuda_only = set(gpu_only) | set(cuda_graphs)
+    if device == "cpu":
+        skip = set(gpu_only)
+    else:
+        skip = cuda_only if cuda_only and gpu_kind() != "cuda" else set()
+    return [b for b in sorted(backends) if b not in skip]
 
 
 def parse_args(benchmark, backends, warmup, repetitions, precisions=("f32", "tf32", "bf16"),
-               gpu_only=()):
+               gpu_only=(), cuda_graphs=()):
     """The command line every reference takes:
     BACKEND RESULTS_DIR [--precision] [--preset] [--device] [--warmup] [--repetitions] [--csv].
     Returns the arguments, the backend's (framework, reference name,
     packages, run function) and the CSV path. `--backends-for DEVICE`
-    lists the backends that run on DEVICE (`gpu_only`: CUDA graphs, which
-    a CPU run would only repeat as plain torch.compile)."""
+    lists the backends that run on DEVICE (see backends_for). A CUDA-only
+    backend run on a GPU without CUDA records a skipped row saying why.
+    `args.device_name` is the device as the rows name it: the run functions
+    set it (TorchDevice.name, mlx_device) when they pick the device."""
     if len(sys.argv) == 3 and sys.argv[1] == "--backends-for":
-        print("\n".join(b for b in sorted(backends) if sys.argv[2] == "gpu" or b not in gpu_only))
+        print("\n".join(backends_for(sys.argv[2], backends, gpu_only, cuda_graphs)))
         raise SystemExit(0)
     p = argparse.ArgumentParser(description=f"{benchmark}: the frameworks' own Python paths")
     p.add_argument("backend", choices=sorted(backends))
@@ -241,6 +329,17 @@ def parse_args(benchmark, backends, warmup, repetitions, precisions=("f32", "tf3
         os.environ.setdefault("OMP_NUM_THREADS", threads)
         os.environ.setdefault("OPENBLAS_NUM_THREADS", threads)
     csv_path = args.csv or os.path.join(args.results, f"reference-{benchmark}.csv")
+    args.device_name = args.device
+    if args.device == "gpu" and args.backend in set(gpu_only) | set(cuda_graphs):
+        kind = gpu_kind()
+        if kind != "cuda":
+            framework, reference = backends[args.backend][:2]
+            failed_row(csv_path, benchmark=benchmark, framework=framework, device=args.device,
+                       precision=args.precision, preset=args.preset, reference=reference,
+                       status="skipped", device_name=kind or "",
+                       reason=f"{args.backend} needs CUDA graphs (torch.compile mode=\"reduce-overhead\"); "
+                              f"this GPU is {kind or 'not one torch sees'}")
+            raise SystemExit(0)
     return args, backends[args.backend], csv_path
 
 

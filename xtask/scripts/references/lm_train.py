@@ -45,7 +45,8 @@ def run_torch(args, cfg, compiled):
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
-    device = "cuda" if args.device == "gpu" else "cpu"
+    target = common.torch_device(args.device)
+    device, args.device_name = target.type, target.name
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
     torch.manual_seed(cfg["seed"])
@@ -105,9 +106,8 @@ def run_torch(args, cfg, compiled):
         optimizer.step()
         return loss.item()
 
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    samples = common.time_steps(step, sync, args.warmup, args.repetitions)
-    peak = torch.cuda.max_memory_allocated() if device == "cuda" else ""
+    samples = common.time_steps(step, target.sync, args.warmup, args.repetitions)
+    peak = target.peak_memory()
     execution = "torch.compile (inductor)" if compiled else "eager"
     return samples, execution, "fused" if compiled else "foreach", peak
 
@@ -117,8 +117,7 @@ def run_mlx(args, cfg, causal=False):
     import mlx.core as mx
     import mlx.nn as nn
     import mlx.optimizers as optim
-    if args.device == "cpu":
-        mx.set_default_device(mx.cpu)
+    args.device_name = common.mlx_device(mx, args.device)
     mx.random.seed(cfg["seed"])
     d = cfg["dim"]
 
@@ -214,7 +213,7 @@ def main():
                     data="seeded random token ids of the twins' shape",
                     initial_weights="the framework's own seeded initialisation")
     tokens = cfg["batch_size"] * cfg["context"]
-    common.write_rows(csv_path, packages=packages, settings=settings, device_name=args.device,
+    common.write_rows(csv_path, packages=packages, settings=settings, device_name=args.device_name,
                       cases=[("step", samples, tokens, "tokens/s")], peak_memory=peak, **row)
 
 if __name__ == "__main__":

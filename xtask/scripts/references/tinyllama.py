@@ -15,6 +15,9 @@ gen_tokens greedy single-token steps with end-of-sequence ignored
   gpt-fast-eager      the same loop without torch.compile
   mlx-lm              mlx_lm's llama Model and generate_step (as mlx_lm.benchmark)
 
+On a GPU without CUDA (a Mac's MPS) hf-static-compile and gpt-fast are not
+run: their torch.compile mode="reduce-overhead" is there for CUDA graphs.
+
 Weights are seeded random weights of TinyLlama-1.1B's exact config, as the
 twins' offline rows (speed does not depend on their values).
 
@@ -35,16 +38,13 @@ CONFIG = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
 
 def torch_setup(args):
     import torch
-    device = "cuda" if args.device == "gpu" else "cpu"
+    target = common.torch_device(args.device)
+    device, args.device_name = target.type, target.name
     dtype = {"f32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
              "f16": torch.float16}[args.precision]
     torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
     torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
-
-    def sync():
-        if device == "cuda":
-            torch.cuda.synchronize()
-    return torch, device, dtype, sync
+    return torch, device, dtype, target.sync
 
 
 def run_hf(args, prompt, static_compile):
@@ -209,8 +209,7 @@ def run_mlx_lm(args, prompt):
     import mlx.core as mx
     from mlx_lm.models import llama
     from mlx_lm.generate import generate_step
-    if args.device == "cpu":
-        mx.set_default_device(mx.cpu)
+    args.device_name = common.mlx_device(mx, args.device)
     dtype = {"f32": mx.float32, "tf32": mx.float32, "bf16": mx.bfloat16, "f16": mx.float16}[args.precision]
     mx.random.seed(args.seed)
     model = llama.Model(llama.ModelArgs(model_type="llama", tie_word_embeddings=False, **CONFIG))
@@ -249,7 +248,8 @@ BACKENDS = {
 
 def main():
     args, (framework, reference, packages, run), csv_path = common.parse_args(
-        "tinyllama", BACKENDS, warmup=2, repetitions=5, precisions=("f32", "tf32", "bf16", "f16"))
+        "tinyllama", BACKENDS, warmup=2, repetitions=5, precisions=("f32", "tf32", "bf16", "f16"),
+        cuda_graphs=("hf-static-compile", "gpt-fast"))
     twin = common.twin_settings(args.results, "tinyllama", "generate", args.precision, args.preset)
     args.prompt_tokens, args.gen_tokens = int(twin["prompt_tokens"]), int(twin["gen_tokens"])
     args.seed = int(twin["seed"])
@@ -263,7 +263,7 @@ def main():
                     gen_tokens=args.gen_tokens, warmup=args.warmup, repetitions=args.repetitions,
                     sampling="greedy", execution=execution, seed=args.seed)
     common.write_rows(
-        csv_path, packages=packages, settings=settings, device_name=args.device,
+        csv_path, packages=packages, settings=settings, device_name=args.device_name,
         cases=[("prompt", [t[0] for t in times], args.prompt_tokens, "tokens/s"),
                ("generate", [t[2] for t in times], args.gen_tokens, "tokens/s"),
                ("ttft", [t[1] for t in times], None, "")], **row)

@@ -199,7 +199,8 @@ def run_torch(args, audio, compile_mode):
     import torch
     from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
                               WhisperForConditionalGeneration)
-    device = "cuda" if args.device == "gpu" else "cpu"
+    target = common.torch_device(args.device)
+    device, args.device_name = target.type, target.name
     torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
     weights, d, suppress = load_model()
     config = WhisperConfig(
@@ -235,12 +236,10 @@ def run_torch(args, audio, compile_mode):
                              return_timestamps=False)
         return decode(ids[0].tolist())
 
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     execution = {None: "eager, dynamic cache",
                  "reduce-overhead": "torch.compile reduce-overhead fullgraph, static cache (CUDA graphs)",
                  "default": "torch.compile fullgraph (inductor, no CUDA graphs), static cache"}[compile_mode]
-    peak = (lambda: torch.cuda.max_memory_allocated()) if device == "cuda" else (lambda: "")
-    return transcribe, sync, execution, peak
+    return transcribe, target.sync, execution, target.peak_memory
 
 
 class _HalfIsBfloat16(types.ModuleType):
@@ -282,8 +281,7 @@ def run_mlx(args, audio):
     # The module, not the function that mlx_whisper/__init__.py exports
     # under the same name.
     transcribe_module = sys.modules["mlx_whisper.transcribe"]
-    if args.device == "cpu":
-        mx.set_default_device(mx.cpu)
+    args.device_name = common.mlx_device(mx, args.device)
     weights, d, _suppress = load_model()
     dtype = {"bf16": mx.bfloat16}.get(args.precision, mx.float32)
     if args.precision == "bf16":
@@ -348,7 +346,7 @@ def main():
                     repetitions=args.repetitions, transcript=text.replace("=", "-"),
                     transcript_equals_twin=str(equal).lower(),
                     timed="log-mel + encoder + greedy decode without timestamps + detokenise")
-    common.write_rows(csv_path, packages=packages, settings=settings, device_name=args.device,
+    common.write_rows(csv_path, packages=packages, settings=settings, device_name=args.device_name,
                       cases=[("transcribe", samples, seconds, "audio s/s")], peak_memory=peak(), **row)
 
 
