@@ -310,7 +310,12 @@ impl DecoderSession for Session<'_> {
     }
 
     fn read(&mut self, token: &Tensor) -> Result<u32> {
-        // Reading the id back waits for the step's work.
+        // Reading the id back waits for the step's work. On CUDA it waits
+        // for that step alone, while the next one, queued first, runs on.
+        // On MPS a copy to the host commits the stream and waits for all
+        // of it, the step queued ahead included: there the loop runs as a
+        // synchronous one (no overlap of host and device), and, as on CUDA
+        // and MLX, computes one step past the end of text per window.
         Ok(token.f_int64_value(&[])? as u32)
     }
 }
