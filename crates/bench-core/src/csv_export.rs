@@ -184,6 +184,9 @@ impl CsvRow {
                 git_commit: self.git_commit,
                 openblas_core: self.openblas_core,
                 pid: self.pid,
+                // No CSV columns: the JSONL record keeps the Mac's identity
+                // (its `gpu` and `cpu` columns name the chip and cores).
+                mac: None,
             },
         })
     }

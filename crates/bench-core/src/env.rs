@@ -29,6 +29,10 @@ pub struct Environment {
     /// their own, whoever starts the runner.
     #[serde(default)]
     pub pid: Option<u32>,
+    /// The Mac (chip, cores, memory, macOS, power and thermal state);
+    /// None elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<crate::mac::MacIdentity>,
 }
 
 /// Suffix of a commit whose checkout had uncommitted changes.
@@ -45,7 +49,7 @@ impl Environment {
         let mut system = System::new();
         system.refresh_cpu_all();
         system.refresh_memory();
-        let cpu = system
+        let mut cpu = system
             .cpus()
             .first()
             .map(|cpu| cpu.brand().trim().to_owned())
@@ -57,7 +61,16 @@ impl Environment {
             System::kernel_version().unwrap_or_default(),
             std::env::consts::ARCH
         );
-        let (gpu, gpu_driver) = nvidia_gpu().unwrap_or_else(apple_gpu);
+        let (mut gpu, gpu_driver) = nvidia_gpu().unwrap_or_else(apple_gpu);
+        #[cfg(target_os = "macos")]
+        let mac = Some(crate::mac::capture());
+        #[cfg(not(target_os = "macos"))]
+        let mac: Option<crate::mac::MacIdentity> = None;
+        // A Mac is named by its chip and cores: "Apple M4 Max (40-core GPU)".
+        if let Some(mac) = &mac {
+            gpu = mac.gpu_name();
+            cpu = mac.cpu_name();
+        }
         Self {
             os,
             cpu,
@@ -71,6 +84,7 @@ impl Environment {
             git_commit: git_commit(),
             openblas_core: crate::openblas::core_in_use(),
             pid: Some(std::process::id()),
+            mac,
         }
     }
 }

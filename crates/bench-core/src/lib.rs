@@ -20,6 +20,7 @@ pub mod error;
 pub mod host;
 pub mod knob_tests;
 pub mod knobs;
+pub mod mac;
 pub mod measure;
 pub mod openblas;
 pub mod optim;

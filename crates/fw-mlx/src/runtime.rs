@@ -76,6 +76,80 @@ pub fn gpu_backend() -> Option<&'static str> {
     }
 }
 
+/// What MLX itself says of a device (`mlx_device_info_get`): on Metal the
+/// GPU's name, architecture ("applegpu_g16s") and recommended working set
+/// (the memory Metal lets one process keep resident); on CUDA the
+/// architecture. Keys a backend lacks stay None.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceInfo {
+    pub name: Option<String>,
+    pub architecture: Option<String>,
+    pub recommended_working_set_bytes: Option<u64>,
+}
+
+impl DeviceInfo {
+    /// ", applegpu_g16s, recommended working set 96.0 GiB": what the
+    /// runtime's device description adds; empty where MLX said nothing.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        if let Some(architecture) = &self.architecture {
+            out.push_str(", ");
+            out.push_str(architecture);
+        }
+        if let Some(bytes) = self.recommended_working_set_bytes {
+            out.push_str(&format!(
+                ", recommended working set {:.1} GiB",
+                bytes as f64 / (1u64 << 30) as f64
+            ));
+        }
+        out
+    }
+}
+
+/// MLX's description of its GPU; None where MLX has no GPU backend or
+/// cannot describe it (never fatal).
+pub fn gpu_info() -> Option<DeviceInfo> {
+    gpu_backend()?;
+    device_info(mlx_sys::mlx_device_type__MLX_GPU)
+}
+
+/// `mlx_device_info_get` for device 0 of `kind`, the info freed whatever
+/// happens; None where MLX reports an error.
+fn device_info(kind: mlx_sys::mlx_device_type) -> Option<DeviceInfo> {
+    // mlx-rs's error handler records MLX's errors instead of mlx-c's
+    // default, which exits: any mlx-rs call that can fail installs it.
+    let _ = Device::cpu().get_index();
+    // SAFETY: the device and info are created here and freed below; the
+    // strings read point into the info and are copied before it is freed.
+    unsafe {
+        let device = mlx_sys::mlx_device_new_type(kind, 0);
+        let mut info = mlx_sys::mlx_device_info_new();
+        let status = mlx_sys::mlx_device_info_get(&mut info, device);
+        let read = (status == 0).then(|| {
+            let text = |key: &CStr| {
+                let mut value: *const std::ffi::c_char = std::ptr::null();
+                let status = mlx_sys::mlx_device_info_get_string(&mut value, info, key.as_ptr());
+                (status == 0 && !value.is_null())
+                    .then(|| CStr::from_ptr(value).to_string_lossy().trim().to_owned())
+                    .filter(|text| !text.is_empty())
+            };
+            let size = |key: &CStr| {
+                let mut value: usize = 0;
+                let status = mlx_sys::mlx_device_info_get_size(&mut value, info, key.as_ptr());
+                (status == 0 && value > 0).then_some(value as u64)
+            };
+            DeviceInfo {
+                name: text(c"device_name"),
+                architecture: text(c"architecture"),
+                recommended_working_set_bytes: size(c"max_recommended_working_set_size"),
+            }
+        });
+        mlx_sys::mlx_device_info_free(info);
+        mlx_sys::mlx_device_free(device);
+        read
+    }
+}
+
 /// MLX bound to one device and precision.
 pub struct MlxRuntime {
     device: DeviceKind,
@@ -190,7 +264,53 @@ impl Runtime for MlxRuntime {
     fn device_description(&self) -> String {
         match self.device {
             DeviceKind::Cpu => format!("cpu ({} threads, {})", self.threads, blas::description()),
-            DeviceKind::Gpu => format!("gpu ({})", gpu_backend().unwrap_or("none")),
+            DeviceKind::Gpu => format!(
+                "gpu ({}{})",
+                gpu_backend().unwrap_or("none"),
+                gpu_info().map(|info| info.describe()).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_description_adds_what_mlx_said() {
+        let metal = DeviceInfo {
+            name: Some("Apple M4 Max".into()),
+            architecture: Some("applegpu_g16s".into()),
+            recommended_working_set_bytes: Some(96 << 30),
+        };
+        assert_eq!(
+            metal.describe(),
+            ", applegpu_g16s, recommended working set 96.0 GiB"
+        );
+        let cuda = DeviceInfo {
+            architecture: Some("sm_90".into()),
+            ..DeviceInfo::default()
+        };
+        assert_eq!(cuda.describe(), ", sm_90");
+        assert_eq!(DeviceInfo::default().describe(), "");
+    }
+
+    #[test]
+    fn mlx_describes_its_devices_through_the_c_api() {
+        // The CPU device always answers: its architecture is this machine's.
+        let cpu = device_info(mlx_sys::mlx_device_type__MLX_CPU).expect("the CPU device info");
+        assert_eq!(cpu.architecture.as_deref(), Some(std::env::consts::ARCH));
+        assert_eq!(cpu.recommended_working_set_bytes, None);
+        // Without a GPU backend, the GPU is not asked, and asking it anyway
+        // is not fatal.
+        if gpu_backend().is_none() {
+            assert_eq!(gpu_info(), None);
+            let gpu = device_info(mlx_sys::mlx_device_type__MLX_GPU);
+            assert!(
+                gpu.as_ref().is_none_or(|info| info.architecture.is_none()),
+                "{gpu:?}"
+            );
         }
     }
 }

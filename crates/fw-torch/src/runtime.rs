@@ -69,6 +69,10 @@ pub fn gpu_backend() -> Option<&'static str> {
     }
 }
 
+/// Set (to the reason) where PyTorch's MPS must not be used, e.g.
+/// `MLX_VS_TORCH_SKIP_MPS="hosted runners have no MPS"`.
+pub const SKIP_MPS: &str = "MLX_VS_TORCH_SKIP_MPS";
+
 /// libtorch bound to one device and precision.
 pub struct TorchRuntime {
     device: DeviceKind,
@@ -95,6 +99,12 @@ impl TorchRuntime {
             }
             DeviceKind::Gpu => match gpu_backend() {
                 Some("cuda") => Device::Cuda(0),
+                // A Mac whose runner has no usable MPS (GitHub's hosted
+                // runners) says why: the cells become skipped rows.
+                _ if std::env::var(SKIP_MPS).is_ok_and(|why| !why.is_empty()) => {
+                    let why = std::env::var(SKIP_MPS).unwrap_or_default();
+                    bail!(Unavailable(format!("PyTorch MPS skipped: {why}")))
+                }
                 Some(_) if precision == Precision::Tf32 => {
                     bail!(Unavailable("tf32 is a CUDA setting".into()))
                 }

@@ -137,10 +137,15 @@ pub fn samples(row: &Row) -> Option<&[f64]> {
 }
 
 /// The machine a row was measured on, as the tables show it: the GPU for
-/// accelerator rows, the CPU otherwise.
+/// accelerator rows, the CPU otherwise. A Mac is its chip with its GPU
+/// cores ("Apple M4 Max (40-core GPU)"), so that two Macs are never pooled
+/// as passes of one configuration.
 pub fn machine(row: &Row) -> String {
     let env = &row.environment;
     if row.device == DeviceKind::Gpu {
+        if let Some(mac) = &env.mac {
+            return format!("GPU: {}", mac.gpu_name());
+        }
         let gpu = if env.gpu.is_empty() {
             row.device_name.as_str()
         } else {

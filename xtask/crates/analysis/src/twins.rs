@@ -578,6 +578,57 @@ mod tests {
         assert!(table.contains("; passes 2.00, 1.00, 2.00 |"), "{table}");
     }
 
+    /// A Metal row of a Mac with `gpu_cores`.
+    fn mac_row(framework: &str, median: f64, run: &str, gpu_cores: u32) -> Row {
+        let mut row = row(framework, median, run, "c", true);
+        row.device = bench_core::DeviceKind::Gpu;
+        let mac = bench_core::mac::MacIdentity {
+            chip: "Apple M4 Max".into(),
+            performance_cores: Some(if gpu_cores == 40 { 12 } else { 10 }),
+            efficiency_cores: Some(4),
+            gpu_cores: Some(gpu_cores),
+            ..Default::default()
+        };
+        row.environment.gpu = mac.gpu_name();
+        row.environment.cpu = mac.cpu_name();
+        row.environment.mac = Some(mac);
+        row
+    }
+
+    #[test]
+    fn macs_with_different_gpus_are_never_pooled() {
+        // The same chip name, 32 and 40 GPU cores: two machines, each with
+        // its own pair, not one pair pooling both as passes.
+        let rows = [
+            mac_row("torch", 2.0, "a", 32),
+            mac_row("mlx", 1.0, "a", 32),
+            mac_row("torch", 3.0, "b", 40),
+            mac_row("mlx", 1.0, "b", 40),
+        ];
+        let history = history(&rows, &["transfer".to_owned()]);
+        let machines: Vec<&str> = history.iter().map(|r| r.machine.as_str()).collect();
+        assert_eq!(
+            machines,
+            [
+                "GPU: Apple M4 Max (32-core GPU)",
+                "GPU: Apple M4 Max (40-core GPU)"
+            ]
+        );
+        let table = speedup_table(&headline(&history), &titles());
+        for line in [
+            "| GPU: Apple M4 Max (32-core GPU) | CPU/GPU switch (quick) | - | f32 | best (-; -) | 2.000 (IQR 1%) | 1.000 (IQR 1%) | 2.00x [",
+            "| GPU: Apple M4 Max (40-core GPU) | CPU/GPU switch (quick) | - | f32 | best (-; -) | 3.000 (IQR 1%) | 1.000 (IQR 1%) | 3.00x [",
+        ] {
+            assert!(table.contains(line), "{line:?} not in:\n{table}");
+        }
+        assert!(!table.contains("passes"), "{table}");
+        // The identity names the machine even where `gpu` says otherwise
+        // (a row recorded before `gpu` named the chip).
+        let mut old = mac_row("mlx", 1.0, "c", 40);
+        old.environment.gpu = "Apple GPU (Metal)".into();
+        assert_eq!(machine(&old), "GPU: Apple M4 Max (40-core GPU)");
+    }
+
     #[test]
     fn a_pass_without_repetitions_pools_to_the_median_of_medians() {
         let rows = [

@@ -151,6 +151,63 @@ const TORCH_MACOS: Wheel = Wheel {
     platforms: &["macosx_11_0_arm64"],
 };
 
+/// A source archive that CMake fetches while mlx-sys builds MLX on macOS,
+/// pinned by sha256: set-up downloads and checks it, and the build uses
+/// the unpacked folder (`FETCHCONTENT_SOURCE_DIR_<NAME>`) instead of
+/// fetching a git tag.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceArchive {
+    /// FetchContent's name of the dependency (`mlx`, `metal_cpp`, ...).
+    pub name: &'static str,
+    pub url: &'static str,
+    /// The file in `.cache/downloads`.
+    pub file: &'static str,
+    pub sha256: &'static str,
+}
+
+/// What the macOS build of mlx-c fetches: MLX itself (mlx-c's
+/// CMakeLists.txt, `GIT_TAG v0.32.2`), then what MLX v0.32.2 fetches with
+/// Metal on (its CMakeLists.txt: metal-cpp, nlohmann json, fmt;
+/// mlx/io/CMakeLists.txt: gguflib). Where each sha256 was published:
+/// MLX's tag archive in other projects' build pins (Homebrew's formula
+/// went from 0.32.1 to 0.32.3); metal-cpp and gguflib in Homebrew's mlx
+/// formula; json and fmt in several projects' CMake pins of these files.
+pub const MLX_MACOS_SOURCES: [SourceArchive; 5] = [
+    SourceArchive {
+        name: "mlx",
+        url: "https://github.com/ml-explore/mlx/archive/refs/tags/v0.32.2.tar.gz",
+        file: "mlx-0.32.2.tar.gz",
+        sha256: "bf892386ccac1d249acc9da21574fd7b95a995f4c58b03310105fe05f077b175",
+    },
+    SourceArchive {
+        name: "metal_cpp",
+        url: "https://developer.apple.com/metal/cpp/files/metal-cpp_26.zip",
+        file: "metal-cpp_26.zip",
+        sha256: "4df3c078b9aadcb516212e9cb03004cbc5ce9a3e9c068fa3144d021db585a3a4",
+    },
+    SourceArchive {
+        name: "json",
+        url: "https://github.com/nlohmann/json/releases/download/v3.11.3/json.tar.xz",
+        file: "nlohmann-json-3.11.3.tar.xz",
+        sha256: "d6c65aca6b1ed68e7a182f4757257b107ae403032760ed6ef121c9d55e81757d",
+    },
+    SourceArchive {
+        name: "fmt",
+        url: "https://github.com/fmtlib/fmt/archive/refs/tags/12.1.0.tar.gz",
+        file: "fmt-12.1.0.tar.gz",
+        sha256: "ea7de4299689e12b6dddd392f9896f08fb0777ac7168897a244a6d6085043fea",
+    },
+    SourceArchive {
+        name: "gguflib",
+        url: "https://github.com/antirez/gguf-tools/archive/8fa6eb65236618e28fd7710a0fba565f7faa1848.tar.gz",
+        file: "gguf-tools-8fa6eb65236618e28fd7710a0fba565f7faa1848.tar.gz",
+        sha256: "9e30bc1eb82cc2231150d39ce37dcdd6f844d6994fba18da83fc537a487ba86f",
+    },
+];
+
+/// Folder under `.cache/` of the unpacked [`MLX_MACOS_SOURCES`].
+pub const MLX_SOURCES_DIR: &str = "mlx-src-0.32.2";
+
 /// Debian packages the build needs: cmake (mlx-c), libclang-dev (bindgen),
 /// OpenBLAS (MLX's CPU BLAS and LAPACK).
 pub const DEBIAN_PACKAGES: &[&str] = &["cmake", "libclang-dev", "libopenblas0-pthread"];

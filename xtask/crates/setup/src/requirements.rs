@@ -85,10 +85,28 @@ const MACOS_TOOLS: &[Tool] = &[
         fix: "brew install node",
     },
     Tool {
-        what: "a C++ compiler (mlx-sys builds MLX with Metal)",
+        what: "the Xcode command line tools: a C++ compiler (mlx-sys builds MLX with Metal)",
         program: "c++",
         args: &["--version"],
         fix: "xcode-select --install",
+    },
+    Tool {
+        what: "the Xcode command line tools: xcrun (finds the Metal compiler)",
+        program: "xcrun",
+        args: &["--version"],
+        fix: "xcode-select --install",
+    },
+    Tool {
+        what: "the Metal toolchain (`xcrun -f metal`: MLX compiles its GPU kernels into mlx.metallib)",
+        program: "xcrun",
+        args: &["-f", "metal"],
+        fix: "xcodebuild -downloadComponent MetalToolchain   (needs Xcode itself, not only the command line tools: install Xcode from the App Store, then sudo xcode-select -s /Applications/Xcode.app)",
+    },
+    Tool {
+        what: "CMake (builds mlx-c and MLX)",
+        program: "cmake",
+        args: &["--version"],
+        fix: "brew install cmake",
     },
 ];
 
@@ -109,11 +127,7 @@ pub fn check(path: Option<OsString>, cache: &Path, fresh: bool, build: Build) ->
     if let Some(problem) = check_rust(path.as_ref()) {
         problems.push(problem);
     }
-    for tool in tools {
-        if !runs(path.as_ref(), tool.program, tool.args) {
-            problems.push(format!("{} is missing; fix:\n    {}", tool.what, tool.fix));
-        }
-    }
+    problems.extend(missing_tools(path.as_ref(), tools));
     if fresh {
         if let Ok(free) = fs4::available_space(existing_parent(cache)) {
             problems.extend(disk_problem(free, cache, build));
@@ -126,6 +140,15 @@ pub fn check(path: Option<OsString>, cache: &Path, fresh: bool, build: Build) ->
         "the set-up cannot start:\n  - {}\nthen run the command again",
         problems.join("\n  - ")
     )
+}
+
+/// Each of `tools` that does not run on `path`, with its fix.
+fn missing_tools(path: Option<&OsString>, tools: &[Tool]) -> Vec<String> {
+    tools
+        .iter()
+        .filter(|tool| !runs(path, tool.program, tool.args))
+        .map(|tool| format!("{} is missing; fix:\n    {}", tool.what, tool.fix))
+        .collect()
 }
 
 /// Too little disk for the set-up and `build`, with `free` bytes at `cache`.
@@ -246,6 +269,58 @@ mod tests {
             ],
         );
         check(Some(path), &dir, false, Build::Tests).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Writes a fake program that runs `body` (sh).
+    fn fake_script(dir: &Path, program: &str, body: &str) {
+        let path = dir.join(program);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn a_mac_without_xcode_tools_cmake_or_metal_gets_the_exact_fixes() {
+        // Nothing at all: every fix is named.
+        let (dir, path) = fake_path("mac-bare", &[]);
+        let problems = missing_tools(Some(&path), MACOS_TOOLS).join("\n");
+        for needle in [
+            "C++ compiler (mlx-sys builds MLX with Metal) is missing; fix:\n    xcode-select --install",
+            "xcrun (finds the Metal compiler) is missing; fix:\n    xcode-select --install",
+            "the Metal toolchain (`xcrun -f metal`",
+            "xcodebuild -downloadComponent MetalToolchain",
+            "CMake (builds mlx-c and MLX) is missing; fix:\n    brew install cmake",
+            "brew install python",
+            "brew install node",
+        ] {
+            assert!(problems.contains(needle), "{needle:?} not in:\n{problems}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+        // The command line tools without the Metal toolchain: only that.
+        let (dir, path) = fake_path(
+            "mac-no-metal",
+            &[
+                ("c++", "Apple clang version 16.0.0"),
+                ("cmake", "cmake version 3.31.6"),
+                ("python3", "pip 24.0"),
+                ("npm", "10.0.0"),
+            ],
+        );
+        fake_script(
+            &dir,
+            "xcrun",
+            r#"if [ "$1" = "-f" ]; then echo "xcrun: error: unable to find utility \"$2\", not a developer tool or in PATH" >&2; exit 72; fi
+echo "xcrun version 70.""#,
+        );
+        let problems = missing_tools(Some(&path), MACOS_TOOLS);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("xcodebuild -downloadComponent MetalToolchain"),
+            "{problems:?}"
+        );
+        // With the Metal compiler found, nothing is missing.
+        fake_script(&dir, "xcrun", "echo /usr/bin/metal");
+        assert!(missing_tools(Some(&path), MACOS_TOOLS).is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -42,7 +42,8 @@ pub fn ensure(root: &Path, options: SetupOptions) -> Result<()> {
     fs::create_dir_all(cache.join("downloads"))?;
     if cfg!(target_os = "macos") {
         ensure_libtorch_macos(&cache)?;
-        eprintln!("set-up: MLX builds from source with Metal on macOS (mlx-sys's own path)");
+        let sources = ensure_mlx_sources(&cache)?;
+        use_mlx_sources(&sources);
         return assets::ensure(root);
     }
     ensure_debian_packages()?;
@@ -58,6 +59,10 @@ pub fn verify(root: &Path) -> Result<()> {
     let libtorch = cache.join(pins::LIBTORCH_DIR);
     cache::check_files(&libtorch)?;
     if cfg!(target_os = "macos") {
+        let sources = cache.join(pins::MLX_SOURCES_DIR);
+        cache::check_files(&sources)?;
+        check_mlx_sources(&sources)?;
+        use_mlx_sources(&sources);
         return check_libtorch(&libtorch);
     }
     let mlx = cache.join(pins::MLX_DIR);
@@ -190,6 +195,134 @@ fn check_mlx(dir: &Path) -> Result<()> {
         blas_links == 2,
         "broken cache: {} lacks its BLAS and LAPACK libraries",
         libs.display()
+    );
+    Ok(())
+}
+
+// --------------------------------------------- MLX's sources on macOS --
+
+/// The CMake file, in the sources' folder, that points FetchContent at them.
+const MLX_SOURCES_CMAKE: &str = "pins.cmake";
+
+/// The environment variable through which the `cmake` crate hands mlx-sys's
+/// CMake build a toolchain file for this target (Apple silicon).
+pub const MLX_SOURCES_ENV: &str = "CMAKE_TOOLCHAIN_FILE_aarch64_apple_darwin";
+
+/// MLX's source and the sources its macOS build fetches, downloaded,
+/// checked against their pinned sha256 and unpacked under
+/// `.cache/mlx-src-0.32.2/<name>`, with `pins.cmake` naming them.
+fn ensure_mlx_sources(cache: &Path) -> Result<PathBuf> {
+    let dir = cache.join(pins::MLX_SOURCES_DIR);
+    let stamp = mlx_sources_stamp();
+    ensure_dir(&dir, &stamp, check_mlx_sources, |staging| {
+        for archive in &pins::MLX_MACOS_SOURCES {
+            let file = fetch_source(cache, archive)?;
+            unpack_source(&file, &staging.join(archive.name))?;
+        }
+        fs::write(
+            staging.join(MLX_SOURCES_CMAKE),
+            fetchcontent_overrides(&dir),
+        )?;
+        Ok(())
+    })?;
+    Ok(dir)
+}
+
+/// The stamp of the sources' folder: every pin's sha256.
+fn mlx_sources_stamp() -> String {
+    let hashes: Vec<&str> = pins::MLX_MACOS_SOURCES.iter().map(|a| a.sha256).collect();
+    format!("sources {}", hashes.join(" "))
+}
+
+fn check_mlx_sources(dir: &Path) -> Result<()> {
+    require_files(
+        dir,
+        &[
+            "mlx/CMakeLists.txt",
+            "mlx/mlx/mlx.h",
+            "metal_cpp/Metal/Metal.hpp",
+            "json/CMakeLists.txt",
+            "fmt/CMakeLists.txt",
+            "gguflib/gguflib.c",
+            MLX_SOURCES_CMAKE,
+        ],
+    )
+}
+
+/// Hands `pins.cmake` to the builds this process starts (cargo inherits
+/// it): mlx-c and MLX then build from the pinned sources. A cargo command
+/// run by hand needs the same variable (docs/MAC.md).
+fn use_mlx_sources(dir: &Path) {
+    let file = dir.join(MLX_SOURCES_CMAKE);
+    eprintln!(
+        "set-up: MLX builds from the pinned sources in {} ({MLX_SOURCES_ENV})",
+        dir.display()
+    );
+    // SAFETY (edition 2024's rule): set-up runs before this process starts
+    // any thread of its own.
+    std::env::set_var(MLX_SOURCES_ENV, file);
+}
+
+/// `pins.cmake`: a toolchain file that only sets FetchContent's source
+/// folders, one per pin under `dir`, so that nothing is fetched by tag.
+fn fetchcontent_overrides(dir: &Path) -> String {
+    let mut text = String::from(
+        "# Written by `cargo xtask setup` (xtask/crates/setup/src/pins.rs): MLX's\n\
+         # sources, checked against their pinned sha256, in place of FetchContent's\n\
+         # downloads by git tag.\n",
+    );
+    for archive in &pins::MLX_MACOS_SOURCES {
+        text.push_str(&format!(
+            "set(FETCHCONTENT_SOURCE_DIR_{} \"{}\" CACHE PATH \"{} (sha256 {})\" FORCE)\n",
+            archive.name.to_ascii_uppercase(),
+            dir.join(archive.name).display(),
+            archive.url,
+            archive.sha256
+        ));
+    }
+    text
+}
+
+/// The archive in `.cache/downloads`, downloaded (curl) if absent or
+/// corrupt, and checked against its pin.
+fn fetch_source(cache: &Path, archive: &pins::SourceArchive) -> Result<PathBuf> {
+    let path = cache.join("downloads").join(archive.file);
+    if path.exists() && verify_sha256(&path, archive.sha256).is_ok() {
+        return Ok(path);
+    }
+    eprintln!("set-up: downloading {}", archive.url);
+    let status = Command::new("curl")
+        .args(["-fsSL", "--retry", "3", "-o"])
+        .arg(&path)
+        .arg(archive.url)
+        .status()
+        .context("running curl")?;
+    ensure!(
+        status.success(),
+        "downloading {} failed ({status})",
+        archive.url
+    );
+    verify_sha256(&path, archive.sha256).inspect_err(|_| {
+        let _ = fs::remove_file(&path);
+    })?;
+    Ok(path)
+}
+
+/// Unpacks an archive (tar.gz, tar.xz or zip: the system's tar, bsdtar on
+/// macOS) into `dest`, without its one top folder.
+fn unpack_source(archive: &Path, dest: &Path) -> Result<()> {
+    fs::create_dir_all(dest)?;
+    let status = Command::new("tar")
+        .arg("-xf")
+        .arg(archive)
+        .args(["--strip-components", "1", "-C"])
+        .arg(dest)
+        .status()
+        .context("running tar")?;
+    ensure!(
+        status.success(),
+        "unpacking {} failed ({status})",
+        archive.display()
     );
     Ok(())
 }
@@ -385,6 +518,62 @@ mod tests {
                 ..Default::default()
             }
         ));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn every_macos_source_is_pinned_and_named_for_fetchcontent() {
+        let mut names = Vec::new();
+        for archive in &pins::MLX_MACOS_SOURCES {
+            assert_eq!(archive.sha256.len(), 64, "{archive:?}");
+            assert!(
+                archive.sha256.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{archive:?}"
+            );
+            assert!(archive.url.starts_with("https://"), "{archive:?}");
+            names.push(archive.name);
+        }
+        assert_eq!(names, ["mlx", "metal_cpp", "json", "fmt", "gguflib"]);
+        // The MLX archive is of the version mlx-c's CMakeLists.txt names.
+        let mlx_c = include_str!("../../../../third_party/mlx-sys/src/mlx-c/CMakeLists.txt");
+        let tag = format!("GIT_TAG v{}", pins::MLX_VERSION);
+        assert!(mlx_c.contains(&tag), "mlx-c no longer fetches {tag}");
+        assert!(pins::MLX_MACOS_SOURCES[0]
+            .url
+            .ends_with(&format!("v{}.tar.gz", pins::MLX_VERSION)));
+        let cmake = fetchcontent_overrides(Path::new("/clone/.cache/mlx-src-0.32.2"));
+        for line in [
+            "set(FETCHCONTENT_SOURCE_DIR_MLX \"/clone/.cache/mlx-src-0.32.2/mlx\" CACHE PATH",
+            "set(FETCHCONTENT_SOURCE_DIR_METAL_CPP \"/clone/.cache/mlx-src-0.32.2/metal_cpp\"",
+            "set(FETCHCONTENT_SOURCE_DIR_GGUFLIB \"/clone/.cache/mlx-src-0.32.2/gguflib\"",
+        ] {
+            assert!(cmake.contains(line), "{line:?} not in:\n{cmake}");
+        }
+        assert_eq!(cmake.matches("FORCE)\n").count(), 5, "{cmake}");
+        // A changed pin makes a new stamp: the folder is rebuilt.
+        assert!(mlx_sources_stamp().contains(pins::MLX_MACOS_SOURCES[4].sha256));
+    }
+
+    #[test]
+    fn a_source_archive_unpacks_without_its_top_folder() {
+        let dir = std::env::temp_dir().join(format!("xtask-unpack-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("fmt-12.1.0/include")).unwrap();
+        fs::write(dir.join("fmt-12.1.0/CMakeLists.txt"), "project(fmt)").unwrap();
+        let archive = dir.join("fmt.tar.gz");
+        let status = Command::new("tar")
+            .arg("-czf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&dir)
+            .arg("fmt-12.1.0")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        unpack_source(&archive, &dir.join("out/fmt")).unwrap();
+        assert!(dir.join("out/fmt/CMakeLists.txt").is_file());
+        assert!(dir.join("out/fmt/include").is_dir());
+        assert!(unpack_source(&dir.join("missing.tar.gz"), &dir.join("x")).is_err());
         fs::remove_dir_all(dir).unwrap();
     }
 
