@@ -8,7 +8,6 @@
 //! (`bench_core::protocol`); we write a row only for a runner that died,
 //! from its own start record.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::sync::{Arc, Mutex};
@@ -19,7 +18,7 @@ use bench_core::error::{out_of_memory_reason, size_settings};
 use bench_core::protocol::EXIT_FAILURES_RECORDED;
 use bench_core::protocol::{self, Message};
 use bench_core::record::{csv_path, read_rows, RowWriter};
-use bench_core::{DeviceKind, Execution, Framework, Precision, Preset, Row, Status};
+use bench_core::{DeviceKind, Execution, Framework, Precision, PresetChoice, Row, Status};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -37,9 +36,12 @@ use xtask_suite::{self as suite, BenchCrate};
 /// `--resume` runs the rest of it alike. The last three are not the run's.
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct BenchArgs {
-    /// Sizes: quick (seconds per cell on a 2-core CPU) or paper (the original study's).
-    #[arg(long, value_enum, default_value_t = Preset::Quick)]
-    pub preset: Preset,
+    /// Sizes: quick (seconds per cell on a 2-core CPU), laptop (an accelerator
+    /// with 8-16 GB), paper (the original study's), or auto: quick on the CPU,
+    /// on an accelerator the largest preset that fits its memory (the row says why).
+    #[arg(long, value_enum, default_value_t = PresetChoice::Auto)]
+    #[serde(default)]
+    pub preset: PresetChoice,
     /// Benchmarks to run (default: all), e.g. `--bench transfer bert`.
     #[arg(long, num_args = 1..)]
     pub bench: Vec<String>,
@@ -75,7 +77,8 @@ pub struct BenchArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub options: Vec<String>,
     /// A cell still running after this many seconds is stopped and recorded
-    /// as failed (default: 900 for the quick preset, 3600 for paper).
+    /// as failed (default: 900 for the quick preset and the CPU under auto,
+    /// 1800 for laptop, 3600 for paper and accelerators under auto).
     #[arg(long)]
     pub cell_timeout: Option<u64>,
     /// Run prebuilt runners from this folder (a bundle's `bin/`): no set-up,
@@ -121,11 +124,12 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
-    /// The per-cell wall-clock limit in seconds.
-    fn cell_timeout(&self) -> u64 {
-        self.cell_timeout.unwrap_or(match self.preset {
-            Preset::Quick => 900,
-            Preset::Paper => 3600,
+    /// The wall-clock limit in seconds of a cell on `device`.
+    fn cell_timeout(&self, device: DeviceKind) -> u64 {
+        self.cell_timeout.unwrap_or(match (self.preset, device) {
+            (PresetChoice::Quick, _) | (PresetChoice::Auto, DeviceKind::Cpu) => 900,
+            (PresetChoice::Laptop, _) => 1800,
+            (PresetChoice::Paper, _) | (PresetChoice::Auto, DeviceKind::Gpu) => 3600,
         })
     }
 }
@@ -278,6 +282,7 @@ fn plan_run(
         preset: args.preset,
         time_budget: args.time_budget,
         frameworks: &or(&args.framework, &[Framework::Torch, Framework::Mlx]),
+        devices: &or(&args.device, &[DeviceKind::Cpu, DeviceKind::Gpu]),
         options: &args.options,
     };
     // Before any cell: a mistyped or out-of-range knob stops the suite.
@@ -347,7 +352,7 @@ fn run_references(
         threads: args
             .threads
             .unwrap_or_else(bench_core::env::default_threads),
-        limit: Duration::from_secs(args.cell_timeout()),
+        limit: Duration::from_secs(args.cell_timeout(DeviceKind::Gpu)),
     };
     reference_runs::run_all(&context, &targets, interrupt).map(drop)
 }
@@ -448,17 +453,17 @@ fn resume_command(given: &BenchArgs, run_id: &str) -> String {
     command
 }
 
-fn plan(benches: &[BenchCrate], args: &BenchArgs, checked: &BTreeMap<String, Checked>) -> Vec<Job> {
+fn plan(benches: &[BenchCrate], args: &BenchArgs, checked: &knobs::CheckedCells) -> Vec<Job> {
     let frameworks = or(&args.framework, &[Framework::Torch, Framework::Mlx]);
     let devices = or(&args.device, &[DeviceKind::Cpu, DeviceKind::Gpu]);
     let precisions = or(&args.precision, &[Precision::F32]);
     let executions = or(&args.execution, &[Execution::Best]);
     let mut jobs = Vec::new();
     for bench in benches {
-        let Some(knobs) = checked.get(&bench.name) else {
-            continue;
-        };
         for &device in &devices {
+            let Some(knobs) = checked.get(&(bench.name.clone(), device)) else {
+                continue;
+            };
             for &precision in &precisions {
                 for &execution in &executions {
                     // Both twins of a configuration back to back.
@@ -530,7 +535,7 @@ fn run_job(
     let command = runner_command(place, job, args);
     let cell = Arc::new(Mutex::new(protocol::Cell::default()));
     let started = Instant::now();
-    let limit = args.cell_timeout();
+    let limit = args.cell_timeout(job.device);
     let (end, output) = cell_process::run(
         command,
         Duration::from_secs(limit),
@@ -624,7 +629,11 @@ fn death_reason(
         .filter(|line| Message::parse(line).is_none())
         .map(|line| format!("{line}\n"))
         .collect();
-    let sizes = size_settings(&args.preset.to_string(), &job.knobs.options);
+    let preset = job.planned_start().map(|start| start.preset.to_string());
+    let sizes = size_settings(
+        &preset.unwrap_or_else(|| args.preset.to_string()),
+        &job.knobs.options,
+    );
     out_of_memory_reason(&said, &sizes)
         .unwrap_or_else(|| format!("{}: {}", cell_process::describe(exit), tail(&said, 600)))
 }
@@ -640,6 +649,8 @@ fn tail(text: &str, max_chars: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use clap::Parser;
 
@@ -665,7 +676,10 @@ mod tests {
             starts: Vec::new(),
             measure: bench_core::MeasureSettings::default(),
         };
-        let checked = BTreeMap::from([("transfer".to_owned(), checked)]);
+        let checked = BTreeMap::from([
+            (("transfer".to_owned(), DeviceKind::Cpu), checked.clone()),
+            (("transfer".to_owned(), DeviceKind::Gpu), checked),
+        ]);
         let jobs = plan(&[bench], &args, &checked);
         assert_eq!(jobs.len(), 4);
         assert!(jobs.iter().all(|j| j.execution == Execution::Best));

@@ -10,7 +10,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use bench_core::knobs::scoped;
 use bench_core::protocol::Message;
-use bench_core::{Framework, MeasureSettings, Preset, Row};
+use bench_core::{DeviceKind, Framework, MeasureSettings, PresetChoice, Row};
 use xtask_suite::BenchCrate;
 
 /// What a benchmark's runner said of the cells it would run: the knobs it
@@ -36,9 +36,11 @@ impl Checked {
 
 /// What the suite asks of every runner before any cell.
 pub struct Request<'a> {
-    pub preset: Preset,
+    pub preset: PresetChoice,
     pub time_budget: Option<f64>,
     pub frameworks: &'a [Framework],
+    /// Each device is planned apart: `--preset auto` picks per device.
+    pub devices: &'a [DeviceKind],
     /// The `--set key=value` texts as given.
     pub options: &'a [String],
 }
@@ -64,21 +66,40 @@ pub fn list(runner_dir: &Path, benches: &[BenchCrate]) -> Result<()> {
     Ok(())
 }
 
+/// What each benchmark's runner said, per device.
+pub type CheckedCells = BTreeMap<(String, DeviceKind), Checked>;
+
 /// Checks the run's `--set` knobs with every benchmark's runner before any
 /// cell runs (`--check`); the error is the runner's (the closest known
-/// key, the range). Each runner answers with its plan messages.
-pub fn check(
-    runner_dir: &Path,
-    benches: &[BenchCrate],
-    request: &Request,
-) -> Result<BTreeMap<String, Checked>> {
+/// key, the range). Each runner answers with its plan messages, for each
+/// device asked.
+pub fn check(runner_dir: &Path, benches: &[BenchCrate], request: &Request) -> Result<CheckedCells> {
     let given = parse(request.options)?;
     let names: Vec<&str> = benches.iter().map(|b| b.name.as_str()).collect();
     let mut checked = BTreeMap::new();
     for bench in benches {
         let options = scoped(&bench.name, &names, &given)?;
+        for &device in request.devices {
+            let plan = plan_of(runner_dir, bench, request, device, &options, benches.len())?;
+            checked.insert((bench.name.clone(), device), plan);
+        }
+    }
+    Ok(checked)
+}
+
+/// One runner's `--check` for one device.
+fn plan_of(
+    runner_dir: &Path,
+    bench: &BenchCrate,
+    request: &Request,
+    device: DeviceKind,
+    options: &[(String, String)],
+    benchmarks: usize,
+) -> Result<Checked> {
+    {
         let mut command = runner(runner_dir, bench);
         command.args(["--check", "--preset", &request.preset.to_string()]);
+        command.args(["--device", &device.to_string()]);
         if !request.frameworks.is_empty() {
             command.arg("--framework");
             command.args(request.frameworks.iter().map(ToString::to_string));
@@ -86,7 +107,7 @@ pub fn check(
         if let Some(budget) = request.time_budget {
             command.args(["--time-budget", &budget.to_string()]);
         }
-        for (key, value) in &options {
+        for (key, value) in options {
             command.args(["--set", &format!("{key}={value}")]);
         }
         let output = command
@@ -95,7 +116,7 @@ pub fn check(
         if !output.status.success() {
             let said = String::from_utf8_lossy(&output.stderr);
             let said = said.trim().trim_start_matches("error: ");
-            let hint = if benches.len() > 1 {
+            let hint = if benchmarks > 1 {
                 "\n(a plain --set goes to every benchmark asked; --set <benchmark>.<key>=<value> to one)"
             } else {
                 ""
@@ -104,16 +125,12 @@ pub fn check(
         }
         let (starts, measure) = plans(&String::from_utf8_lossy(&output.stdout))
             .with_context(|| format!("{} --check", bench.package))?;
-        checked.insert(
-            bench.name.clone(),
-            Checked {
-                options,
-                starts,
-                measure,
-            },
-        );
+        Ok(Checked {
+            options: options.to_vec(),
+            starts,
+            measure,
+        })
     }
-    Ok(checked)
 }
 
 /// The plan messages of a runner's `--check` output.

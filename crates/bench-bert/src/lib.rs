@@ -68,8 +68,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use bench_core::host::HostTensor;
 use bench_core::{
-    measure_case, CaseResult, Cell, MeasureSettings, Precision, Preset, Runtime, Settings,
-    Throughput, Unavailable,
+    measure_case, CaseResult, Cell, Precision, Preset, Runtime, Settings, Throughput, Unavailable,
 };
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 use model_hub::{ModelFiles, ModelSource, Preference};
@@ -105,8 +104,10 @@ impl TwinBenchmark for Bert {
         &workload::KNOBS
     }
 
-    fn measure_settings(preset: Preset) -> MeasureSettings {
-        workload::presets(preset).measure
+    type Sizes = workload::FineTuneConfig;
+
+    fn presets(preset: Preset) -> bench_core::PresetRow<Self::Sizes> {
+        workload::presets(preset)
     }
 
     fn prepare(cell: &Cell) -> Result<Prepared> {

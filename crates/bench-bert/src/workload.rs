@@ -186,11 +186,13 @@ pub fn presets(preset: Preset) -> PresetRow<FineTuneConfig> {
             },
             // A step takes seconds on a 2-core CPU.
             measure: MeasureSettings::new(1, 5, 3, 20),
+            needs_gib: 1.0,
         },
         // The original study fine-tuned with sequences of 128 tokens,
         // batch 8, AdamW at lr 5e-5, 3 epochs (a small BERT trained
-        // from scratch on NLI pairs); here a pretrained bert-base.
-        Preset::Paper => PresetRow {
+        // from scratch on NLI pairs); here a pretrained bert-base, which a
+        // laptop holds as well.
+        Preset::Laptop | Preset::Paper => PresetRow {
             sizes: FineTuneConfig {
                 model: BERT_BASE.to_owned(),
                 model_is_default: true,
@@ -206,6 +208,8 @@ pub fn presets(preset: Preset) -> PresetRow<FineTuneConfig> {
                 offline: false,
             },
             measure: MeasureSettings::new(3, 30, 5, 300),
+            // bert-base's 110M parameters with gradients and AdamW's moments.
+            needs_gib: 3.0,
         },
     }
 }

@@ -17,11 +17,12 @@ use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::cell::Cell;
-use crate::dims::{DeviceKind, Execution, Framework, Precision, Preset};
+use crate::dims::{DeviceKind, Execution, Framework, Precision, Preset, PresetChoice};
 use crate::env::{self, Environment};
 use crate::error::{out_of_memory_reason, size_settings, unavailable_reason};
 use crate::knobs::{self, Knob};
 use crate::measure::{CaseResult, MeasureSettings};
+use crate::presets;
 use crate::process;
 use crate::protocol::{Message, EXIT_FAILURES_RECORDED};
 use crate::record::RowWriter;
@@ -39,6 +40,13 @@ pub trait Benchmark {
     /// Its `--set` knobs (the generic ones, [`crate::knobs::GENERIC`], come
     /// on top): the only keys its cells read.
     fn knobs(&self) -> &'static [Knob];
+
+    /// Accelerator memory a preset's work needs, roughly (GiB): what
+    /// `--preset auto` weighs against the device's.
+    fn needs_gib(&self, preset: Preset) -> f64 {
+        let _ = preset;
+        0.0
+    }
 
     /// Warm-up, repetitions and time budget for a preset.
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {
@@ -72,9 +80,11 @@ pub struct FrameworkHooks {
 
 #[derive(Parser, Debug, Clone)]
 pub struct RunnerArgs {
-    /// Sizes: quick (seconds on a 2-core CPU) or paper (the original study's).
-    #[arg(long, value_enum, default_value_t = Preset::Quick)]
-    pub preset: Preset,
+    /// Sizes: quick (seconds on a 2-core CPU), laptop (an accelerator with 8-16 GB),
+    /// paper (the original study's), or auto: quick on the CPU, on an accelerator
+    /// the largest that fits its memory.
+    #[arg(long, value_enum, default_value_t = PresetChoice::Auto)]
+    pub preset: PresetChoice,
     /// Frameworks to run, one after the other, each in a process of its own (default: all).
     #[arg(long, value_enum, num_args = 1..)]
     pub framework: Vec<Framework>,
@@ -271,21 +281,30 @@ pub fn harness_framework(frameworks: &[FrameworkHooks], threads: usize) -> Frame
     std::process::exit(0)
 }
 
-/// The cell of `framework` that these arguments ask for.
+/// The preset of this runner's cells, and why ([`presets::choose`]).
+fn preset_of(benchmark: &dyn Benchmark, args: &RunnerArgs) -> (Preset, String) {
+    let memory = presets::device_memory(args.device);
+    presets::choose(args.preset, args.device, memory, |preset| {
+        benchmark.needs_gib(preset)
+    })
+}
+
+/// The cell of `framework` that these arguments ask for, at `preset`.
 fn cell(
     benchmark: &dyn Benchmark,
     args: &RunnerArgs,
     framework: Framework,
     threads: usize,
+    preset: Preset,
 ) -> Cell {
     Cell {
         framework,
         device: args.device,
         precision: args.precision,
-        preset: args.preset,
+        preset,
         execution: args.execution,
         threads,
-        measure: args.measure_settings(benchmark.measure_settings(args.preset)),
+        measure: args.measure_settings(benchmark.measure_settings(preset)),
         seed: args.seed,
         options: args.options.clone(),
         knobs: benchmark.knobs(),
@@ -325,19 +344,16 @@ fn start_records(
     let threads = args.threads.unwrap_or_else(env::default_threads);
     anyhow::ensure!(threads >= 1, "--threads must be at least 1");
     let environment = environment(suite_version, frameworks);
+    let (preset, why) = preset_of(benchmark, args);
     asked
         .iter()
         .map(|&framework| {
             let hooks = hooks_of(frameworks, framework)?;
-            let cell = cell(benchmark, args, framework, threads);
+            let cell = cell(benchmark, args, framework, threads, preset);
             let version = (hooks.version)();
-            Ok(Row::start(
-                run_id,
-                benchmark.name(),
-                &cell,
-                &version,
-                &environment,
-            ))
+            let mut start = Row::start(run_id, benchmark.name(), &cell, &version, &environment);
+            start.settings.push("preset_choice", &why);
+            Ok(start)
         })
         .collect()
 }
@@ -359,7 +375,7 @@ fn plan(
         &asked,
     )?;
     for start in starts {
-        let measure = args.measure_settings(benchmark.measure_settings(args.preset));
+        let measure = args.measure_settings(benchmark.measure_settings(start.preset));
         Message::Plan { start, measure }.emit()?;
     }
     Ok(())
@@ -423,7 +439,7 @@ fn run_here(
         start_records(suite_version, benchmark, frameworks, args, run_id, &asked)?.remove(0);
     Message::Start { row: start.clone() }.emit()?;
     let mut writer = RowWriter::open(rows_path)?;
-    let cell = cell(benchmark, args, framework, threads);
+    let cell = cell(benchmark, args, framework, threads, start.preset);
     let mut failures = 0;
     for row in run_cell(benchmark, &cell, start) {
         failures += usize::from(row.status == Status::Failed);

@@ -66,7 +66,23 @@ impl Precision {
 pub enum Preset {
     /// Small sizes: seconds per benchmark on a 2-core CPU.
     Quick,
+    /// Sizes for an accelerator with 8-16 GB (a laptop's unified memory):
+    /// the paper's where they fit, smaller models or problems where not.
+    Laptop,
     /// The sizes of the original study.
+    Paper,
+}
+
+/// The sizes asked on the command line: a preset, or `auto`, which picks
+/// one per cell from the device and its memory (`presets::choose`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PresetChoice {
+    /// The CPU runs quick; an accelerator the largest preset that fits its memory.
+    #[default]
+    Auto,
+    Quick,
+    Laptop,
     Paper,
 }
 
@@ -114,7 +130,14 @@ macro_rules! display_as_value_name {
         }
     )*};
 }
-display_as_value_name!(Framework, DeviceKind, Precision, Preset, Execution);
+display_as_value_name!(
+    Framework,
+    DeviceKind,
+    Precision,
+    Preset,
+    PresetChoice,
+    Execution
+);
 
 #[cfg(test)]
 mod precision_tests {

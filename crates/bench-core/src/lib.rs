@@ -35,7 +35,7 @@ pub mod settings;
 pub mod stats;
 
 pub use cell::Cell;
-pub use dims::{DeviceKind, Execution, Framework, Precision, Preset};
+pub use dims::{DeviceKind, Execution, Framework, Precision, Preset, PresetChoice};
 pub use error::Unavailable;
 pub use knobs::{Kind, Knob};
 pub use measure::{

@@ -4,14 +4,17 @@
 //! - the cell's work starts from its preset's row (`--set` knobs override);
 //! - the runner records the row's measurement settings;
 //! - the knobs' defaults in `--help` are printed from it ([`KnobDefaults`]);
-//! - the Criterion harness runs the Quick row.
+//! - the Criterion harness runs the Quick row;
+//! - `--preset auto` picks a row per cell from the memory it needs
+//!   ([`choose`]).
 
 use std::fmt::Display;
+use std::process::Command;
 
 use anyhow::Result;
 
 use crate::cell::Cell;
-use crate::dims::Preset;
+use crate::dims::{DeviceKind, Preset, PresetChoice};
 use crate::knobs::Knob;
 use crate::measure::MeasureSettings;
 
@@ -22,33 +25,44 @@ pub struct PresetRow<S> {
     pub sizes: S,
     /// Warm-up, repetitions and time budget.
     pub measure: MeasureSettings,
+    /// Accelerator memory the row's work needs in float32, roughly (GiB):
+    /// what `--preset auto` weighs against the device's.
+    pub needs_gib: f64,
 }
 
 /// A benchmark's table: its row for each preset.
 pub type PresetTable<S> = fn(Preset) -> PresetRow<S>;
 
-/// A knob's default as `--help` prints it: the Quick value, with the Paper
-/// value in brackets where it differs ("4 (paper: 12)", or "128").
-pub fn default_text(quick: impl Display, paper: impl Display) -> String {
-    let (quick, paper) = (quick.to_string(), paper.to_string());
-    if quick == paper {
+/// A knob's default as `--help` prints it: the Quick value, with the
+/// Laptop and Paper values in brackets where they differ from it
+/// ("4 (laptop: 6, paper: 12)", "4 (paper: 12)", or "128").
+pub fn default_text(quick: impl Display, laptop: impl Display, paper: impl Display) -> String {
+    let quick = quick.to_string();
+    let others: Vec<String> = [("laptop", laptop.to_string()), ("paper", paper.to_string())]
+        .into_iter()
+        .filter(|(_, value)| *value != quick)
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect();
+    if others.is_empty() {
         quick
     } else {
-        format!("{quick} (paper: {paper})")
+        format!("{quick} ({})", others.join(", "))
     }
 }
 
-/// Both presets' sizes side by side, which the knobs' defaults are read from.
+/// The presets' sizes side by side, which the knobs' defaults are read from.
 pub struct KnobDefaults<S> {
     pub quick: S,
+    pub laptop: S,
     pub paper: S,
 }
 
 impl<S> KnobDefaults<S> {
-    /// The sizes of both rows of `table`.
+    /// The sizes of every row of `table`.
     pub fn of(table: PresetTable<S>) -> Self {
         Self {
             quick: table(Preset::Quick).sizes,
+            laptop: table(Preset::Laptop).sizes,
             paper: table(Preset::Paper).sizes,
         }
     }
@@ -57,8 +71,79 @@ impl<S> KnobDefaults<S> {
     /// A [`Knob`] holds `&'static str`, so the text is leaked: build a
     /// benchmark's knobs once per process (a `LazyLock`).
     pub fn text<T: Display>(&self, field: impl Fn(&S) -> T) -> &'static str {
-        default_text(field(&self.quick), field(&self.paper)).leak()
+        default_text(field(&self.quick), field(&self.laptop), field(&self.paper)).leak()
     }
+}
+
+/// What `--preset auto` may fill of a device's memory: the rest is the
+/// frameworks' own, the other process's, the system's.
+pub const AUTO_MEMORY_SHARE: f64 = 0.75;
+
+/// The preset of a cell, and why: the one asked, or for `auto` the quick
+/// sizes on the CPU (its preset for a 2-core machine) and on an
+/// accelerator the largest row whose need (`needs_gib`) fits
+/// [`AUTO_MEMORY_SHARE`] of its memory (`memory`: GiB and what it is).
+pub fn choose(
+    choice: PresetChoice,
+    device: DeviceKind,
+    memory: Option<(f64, &str)>,
+    needs_gib: impl Fn(Preset) -> f64,
+) -> (Preset, String) {
+    let fixed = |preset| (preset, "asked".to_owned());
+    match (choice, device, memory) {
+        (PresetChoice::Quick, ..) => fixed(Preset::Quick),
+        (PresetChoice::Laptop, ..) => fixed(Preset::Laptop),
+        (PresetChoice::Paper, ..) => fixed(Preset::Paper),
+        (PresetChoice::Auto, DeviceKind::Cpu, _) => (
+            Preset::Quick,
+            "auto: the CPU runs the quick sizes".to_owned(),
+        ),
+        (PresetChoice::Auto, DeviceKind::Gpu, None) => (
+            Preset::Quick,
+            "auto: the accelerator's memory is unknown".to_owned(),
+        ),
+        (PresetChoice::Auto, DeviceKind::Gpu, Some((gib, what))) => {
+            let room = gib * AUTO_MEMORY_SHARE;
+            let preset = [Preset::Paper, Preset::Laptop]
+                .into_iter()
+                .find(|&preset| needs_gib(preset) <= room)
+                .unwrap_or(Preset::Quick);
+            let reason = format!(
+                "auto: {gib:.0} GiB of {what}; paper needs about {:.0}, laptop {:.0}",
+                needs_gib(Preset::Paper),
+                needs_gib(Preset::Laptop)
+            );
+            (preset, reason)
+        }
+    }
+}
+
+/// The memory of `device`, in GiB, and what it is: the accelerator's own
+/// (NVIDIA's first GPU), or a Mac's unified memory (which its GPU uses);
+/// the machine's RAM for the CPU. None where it cannot be read.
+pub fn device_memory(device: DeviceKind) -> Option<(f64, &'static str)> {
+    let ram = || {
+        let mut system = sysinfo::System::new();
+        system.refresh_memory();
+        system.total_memory() as f64 / (1u64 << 30) as f64
+    };
+    match device {
+        DeviceKind::Cpu => Some((ram(), "RAM")),
+        DeviceKind::Gpu if cfg!(target_os = "macos") => Some((ram(), "unified memory")),
+        DeviceKind::Gpu => nvidia_memory_gib().map(|gib| (gib, "GPU memory")),
+    }
+}
+
+/// The first NVIDIA GPU's memory, from `nvidia-smi` (MiB).
+fn nvidia_memory_gib() -> Option<f64> {
+    let output = Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.total", "--format=csv,noheader,nounits"])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mib: f64 = text.lines().next()?.trim().parse().ok()?;
+    Some(mib / 1024.0)
 }
 
 /// For each benchmark's tests: its knobs, declared by `declare` from the
@@ -90,6 +175,7 @@ fn knobs_follow_the_cells<S>(
     let ran = |preset| run(&cell(preset)).map_err(|e| format!("{preset} cell: {e:#}"));
     let from_cells = declare(&KnobDefaults {
         quick: ran(Preset::Quick)?,
+        laptop: ran(Preset::Laptop)?,
         paper: ran(Preset::Paper)?,
     });
     for (declared, ran) in knobs.iter().zip(&from_cells) {
@@ -115,10 +201,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_default_names_the_paper_value_only_where_it_differs() {
-        assert_eq!(default_text(4, 12), "4 (paper: 12)");
-        assert_eq!(default_text(128, 128), "128");
-        assert_eq!(default_text("auto", "auto"), "auto");
+    fn a_default_names_the_other_presets_values_only_where_they_differ() {
+        assert_eq!(default_text(4, 6, 12), "4 (laptop: 6, paper: 12)");
+        assert_eq!(default_text(4, 12, 12), "4 (laptop: 12, paper: 12)");
+        assert_eq!(default_text(4, 4, 12), "4 (paper: 12)");
+        assert_eq!(default_text(128, 128, 128), "128");
+        assert_eq!(default_text("auto", "auto", "auto"), "auto");
+    }
+
+    /// lm-train's needs: paper about 30 GiB, laptop about 3.
+    fn needs(preset: Preset) -> f64 {
+        match preset {
+            Preset::Quick => 0.5,
+            Preset::Laptop => 3.0,
+            Preset::Paper => 30.0,
+        }
+    }
+
+    #[test]
+    fn auto_runs_quick_on_the_cpu_and_the_largest_preset_that_fits_the_accelerator() {
+        let auto = |device, memory| choose(PresetChoice::Auto, device, memory, needs);
+        assert_eq!(auto(DeviceKind::Cpu, Some((512.0, "RAM"))).0, Preset::Quick);
+        // An 80 GB GPU, a 16 GB and an 8 GB Mac, a 2 GB device.
+        let gpu = |gib| auto(DeviceKind::Gpu, Some((gib, "memory"))).0;
+        assert_eq!(gpu(80.0), Preset::Paper);
+        assert_eq!(gpu(16.0), Preset::Laptop);
+        assert_eq!(gpu(8.0), Preset::Laptop);
+        assert_eq!(gpu(2.0), Preset::Quick);
+        let (preset, why) = auto(DeviceKind::Gpu, Some((16.0, "unified memory")));
+        assert_eq!(preset, Preset::Laptop);
+        assert_eq!(
+            why,
+            "auto: 16 GiB of unified memory; paper needs about 30, laptop 3"
+        );
+        assert_eq!(auto(DeviceKind::Gpu, None).0, Preset::Quick);
+        // A preset asked is kept, whatever the memory.
+        let asked = choose(
+            PresetChoice::Paper,
+            DeviceKind::Gpu,
+            Some((2.0, "x")),
+            needs,
+        );
+        assert_eq!(asked, (Preset::Paper, "asked".to_owned()));
     }
 
     #[derive(Clone)]
@@ -129,11 +253,13 @@ mod tests {
     fn table(preset: Preset) -> PresetRow<Sizes> {
         let layers = match preset {
             Preset::Quick => 4,
+            Preset::Laptop => 6,
             Preset::Paper => 12,
         };
         PresetRow {
             sizes: Sizes { layers },
             measure: MeasureSettings::default(),
+            needs_gib: needs(preset),
         }
     }
 
@@ -145,7 +271,7 @@ mod tests {
     #[test]
     fn knobs_read_their_defaults_from_the_table_and_are_checked_against_the_cells() {
         let knobs: &'static [Knob] = declare(&KnobDefaults::of(table)).leak();
-        assert_eq!(knobs[0].default, "4 (paper: 12)");
+        assert_eq!(knobs[0].default, "4 (laptop: 6, paper: 12)");
         let honest = |cell: &Cell| Ok(table(cell.preset).sizes);
         knobs_follow_the_cells(knobs, declare, honest).unwrap();
         let drifted = |cell: &Cell| {
@@ -155,6 +281,6 @@ mod tests {
         };
         let error = knobs_follow_the_cells(knobs, declare, drifted).unwrap_err();
         assert!(error.contains("knob layers"), "{error}");
-        assert!(error.contains("5 (paper: 13)"), "{error}");
+        assert!(error.contains("5 (laptop: 7, paper: 13)"), "{error}");
     }
 }

@@ -111,9 +111,7 @@ pub mod weights;
 pub mod workload;
 
 use anyhow::Result;
-use bench_core::{
-    measure, CaseResult, Cell, MeasureSettings, Preset, Runtime, Settings, Throughput,
-};
+use bench_core::{measure, CaseResult, Cell, Preset, Runtime, Settings, Throughput};
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
 pub use config::ModelConfig;
@@ -168,8 +166,10 @@ impl TwinBenchmark for LmTrain {
         &workload::KNOBS
     }
 
-    fn measure_settings(preset: Preset) -> MeasureSettings {
-        workload::presets(preset).measure
+    type Sizes = workload::LmConfig;
+
+    fn presets(preset: Preset) -> bench_core::PresetRow<Self::Sizes> {
+        workload::presets(preset)
     }
 
     fn prepare(cell: &Cell) -> Result<Work> {

@@ -80,8 +80,10 @@ impl TwinBenchmark for TinyLlama {
         &workload::KNOBS
     }
 
-    fn measure_settings(preset: Preset) -> MeasureSettings {
-        workload::presets(preset).measure
+    type Sizes = workload::GenerationConfig;
+
+    fn presets(preset: Preset) -> bench_core::PresetRow<Self::Sizes> {
+        workload::presets(preset)
     }
 
     fn prepare(cell: &Cell) -> Result<Workload> {

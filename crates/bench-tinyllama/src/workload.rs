@@ -89,9 +89,10 @@ pub fn presets(preset: Preset) -> PresetRow<GenerationConfig> {
                 copy_elements: 1 << 26,
             },
             measure: MeasureSettings::new(1, 5, 3, 60),
+            needs_gib: NEEDS_GIB,
         },
-        // llama-bench's pp512 / tg128.
-        Preset::Paper => PresetRow {
+        // llama-bench's pp512 / tg128; a laptop holds the model as well.
+        Preset::Laptop | Preset::Paper => PresetRow {
             sizes: GenerationConfig {
                 prompt_tokens: 512,
                 gen_tokens: 128,
@@ -99,9 +100,14 @@ pub fn presets(preset: Preset) -> PresetRow<GenerationConfig> {
                 copy_elements: 1 << 26,
             },
             measure: MeasureSettings::new(1, 10, 3, 600),
+            needs_gib: NEEDS_GIB,
         },
     }
 }
+
+/// TinyLlama's 1.1B parameters in float32 (4.4 GB) with the caches and the
+/// copy ceiling's buffers: every preset runs the whole model.
+const NEEDS_GIB: f64 = 6.0;
 
 impl GenerationConfig {
     /// The preset's sizes with the cell's `--set` knobs applied:

@@ -19,7 +19,8 @@
 //! - `quick`: N = 512, 4 iterations; CPU ceilings: 1024^2 matmul, 64 MiB.
 //! - `paper`: N = 10000, 50 iterations (as the original); CPU ceilings:
 //!   4096^2, 256 MiB.
-//! - On a GPU the ceilings are 8192^2 and 1 GiB whatever the preset.
+//! - On a GPU the ceilings are 8192^2 and 1 GiB whatever the preset, smaller
+//!   where the device has less memory (an eighth of it per problem).
 //!
 //! `--set n=... --set iterations=...` override the sizes (recorded in the
 //! row).
@@ -37,8 +38,7 @@ pub mod workload;
 use anyhow::Result;
 use bench_core::host::HostTensor;
 use bench_core::{
-    measure_case, CaseResult, Cell, DeviceKind, MeasureSettings, Preset, Runtime, Settings,
-    Throughput,
+    measure_case, CaseResult, Cell, DeviceKind, Preset, Runtime, Settings, Throughput,
 };
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
@@ -89,8 +89,10 @@ impl TwinBenchmark for Transfer {
         &workload::KNOBS
     }
 
-    fn measure_settings(preset: Preset) -> MeasureSettings {
-        workload::presets(preset).measure
+    type Sizes = workload::SwitchConfig;
+
+    fn presets(preset: Preset) -> bench_core::PresetRow<Self::Sizes> {
+        workload::presets(preset)
     }
 
     fn prepare(cell: &Cell) -> Result<Work> {

@@ -28,6 +28,17 @@ pub fn presets(preset: Preset) -> PresetRow<SwitchConfig> {
                 iterations: 4,
             },
             measure: MeasureSettings::new(1, 5, 3, 20),
+            needs_gib: 0.5,
+        },
+        // Three 4096^2 matrices; fewer iterations, as a laptop's GPU takes
+        // longer per switch.
+        Preset::Laptop => PresetRow {
+            sizes: SwitchConfig {
+                size: 4096,
+                iterations: 20,
+            },
+            measure: MeasureSettings::new(1, 5, 3, 300),
+            needs_gib: 1.0,
         },
         // As the original: N = 10000, 50 iterations.
         Preset::Paper => PresetRow {
@@ -36,6 +47,8 @@ pub fn presets(preset: Preset) -> PresetRow<SwitchConfig> {
                 iterations: 50,
             },
             measure: MeasureSettings::new(1, 5, 3, 600),
+            // Three 10000^2 float32 matrices (1.2 GB) and a product.
+            needs_gib: 2.0,
         },
     }
 }
@@ -100,16 +113,50 @@ impl SwitchConfig {
 
 impl CeilingConfig {
     /// An accelerator's ceilings need large problems whatever the preset
-    /// (a 1024^2 matmul measures launch overhead on a GPU, not its peak).
+    /// (a 1024^2 matmul measures launch overhead on a GPU, not its peak):
+    /// 8192^2 and 1 GiB copies, smaller where the device's memory is
+    /// (`bench_core::presets::device_memory`).
     pub fn for_cell(preset: Preset, device: DeviceKind) -> Self {
-        let (matmul_size, copy_elements) = match (preset, device) {
-            (Preset::Quick, DeviceKind::Cpu) => (1024, 1 << 24),
-            (Preset::Paper, DeviceKind::Cpu) => (4096, 1 << 26),
-            (_, DeviceKind::Gpu) => (8192, 1 << 28),
+        match device {
+            DeviceKind::Cpu => Self::for_cpu(preset),
+            DeviceKind::Gpu => {
+                let memory = bench_core::presets::device_memory(device).map(|(gib, _)| gib);
+                Self::for_accelerator(memory)
+            }
+        }
+    }
+
+    fn for_cpu(preset: Preset) -> Self {
+        let (matmul_size, copy_elements) = match preset {
+            Preset::Quick => (1024, 1 << 24),
+            Preset::Laptop | Preset::Paper => (4096, 1 << 26),
         };
         Self {
             matmul_size,
             copy_elements,
+        }
+    }
+
+    /// The accelerator's ceilings for `memory_gib` (unknown: the largest):
+    /// the matmul's three matrices and the copy's two buffers each within
+    /// an eighth of the memory.
+    pub fn for_accelerator(memory_gib: Option<f64>) -> Self {
+        const LARGEST: (usize, usize) = (8192, 1 << 28);
+        let Some(gib) = memory_gib else {
+            return Self {
+                matmul_size: LARGEST.0,
+                copy_elements: LARGEST.1,
+            };
+        };
+        let eighth = gib * (1u64 << 30) as f64 / 8.0;
+        // Three f32 matrices, sizes a multiple of 1024.
+        let side = ((eighth / 12.0).sqrt() as usize / 1024 * 1024).clamp(1024, LARGEST.0);
+        // Two f32 buffers, a power of two elements.
+        let elements = ((eighth / 8.0) as usize).max(1 << 20);
+        let copy = (1usize << elements.ilog2()).min(LARGEST.1);
+        Self {
+            matmul_size: side,
+            copy_elements: copy,
         }
     }
 
@@ -123,6 +170,22 @@ mod tests {
     use bench_core::presets::assert_knobs_follow_the_cells;
 
     use super::*;
+
+    #[test]
+    fn accelerator_ceilings_scale_with_memory_up_to_8192_squared_and_a_gib() {
+        let of = |gib| {
+            let c = CeilingConfig::for_accelerator(gib);
+            (c.matmul_size, c.copy_elements)
+        };
+        // An H200, a 16 GB Mac: the largest problems.
+        assert_eq!(of(Some(141.0)), (8192, 1 << 28));
+        assert_eq!(of(Some(16.0)), (8192, 1 << 28));
+        // An 8 GB Mac: the matmul fits (805 MB of 1 GiB), the copy halves.
+        assert_eq!(of(Some(8.0)), (8192, 1 << 27));
+        // 2 GB: a 4096^2 matmul (201 MB of 256 MB), 32M-element buffers.
+        assert_eq!(of(Some(2.0)), (4096, 1 << 25));
+        assert_eq!(of(None), (8192, 1 << 28));
+    }
 
     /// `--help`'s defaults are the preset table's, and a cell of each
     /// preset runs them.

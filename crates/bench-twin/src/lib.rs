@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use bench_core::cli::{Benchmark, CellOutput, FrameworkHooks};
-use bench_core::{CaseResult, Cell, Framework, Knob, MeasureSettings, Preset, Runtime};
+use bench_core::{CaseResult, Cell, Framework, Knob, MeasureSettings, Preset, PresetRow, Runtime};
 pub use fw_mlx::MlxRuntime;
 pub use fw_torch::TorchRuntime;
 
@@ -38,8 +38,12 @@ pub trait TwinBenchmark {
     /// cells read.
     fn knobs() -> &'static [Knob];
 
-    /// Warm-up, repetitions and time budget for a preset.
-    fn measure_settings(preset: Preset) -> MeasureSettings;
+    /// The sizes a row of its preset table holds.
+    type Sizes;
+
+    /// Its preset table (`bench_core::presets`): sizes, measure settings
+    /// and the memory the work needs, per preset.
+    fn presets(preset: Preset) -> PresetRow<Self::Sizes>;
 
     /// The framework-free work of a cell.
     fn prepare(cell: &Cell) -> Result<Self::Work>;
@@ -79,7 +83,11 @@ impl<B: TwinBenchmark> Benchmark for Runner<B> {
     }
 
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {
-        B::measure_settings(preset)
+        B::presets(preset).measure
+    }
+
+    fn needs_gib(&self, preset: Preset) -> f64 {
+        B::presets(preset).needs_gib
     }
 
     fn run(&self, cell: &Cell) -> Result<CellOutput> {

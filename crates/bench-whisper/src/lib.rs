@@ -55,9 +55,7 @@ pub mod weights;
 pub mod workload;
 
 use anyhow::{Context, Result};
-use bench_core::{
-    measure_case, CaseResult, Cell, Knob, MeasureSettings, Preset, Runtime, Throughput,
-};
+use bench_core::{measure_case, CaseResult, Cell, Knob, Preset, Runtime, Throughput};
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
 pub use crate::pipeline::WhisperTwin;
@@ -75,8 +73,10 @@ impl TwinBenchmark for Transcription {
         &KNOBS
     }
 
-    fn measure_settings(preset: Preset) -> MeasureSettings {
-        workload::presets(preset).measure
+    type Sizes = workload::Defaults;
+
+    fn presets(preset: Preset) -> bench_core::PresetRow<Self::Sizes> {
+        workload::presets(preset)
     }
 
     fn prepare(cell: &Cell) -> Result<Workload> {

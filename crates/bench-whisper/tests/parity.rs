@@ -196,7 +196,10 @@ fn float16_twins_track_float32() {
         // Measured 1.1e-4 (MLX) and 1.6e-4 (PyTorch) on logits up to 0.35;
         // a lost cast or an overflow moves them by their own size. Not 0:
         // the twin did compute in float16.
-        assert!(diff < 5e-3 && diff > 0.0, "{name} f16 logits differ by {diff}");
+        assert!(
+            diff < 5e-3 && diff > 0.0,
+            "{name} f16 logits differ by {diff}"
+        );
     }
 }
 
