@@ -58,7 +58,7 @@ fn dl_error() -> String {
 /// Opens a shared library from its bytes: writes them to a temporary file
 /// (under `TMPDIR`), opens that with `dlopen` and removes the file, which
 /// the loaded library outlives. The handle is never closed. Portable
-/// (Linux, macOS), unlike an anonymous `memfd` file.
+/// (Linux, macOS), unlike Linux's anonymous in-memory files.
 pub(crate) fn open_library_bytes(bytes: &[u8], name: &str) -> Result<*mut c_void, String> {
     let mut file = tempfile::Builder::new()
         .prefix(&format!("{name}-"))
