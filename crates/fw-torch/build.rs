@@ -6,6 +6,11 @@
 //!   libtorch_cuda: compiled into its own shared object with those symbols
 //!   left unresolved, embedded in the binary and opened only once
 //!   libtorch_cuda.so is loaded, so the CPU-only install builds and runs.
+//! - `shim/probe.c`: a one-function library that the tests open the way
+//!   the CUDA graph shim is opened (see `graph::open_library_bytes`).
+//!
+//! With the `check-only` feature (`cargo xtask check-macos`) nothing is
+//! compiled: the type-check needs no libtorch, and links nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,6 +20,18 @@ fn main() {
     println!("cargo:rerun-if-changed=shim");
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let shim = out.join("libfwt_cuda_graph.so");
+    let probe = out.join("libfwt_probe.so");
+    println!("cargo:rustc-env=FWT_CUDA_GRAPH_SHIM={}", shim.display());
+    println!("cargo:rustc-env=FWT_PROBE_LIBRARY={}", probe.display());
+    if std::env::var_os("CARGO_FEATURE_CHECK_ONLY").is_some() {
+        std::fs::write(&shim, b"").expect("writing OUT_DIR");
+        std::fs::write(&probe, b"").expect("writing OUT_DIR");
+        println!(
+            "cargo:rustc-env=FWT_CUDA_GRAPH_SHIM_NOTE=fw-torch was type-checked only (check-only)"
+        );
+        return;
+    }
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
         panic!(
             "LIBTORCH is not set: run `cargo xtask setup` (it fills .cargo/config.toml's folders)"
@@ -34,8 +51,8 @@ fn main() {
         .warnings(false)
         .opt_level(2);
     optim.compile("fwt_optim");
+    build_probe(&probe);
 
-    let shim = out.join("libfwt_cuda_graph.so");
     let note = if !cuda_include.join("cuda_runtime_api.h").exists() {
         format!(
             "fw-torch was built without the CUDA graph shim: no CUDA headers at {}",
@@ -53,8 +70,22 @@ fn main() {
     if !note.is_empty() {
         std::fs::write(&shim, b"").expect("writing OUT_DIR");
     }
-    println!("cargo:rustc-env=FWT_CUDA_GRAPH_SHIM={}", shim.display());
     println!("cargo:rustc-env=FWT_CUDA_GRAPH_SHIM_NOTE={note}");
+}
+
+/// The tests' probe library (C, no libtorch).
+fn build_probe(output: &Path) {
+    let compiler = cc::Build::new().cargo_warnings(false).get_compiler();
+    let status = Command::new(compiler.path())
+        .args(["-shared", "-fPIC", "-O2", "shim/probe.c", "-o"])
+        .arg(output)
+        .status()
+        .unwrap_or_else(|e| panic!("running {}: {e}", compiler.path().display()));
+    assert!(
+        status.success(),
+        "{} could not build shim/probe.c ({status})",
+        compiler.path().display()
+    );
 }
 
 fn build_cuda_graph_shim(

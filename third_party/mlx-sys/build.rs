@@ -226,12 +226,31 @@ fn publish_native_sources(dst: &Path, mlx_c_root: &Path) {
     }
 }
 
+/// mlx-vs-torch patch: with `MLX_SYS_PREGENERATED_BINDINGS=1`, mlx-sys builds
+/// neither MLX nor mlx-c and runs no bindgen: it takes the bindings generated
+/// once from this mlx-c for the target (`bindings/<target>.rs`, for
+/// aarch64-apple-darwin only) and links nothing. For type-checking
+/// (`cargo xtask check-macos`) where the target's native build cannot run.
+/// `=regenerate` writes that file anew with bindgen (third_party/README.md).
+const PREGENERATED_BINDINGS: &str = "MLX_SYS_PREGENERATED_BINDINGS";
+
+fn pregenerated_bindings_file() -> PathBuf {
+    let target = env::var("TARGET").unwrap();
+    PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap())
+        .join("bindings")
+        .join(format!("{target}.rs"))
+}
+
 fn main() {
     println!("cargo:rerun-if-env-changed=MLX_RS_METAL_PATH");
     println!("cargo:rerun-if-changed=native-libraries.txt");
     println!("cargo:rerun-if-changed=src/native_link.rs");
     println!("cargo:rerun-if-env-changed=MLX_PREFIX");
-    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
+    println!("cargo:rerun-if-env-changed={PREGENERATED_BINDINGS}");
+    let pregenerated = env::var(PREGENERATED_BINDINGS).ok();
+    if pregenerated.is_some() {
+        // Type-checking only: nothing to build or link.
+    } else if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
         build_and_link_mlx_c();
     } else {
         let prefix = env::var_os("MLX_PREFIX").map(PathBuf::from).unwrap_or_else(|| {
@@ -251,13 +270,33 @@ fn main() {
             mlx_c_root.join(relative).display()
         );
     }
+    let out_path = PathBuf::from(env::var("OUT_DIR").unwrap());
+    if let Some(mode) = pregenerated {
+        let file = pregenerated_bindings_file();
+        println!("cargo:rerun-if-changed={}", file.display());
+        if mode == "regenerate" {
+            fs::create_dir_all(file.parent().unwrap()).unwrap();
+            bindgen_config::builder(&mlx_c_root, &headers)
+                .generate()
+                .expect("Unable to generate bindings")
+                .write_to_file(&file)
+                .expect("Couldn't write bindings!");
+        } else if !file.is_file() {
+            panic!(
+                "{PREGENERATED_BINDINGS} is set, but {} is missing: mlx-sys has pre-generated \
+                 bindings for aarch64-apple-darwin only (see third_party/README.md)",
+                file.display()
+            );
+        }
+        fs::copy(&file, out_path.join("bindings.rs")).expect("Couldn't copy the bindings!");
+        return;
+    }
     let bindings = bindgen_config::builder(&mlx_c_root, &headers)
         .parse_callbacks(Box::new(bindgen::CargoCallbacks::new()))
         .generate()
         .expect("Unable to generate bindings");
 
     // Write the bindings to the $OUT_DIR/bindings.rs file.
-    let out_path = PathBuf::from(env::var("OUT_DIR").unwrap());
     bindings
         .write_to_file(out_path.join("bindings.rs"))
         .expect("Couldn't write bindings!");

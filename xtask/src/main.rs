@@ -8,13 +8,15 @@ mod new_bench;
 mod reference_runs;
 mod runs;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use xtask_analysis::{compare, report};
-use xtask_setup::{bundle, requirements, setup};
+use xtask_setup::{bundle, macos_check, requirements, setup};
 
 #[derive(Parser)]
 #[command(about = "mlx-vs-torch: set-up, benchmarks, tests and reports")]
@@ -48,7 +50,9 @@ enum Commands {
     Compare(compare::CompareArgs),
     /// Create crates/bench-NAME: a working benchmark (twin trait, both twins, workload, parity test, Criterion harness) to fill in.
     NewBench(new_bench::NewBenchArgs),
-    /// Set up if needed, run every test of the workspace, then check that a benchmark made by new-bench builds, passes its tests and runs.
+    /// Type-check the whole workspace, every target, for macOS on Apple silicon (no native library is built or linked).
+    CheckMacos,
+    /// Set up if needed, run every test of the workspace, check that a benchmark made by new-bench builds, passes its tests and runs, then run check-macos.
     Test {
         /// Passed to `cargo test` after `--`, e.g. a test name filter.
         #[arg(last = true)]
@@ -91,24 +95,107 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Commands::Report { readme } => report::generate(&root, readme)?,
         Commands::Compare(args) => return compare::run(&root, &args),
         Commands::NewBench(args) => new_bench::run(&root, &args)?,
+        Commands::CheckMacos => return Ok(exit_code(check_macos(&root)?)),
         Commands::Test { cargo_args } => {
             setup::ensure(
                 &root,
                 setup::SetupOptions::building(requirements::Build::Tests),
             )?;
-            let passed = cargo_test(&root, &cargo_args)?;
+            let mut passed = cargo_test(&root, &cargo_args)?;
             // With a filter, only what was asked.
             if passed && cargo_args.is_empty() {
                 new_bench::check_skeleton(&root)?;
+                passed = check_macos(&root)?;
             }
-            return Ok(if passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            });
+            return Ok(exit_code(passed));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn exit_code(passed: bool) -> ExitCode {
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `cargo check` of the workspace for macOS (see xtask-setup's
+/// `macos_check`): quiet, one line per error, and at the end the crates
+/// that failed. Whether it passed.
+fn check_macos(root: &Path) -> Result<bool> {
+    let started = Instant::now();
+    let vars = macos_check::ensure(root)?;
+    eprintln!(
+        "check-macos: type-checking the workspace for {}",
+        macos_check::TARGET
+    );
+    let mut child = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .envs(vars)
+        .args(["check", "--quiet", "--message-format=short"])
+        .args(macos_check::CHECK_ARGS)
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running cargo check")?;
+    let (mut failed, mut warnings) = (Vec::new(), Vec::new());
+    let stderr = child.stderr.take().expect("stderr is piped");
+    for line in BufReader::new(stderr).lines() {
+        let line = line.context("reading cargo check's output")?;
+        eprintln!("{line}");
+        failed.extend(failed_crate(&line));
+        warnings.extend(warned_at(&line));
+    }
+    let status = child.wait().context("waiting for cargo check")?;
+    let seconds = started.elapsed().as_secs_f64();
+    let problem = if !status.success() {
+        let which = if failed.is_empty() {
+            format!("cargo check exited with {status}")
+        } else {
+            failed.join(", ")
+        };
+        format!("failed: {which}")
+    } else if !warnings.is_empty() {
+        // Clippy denies warnings on the host; code only macOS compiles
+        // gets the same rule here.
+        format!(
+            "passed with {} warning(s), which the suite does not allow: {}",
+            warnings.len(),
+            warnings.join(", ")
+        )
+    } else {
+        eprintln!("check-macos: passed in {seconds:.0} s");
+        return Ok(true);
+    };
+    eprintln!(
+        "error: the macOS type-check ({}) {problem} ({seconds:.0} s)",
+        macos_check::TARGET
+    );
+    Ok(false)
+}
+
+/// Where a compiler warning in `--message-format=short` points
+/// (`path:line:column: warning: ...`); None for other lines.
+fn warned_at(line: &str) -> Option<String> {
+    let (place, _) = line.split_once(": warning")?;
+    (!place.is_empty() && !place.contains(' ') && place.contains(':')).then(|| place.to_owned())
+}
+
+/// The crate (and what of it) that a cargo failure line names.
+fn failed_crate(line: &str) -> Option<String> {
+    let named = |prefix: &str| {
+        let rest = line.strip_prefix(prefix)?;
+        let (name, after) = rest.split_once('`')?;
+        Some((name.to_owned(), after))
+    };
+    if let Some((name, after)) = named("error: could not compile `") {
+        let what = after.trim().split(" due to").next().unwrap_or_default();
+        return Some(format!("{name} {what}").trim().to_owned());
+    }
+    let (name, _) = named("error: failed to run custom build command for `")?;
+    let name = name.split(" (").next().unwrap_or(&name).to_owned();
+    Some(format!("{name} (build script)"))
 }
 
 /// Whether every test passed.
@@ -135,6 +222,35 @@ fn workspace_root() -> PathBuf {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn a_failed_check_names_the_crate() {
+        assert_eq!(
+            failed_crate("error: could not compile `fw-torch` (lib) due to 2 previous errors"),
+            Some("fw-torch (lib)".to_owned())
+        );
+        assert_eq!(
+            failed_crate("error: could not compile `xtask` (bin \"xtask\" test)"),
+            Some("xtask (bin \"xtask\" test)".to_owned())
+        );
+        assert_eq!(
+            failed_crate(
+                "error: failed to run custom build command for `mlx-sys v0.7.0 (/r/third_party/mlx-sys)`"
+            ),
+            Some("mlx-sys v0.7.0 (build script)".to_owned())
+        );
+        assert_eq!(failed_crate("warning: unused import"), None);
+    }
+
+    #[test]
+    fn a_warning_is_named_by_its_place() {
+        assert_eq!(
+            warned_at("crates/fw-mlx/tests/runtime.rs:5:14: warning: unused import: `blas`"),
+            Some("crates/fw-mlx/tests/runtime.rs:5:14".to_owned())
+        );
+        assert_eq!(warned_at("warning: unused manifest key: x"), None);
+        assert_eq!(warned_at("warning: fw-torch@0.1.0: shim not built"), None);
+    }
 
     /// Every command and option says what it does in `--help`.
     #[test]

@@ -22,6 +22,7 @@ use crate::env::{self, Environment};
 use crate::error::{out_of_memory_reason, size_settings, unavailable_reason};
 use crate::knobs::{self, Knob};
 use crate::measure::{CaseResult, MeasureSettings};
+use crate::memory;
 use crate::presets;
 use crate::process;
 use crate::protocol::{Message, EXIT_FAILURES_RECORDED};
@@ -451,7 +452,7 @@ fn run_here(
 }
 
 fn run_cell(benchmark: &dyn Benchmark, cell: &Cell, mut start: Row) -> Vec<Row> {
-    env::reset_peak_rss();
+    memory::reset_peak_rss();
     let outcome = catch_unwind(AssertUnwindSafe(|| benchmark.run(cell)));
     let output = match outcome {
         Ok(Ok(output)) => output,
@@ -471,7 +472,7 @@ fn run_cell(benchmark: &dyn Benchmark, cell: &Cell, mut start: Row) -> Vec<Row> 
         }
     };
     start.device_name = output.device_name;
-    let peak_rss = env::peak_rss_bytes();
+    let peak_rss = memory::peak_rss_bytes();
     output
         .cases
         .iter()

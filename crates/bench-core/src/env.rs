@@ -167,20 +167,6 @@ pub fn checkout_commit(dir: &Path) -> String {
     }
 }
 
-/// Peak resident set size of this process (Linux `VmHWM`), in bytes.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// Resets the peak resident set size (Linux 4.0+), so that the next
-/// [`peak_rss_bytes`] covers only what follows. Best effort.
-pub fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

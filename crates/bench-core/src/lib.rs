@@ -6,7 +6,7 @@
 //! line) and `process` (one framework per process) use `protocol` (what a
 //! runner tells its starter), `record` (a run's rows on disk) and `row`
 //! (the result row; its CSV export in `csv_export`), which use `cell`,
-//! `measure`, `env`, `settings`, `stats` and `dims` (the typed dimensions
+//! `measure`, `env`, `memory`, `settings`, `stats` and `dims` (the typed dimensions
 //! of a cell).
 
 pub mod append;
@@ -22,6 +22,7 @@ pub mod knob_tests;
 pub mod knobs;
 pub mod mac;
 pub mod measure;
+pub mod memory;
 pub mod openblas;
 pub mod optim;
 pub mod presets;

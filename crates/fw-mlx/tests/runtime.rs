@@ -2,7 +2,7 @@
 
 use bench_core::error::unavailable_reason;
 use bench_core::{DeviceKind, Precision, Runtime};
-use fw_mlx::{blas, gpu_backend, version, MlxRuntime};
+use fw_mlx::{gpu_backend, version, MlxRuntime};
 
 #[test]
 fn version_is_the_pinned_mlx() {
@@ -14,6 +14,7 @@ fn version_is_the_pinned_mlx() {
 #[cfg(target_os = "linux")]
 #[test]
 fn mlx_sgemm_is_served_by_openblas() {
+    use fw_mlx::blas;
     let provider = blas::provider(c"cblas_sgemm").expect("cblas_sgemm is loaded");
     assert!(
         provider.contains("openblas"),

@@ -6,11 +6,13 @@
 //! CPU-only install lacks and which no tch binary links (see `cuda.rs`). So
 //! the build compiles it into a shared object of its own, with its CUDA
 //! symbols unresolved, and embeds the bytes here; the first graph writes
-//! them to an anonymous file and opens it once libtorch_cuda.so is loaded
-//! (RTLD_GLOBAL), which resolves those symbols. CPU-only builds and runs
-//! never touch it.
+//! them to a temporary file, opens it once libtorch_cuda.so is loaded
+//! (RTLD_GLOBAL), which resolves those symbols, and removes the file.
+//! CPU-only builds and runs never touch it.
 
 use std::ffi::{c_char, c_void, CStr, CString};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Result};
@@ -53,32 +55,43 @@ fn dl_error() -> String {
     }
 }
 
+/// Opens a shared library from its bytes: writes them to a temporary file
+/// (under `TMPDIR`), opens that with `dlopen` and removes the file, which
+/// the loaded library outlives. The handle is never closed. Portable
+/// (Linux, macOS), unlike Linux's anonymous in-memory files.
+pub(crate) fn open_library_bytes(bytes: &[u8], name: &str) -> Result<*mut c_void, String> {
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!("{name}-"))
+        .suffix(std::env::consts::DLL_SUFFIX)
+        .tempfile()
+        .map_err(|e| format!("creating a temporary file for {name}: {e}"))?;
+    file.write_all(bytes)
+        .and_then(|()| file.flush())
+        .map_err(|e| format!("writing {name} to {}: {e}", file.path().display()))?;
+    let path = CString::new(file.path().as_os_str().as_bytes())
+        .map_err(|_| format!("{} holds a NUL byte", file.path().display()))?;
+    // SAFETY: dlopen with a NUL-terminated path to a complete file.
+    let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    if handle.is_null() {
+        return Err(format!(
+            "opening {name} from {}: {} (a TMPDIR mounted noexec cannot hold libraries: \
+             point TMPDIR at another folder)",
+            file.path().display(),
+            dl_error()
+        ));
+    }
+    Ok(handle)
+}
+
 fn open() -> Result<Api, String> {
     if SHIM.is_empty() {
         return Err(SHIM_NOTE.to_owned());
     }
     cuda::load()?;
-    // SAFETY: plain libc calls on a file descriptor this function owns; the
-    // library handle is kept for the life of the process on purpose.
+    let handle = open_library_bytes(SHIM, "fw-torch-cuda-graph")?;
+    // SAFETY: dlsym on a live handle, kept for the life of the process on
+    // purpose; each symbol is the shim's function of that signature.
     unsafe {
-        let fd = libc::memfd_create(c"fw-torch-cuda-graph".as_ptr(), 0);
-        if fd < 0 {
-            return Err(format!(
-                "memfd_create failed: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        let written = libc::write(fd, SHIM.as_ptr() as *const c_void, SHIM.len());
-        if written != SHIM.len() as isize {
-            libc::close(fd);
-            return Err("writing the CUDA graph shim to its anonymous file failed".into());
-        }
-        let path = CString::new(format!("/proc/self/fd/{fd}")).expect("no NUL");
-        let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
-        libc::close(fd);
-        if handle.is_null() {
-            return Err(format!("opening the CUDA graph shim: {}", dl_error()));
-        }
         let symbol = |name: &CStr| -> Result<*mut c_void, String> {
             let address = libc::dlsym(handle, name.as_ptr());
             if address.is_null() {
@@ -236,5 +249,42 @@ impl<T> GraphedStep<T> {
     /// Whether later calls replay a graph.
     pub fn is_captured(&self) -> bool {
         self.graph.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The probe library (`shim/probe.c`), opened the way the CUDA graph
+    /// shim is: from bytes, through a temporary file that is then removed.
+    #[test]
+    fn a_library_opens_from_its_bytes_and_leaves_no_file() {
+        const PROBE: &[u8] = include_bytes!(env!("FWT_PROBE_LIBRARY"));
+        let temp = std::env::temp_dir();
+        let leftovers = || {
+            std::fs::read_dir(&temp)
+                .unwrap()
+                .filter_map(|entry| entry.ok())
+                .filter(|entry| {
+                    entry
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("fw-torch-probe-")
+                })
+                .count()
+        };
+        let handle = open_library_bytes(PROBE, "fw-torch-probe").unwrap();
+        // SAFETY: the probe's one function, `int fwt_probe(void)`.
+        let value = unsafe {
+            let address = libc::dlsym(handle, c"fwt_probe".as_ptr());
+            assert!(!address.is_null(), "{}", dl_error());
+            std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> i32>(address)()
+        };
+        assert_eq!(value, 42);
+        assert_eq!(leftovers(), 0, "the temporary file outlived the opening");
+        let error = open_library_bytes(b"not a library", "fw-torch-probe").unwrap_err();
+        assert!(error.contains("opening fw-torch-probe from"), "{error}");
+        assert_eq!(leftovers(), 0);
     }
 }

@@ -18,5 +18,5 @@ mod weights;
 pub use ceiling::Scale;
 pub use graph::{cuda_graphs_available, CudaGraph, GraphedStep};
 pub use optim::{AdamW, AdamWHyper, AdamWKind, FusedAdamW};
-pub use runtime::{configure_process, gpu_backend, version, TorchRuntime, HOOKS};
+pub use runtime::{configure_process, gpu_backend, libtorch_dir, version, TorchRuntime, HOOKS};
 pub use weights::{from_host, load_safetensors, to_host_f32};

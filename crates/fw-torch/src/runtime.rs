@@ -1,4 +1,5 @@
 use std::cell::Cell;
+use std::ffi::CStr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
@@ -18,7 +19,7 @@ pub const HOOKS: FrameworkHooks = FrameworkHooks {
 /// libtorch's version, e.g. "2.11.0+cu130", read from the `version.py`
 /// beside the libtorch that this process loaded.
 pub fn version() -> String {
-    loaded_libtorch_dir()
+    libtorch_dir()
         .and_then(|lib| std::fs::read_to_string(lib.join("../version.py")).ok())
         .and_then(|text| {
             text.lines().find_map(|line| {
@@ -30,13 +31,31 @@ pub fn version() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// The folder of the libtorch_cpu shared library mapped into this process.
-fn loaded_libtorch_dir() -> Option<PathBuf> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    maps.lines()
-        .filter_map(|line| line.split_whitespace().nth(5))
-        .find(|path| path.contains("libtorch_cpu."))
-        .and_then(|path| PathBuf::from(path).parent().map(PathBuf::from))
+/// A function of libtorch_cpu's (`at::get_num_threads()`, mangled alike by
+/// libstdc++ and libc++: no standard-library type in its signature).
+const LIBTORCH_SYMBOL: &CStr = c"_ZN2at15get_num_threadsEv";
+
+/// The folder of the libtorch_cpu library loaded into this process (its
+/// `lib/`), found by asking the dynamic loader which file defines one of
+/// its functions (`dladdr`, on Linux and macOS alike). None before
+/// libtorch is loaded or where the loader cannot say.
+pub fn libtorch_dir() -> Option<PathBuf> {
+    // SAFETY: dlsym and dladdr only read the loader's tables; the file name
+    // dladdr returns lives as long as the library, which is never unloaded.
+    let file = unsafe {
+        let address = libc::dlsym(libc::RTLD_DEFAULT, LIBTORCH_SYMBOL.as_ptr());
+        if address.is_null() {
+            return None;
+        }
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(address, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        CStr::from_ptr(info.dli_fname).to_str().ok()?.to_owned()
+    };
+    let file = PathBuf::from(file);
+    let file = file.canonicalize().unwrap_or(file);
+    file.parent().map(PathBuf::from)
 }
 
 /// Sets the CPU thread count and PyTorch's TF32 switch. PyTorch's default

@@ -2,11 +2,29 @@
 
 use bench_core::error::unavailable_reason;
 use bench_core::{DeviceKind, Precision, Runtime};
-use fw_torch::{gpu_backend, to_host_f32, version, TorchRuntime};
+use fw_torch::{gpu_backend, libtorch_dir, to_host_f32, version, TorchRuntime};
+use std::path::Path;
 
 #[test]
 fn version_is_read_from_the_loaded_libtorch() {
     assert!(version().starts_with("2.11.0"), "{}", version());
+}
+
+/// The loader names the libtorch this process runs on (`dladdr`): the
+/// one `LIBTORCH` points at, where it is set.
+#[test]
+fn the_loaded_libtorch_is_found_by_the_loader() {
+    let dir = libtorch_dir().expect("libtorch_cpu is loaded and dladdr names it");
+    let library = if cfg!(target_os = "macos") {
+        "libtorch_cpu.dylib"
+    } else {
+        "libtorch_cpu.so"
+    };
+    assert!(dir.join(library).is_file(), "{}", dir.display());
+    if let Some(root) = std::env::var_os("LIBTORCH") {
+        let expected = Path::new(&root).join("lib").canonicalize().unwrap();
+        assert_eq!(dir, expected);
+    }
 }
 
 #[test]

@@ -3,10 +3,11 @@
 //! bundle for a machine without Rust or network.
 //!
 //! Modules, each using only those listed before it:
-//! pins, requirements, cache, download, assets, setup, bundle.
+//! pins, requirements, cache, download, assets, setup, bundle, macos_check.
 
 pub mod bundle;
 pub mod download;
+pub mod macos_check;
 pub mod requirements;
 pub mod setup;
 

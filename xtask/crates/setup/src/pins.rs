@@ -279,3 +279,15 @@ pub fn reference_wheels() -> [Pinned; 4] {
         TIKTOKEN_CP312.pinned(),
     ]
 }
+
+/// Zig 0.17.0 from PyPI, the C compiler of `cargo xtask check-macos` on
+/// x86_64 Linux: `zig cc -target aarch64-macos` has macOS's libc headers.
+pub fn ziglang() -> Pinned {
+    Wheel {
+        requirement: "ziglang==0.17.0",
+        file: "ziglang-0.17.0-py3-none-manylinux_2_12_x86_64.manylinux2010_x86_64.musllinux_1_1_x86_64.whl",
+        sha256: "97079827064a7492cce5541ceb438ae8003ce1e54e399676da2d62fb7a5dc08b",
+        platforms: &["manylinux_2_12_x86_64"],
+    }
+    .pinned()
+}
