@@ -1,35 +1,19 @@
-//! Both twins transcribe the JFK clip word for word with tiny.en, float32.
+//! The MLX twin transcribes the JFK clip word for word with tiny.en,
+//! float32, one window and two. The PyTorch twin's transcript is tested in
+//! `transcribe_torch.rs`: a test process that ran both frameworks' thread
+//! pools at once was seen to corrupt its heap while exiting, after every
+//! test had passed (about 1 run in 20, before and after the suite's own
+//! changes); one framework per test process, as the runners have it.
 
 mod common;
 
 use bench_core::{DeviceKind, Precision};
 use bench_whisper::mel::MelFrontEnd;
-use bench_whisper::pipeline::{Transcriber, WhisperTwin};
+use bench_whisper::mlx;
+use bench_whisper::pipeline::Transcriber;
 use bench_whisper::text::normalize;
-use bench_whisper::{mlx, torch};
-use common::{jfk, tiny_en, JFK_WORDS};
+use common::{check_transcript, jfk, tiny_en, JFK_WORDS};
 use fw_mlx::MlxRuntime;
-use fw_torch::TorchRuntime;
-
-fn check_transcript<T: WhisperTwin>(name: &str, twin: &T) {
-    let model = tiny_en();
-    let front_end = MelFrontEnd::whisper(model.dims.n_mels).unwrap();
-    let transcriber = Transcriber {
-        dims: &model.dims,
-        front_end: &front_end,
-        tokenizer: &model.tokenizer,
-    };
-    let transcript = transcriber.transcribe(twin, &jfk().samples).unwrap();
-    assert_eq!(transcript.windows, 1, "11 s of audio is one window");
-    assert_eq!(
-        normalize(&transcript.text),
-        JFK_WORDS,
-        "{name} transcribed: {}",
-        transcript.text
-    );
-    // the end of text is a decoder step but not a token
-    assert_eq!(transcript.decoder_steps, transcript.tokens.len() + 1);
-}
 
 #[test]
 fn mlx_transcribes_jfk_word_for_word() {
@@ -37,14 +21,6 @@ fn mlx_transcribes_jfk_word_for_word() {
     let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
     let twin = mlx::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks).unwrap();
     check_transcript("MLX", &twin);
-}
-
-#[test]
-fn torch_transcribes_jfk_word_for_word() {
-    let model = tiny_en();
-    let runtime = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
-    let twin = torch::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks).unwrap();
-    check_transcript("PyTorch", &twin);
 }
 
 #[test]

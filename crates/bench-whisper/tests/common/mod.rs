@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use bench_whisper::audio::{read_wav, Audio};
+use bench_whisper::mel::MelFrontEnd;
+use bench_whisper::pipeline::{Transcriber, WhisperTwin};
 use bench_whisper::source::{self, SourcePreference, WhisperModel};
+use bench_whisper::text::normalize;
 
 /// What tiny.en says in the JFK clip (punctuation varies between decoders).
 pub const JFK_WORDS: &str = "and so my fellow americans ask not what your country can do for you ask what you can do for your country";
@@ -33,4 +36,25 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("creating a scratch folder");
     dir
+}
+
+/// The twin transcribes the JFK clip word for word, in one window.
+pub fn check_transcript<T: WhisperTwin>(name: &str, twin: &T) {
+    let model = tiny_en();
+    let front_end = MelFrontEnd::whisper(model.dims.n_mels).unwrap();
+    let transcriber = Transcriber {
+        dims: &model.dims,
+        front_end: &front_end,
+        tokenizer: &model.tokenizer,
+    };
+    let transcript = transcriber.transcribe(twin, &jfk().samples).unwrap();
+    assert_eq!(transcript.windows, 1, "11 s of audio is one window");
+    assert_eq!(
+        normalize(&transcript.text),
+        JFK_WORDS,
+        "{name} transcribed: {}",
+        transcript.text
+    );
+    // the end of text is a decoder step but not a token
+    assert_eq!(transcript.decoder_steps, transcript.tokens.len() + 1);
 }
