@@ -117,6 +117,7 @@ fn placeholders(json: String) -> String {
         .replace("\"framework\":\"torch\"", "\"framework\":\"@FW@\"")
         .replace("\"device\":\"cpu\"", "\"device\":\"@DEV@\"")
         .replace("\"precision\":\"f32\"", "\"precision\":\"@PREC@\"")
+        .replace("\"preset\":\"quick\"", "\"preset\":\"@PRESET@\"")
 }
 
 /// The start record of a fake cell (a quick CPU float32 PyTorch cell that
@@ -153,6 +154,7 @@ while [ $# -gt 0 ]; do
     --framework) fw=$2; shift ;;
     --device) dev=$2; shift ;;
     --precision) prec=$2; shift ;;
+    --preset) preset=$2; shift ;;
     --set) sets="$sets $2"; shift ;;
     --check) check=1 ;;
     --list-knobs) echo "  n  N of the matrices"; exit 0 ;;
@@ -160,7 +162,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 fill() {{
-  sed "s/@RUN@/$run/; s/@FW@/$fw/; s/@DEV@/${{dev:-cpu}}/; s/@PREC@/${{prec:-f32}}/"
+  # `auto` is quick here, as a real runner's CPU cells.
+  case "$preset" in auto|"") preset=quick ;; esac
+  sed "s/@RUN@/$run/; s/@FW@/$fw/; s/@DEV@/${{dev:-cpu}}/; s/@PREC@/${{prec:-f32}}/; s/@PRESET@/$preset/"
 }}
 if [ -n "$check" ]; then
   case "$sets" in

@@ -200,35 +200,44 @@ fn seeded_sampling_gives_identical_sequences() {
     assert_ne!(mlx_tokens, greedy);
 }
 
-#[test]
-fn bfloat16_twins_track_the_float32_reference() {
-    let (_, mut mlx_model, _, mut torch_model) = twins(Precision::Bf16);
+/// Both twins' logits at a 16-bit `precision` are within `tolerance` of
+/// the float32 reference; prints what each measured.
+fn assert_tracks_the_reference(precision: Precision, tolerance: f32) {
+    let (_, mut mlx_model, _, mut torch_model) = twins(precision);
     let prompt = tokens(12);
     let reference = reference_logits(&tiny_config(), &tiny_weights(), &prompt);
     let mlx_logits = mlx_model.forward(&prompt, Logits::All).unwrap();
     let torch_logits = torch_model.forward(&prompt, Logits::All).unwrap();
+    let mlx_ref = assert_close(
+        &format!("MLX {precision} vs reference"),
+        &mlx_logits,
+        &reference,
+        tolerance,
+    );
+    let torch_ref = assert_close(
+        &format!("PyTorch {precision} vs reference"),
+        &torch_logits,
+        &reference,
+        tolerance,
+    );
+    eprintln!("{precision} max |diff| vs reference: MLX {mlx_ref}, PyTorch {torch_ref}");
+}
+
+#[test]
+fn bfloat16_twins_track_the_float32_reference() {
     // bfloat16 keeps 8 bits of mantissa: logits of size ~4 move by about
     // a tenth through two layers (measured 0.11 MLX, 0.08 PyTorch); a
     // wrong computation moves them by whole units.
-    let mlx_ref = assert_close("MLX bf16 vs reference", &mlx_logits, &reference, 0.25);
-    let torch_ref = assert_close("PyTorch bf16 vs reference", &torch_logits, &reference, 0.25);
-    eprintln!("bf16 max |diff| vs reference: MLX {mlx_ref}, PyTorch {torch_ref}");
+    assert_tracks_the_reference(Precision::Bf16, 0.25);
 }
 
 /// float16, as mlx-lm and PyTorch users on a Mac run inference.
 #[test]
 fn float16_twins_track_the_float32_reference() {
-    let (_, mut mlx_model, _, mut torch_model) = twins(Precision::F16);
-    let prompt = tokens(12);
-    let reference = reference_logits(&tiny_config(), &tiny_weights(), &prompt);
-    let mlx_logits = mlx_model.forward(&prompt, Logits::All).unwrap();
-    let torch_logits = torch_model.forward(&prompt, Logits::All).unwrap();
     // float16 keeps 11 bits of mantissa, 8 times bfloat16's precision
     // (measured 0.012 MLX, 0.011 PyTorch); a wrong computation (a dtype
     // that overflowed, a cast lost) moves logits by whole units.
-    let mlx_ref = assert_close("MLX f16 vs reference", &mlx_logits, &reference, 0.1);
-    let torch_ref = assert_close("PyTorch f16 vs reference", &torch_logits, &reference, 0.1);
-    eprintln!("f16 max |diff| vs reference: MLX {mlx_ref}, PyTorch {torch_ref}");
+    assert_tracks_the_reference(Precision::F16, 0.1);
 }
 
 #[test]

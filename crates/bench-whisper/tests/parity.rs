@@ -11,12 +11,11 @@ use bench_core::host::HostTensor;
 use bench_core::{DeviceKind, Precision};
 use bench_twin::testing::cpu_runtimes;
 use bench_whisper::config::ModelDims;
-use bench_whisper::mel::MelFrontEnd;
-use bench_whisper::pipeline::{DecoderSession, Transcriber, WhisperTwin};
+use bench_whisper::pipeline::{DecoderSession, WhisperTwin};
 use bench_whisper::text::SuppressMasks;
 use bench_whisper::weights::WhisperWeights;
 use bench_whisper::{mlx, torch};
-use common::{jfk, tiny_en};
+use common::{jfk, tiny_en, tiny_en_transcriber};
 use fw_mlx::MlxRuntime;
 use fw_torch::TorchRuntime;
 use model_hub::WeightTree;
@@ -59,12 +58,7 @@ fn twins_outputs_at(
 #[test]
 fn tiny_en_encoder_and_first_logits_agree() {
     let model = tiny_en();
-    let front_end = MelFrontEnd::whisper(model.dims.n_mels).unwrap();
-    let transcriber = Transcriber {
-        dims: &model.dims,
-        front_end: &front_end,
-        tokenizer: &model.tokenizer,
-    };
+    let transcriber = tiny_en_transcriber();
     let mel = transcriber.windows(&jfk().samples).unwrap().remove(0);
     let prompt = &model.tokenizer.special.prompt;
     let [(mlx_features, mlx_logits), (torch_features, torch_logits)] =
@@ -132,13 +126,18 @@ fn small_random_model() -> (ModelDims, WhisperWeights) {
     (dims, weights)
 }
 
+/// Nothing suppressed: the raw logits of every token.
+fn no_suppression(dims: &ModelDims) -> SuppressMasks {
+    SuppressMasks {
+        first: vec![0.0; dims.n_vocab],
+        rest: vec![0.0; dims.n_vocab],
+    }
+}
+
 #[test]
 fn small_random_config_agrees_at_every_step() {
     let (dims, weights) = small_random_model();
-    let masks = SuppressMasks {
-        first: vec![0.0; dims.n_vocab],
-        rest: vec![0.0; dims.n_vocab],
-    };
+    let masks = no_suppression(&dims);
     let mel = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 7);
     let prompt = [1u32, 2, 3];
     let [(mlx_features, mlx_logits), (torch_features, torch_logits)] =
@@ -180,10 +179,7 @@ fn small_random_config_agrees_at_every_step() {
 #[test]
 fn float16_twins_track_float32() {
     let (dims, weights) = small_random_model();
-    let masks = SuppressMasks {
-        first: vec![0.0; dims.n_vocab],
-        rest: vec![0.0; dims.n_vocab],
-    };
+    let masks = no_suppression(&dims);
     let mel = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 7);
     let prompt = [1u32, 2, 3];
     let [_, (_, reference)] = twins_outputs(&weights, &dims, &masks, &mel, &prompt);
@@ -208,10 +204,7 @@ fn incremental_decoding_matches_a_full_recompute() {
     // the cache is right if step-by-step logits equal those of feeding the
     // whole sequence at once to a fresh session
     let (dims, weights) = small_random_model();
-    let masks = SuppressMasks {
-        first: vec![0.0; dims.n_vocab],
-        rest: vec![0.0; dims.n_vocab],
-    };
+    let masks = no_suppression(&dims);
     let mel = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 8);
     let runtime = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
     let twin = torch::Whisper::new(&runtime, &weights, &dims, &masks).unwrap();

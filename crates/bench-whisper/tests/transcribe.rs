@@ -8,11 +8,9 @@
 mod common;
 
 use bench_core::{DeviceKind, Precision};
-use bench_whisper::mel::MelFrontEnd;
 use bench_whisper::mlx;
-use bench_whisper::pipeline::Transcriber;
 use bench_whisper::text::normalize;
-use common::{check_transcript, jfk, tiny_en, JFK_WORDS};
+use common::{check_transcript, jfk, tiny_en, tiny_en_transcriber, JFK_WORDS};
 use fw_mlx::MlxRuntime;
 
 #[test]
@@ -34,13 +32,7 @@ fn longer_audio_is_transcribed_window_by_window() {
     long.extend_from_slice(&clip);
     let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
     let twin = mlx::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks).unwrap();
-    let front_end = MelFrontEnd::whisper(model.dims.n_mels).unwrap();
-    let transcriber = Transcriber {
-        dims: &model.dims,
-        front_end: &front_end,
-        tokenizer: &model.tokenizer,
-    };
-    let transcript = transcriber.transcribe(&twin, &long).unwrap();
+    let transcript = tiny_en_transcriber().transcribe(&twin, &long).unwrap();
     assert_eq!(transcript.windows, 2);
     assert_eq!(
         normalize(&transcript.text),

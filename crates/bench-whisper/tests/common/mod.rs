@@ -38,16 +38,22 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// tiny.en's transcriber (its front end made once per binary).
+pub fn tiny_en_transcriber() -> Transcriber<'static> {
+    static FRONT_END: OnceLock<MelFrontEnd> = OnceLock::new();
+    let model = tiny_en();
+    Transcriber {
+        dims: &model.dims,
+        front_end: FRONT_END.get_or_init(|| MelFrontEnd::whisper(model.dims.n_mels).unwrap()),
+        tokenizer: &model.tokenizer,
+    }
+}
+
 /// The twin transcribes the JFK clip word for word, in one window.
 pub fn check_transcript<T: WhisperTwin>(name: &str, twin: &T) {
-    let model = tiny_en();
-    let front_end = MelFrontEnd::whisper(model.dims.n_mels).unwrap();
-    let transcriber = Transcriber {
-        dims: &model.dims,
-        front_end: &front_end,
-        tokenizer: &model.tokenizer,
-    };
-    let transcript = transcriber.transcribe(twin, &jfk().samples).unwrap();
+    let transcript = tiny_en_transcriber()
+        .transcribe(twin, &jfk().samples)
+        .unwrap();
     assert_eq!(transcript.windows, 1, "11 s of audio is one window");
     assert_eq!(
         normalize(&transcript.text),
