@@ -18,7 +18,7 @@ use bench_core::error::{out_of_memory_reason, size_settings};
 use bench_core::protocol::EXIT_FAILURES_RECORDED;
 use bench_core::protocol::{self, Message};
 use bench_core::record::{csv_path, read_rows, RowWriter};
-use bench_core::{DeviceKind, Execution, Framework, Precision, PresetChoice, Row, Status};
+use bench_core::{DeviceKind, Execution, Framework, Precision, Preset, PresetChoice, Row, Status};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -125,11 +125,17 @@ pub struct BenchArgs {
 
 impl BenchArgs {
     /// The wall-clock limit in seconds of a cell on `device`.
-    fn cell_timeout(&self, device: DeviceKind) -> u64 {
-        self.cell_timeout.unwrap_or(match (self.preset, device) {
-            (PresetChoice::Quick, _) | (PresetChoice::Auto, DeviceKind::Cpu) => 900,
-            (PresetChoice::Laptop, _) => 1800,
-            (PresetChoice::Paper, _) | (PresetChoice::Auto, DeviceKind::Gpu) => 3600,
+    /// `planned` is the preset the runner's plan resolved, where known.
+    fn cell_timeout(&self, device: DeviceKind, planned: Option<Preset>) -> u64 {
+        let preset = planned.unwrap_or(match (self.preset, device) {
+            (PresetChoice::Quick, _) | (PresetChoice::Auto, DeviceKind::Cpu) => Preset::Quick,
+            (PresetChoice::Laptop, _) => Preset::Laptop,
+            (PresetChoice::Paper, _) | (PresetChoice::Auto, DeviceKind::Gpu) => Preset::Paper,
+        });
+        self.cell_timeout.unwrap_or(match preset {
+            Preset::Quick => 900,
+            Preset::Laptop => 1800,
+            Preset::Paper => 3600,
         })
     }
 }
@@ -280,7 +286,7 @@ fn plan_run(
     let (benches, runner_dir) = runners(root, args)?;
     let request = knobs::Request {
         preset: args.preset,
-        time_budget: args.time_budget,
+        measure_flags: &measure_flags(args),
         frameworks: &or(&args.framework, &[Framework::Torch, Framework::Mlx]),
         devices: &or(&args.device, &[DeviceKind::Cpu, DeviceKind::Gpu]),
         options: &args.options,
@@ -352,7 +358,7 @@ fn run_references(
         threads: args
             .threads
             .unwrap_or_else(bench_core::env::default_threads),
-        limit: Duration::from_secs(args.cell_timeout(DeviceKind::Gpu)),
+        limit: Duration::from_secs(args.cell_timeout(DeviceKind::Gpu, None)),
     };
     reference_runs::run_all(&context, &targets, interrupt).map(drop)
 }
@@ -535,7 +541,8 @@ fn run_job(
     let command = runner_command(place, job, args);
     let cell = Arc::new(Mutex::new(protocol::Cell::default()));
     let started = Instant::now();
-    let limit = args.cell_timeout(job.device);
+    let planned = job.planned_start().map(|start| start.preset);
+    let limit = args.cell_timeout(job.device, planned);
     let (end, output) = cell_process::run(
         command,
         Duration::from_secs(limit),
@@ -587,20 +594,25 @@ fn runner_command(place: &Place, job: &Job, args: &BenchArgs) -> Command {
         .args(["--run-id", place.run_id])
         .arg("--rows")
         .arg(place.rows);
-    for (flag, value) in [
-        ("--threads", args.threads.map(|v| v.to_string())),
-        ("--warmup", args.warmup.map(|v| v.to_string())),
-        ("--repetitions", args.repetitions.map(|v| v.to_string())),
-        ("--time-budget", args.time_budget.map(|v| v.to_string())),
-    ] {
-        if let Some(value) = value {
-            command.args([flag, &value]);
-        }
-    }
+    command.args(measure_flags(args));
     for (key, value) in &job.knobs.options {
         command.args(["--set", &format!("{key}={value}")]);
     }
     command
+}
+
+/// The measure options given for every cell, as the runner takes them.
+fn measure_flags(args: &BenchArgs) -> Vec<String> {
+    [
+        ("--threads", args.threads.map(|v| v.to_string())),
+        ("--warmup", args.warmup.map(|v| v.to_string())),
+        ("--repetitions", args.repetitions.map(|v| v.to_string())),
+        ("--time-budget", args.time_budget.map(|v| v.to_string())),
+    ]
+    .into_iter()
+    .filter_map(|(flag, value)| Some([flag.to_owned(), value?]))
+    .flatten()
+    .collect()
 }
 
 /// A sink that keeps the runner's messages in `cell` and shows its other lines.

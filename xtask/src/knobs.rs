@@ -37,7 +37,9 @@ impl Checked {
 /// What the suite asks of every runner before any cell.
 pub struct Request<'a> {
     pub preset: PresetChoice,
-    pub time_budget: Option<f64>,
+    /// The measure options every cell gets (`--threads`, `--warmup`, ...):
+    /// the plan records what the cells will.
+    pub measure_flags: &'a [String],
     pub frameworks: &'a [Framework],
     /// Each device is planned apart: `--preset auto` picks per device.
     pub devices: &'a [DeviceKind],
@@ -96,41 +98,37 @@ fn plan_of(
     options: &[(String, String)],
     benchmarks: usize,
 ) -> Result<Checked> {
-    {
-        let mut command = runner(runner_dir, bench);
-        command.args(["--check", "--preset", &request.preset.to_string()]);
-        command.args(["--device", &device.to_string()]);
-        if !request.frameworks.is_empty() {
-            command.arg("--framework");
-            command.args(request.frameworks.iter().map(ToString::to_string));
-        }
-        if let Some(budget) = request.time_budget {
-            command.args(["--time-budget", &budget.to_string()]);
-        }
-        for (key, value) in options {
-            command.args(["--set", &format!("{key}={value}")]);
-        }
-        let output = command
-            .output()
-            .with_context(|| format!("running {} --check", bench.package))?;
-        if !output.status.success() {
-            let said = String::from_utf8_lossy(&output.stderr);
-            let said = said.trim().trim_start_matches("error: ");
-            let hint = if benchmarks > 1 {
-                "\n(a plain --set goes to every benchmark asked; --set <benchmark>.<key>=<value> to one)"
-            } else {
-                ""
-            };
-            bail!("{said}{hint}");
-        }
-        let (starts, measure) = plans(&String::from_utf8_lossy(&output.stdout))
-            .with_context(|| format!("{} --check", bench.package))?;
-        Ok(Checked {
-            options: options.to_vec(),
-            starts,
-            measure,
-        })
+    let mut command = runner(runner_dir, bench);
+    command.args(["--check", "--preset", &request.preset.to_string()]);
+    command.args(["--device", &device.to_string()]);
+    if !request.frameworks.is_empty() {
+        command.arg("--framework");
+        command.args(request.frameworks.iter().map(ToString::to_string));
     }
+    command.args(request.measure_flags);
+    for (key, value) in options {
+        command.args(["--set", &format!("{key}={value}")]);
+    }
+    let output = command
+        .output()
+        .with_context(|| format!("running {} --check", bench.package))?;
+    if !output.status.success() {
+        let said = String::from_utf8_lossy(&output.stderr);
+        let said = said.trim().trim_start_matches("error: ");
+        let hint = if benchmarks > 1 {
+            "\n(a plain --set goes to every benchmark asked; --set <benchmark>.<key>=<value> to one)"
+        } else {
+            ""
+        };
+        bail!("{said}{hint}");
+    }
+    let (starts, measure) = plans(&String::from_utf8_lossy(&output.stdout))
+        .with_context(|| format!("{} --check", bench.package))?;
+    Ok(Checked {
+        options: options.to_vec(),
+        starts,
+        measure,
+    })
 }
 
 /// The plan messages of a runner's `--check` output.

@@ -267,6 +267,8 @@ pub fn run_all(context: &RunContext, targets: &[Target], interrupt: &Interrupt) 
                 .args(["--device", &target.device.to_string()])
                 .arg("--csv")
                 .arg(&out)
+                // MLX's CPU BLAS is OpenBLAS here, as for the twins.
+                .envs(bench_core::openblas::setting_for_children())
                 .env("BENCH_RUN_ID", context.run_id)
                 .env("BENCH_THREADS", context.threads.to_string())
                 .env("BENCH_GIT_COMMIT", &commit)
@@ -364,6 +366,38 @@ mod tests {
                 preset: Preset::Quick,
             }]
         );
+    }
+
+    /// A reference row on a Mac names the Mac as a twin's row does (its chip
+    /// with its GPU cores), so the report sets the two side by side.
+    #[test]
+    fn a_mac_reference_row_names_the_mac_as_the_twins_do() {
+        let fixture =
+            root().join("crates/bench-core/tests/fixtures/mac/system_profiler-displays-m4max.txt");
+        let profile = fs::read_to_string(&fixture).unwrap();
+        let program = format!(
+            "import common\nprint(common.apple_gpu_cores(open({:?}).read()))",
+            fixture
+        );
+        let output = Command::new("python3")
+            .current_dir(root().join(SCRIPTS))
+            .args(["-c", &program])
+            .output()
+            .unwrap();
+        let cores = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        assert_eq!(
+            cores,
+            bench_core::mac::parse_gpu_cores(&profile)
+                .unwrap()
+                .to_string()
+        );
+        let twin = twin_row("bert", Framework::Torch, Status::Ok);
+        let mut json = serde_json::to_value(&twin).unwrap();
+        json["environment"]["mac"] =
+            serde_json::json!({"chip": "Apple M4 Max", "gpu_cores": cores.parse::<u32>().unwrap()});
+        let row: Row = serde_json::from_value(json).unwrap();
+        let mac = row.environment.mac.expect("the Mac identity");
+        assert_eq!(mac.gpu_name(), "Apple M4 Max (40-core GPU)");
     }
 
     /// The Python references write the suite's row (schema 2) and its CSV

@@ -129,16 +129,61 @@ pub fn load_plan<T: DeserializeOwned>(results: &Path, run_id: &str) -> Result<T>
     serde_json::from_str(&text).with_context(|| format!("{} is not a run's plan", path.display()))
 }
 
-/// The rows of a run so far (none if it has no record yet). A line that
-/// does not parse is left out: it cannot stand for a finished cell.
+/// The rows of a run so far (none if it has no record yet). A run written
+/// before rows were whole JSONL lines (schema 1) cannot be resumed: its
+/// cells would all run again and append rows of another layout.
 pub fn rows(jsonl: &Path) -> Result<Vec<Row>> {
     let text = match fs::read_to_string(jsonl) {
         Ok(text) => text,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(error) => return Err(error).with_context(|| format!("reading {}", jsonl.display())),
     };
-    Ok(text
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .collect())
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(index, line)| {
+            serde_json::from_str(line).with_context(|| {
+                format!(
+                    "{}:{}: not a result row of this suite's layout (a run from before schema 2?); start a new run instead of resuming it",
+                    jsonl.display(),
+                    index + 1
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bench_core::env::Environment;
+    use bench_core::{Cell, Status};
+
+    #[test]
+    fn a_run_of_rows_resumes_and_one_of_the_old_layout_is_refused() {
+        let dir = std::env::temp_dir().join(format!("runs-rows-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("run.jsonl");
+        assert!(
+            rows(&path).unwrap().is_empty(),
+            "no record yet: nothing done"
+        );
+        let row = Row::start(
+            "run",
+            "bert",
+            &Cell::for_checks(),
+            "1",
+            &Environment::default(),
+        )
+        .ended(Status::Interrupted, "stopped");
+        fs::write(&path, format!("{}\n", serde_json::to_string(&row).unwrap())).unwrap();
+        assert_eq!(rows(&path).unwrap(), vec![row]);
+        // A schema-1 line: samples only, no typed cell.
+        fs::write(&path, "{\"schema_version\":1,\"samples_s\":[0.1]}\n").unwrap();
+        let error = format!("{:#}", rows(&path).unwrap_err());
+        assert!(error.contains("start a new run"), "{error}");
+        assert!(error.contains("run.jsonl:1"), "{error}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -210,11 +210,13 @@ fn stderr(output: &Output) -> String {
 fn assert_gone(pid: i32, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let state = fs::read_to_string(format!("/proc/{pid}/stat")).ok();
-        let alive = state.is_some_and(|stat| {
-            let after_name = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
-            !after_name.is_some_and(|rest| rest.starts_with('Z'))
-        });
+        // `ps` says the state on Linux and macOS alike; none: no process.
+        let state = Command::new("ps")
+            .args(["-o", "stat=", "-p", &pid.to_string()])
+            .output()
+            .expect("ps runs");
+        let state = String::from_utf8_lossy(&state.stdout);
+        let alive = !state.trim().is_empty() && !state.trim_start().starts_with('Z');
         if !alive {
             return;
         }

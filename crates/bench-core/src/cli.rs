@@ -38,15 +38,15 @@ pub trait Benchmark {
     /// The name used on the command line and in reports, e.g. "transfer".
     fn name(&self) -> &'static str;
 
-    /// Its `--set` knobs (the generic ones, [`crate::knobs::GENERIC`], come
-    /// on top): the only keys its cells read.
+    /// Its `--set` knobs: the only keys its cells read.
     fn knobs(&self) -> &'static [Knob];
 
     /// Accelerator memory a preset's work needs, roughly (GiB): what
-    /// `--preset auto` weighs against the device's.
+    /// `--preset auto` weighs against the device's. A benchmark that does
+    /// not say needs more than any device has: `auto` runs it quick.
     fn needs_gib(&self, preset: Preset) -> f64 {
         let _ = preset;
-        0.0
+        f64::INFINITY
     }
 
     /// Warm-up, repetitions and time budget for a preset.
@@ -270,7 +270,7 @@ pub fn harness_framework(frameworks: &[FrameworkHooks], threads: usize) -> Frame
     }
     let asked: Vec<Framework> = frameworks.iter().map(|hooks| hooks.framework).collect();
     for framework in asked {
-        match process::child(framework).status() {
+        match process::child(framework).and_then(|mut child| Ok(child.status()?)) {
             Ok(status) if status.success() => {}
             Ok(status) => std::process::exit(status.code().unwrap_or(1)),
             Err(error) => {

@@ -72,8 +72,8 @@ mod platform {
         _virtual_size: u64,
         _region_count: i32,
         _page_size: i32,
-        /// `resident_size` to `compressed_lifetime`.
-        _counters: [u64; 17],
+        /// `resident_size` to `compressed_lifetime`: 16 fields.
+        _counters: [u64; 16],
         /// Revision 1.
         phys_footprint: u64,
         /// Revision 2: `min_address`, `max_address`.
@@ -82,6 +82,13 @@ mod platform {
         ledger_phys_footprint_peak: i64,
         _later_revisions: [u64; 64],
     }
+
+    // The offsets of XNU's `struct task_vm_info`: a miscount above would
+    // read a neighbouring counter, which the type-check alone cannot see.
+    const _: () = assert!(
+        std::mem::offset_of!(TaskVmInfo, phys_footprint) == 144
+            && std::mem::offset_of!(TaskVmInfo, ledger_phys_footprint_peak) == 168
+    );
 
     /// The count (in `natural_t`, what `task_info` takes and returns) that
     /// covers the 8-byte field at `offset`.

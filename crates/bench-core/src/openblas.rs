@@ -25,17 +25,17 @@ pub fn core_for(avx512f: bool, avx2: bool) -> Option<&'static str> {
     }
 }
 
-/// The core for this machine's CPU (x86-64 only: elsewhere OpenBLAS's
-/// detection stands).
+/// The core for this machine's CPU (x86-64 Linux only: elsewhere OpenBLAS's
+/// detection stands, and on macOS MLX uses Accelerate, not OpenBLAS).
 pub fn core_for_this_cpu() -> Option<&'static str> {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
     {
         core_for(
             std::arch::is_x86_feature_detected!("avx512f"),
             std::arch::is_x86_feature_detected!("avx2"),
         )
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     {
         None
     }

@@ -42,13 +42,14 @@ pub fn framework_of_this_process() -> Option<Framework> {
 }
 
 /// This program, with its arguments, for `framework` alone.
-pub fn child(framework: Framework) -> Command {
-    let mut command = Command::new(std::env::current_exe().unwrap_or_else(|_| "bench".into()));
+pub fn child(framework: Framework) -> Result<Command> {
+    let program = std::env::current_exe().context("finding this program to start it again")?;
+    let mut command = Command::new(program);
     command
         .args(std::env::args_os().skip(1))
         .env(FRAMEWORK_VAR, framework.to_string())
         .envs(openblas::setting_for_children());
-    command
+    Ok(command)
 }
 
 /// Replaces this process with itself, OpenBLAS's core set, where the
@@ -73,12 +74,27 @@ pub fn restart_with_openblas_core() {
     }
 }
 
+/// Passes each line of a framework process's output on as it is (whoever
+/// started us reads the messages too), keeping its messages.
+fn pass_on(output: impl BufRead) -> Result<protocol::Cell> {
+    let mut cell = protocol::Cell::default();
+    let mut out = std::io::stdout();
+    for line in output.lines() {
+        let line = line.context("reading the framework process's output")?;
+        writeln!(out, "{line}")?;
+        if let Some(Ok(message)) = Message::parse(&line) {
+            cell.take(message);
+        }
+    }
+    Ok(cell)
+}
+
 /// Runs the cell of `start`'s framework in a process of its own, passing
 /// its output through; returns how many of its rows failed. A process that
 /// ends without finishing its cell gets a failed row from its start record
 /// (or from `start`, where it gave none).
 pub fn run_framework(start: &Row, run_id: &str, rows: &Path) -> Result<usize> {
-    let mut command = child(start.framework);
+    let mut command = child(start.framework)?;
     command
         .env(RUN_ID_VAR, run_id)
         .env(ROWS_VAR, rows)
@@ -86,18 +102,11 @@ pub fn run_framework(start: &Row, run_id: &str, rows: &Path) -> Result<usize> {
     let mut process = command
         .spawn()
         .with_context(|| format!("starting the {} process", start.framework))?;
-    let mut cell = protocol::Cell::default();
     let stdout = process.stdout.take().expect("piped");
-    let mut out = std::io::stdout();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.context("reading the framework process's output")?;
-        // Passed on as it is: whoever started us reads the messages too.
-        writeln!(out, "{line}")?;
-        if let Some(Ok(message)) = Message::parse(&line) {
-            cell.take(message);
-        }
-    }
+    let passed_on = pass_on(BufReader::new(stdout));
+    // Reaped whatever happened to its output: no process is left behind.
     let exit = process.wait()?;
+    let cell = passed_on?;
     let finished = exit.success() || exit.code() == Some(EXIT_FAILURES_RECORDED.into());
     if finished && cell.status().is_some() {
         let failed = cell.rows.iter().filter(|r| r.status == Status::Failed);

@@ -54,9 +54,11 @@ impl Message {
         out.flush().context("writing to standard output")
     }
 
-    /// The message of an output line; None for any other line.
+    /// The message of an output line; None for any other line. A message
+    /// glued to the end of a native library's unterminated output is
+    /// found all the same.
     pub fn parse(line: &str) -> Option<Result<Self>> {
-        let json = line.strip_prefix(PREFIX)?;
+        let json = &line[line.find(PREFIX)? + PREFIX.len()..];
         Some(serde_json::from_str(json).with_context(|| format!("a runner message: {json}")))
     }
 }
@@ -120,6 +122,8 @@ mod tests {
         let line = format!("{PREFIX}{}", serde_json::to_string(&message).unwrap());
         assert_eq!(Message::parse(&line).unwrap().unwrap(), message);
         assert!(Message::parse("bert step torch cpu f32: median 0.1 s").is_none());
+        let glued = format!("a library's unfinished line{line}");
+        assert_eq!(Message::parse(&glued).unwrap().unwrap(), message);
         let broken = Message::parse(&format!("{PREFIX}{{")).unwrap();
         assert!(broken.is_err());
     }

@@ -34,7 +34,7 @@ pub trait TwinBenchmark {
     /// input, whichever framework the cell asked for.
     type Work;
 
-    /// The `--set` knobs (the generic ones come on top): the only keys its
+    /// The `--set` knobs: the only keys its
     /// cells read.
     fn knobs() -> &'static [Knob];
 

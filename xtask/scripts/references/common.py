@@ -170,6 +170,31 @@ def apple_chip():
         return ""
 
 
+def apple_gpu_cores(profile=None):
+    """The Mac GPU's cores from `system_profiler SPDisplaysDataType`
+    ("Total Number of Cores: 40"), or None; `profile` is that text (tests)."""
+    if profile is None:
+        try:
+            profile = subprocess.run(["system_profiler", "SPDisplaysDataType"], capture_output=True,
+                                     text=True, timeout=60).stdout
+        except Exception:
+            return None
+    for line in profile.splitlines():
+        key, _, value = line.strip().partition(":")
+        if key == "Total Number of Cores" and value.strip().isdigit():
+            return int(value.strip())
+    return None
+
+
+def mac_identity():
+    """What a reference row says of the Mac, as bench_core::mac::MacIdentity
+    does (the chip and its GPU cores), so that the report sets it beside the
+    twins of the same Mac; None elsewhere."""
+    if sys.platform != "darwin":
+        return None
+    return dict(chip=apple_chip(), gpu_cores=apple_gpu_cores())
+
+
 def versions():
     out = {}
     for module in ("torch", "transformers", "mlx.core", "mlx_lm", "mlx_whisper"):
@@ -243,7 +268,8 @@ def new_row(*, benchmark, case, framework, device, precision, preset, settings, 
                          ram_gib=0, gpu=gpu, gpu_driver=driver, mlx_version=v.get("mlx.core", ""),
                          libtorch_version=v.get("torch", ""), suite_version="reference",
                          git_commit=os.environ.get("BENCH_GIT_COMMIT", "unknown"),
-                         openblas_core=os.environ.get("OPENBLAS_CORETYPE", ""), pid=os.getpid()))
+                         openblas_core=os.environ.get("OPENBLAS_CORETYPE", ""), pid=os.getpid(),
+                         mac=mac_identity()))
 
 
 def append_row(csv_path, row):
