@@ -3,6 +3,7 @@
 
 pub mod blas;
 pub mod ceiling;
+pub mod distributed;
 pub mod optim;
 mod runtime;
 mod train;

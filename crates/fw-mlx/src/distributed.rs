@@ -1,0 +1,83 @@
+//! MLX's own distributed communication, through mlx-c's `distributed.h`
+//! (mlx-rs binds none of it: oxiglade/mlx-rs#104): a group of processes
+//! and its all-reduce, which a data-parallel benchmark builds on. Ranks
+//! join with MLX's backends as MLX's users start them
+//! without `mlx.launch`, by environment: `MLX_RANK` and `MLX_HOSTFILE` for
+//! the ring backend (TCP; the CPU wheel has it), NCCL's variables for CUDA.
+
+use std::ffi::CString;
+
+use anyhow::{bail, Result};
+use mlx_rs::{Array, Device};
+
+/// The processes of one distributed run, as MLX sees them.
+pub struct Group {
+    raw: mlx_sys::mlx_distributed_group,
+}
+
+impl Group {
+    /// Joins the group of `backend` ("ring", "nccl", "mpi", or "any"),
+    /// strictly: a backend that is missing or not set up is an error, not
+    /// a group of one.
+    pub fn init(backend: &str) -> Result<Self> {
+        // mlx-rs's error handler records MLX's errors instead of mlx-c's
+        // default, which exits: any mlx-rs call that can fail installs it.
+        let _ = Device::cpu().get_index();
+        let name = CString::new(backend)?;
+        // SAFETY: a plain query with a NUL-terminated name.
+        if !unsafe { mlx_sys::mlx_distributed_is_available(name.as_ptr()) } {
+            bail!("MLX has no {backend} distributed backend in this build");
+        }
+        // SAFETY: `raw` is written by the call and freed by Drop.
+        let mut raw = unsafe { mlx_sys::mlx_distributed_group_new() };
+        let status = unsafe { mlx_sys::mlx_distributed_init(&mut raw, true, name.as_ptr()) };
+        if status != 0 || raw.ctx.is_null() {
+            bail!(
+                "MLX's {backend} backend did not start: set MLX_RANK and MLX_HOSTFILE \
+                 (ring) or NCCL_HOST_IP, NCCL_PORT, MLX_RANK and MLX_WORLD_SIZE (nccl)"
+            );
+        }
+        Ok(Self { raw })
+    }
+
+    /// This process's rank, from 0.
+    pub fn rank(&self) -> usize {
+        // SAFETY: a live group.
+        unsafe { mlx_sys::mlx_distributed_group_rank(self.raw) as usize }
+    }
+
+    /// How many processes the group holds.
+    pub fn size(&self) -> usize {
+        // SAFETY: a live group.
+        unsafe { mlx_sys::mlx_distributed_group_size(self.raw) as usize }
+    }
+
+    /// `x` summed over every rank (MLX's `all_sum`), queued on the CPU
+    /// stream; evaluating the result runs the exchange.
+    pub fn all_sum(&self, x: &Array) -> Result<Array> {
+        // SAFETY: `result` is written by the call and owned by the Array
+        // returned; the stream is freed after the call, which keeps its
+        // own reference.
+        unsafe {
+            let stream = mlx_sys::mlx_default_cpu_stream_new();
+            let mut result = mlx_sys::mlx_array_new();
+            let status =
+                mlx_sys::mlx_distributed_all_sum(&mut result, x.as_ptr(), self.raw, stream);
+            mlx_sys::mlx_stream_free(stream);
+            if status != 0 {
+                mlx_sys::mlx_array_free(result);
+                bail!("MLX's all_sum failed on rank {}", self.rank());
+            }
+            Ok(Array::from_ptr(result))
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: the group was created by `init` and is freed once.
+        unsafe {
+            mlx_sys::mlx_distributed_group_free(self.raw);
+        }
+    }
+}
