@@ -28,17 +28,8 @@ fn outputs<T: WhisperTwin>(twin: &T, mel: &HostTensor, prompt: &[u32]) -> (HostT
     (twin.features_to_host(&features).unwrap(), logits)
 }
 
+/// Both twins' outputs at `precision`: MLX first.
 fn twins_outputs(
-    weights: &WhisperWeights,
-    dims: &ModelDims,
-    masks: &SuppressMasks,
-    mel: &HostTensor,
-    prompt: &[u32],
-) -> [(HostTensor, HostTensor); 2] {
-    twins_outputs_at(Precision::F32, weights, dims, masks, mel, prompt)
-}
-
-fn twins_outputs_at(
     precision: Precision,
     weights: &WhisperWeights,
     dims: &ModelDims,
@@ -61,8 +52,14 @@ fn tiny_en_encoder_and_first_logits_agree() {
     let transcriber = tiny_en_transcriber();
     let mel = transcriber.windows(&jfk().samples).unwrap().remove(0);
     let prompt = &model.tokenizer.special.prompt;
-    let [(mlx_features, mlx_logits), (torch_features, torch_logits)] =
-        twins_outputs(&model.weights, &model.dims, &model.masks, &mel, prompt);
+    let [(mlx_features, mlx_logits), (torch_features, torch_logits)] = twins_outputs(
+        Precision::F32,
+        &model.weights,
+        &model.dims,
+        &model.masks,
+        &mel,
+        prompt,
+    );
 
     assert_eq!(mlx_features.shape, vec![1, 1500, 384]);
     let features_diff = mlx_features.max_abs_diff(&torch_features).unwrap();
@@ -141,7 +138,7 @@ fn small_random_config_agrees_at_every_step() {
     let mel = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 7);
     let prompt = [1u32, 2, 3];
     let [(mlx_features, mlx_logits), (torch_features, torch_logits)] =
-        twins_outputs(&weights, &dims, &masks, &mel, &prompt);
+        twins_outputs(Precision::F32, &weights, &dims, &masks, &mel, &prompt);
     assert_eq!(mlx_features.shape, vec![1, 24, 32]);
     assert!(mlx_features.all_close(&torch_features, 1e-4, 1e-4).unwrap());
     assert_eq!(mlx_logits.shape, vec![300]);
@@ -182,10 +179,10 @@ fn float16_twins_track_float32() {
     let masks = no_suppression(&dims);
     let mel = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 7);
     let prompt = [1u32, 2, 3];
-    let [_, (_, reference)] = twins_outputs(&weights, &dims, &masks, &mel, &prompt);
+    let [_, (_, reference)] = twins_outputs(Precision::F32, &weights, &dims, &masks, &mel, &prompt);
     let spread = reference.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let [(_, mlx), (_, torch)] =
-        twins_outputs_at(Precision::F16, &weights, &dims, &masks, &mel, &prompt);
+        twins_outputs(Precision::F16, &weights, &dims, &masks, &mel, &prompt);
     for (name, logits) in [("MLX", mlx), ("PyTorch", torch)] {
         let diff = logits.max_abs_diff(&reference).unwrap();
         eprintln!("{name} f16 vs f32: max |diff| {diff} (largest logit {spread})");
