@@ -9,7 +9,17 @@ backward and AdamW, as the twins' `step` case.
   hf-eager          transformers BertForSequenceClassification (SDPA), eager, AdamW(foreach=True)
   hf-compile        the same under torch.compile, AdamW(fused=True)
   hf-compile-graphs the same under torch.compile(mode="reduce-overhead") (CUDA graphs), AdamW(fused=True)
+  hf-step-graph     the whole step (forward, backward, AdamW(fused=True, capturable=True))
+                    captured as one torch.cuda.graph after 11 warm-up steps on a side
+                    stream, autocast with cache_enabled=False, each batch copied into the
+                    graph's static inputs: PyTorch's documented whole-network capture
   mlx-compile       an mlx-examples-style BERT, the training step under mx.compile
+
+Each compiled or captured path checks that it ran so (common.check_compiled,
+check_cuda_graphs; for hf-step-graph also AdamW's step count, which the
+captured update advances on the GPU): where it did not, the row fails with
+the reason. The CUDA-graph paths need CUDA: elsewhere they are not listed
+and, run anyway, record a skipped row.
 
 bf16 is mixed precision on the PyTorch side (float32 weights and AdamW
 state, autocast to bfloat16, as the twins); MLX has no autocast, so its bf16
@@ -59,21 +69,38 @@ def email_batches(cfg, count=4):
     return batches
 
 
-def run_torch(args, cfg, mode):
+def torch_model(args, cfg):
+    """transformers' BertForSequenceClassification on the MiniLM weights,
+    dropout 0, on the device of `--device`: (torch, TorchDevice, model)."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
     target = common.torch_device(args.device)
-    device, args.device_name = target.type, target.name
+    args.device_name = target.name
     torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
     torch.manual_seed(cfg["seed"])
     path = os.path.join(assets(), "minilm")
     config = BertConfig.from_pretrained(path, num_labels=2, hidden_dropout_prob=0.0,
                                         attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
     model = BertForSequenceClassification.from_pretrained(path, config=config, attn_implementation="sdpa")
-    model = model.to(device).train()
+    return torch, target, model.to(target.type).train()
+
+
+def adamw(torch, model, cfg, **kind):
+    return torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8,
+                             weight_decay=0.0, **kind)
+
+
+def weights_note(args):
+    return "float32, autocast bfloat16" if args.precision == "bf16" else "float32"
+
+
+def run_torch(args, cfg, mode):
+    torch, target, model = torch_model(args, cfg)
+    device = target.type
     fused = mode != "eager"
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8,
-                                  weight_decay=0.0, **({"fused": True} if fused else {"foreach": True}))
+    optimizer = adamw(torch, model, cfg, **({"fused": True} if fused else {"foreach": True}))
+    if mode != "eager":
+        common.strict_compile(torch, cuda_graphs=mode == "graphs")
     forward = {"eager": model, "compile": torch.compile(model),
                "graphs": torch.compile(model, mode="reduce-overhead")}[mode]
     host = [tuple(torch.tensor(part) for part in batch) for batch in email_batches(cfg)]
@@ -89,12 +116,83 @@ def run_torch(args, cfg, mode):
         loss.backward()
         optimizer.step()
 
-    samples = common.time_steps(step, target.sync, args.warmup, args.repetitions)
+    with common.CudaGraphCount(torch) as graphs:
+        samples = common.time_steps(step, target.sync, args.warmup, args.repetitions, graphs.mark)
+    if mode == "graphs":
+        common.check_cuda_graphs(torch, device, graphs, args.repetitions, "the compiled model")
+    elif mode == "compile":
+        common.check_compiled(torch, "the compiled model")
     execution = {"eager": "eager", "compile": "torch.compile (inductor)",
                  "graphs": "torch.compile reduce-overhead (CUDA graphs)"}[mode]
     peak = target.peak_memory()
-    weights = "float32, autocast bfloat16" if args.precision == "bf16" else "float32"
-    return samples, execution, "fused" if fused else "foreach", weights, peak
+    return samples, execution, "fused" if fused else "foreach", weights_note(args), peak
+
+
+# Untimed training steps on a side stream before the capture, as PyTorch's
+# whole-network capture recipe (CUDA graphs docs) warms up: the allocator,
+# cuBLAS workspaces and the optimizer's state exist before capture.
+CAPTURE_WARMUP = 11
+
+
+def run_step_graph(args, cfg):
+    """The whole training step (forward, backward, AdamW(fused=True,
+    capturable=True)) captured as one torch.cuda.graph; each timed step
+    copies its batch into the graph's static inputs and replays it."""
+    torch, target, model = torch_model(args, cfg)
+    if target.type != "cuda":
+        raise common.ModeNotRun(f"a CUDA graph needs CUDA; this run is on {target.type}")
+    optimizer = adamw(torch, model, cfg, fused=True, capturable=True)
+    host = [tuple(torch.tensor(part) for part in batch) for batch in email_batches(cfg)]
+    static = [t.to("cuda") for t in host[0]]
+    # The capture recipe's autocast: its cast cache off (cached casts
+    # would be freed outside the graph's memory).
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16,
+                              enabled=args.precision == "bf16", cache_enabled=False)
+
+    def load(batch):
+        for dst, src in zip(static, batch):
+            dst.copy_(src)
+
+    def train_step():
+        ids, types, mask, labels = static
+        with autocast:
+            loss = model(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for i in range(CAPTURE_WARMUP):
+            load(host[i % len(host)])
+            optimizer.zero_grad(set_to_none=True)
+            train_step()
+    torch.cuda.current_stream().wait_stream(side)
+    # Gradients allocated inside the capture, from the graph's pool: each
+    # replay writes them afresh.
+    optimizer.zero_grad(set_to_none=True)
+    graph = torch.cuda.CUDAGraph()
+    state = {"i": 0}
+
+    def step():
+        state["i"] += 1
+        load(host[state["i"] % len(host)])
+        graph.replay()
+
+    with common.CudaGraphCount(torch) as graphs:
+        with torch.cuda.graph(graph):
+            train_step()
+        samples = common.time_steps(step, target.sync, args.warmup, args.repetitions, graphs.mark)
+    common.check_cuda_graphs(torch, "cuda", graphs, args.repetitions, "the training step", compiled=False)
+    # The captured AdamW counts its steps on the GPU: one per warm-up step
+    # and one per replay if the optimizer ran inside each replay.
+    steps = int(optimizer.state[next(model.parameters())]["step"].item())
+    if steps != CAPTURE_WARMUP + graphs.replays:
+        raise common.ModeNotRun(f"AdamW counted {steps} steps after {CAPTURE_WARMUP} warm-up steps "
+                                f"and {graphs.replays} replays: the update did not run in each replay")
+    return (samples, f"whole step as one torch.cuda.graph ({CAPTURE_WARMUP} warm-up steps on a side stream)",
+            "fused, capturable (in the graph)", weights_note(args), target.peak_memory())
 
 
 def mlx_bert(cfg, mx, nn):
@@ -173,6 +271,7 @@ def run_mlx(args, cfg):
     import mlx.nn as nn
     import mlx.optimizers as optim
     args.device_name = common.mlx_device(mx, args.device)
+    common.check_mlx_mode(args.device_name, compiled=True)
     mx.random.seed(cfg["seed"])
     model = mlx_bert(cfg, mx, nn)
     if args.precision == "bf16":
@@ -214,13 +313,15 @@ BACKENDS = {
                    lambda a, c: run_torch(a, c, "compile")),
     "hf-compile-graphs": ("torch-python", "transformers torch.compile reduce-overhead + AdamW(fused)",
                           ["torch", "transformers"], lambda a, c: run_torch(a, c, "graphs")),
+    "hf-step-graph": ("torch-python", "transformers whole step as one torch.cuda.graph + AdamW(fused, capturable)",
+                      ["torch", "transformers"], run_step_graph),
     "mlx-compile": ("mlx-python", "mlx-examples-style BERT mx.compile", ["mlx.core"], run_mlx),
 }
 
 
 def main():
     args, (framework, reference, packages, run), csv_path = common.parse_args(
-        "bert", BACKENDS, warmup=5, repetitions=30, gpu_only=("hf-compile-graphs",))
+        "bert", BACKENDS, warmup=5, repetitions=30, cuda_graphs=("hf-compile-graphs", "hf-step-graph"))
     twin = common.twin_settings(args.results, "bert", "step", args.precision, args.preset)
     cfg = dict(seq_len=int(twin["seq_len"]), batch_size=int(twin["batch_size"]), lr=float(twin["lr"]),
                seed=int(twin["seed"]))

@@ -87,12 +87,15 @@ def quantile(xs, q):
     return xs[lo] * (1 - (pos - lo)) + xs[hi] * (pos - lo)
 
 
-def time_steps(step, sync, warmup, repetitions):
+def time_steps(step, sync, warmup, repetitions, timed_from=None):
     """Seconds of each of `repetitions` calls of `step` after `warmup`
-    untimed ones, the device synchronised before each clock read."""
+    untimed ones, the device synchronised before each clock read;
+    `timed_from` is called where timing begins (CudaGraphCount.mark)."""
     for _ in range(warmup):
         step()
     sync()
+    if timed_from is not None:
+        timed_from()
     samples = []
     for _ in range(repetitions):
         sync()
@@ -313,31 +316,29 @@ def failed_row(csv_path, *, benchmark, framework, device, precision, preset, ref
           flush=True)
 
 
-def backends_for(device, backends, gpu_only=(), cuda_graphs=()):
-    """The backends that run on `device`: on the CPU not `gpu_only` (CUDA
-    graphs, which a CPU run would only repeat as plain torch.compile); on a
-    GPU that is not CUDA (a Mac's MPS) neither those nor `cuda_graphs`
-    (torch.compile mode="reduce-overhead", whose CUDA graphs need CUDA)."""
-    cuda_only = set(gpu_only) | set(cuda_graphs)
-    if device == "cpu":
-        skip = set(gpu_only)
-    else:
-        skip = cuda_only if cuda_only and gpu_kind() != "cuda" else set()
+def backends_for(device, backends, cuda_graphs=()):
+    """The backends that run on `device`: all but `cuda_graphs` (CUDA
+    graphs, from torch.compile mode="reduce-overhead" or torch.cuda.graph)
+    where there is no CUDA: on the CPU and on a Mac's GPU (MPS). Their mode
+    checks would refuse them there; torch.compile's default mode, which
+    needs no CUDA, has its own backends."""
+    skip = set(cuda_graphs) if device == "cpu" or gpu_kind() != "cuda" else set()
     return [b for b in sorted(backends) if b not in skip]
 
 
 def parse_args(benchmark, backends, warmup, repetitions, precisions=("f32", "tf32", "bf16"),
-               gpu_only=(), cuda_graphs=()):
+               cuda_graphs=()):
     """The command line every reference takes:
     BACKEND RESULTS_DIR [--precision] [--preset] [--device] [--warmup] [--repetitions] [--csv].
     Returns the arguments, the backend's (framework, reference name,
     packages, run function) and the CSV path. `--backends-for DEVICE`
-    lists the backends that run on DEVICE (see backends_for). A CUDA-only
-    backend run on a GPU without CUDA records a skipped row saying why.
+    lists the backends that run on DEVICE (see backends_for). A CUDA-graph
+    backend run where there is no CUDA (the CPU, a Mac's MPS) records a
+    skipped row saying why.
     `args.device_name` is the device as the rows name it: the run functions
     set it (TorchDevice.name, mlx_device) when they pick the device."""
     if len(sys.argv) == 3 and sys.argv[1] == "--backends-for":
-        print("\n".join(backends_for(sys.argv[2], backends, gpu_only, cuda_graphs)))
+        print("\n".join(backends_for(sys.argv[2], backends, cuda_graphs)))
         raise SystemExit(0)
     p = argparse.ArgumentParser(description=f"{benchmark}: the frameworks' own Python paths")
     p.add_argument("backend", choices=sorted(backends))
@@ -356,15 +357,15 @@ def parse_args(benchmark, backends, warmup, repetitions, precisions=("f32", "tf3
         os.environ.setdefault("OPENBLAS_NUM_THREADS", threads)
     csv_path = args.csv or os.path.join(args.results, f"reference-{benchmark}.csv")
     args.device_name = args.device
-    if args.device == "gpu" and args.backend in set(gpu_only) | set(cuda_graphs):
-        kind = gpu_kind()
+    if args.backend in set(cuda_graphs):
+        kind = "cpu" if args.device == "cpu" else gpu_kind()
         if kind != "cuda":
             framework, reference = backends[args.backend][:2]
             failed_row(csv_path, benchmark=benchmark, framework=framework, device=args.device,
                        precision=args.precision, preset=args.preset, reference=reference,
                        status="skipped", device_name=kind or "",
-                       reason=f"{args.backend} needs CUDA graphs (torch.compile mode=\"reduce-overhead\"); "
-                              f"this GPU is {kind or 'not one torch sees'}")
+                       reason=f"{args.backend} needs CUDA graphs, which need CUDA; "
+                              f"this run is on {kind or 'a GPU torch does not see'}")
             raise SystemExit(0)
     return args, backends[args.backend], csv_path
 
@@ -377,3 +378,157 @@ def attempt(csv_path, row, run):
     except Exception as error:
         failed_row(csv_path, reason=f"{type(error).__name__}: {error}", **row)
         raise SystemExit(1)
+
+
+# Mode checks. A reference is named after its execution mode (torch.compile,
+# CUDA graphs, mx.compile); where that mode does not run, PyTorch and MLX
+# fall back to a slower path without failing: Dynamo runs a frame eagerly
+# past a graph break or its recompile limit, Inductor runs a compiled graph
+# without its CUDA graph ("skipping cudagraphs due to ..."), an environment
+# variable turns MLX's compile or CUDA graphs off. The helpers below make
+# such a fallback fail the reference, with its reason, instead of timing the
+# slower path under the mode's name.
+
+class ModeNotRun(RuntimeError):
+    """The execution mode a reference names did not run; `attempt` records
+    the reference as a failed row with this reason."""
+
+
+def strict_compile(torch, cuda_graphs=False):
+    """Before torch.compile: Dynamo raises where it would otherwise run a
+    frame eagerly past its recompile limit; with `cuda_graphs`, Inductor
+    raises where it would skip a CUDA graph (its message says why). Clears
+    Dynamo's counters, so that check_compiled sees this run's only."""
+    import torch._dynamo
+    import torch._inductor.config
+    torch._dynamo.config.fail_on_recompile_limit_hit = True
+    if cuda_graphs:
+        torch._inductor.config.triton.cudagraph_or_error = True
+    torch._dynamo.utils.counters.clear()
+
+
+def dynamo_faults(counters):
+    """What Dynamo's counters (torch._dynamo.utils.counters, or a dict of
+    the same shape) say fell back to Python: graph breaks (by reason),
+    frames it could not convert (they ran eagerly), CUDA graphs Inductor
+    skipped, or no graph compiled at all. Empty when the compiled mode ran."""
+    faults = []
+    breaks = dict(counters.get("graph_break", {}))
+    if breaks:
+        reasons = "; ".join(f"{reason} (x{n})" for reason, n in sorted(breaks.items())[:3])
+        faults.append(f"{sum(breaks.values())} graph break(s): {reasons}")
+    frames = counters.get("frames", {})
+    eager = frames.get("total", 0) - frames.get("ok", 0)
+    if eager > 0:
+        unsupported = "; ".join(sorted(counters.get("unimplemented", {}))[:3])
+        faults.append(f"{eager} frame(s) Dynamo could not compile ran eagerly"
+                      + (f" ({unsupported})" if unsupported else ""))
+    skips = counters.get("inductor", {}).get("cudagraph_skips", 0)
+    if skips:
+        faults.append(f"Inductor skipped {skips} CUDA graph(s)")
+    if not counters.get("stats", {}).get("unique_graphs", 0):
+        faults.append("Dynamo compiled no graph (the function ran as plain Python)")
+    return faults
+
+
+def check_compiled(torch, what):
+    """Raises ModeNotRun unless every call of `what` ran compiled (see
+    dynamo_faults)."""
+    faults = dynamo_faults(torch._dynamo.utils.counters)
+    if faults:
+        raise ModeNotRun(f"{what} did not run as compiled: " + "; ".join(faults))
+
+
+class CudaGraphCount:
+    """Counts, while open, the CUDA graphs captured and replayed in this
+    process: torch.compile's CUDA graph trees and torch.cuda.graph both
+    capture and replay through torch.cuda.CUDAGraph, whose two methods are
+    wrapped here (a Python call more per replay, nothing on the GPU).
+    `mark()` starts the timed part: captures_since and replays_since count
+    from there."""
+
+    def __init__(self, torch):
+        self.graph_class = torch.cuda.CUDAGraph
+        self.captures = self.replays = 0
+        self.marked = (0, 0)
+
+    def __enter__(self):
+        cls, count = self.graph_class, self
+        self.saved = (cls.capture_end, cls.replay)
+        capture_end, replay = self.saved
+
+        def counted_capture_end(graph):
+            capture_end(graph)
+            count.captures += 1
+
+        def counted_replay(graph):
+            replay(graph)
+            count.replays += 1
+        cls.capture_end, cls.replay = counted_capture_end, counted_replay
+        return self
+
+    def __exit__(self, *exc):
+        self.graph_class.capture_end, self.graph_class.replay = self.saved
+        return False
+
+    def mark(self):
+        self.marked = (self.captures, self.replays)
+
+    @property
+    def captures_since(self):
+        return self.captures - self.marked[0]
+
+    @property
+    def replays_since(self):
+        return self.replays - self.marked[1]
+
+
+def cuda_graph_faults(device_type, count, timed_calls):
+    """Why `timed_calls` calls of a CUDA-graph step, counted by `count`
+    (a CudaGraphCount marked where timing began), did not each replay a
+    graph captured before timing; empty when they did."""
+    if device_type != "cuda":
+        return [f"CUDA graphs need CUDA; this run is on {device_type}"]
+    faults = []
+    if count.captures == 0:
+        faults.append("no CUDA graph was captured")
+    if count.captures_since:
+        faults.append(f"{count.captures_since} CUDA graph(s) captured during the timed steps "
+                      "(re-recorded, or the warm-up was too short to capture)")
+    if count.replays_since < timed_calls:
+        faults.append(f"{count.replays_since} CUDA graph replays for {timed_calls} timed calls")
+    return faults
+
+
+def check_cuda_graphs(torch, device_type, count, timed_calls, what, compiled=True):
+    """Raises ModeNotRun unless each of the `timed_calls` timed calls of
+    `what` replayed a CUDA graph captured before timing (and, for
+    torch.compile's graphs, `compiled`, nothing fell back: check_compiled)."""
+    faults = cuda_graph_faults(device_type, count, timed_calls)
+    if compiled:
+        faults += dynamo_faults(torch._dynamo.utils.counters)
+    if faults:
+        raise ModeNotRun(f"{what} did not run as CUDA graphs: " + "; ".join(faults))
+
+
+def mlx_mode_faults(environ, backend, compiled):
+    """What in the environment turns off MLX's mode: MLX_DISABLE_COMPILE
+    makes mx.compile a plain call (where the reference compiles), and on
+    CUDA MLX_USE_CUDA_GRAPHS=0 turns off the graphs MLX records by default."""
+    faults = []
+    # MLX reads the first by presence (any value), the second as an integer.
+    if compiled and "MLX_DISABLE_COMPILE" in environ:
+        faults.append("MLX_DISABLE_COMPILE is set: mx.compile would not compile")
+    graphs = environ.get("MLX_USE_CUDA_GRAPHS", "1").strip()
+    if backend == "cuda" and graphs.lstrip("-").isdigit() and int(graphs) == 0:
+        faults.append(f"MLX_USE_CUDA_GRAPHS={graphs}: MLX would not record its CUDA graphs")
+    return faults
+
+
+def check_mlx_mode(device_name, compiled):
+    """Raises ModeNotRun where the environment turns off MLX's mode (see
+    mlx_mode_faults); `device_name` is mlx_device's ("cuda ...", "metal ...",
+    "cpu")."""
+    faults = mlx_mode_faults(os.environ, device_name.split(" ")[0], compiled)
+    if faults:
+        raise ModeNotRun("MLX's mode is turned off: " + "; ".join(faults))

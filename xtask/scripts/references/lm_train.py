@@ -10,6 +10,10 @@ forward, backward, AdamW update and reading the loss, as the twins.
   mlx-compile     mlx-examples transformer_lm: the step under mx.compile (explicit additive mask)
   mlx-compile-causal  the same, attention masked by MLX's fused causal kernel (as the twin)
 
+torch-compile checks that it ran compiled (common.check_compiled: no graph
+break or Dynamo fallback), the MLX paths that nothing in the environment
+turns mx.compile or MLX's CUDA graphs off; else the row fails with why.
+
 The model is the twins': token embedding plus sinusoidal positions (MLX's
 formula), pre-norm blocks (causal SDPA, no projection biases, ReLU FFN),
 final LayerNorm, untied output layer; cross-entropy in float32. Weights
@@ -88,6 +92,8 @@ def run_torch(args, cfg, compiled):
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate(cfg, 1), betas=(0.9, 0.999),
                                   eps=1e-8, weight_decay=cfg["weight_decay"],
                                   **({"fused": True} if compiled else {"foreach": True}))
+    if compiled:
+        common.strict_compile(torch)
     forward = torch.compile(model) if compiled else model
     gen = torch.Generator().manual_seed(cfg["seed"])
     shape = (cfg["batch_size"], cfg["context"])
@@ -107,6 +113,8 @@ def run_torch(args, cfg, compiled):
         return loss.item()
 
     samples = common.time_steps(step, target.sync, args.warmup, args.repetitions)
+    if compiled:
+        common.check_compiled(torch, "the compiled model")
     peak = target.peak_memory()
     execution = "torch.compile (inductor)" if compiled else "eager"
     return samples, execution, "fused" if compiled else "foreach", peak
@@ -118,6 +126,7 @@ def run_mlx(args, cfg, causal=False):
     import mlx.nn as nn
     import mlx.optimizers as optim
     args.device_name = common.mlx_device(mx, args.device)
+    common.check_mlx_mode(args.device_name, compiled=True)
     mx.random.seed(cfg["seed"])
     d = cfg["dim"]
 
