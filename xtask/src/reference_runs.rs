@@ -562,9 +562,9 @@ mod tests {
 
     /// common.py's device for `--device gpu`, under a stand-in `torch`
     /// whose CUDA and MPS are there or not as FAKE_CUDA and FAKE_MPS say:
-    /// CUDA where it is, else MPS, each with its own synchronisation; on
-    /// MPS the CUDA-graph backends are not listed, and run anyway they
-    /// record a skipped row saying why.
+    /// CUDA where it is, else MPS, each with its own synchronisation;
+    /// where there is no CUDA (MPS, the CPU) the CUDA-graph backends are
+    /// not listed, and run anyway they record a skipped row saying why.
     #[test]
     fn gpu_references_take_cuda_else_mps_and_leave_cuda_graphs_out_on_mps() {
         let dir = std::env::temp_dir().join(format!("reftorch-{}", std::process::id()));
@@ -622,20 +622,42 @@ mod tests {
             assert!(ok, "{out}");
             out.lines().map(str::to_owned).collect::<Vec<_>>()
         };
-        assert_eq!(
-            listed(false, "bert.py", "gpu"),
-            ["hf-compile", "hf-eager", "mlx-compile"]
-        );
-        assert!(listed(true, "bert.py", "gpu").contains(&"hf-compile-graphs".to_owned()));
-        assert_eq!(
-            listed(false, "tinyllama.py", "gpu"),
-            ["gpt-fast-eager", "hf", "mlx-lm"]
-        );
-        assert_eq!(listed(true, "tinyllama.py", "gpu").len(), 5);
-        // The CPU's lists are as they were: tinyllama's compiled paths run
-        // there (as plain torch.compile), bert's CUDA graphs do not.
-        assert_eq!(listed(false, "tinyllama.py", "cpu").len(), 5);
-        assert!(!listed(true, "bert.py", "cpu").contains(&"hf-compile-graphs".to_owned()));
+        // Without CUDA (MPS, or the CPU even where CUDA is there): no
+        // CUDA-graph path; torch.compile's default mode stands in.
+        let without_cuda = [
+            ("bert.py", vec!["hf-compile", "hf-eager", "mlx-compile"]),
+            (
+                "tinyllama.py",
+                vec!["gpt-fast-default", "gpt-fast-eager", "hf", "mlx-lm"],
+            ),
+            (
+                "whisper.py",
+                vec![
+                    "hf-eager",
+                    "hf-static-compile-default",
+                    "mlx-whisper",
+                    "static-decoder-default",
+                    "static-decoder-eager",
+                ],
+            ),
+        ];
+        for (script, expected) in &without_cuda {
+            assert_eq!(&listed(false, script, "gpu"), expected, "{script} on MPS");
+            assert_eq!(&listed(true, script, "cpu"), expected, "{script} on the CPU");
+        }
+        // With CUDA, the CUDA-graph paths too.
+        for (script, graphs) in [
+            ("bert.py", vec!["hf-compile-graphs", "hf-step-graph"]),
+            ("tinyllama.py", vec!["gpt-fast", "hf-static-compile"]),
+            ("whisper.py", vec!["hf-static-compile", "static-decoder"]),
+        ] {
+            let on_cuda = listed(true, script, "gpu");
+            for backend in &graphs {
+                assert!(on_cuda.contains(&backend.to_string()), "{script}: {backend}");
+            }
+            let (_, rest) = without_cuda.iter().find(|(s, _)| *s == script).unwrap();
+            assert_eq!(on_cuda.len(), rest.len() + graphs.len(), "{script}");
+        }
         assert_eq!(
             listed(true, "lm_train.py", "gpu"),
             listed(false, "lm_train.py", "gpu")
@@ -656,14 +678,56 @@ mod tests {
             ],
         );
         assert!(ok, "{out}");
+        // Run anyway on the CPU, the whole-step graph is refused as well.
+        let (ok, out) = python(
+            true,
+            false,
+            &[
+                "bert.py",
+                "hf-step-graph",
+                dir.to_str().unwrap(),
+                "--device",
+                "cpu",
+                "--csv",
+                csv.to_str().unwrap(),
+            ],
+        );
+        assert!(ok, "{out}");
         let rows = bench_core::record::read_rows(&csv.with_extension("jsonl")).unwrap();
-        assert_eq!(rows.len(), 1);
+        assert_eq!(rows.len(), 2);
         assert_eq!(
             (rows[0].status, rows[0].device_name.as_str()),
             (Status::Skipped, "mps")
         );
         assert!(rows[0].reason.contains("CUDA graphs"), "{}", rows[0].reason);
+        assert_eq!(
+            (rows[1].status, rows[1].device_name.as_str()),
+            (Status::Skipped, "cpu")
+        );
+        assert!(
+            rows[1].reason.contains("hf-step-graph needs CUDA graphs")
+                && rows[1].reason.contains("this run is on cpu"),
+            "{}",
+            rows[1].reason
+        );
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The mode checks' verdicts (test_references.py's ModeChecks: plain
+    /// Python, no torch): a graph break, a Dynamo fallback, a skipped or
+    /// unreplayed CUDA graph, an environment that turns MLX's modes off.
+    #[test]
+    fn the_references_mode_checks_refuse_what_did_not_run() {
+        let output = Command::new("python3")
+            .current_dir(root().join(SCRIPTS))
+            .args(["test_references.py", "ModeChecks"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     #[test]

@@ -97,6 +97,8 @@ def weights_note(args):
 def run_torch(args, cfg, mode):
     torch, target, model = torch_model(args, cfg)
     device = target.type
+    if mode == "graphs":
+        common.require_cuda(device)
     fused = mode != "eager"
     optimizer = adamw(torch, model, cfg, **({"fused": True} if fused else {"foreach": True}))
     if mode != "eager":
@@ -139,8 +141,7 @@ def run_step_graph(args, cfg):
     capturable=True)) captured as one torch.cuda.graph; each timed step
     copies its batch into the graph's static inputs and replays it."""
     torch, target, model = torch_model(args, cfg)
-    if target.type != "cuda":
-        raise common.ModeNotRun(f"a CUDA graph needs CUDA; this run is on {target.type}")
+    common.require_cuda(target.type)
     optimizer = adamw(torch, model, cfg, fused=True, capturable=True)
     host = [tuple(torch.tensor(part) for part in batch) for batch in email_batches(cfg)]
     static = [t.to("cuda") for t in host[0]]

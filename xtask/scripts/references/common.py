@@ -483,6 +483,13 @@ class CudaGraphCount:
         return self.replays - self.marked[1]
 
 
+def require_cuda(device_type):
+    """Raises ModeNotRun before a CUDA-graph path is built where there is
+    no CUDA (parse_args records such a run as skipped)."""
+    if device_type != "cuda":
+        raise ModeNotRun(f"CUDA graphs need CUDA; this run is on {device_type}")
+
+
 def cuda_graph_faults(device_type, count, timed_calls):
     """Why `timed_calls` calls of a CUDA-graph step, counted by `count`
     (a CudaGraphCount marked where timing began), did not each replay a

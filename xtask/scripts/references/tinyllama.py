@@ -62,6 +62,7 @@ def run_hf(args, prompt, static_compile):
     torch.manual_seed(args.seed)
     model = LlamaForCausalLM(LlamaConfig(**CONFIG, tie_word_embeddings=False)).to(device, dtype).eval()
     if static_compile:
+        common.require_cuda(device)
         common.strict_compile(torch, cuda_graphs=True)
         model.generation_config.cache_implementation = "static"
         model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
@@ -255,6 +256,8 @@ def run_gpt_fast(args, prompt, mode):
     settings, and checked to have run so (common.check_compiled,
     check_cuda_graphs)."""
     torch, device, dtype, sync = torch_setup(args)
+    if mode == "graphs":
+        common.require_cuda(device)
     torch.manual_seed(args.seed)
     capacity = args.prompt_tokens + args.gen_tokens
     model = gpt_fast_model(torch, capacity, dtype, device)

@@ -13,9 +13,22 @@ and loading the model are not timed.
                     H200 (torch 2.11, transformers 5.17) reduce-overhead skipped its graphs
                     ("mutated inputs": the static cache's length counter) and the process
                     crashed (segmentation fault), so this is the compiled path that runs
-  mlx-whisper       mlx_whisper.transcribe (temperature 0, no timestamps)
+  static-decoder    our own static-cache Whisper (whisper_static.py), written as gpt-fast
+                    writes Llama: caches as module buffers, the encoder and the decoding
+                    step (logits, suppression, argmax) each under
+                    torch.compile(mode="reduce-overhead", fullgraph=True): CUDA graphs;
+                    the same weights and greedy rules as transformers, so the same text
+  static-decoder-default  the same under torch.compile's default mode (no CUDA graphs)
+  static-decoder-eager    the same without torch.compile
+  mlx-whisper       mlx_whisper.transcribe (temperature 0, no timestamps); mlx-whisper
+                    compiles only its sampler (unused at temperature 0), as shipped
 
-Every row records its transcript and whether it equals the twin's.
+Every row records its transcript and whether it equals the twin's. Each
+compiled path checks that it ran so (common.check_compiled,
+check_cuda_graphs): a graph break, a Dynamo fallback, a skipped CUDA graph
+or a timed call that replayed none fails the row with the reason. Where
+there is no CUDA the CUDA-graph paths are not listed and, run anyway,
+record a skipped row.
 
 mlx-whisper's half precision is float16; for bf16 cells its two uses of
 `mx.float16` (transcribe.py, decoding.py) are pointed at bfloat16, so the
@@ -26,6 +39,7 @@ so.
 
 usage: whisper.py BACKEND RESULTS_DIR --precision P --preset P [--device gpu|cpu]
 """
+import collections
 import json
 import os
 import re
@@ -35,12 +49,19 @@ import tempfile
 import types
 import wave
 
-import numpy as np
+# numpy, torch and mlx are imported where they are used, so that
+# `--backends-for` runs on any Python.
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
 SAMPLE_RATE = 16000
+
+# What a backend's set-up returns: `transcribe` (samples to text) and the
+# device's `sync`; `timed_from` is called where timing begins and `check`
+# after it (the mode checks: common.check_compiled, check_cuda_graphs).
+Transcriber = collections.namedtuple(
+    "Transcriber", "transcribe sync execution peak_memory timed_from check", defaults=(None, None))
 
 
 def assets():
@@ -53,6 +74,7 @@ def model_dir():
 
 def read_wav(path):
     """16 kHz mono 16-bit PCM as float32 in [-1, 1), as the twins read it."""
+    import numpy as np
     with wave.open(path) as w:
         if (w.getframerate(), w.getnchannels(), w.getsampwidth()) != (SAMPLE_RATE, 1, 2):
             raise ValueError(f"{path}: expected 16 kHz mono 16-bit PCM, got {w.getframerate()} Hz, "
@@ -64,6 +86,7 @@ def read_wav(path):
 def read_ct2(path):
     """CTranslate2's model.bin (the layout crates/bench-whisper/src/ct2.rs
     documents): {name: float32 or int array}, {alias: target}."""
+    import numpy as np
     data = open(path, "rb").read()
     pos = 0
 
@@ -103,6 +126,7 @@ def read_ct2(path):
 def openai_weights(variables):
     """The twins' weight set (OpenAI's names, float32): fused q|k|v and k|v
     split by rows, key biases dropped (CTranslate2 stores zeros)."""
+    import numpy as np
     out = {}
 
     def get(name):
@@ -219,15 +243,19 @@ def run_torch(args, audio, compile_mode):
         raise ValueError(f"converted tiny.en vs transformers' Whisper: missing {missing}, unused {unexpected}")
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
     model = model.to(device=device, dtype=dtype).eval()
-    max_new = min(d["n_text_ctx"] // 2, d["n_text_ctx"] - 2)
+    max_new = max_new_tokens(d)
     model.generation_config = GenerationConfig(
         decoder_start_token_id=50257, bos_token_id=50256, eos_token_id=50256, pad_token_id=50256,
         no_timestamps_token_id=50362, is_multilingual=False, max_new_tokens=max_new, **suppress)
+    if compile_mode == "reduce-overhead":
+        common.require_cuda(device)
     if compile_mode:
+        common.strict_compile(torch, cuda_graphs=compile_mode == "reduce-overhead")
         model.generation_config.cache_implementation = "static"
         model.forward = torch.compile(model.forward, mode=compile_mode, fullgraph=True)
     features = WhisperFeatureExtractor(feature_size=d["n_mels"])
     decode = detokenizer()
+    graphs = common.CudaGraphCount(torch).__enter__()
 
     @torch.inference_mode()
     def transcribe():
@@ -236,10 +264,80 @@ def run_torch(args, audio, compile_mode):
                              return_timestamps=False)
         return decode(ids[0].tolist())
 
+    def check():
+        graphs.__exit__()
+        if compile_mode == "reduce-overhead":
+            # At least a replay per timed transcription.
+            common.check_cuda_graphs(torch, device, graphs, args.repetitions, "transformers' compiled forward")
+        elif compile_mode:
+            common.check_compiled(torch, "transformers' compiled forward")
+
     execution = {None: "eager, dynamic cache",
                  "reduce-overhead": "torch.compile reduce-overhead fullgraph, static cache (CUDA graphs)",
                  "default": "torch.compile fullgraph (inductor, no CUDA graphs), static cache"}[compile_mode]
-    return transcribe, target.sync, execution, target.peak_memory
+    return Transcriber(transcribe, target.sync, execution, target.peak_memory, graphs.mark, check)
+
+
+STATIC_EXECUTION = {
+    "eager": "own static-cache decoder, eager",
+    "default": "own static-cache decoder, torch.compile fullgraph encoder and decoding step "
+               "(Inductor, no CUDA graphs)",
+    "graphs": "own static-cache decoder, torch.compile reduce-overhead fullgraph encoder and "
+              "decoding step (CUDA graphs)",
+}
+
+
+def run_static(args, audio, mode):
+    """whisper_static's decoder on transformers' log-mel features: `mode`
+    eager, default (torch.compile) or graphs (reduce-overhead, CUDA
+    graphs); the compiled modes are checked to have run so."""
+    import torch
+    from transformers import WhisperFeatureExtractor
+    import whisper_static
+    target = common.torch_device(args.device)
+    device, args.device_name = target.type, target.name
+    if mode == "graphs":
+        common.require_cuda(device)
+    torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+    weights, d, suppress = load_model()
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    model = whisper_static.static_whisper(torch, weights, d, dtype, device, suppress)
+    encode, step = model.encode, model.step
+    if mode != "eager":
+        common.strict_compile(torch, cuda_graphs=mode == "graphs")
+        options = dict(fullgraph=True, **({"mode": "reduce-overhead"} if mode == "graphs" else {}))
+        encode, step = torch.compile(model.encode, **options), torch.compile(model.step, **options)
+    features = WhisperFeatureExtractor(feature_size=d["n_mels"])
+    decode = detokenizer()
+    graphs = common.CudaGraphCount(torch).__enter__()
+    calls = {"timed": 0, "on": False}
+
+    def timed_from():
+        graphs.mark()
+        calls["on"] = True
+
+    @torch.inference_mode()
+    def transcribe():
+        mel = features(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", device=device).input_features
+        ids, steps = whisper_static.greedy(torch, model, mel.to(device=device, dtype=dtype),
+                                           max_new_tokens(d), encode, step)
+        if calls["on"]:
+            calls["timed"] += 1 + steps  # the encoder's graph and each step's
+        return decode(ids)
+
+    def check():
+        graphs.__exit__()
+        if mode == "graphs":
+            common.check_cuda_graphs(torch, device, graphs, calls["timed"], "the encoder and decoding step")
+        elif mode == "default":
+            common.check_compiled(torch, "the encoder and decoding step")
+
+    return Transcriber(transcribe, target.sync, STATIC_EXECUTION[mode], target.peak_memory, timed_from, check)
+
+
+def max_new_tokens(d):
+    """transformers' generate limit here: half the text context."""
+    return min(d["n_text_ctx"] // 2, d["n_text_ctx"] - 2)
 
 
 class _HalfIsBfloat16(types.ModuleType):
@@ -282,6 +380,8 @@ def run_mlx(args, audio):
     # under the same name.
     transcribe_module = sys.modules["mlx_whisper.transcribe"]
     args.device_name = common.mlx_device(mx, args.device)
+    # mlx-whisper compiles only its sampler, which temperature 0 does not use.
+    common.check_mlx_mode(args.device_name, compiled=False)
     weights, d, _suppress = load_model()
     dtype = {"bf16": mx.bfloat16}.get(args.precision, mx.float32)
     if args.precision == "bf16":
@@ -306,7 +406,7 @@ def run_mlx(args, audio):
     execution = "mlx-whisper transcribe (lazy graph, no mx.compile, as shipped)"
     if missing:
         execution += f"; stand-ins for {', '.join(missing)} (word timestamps only)"
-    return transcribe, mx.synchronize, execution, mx.get_peak_memory
+    return Transcriber(transcribe, mx.synchronize, execution, mx.get_peak_memory)
 
 
 BACKENDS = {
@@ -316,6 +416,12 @@ BACKENDS = {
                           ["torch", "transformers"], lambda a, audio: run_torch(a, audio, "reduce-overhead")),
     "hf-static-compile-default": ("torch-python", "transformers generate static cache + torch.compile",
                                   ["torch", "transformers"], lambda a, audio: run_torch(a, audio, "default")),
+    "static-decoder": ("torch-python", "own static-cache decoder, torch.compile reduce-overhead",
+                       ["torch", "transformers"], lambda a, audio: run_static(a, audio, "graphs")),
+    "static-decoder-default": ("torch-python", "own static-cache decoder, torch.compile",
+                               ["torch", "transformers"], lambda a, audio: run_static(a, audio, "default")),
+    "static-decoder-eager": ("torch-python", "own static-cache decoder, eager",
+                             ["torch", "transformers"], lambda a, audio: run_static(a, audio, "eager")),
     "mlx-whisper": ("mlx-python", "mlx-whisper transcribe", ["mlx.core", "mlx_whisper"], run_mlx),
 }
 
@@ -323,17 +429,19 @@ BACKENDS = {
 def main():
     args, (framework, reference, packages, run), csv_path = common.parse_args(
         "whisper", BACKENDS, warmup=2, repetitions=10, precisions=("f32", "tf32", "bf16"),
-        gpu_only=("hf-static-compile",))
+        cuda_graphs=("hf-static-compile", "static-decoder"))
     twin = common.twin_settings(args.results, "whisper", "transcribe", args.precision, args.preset)
     common.configure_precision(args.precision)
     row = dict(benchmark="whisper", framework=framework, device=args.device,
                precision=args.precision, preset=args.preset, reference=reference)
     clip = os.path.join(assets(), "jfk", twin["audio"])
     audio = read_wav(clip)
-    transcribe, sync, execution, peak = common.attempt(csv_path, row, lambda: run(args, audio))
+    t = common.attempt(csv_path, row, lambda: run(args, audio))
     texts = []
     samples = common.attempt(csv_path, row, lambda: common.time_steps(
-        lambda: texts.append(transcribe()), sync, args.warmup, args.repetitions))
+        lambda: texts.append(t.transcribe()), t.sync, args.warmup, args.repetitions, t.timed_from))
+    if t.check is not None:
+        common.attempt(csv_path, row, t.check)
     text = texts[-1]
     # The twin's row stores the transcript with ';' and '=' replaced.
     equal = text.replace(";", ",").replace("=", "-") == twin["transcript"]
@@ -342,12 +450,12 @@ def main():
               f"  twin:      {twin['transcript']}", flush=True)
     seconds = len(audio) / SAMPLE_RATE
     settings = dict(model=twin["model"], origin=twin["origin"], audio=twin["audio"],
-                    audio_seconds=f"{seconds:.3f}", execution=execution, warmup=args.warmup,
+                    audio_seconds=f"{seconds:.3f}", execution=t.execution, warmup=args.warmup,
                     repetitions=args.repetitions, transcript=text.replace("=", "-"),
                     transcript_equals_twin=str(equal).lower(),
                     timed="log-mel + encoder + greedy decode without timestamps + detokenise")
     common.write_rows(csv_path, packages=packages, settings=settings, device_name=args.device_name,
-                      cases=[("transcribe", samples, seconds, "audio s/s")], peak_memory=peak(), **row)
+                      cases=[("transcribe", samples, seconds, "audio s/s")], peak_memory=t.peak_memory(), **row)
 
 
 if __name__ == "__main__":
