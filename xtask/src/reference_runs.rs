@@ -643,7 +643,11 @@ mod tests {
         ];
         for (script, expected) in &without_cuda {
             assert_eq!(&listed(false, script, "gpu"), expected, "{script} on MPS");
-            assert_eq!(&listed(true, script, "cpu"), expected, "{script} on the CPU");
+            assert_eq!(
+                &listed(true, script, "cpu"),
+                expected,
+                "{script} on the CPU"
+            );
         }
         // With CUDA, the CUDA-graph paths too.
         for (script, graphs) in [
@@ -653,7 +657,10 @@ mod tests {
         ] {
             let on_cuda = listed(true, script, "gpu");
             for backend in &graphs {
-                assert!(on_cuda.contains(&backend.to_string()), "{script}: {backend}");
+                assert!(
+                    on_cuda.contains(&backend.to_string()),
+                    "{script}: {backend}"
+                );
             }
             let (_, rest) = without_cuda.iter().find(|(s, _)| *s == script).unwrap();
             assert_eq!(on_cuda.len(), rest.len() + graphs.len(), "{script}");
