@@ -192,6 +192,7 @@ def run_step_graph(args, cfg):
     if steps != CAPTURE_WARMUP + graphs.replays:
         raise common.ModeNotRun(f"AdamW counted {steps} steps after {CAPTURE_WARMUP} warm-up steps "
                                 f"and {graphs.replays} replays: the update did not run in each replay")
+    common.passed(f"AdamW counted {steps} steps: {CAPTURE_WARMUP} warm-up steps and one per replay")
     return (samples, f"whole step as one torch.cuda.graph ({CAPTURE_WARMUP} warm-up steps on a side stream)",
             "fused, capturable (in the graph)", weights_note(args), target.peak_memory())
 

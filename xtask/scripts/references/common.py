@@ -227,6 +227,8 @@ def write_rows(csv_path, *, benchmark, framework, device, precision, preset, ref
     v = versions()
     settings = dict(settings)
     settings["reference_path"] = reference
+    if VERDICTS:
+        settings["mode_check"] = "; ".join(VERDICTS)
     settings["reference"] = f"{reference} " + " ".join(f"{k}={v[k]}" for k in packages if k in v)
     for case, xs, work, unit in cases:
         median = statistics.median(xs)
@@ -394,6 +396,16 @@ class ModeNotRun(RuntimeError):
     the reference as a failed row with this reason."""
 
 
+# What the checks of this process found where the mode ran: write_rows
+# records it as the `mode_check` setting (each reference is one process).
+VERDICTS = []
+
+
+def passed(verdict):
+    VERDICTS.append(verdict)
+    return verdict
+
+
 def strict_compile(torch, cuda_graphs=False):
     """Before torch.compile: Dynamo raises where it would otherwise run a
     frame eagerly past its recompile limit; with `cuda_graphs`, Inductor
@@ -434,9 +446,12 @@ def dynamo_faults(counters):
 def check_compiled(torch, what):
     """Raises ModeNotRun unless every call of `what` ran compiled (see
     dynamo_faults)."""
-    faults = dynamo_faults(torch._dynamo.utils.counters)
+    counters = torch._dynamo.utils.counters
+    faults = dynamo_faults(counters)
     if faults:
         raise ModeNotRun(f"{what} did not run as compiled: " + "; ".join(faults))
+    return passed(f"{what}: {counters['stats']['unique_graphs']} graph(s) compiled, "
+                  "no graph break or eager frame")
 
 
 class CudaGraphCount:
@@ -516,6 +531,9 @@ def check_cuda_graphs(torch, device_type, count, timed_calls, what, compiled=Tru
         faults += dynamo_faults(torch._dynamo.utils.counters)
     if faults:
         raise ModeNotRun(f"{what} did not run as CUDA graphs: " + "; ".join(faults))
+    return passed(f"{what}: {count.captures} CUDA graph(s) captured before timing, "
+                  f"{count.replays_since} replays in {timed_calls} timed calls"
+                  + (", no graph break or eager frame" if compiled else ""))
 
 
 def mlx_mode_faults(environ, backend, compiled):
@@ -536,6 +554,10 @@ def check_mlx_mode(device_name, compiled):
     """Raises ModeNotRun where the environment turns off MLX's mode (see
     mlx_mode_faults); `device_name` is mlx_device's ("cuda ...", "metal ...",
     "cpu")."""
-    faults = mlx_mode_faults(os.environ, device_name.split(" ")[0], compiled)
+    backend = device_name.split(" ")[0]
+    faults = mlx_mode_faults(os.environ, backend, compiled)
     if faults:
         raise ModeNotRun("MLX's mode is turned off: " + "; ".join(faults))
+    kept = (["mx.compile"] if compiled else []) + (["CUDA graphs"] if backend == "cuda" else [])
+    if kept:
+        passed(f"MLX: {' and '.join(kept)} not turned off")

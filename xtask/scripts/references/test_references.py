@@ -86,6 +86,20 @@ class ModeChecks(unittest.TestCase):
         self.assertIn("9 CUDA graph replays for 10",
                       common.cuda_graph_faults("cuda", FakeCount(1, 9, 0, 9), 10)[0])
 
+    def test_rows_record_what_the_checks_found(self):
+        import json
+        import tempfile
+        common.VERDICTS.clear()
+        common.passed("the step: 1 CUDA graph(s) captured before timing, 4 replays in 4 timed calls")
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "reference.csv")
+            common.write_rows(path, benchmark="bert", framework="torch-python", device="gpu",
+                              precision="bf16", preset="quick", reference="r", packages=[],
+                              cases=[("step", [1.0, 2.0], None, "")], settings={}, device_name="")
+            row = json.loads(open(os.path.splitext(path)[0] + ".jsonl").readline())
+        common.VERDICTS.clear()
+        self.assertIn("4 replays in 4 timed calls", row["settings"]["mode_check"])
+
     def test_the_environment_can_turn_mlx_modes_off(self):
         self.assertEqual(common.mlx_mode_faults({}, "cuda", True), [])
         # MLX reads MLX_DISABLE_COMPILE by presence, whatever its value.
