@@ -316,7 +316,8 @@ def run_static(args, audio, mode):
         graphs.mark()
         calls["on"] = True
 
-    @torch.inference_mode()
+    # no_grad, as gpt-fast decodes (not inference_mode).
+    @torch.no_grad()
     def transcribe():
         mel = features(audio, sampling_rate=SAMPLE_RATE, return_tensors="pt", device=device).input_features
         ids, steps = whisper_static.greedy(torch, model, mel.to(device=device, dtype=dtype),

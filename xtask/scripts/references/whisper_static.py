@@ -19,6 +19,7 @@ English-only model without timestamps: the prompt <|startoftranscript|>
 """
 
 SOT, NO_TIMESTAMPS, EOT = 50257, 50362, 50256
+PROMPT = (SOT, NO_TIMESTAMPS)
 
 
 def static_whisper(torch, weights, dims, dtype, device, suppress):
@@ -124,9 +125,7 @@ def static_whisper(torch, weights, dims, dtype, device, suppress):
             self.register_buffer("suppress", bias, persistent=False)
             first = bias.clone()
             first[suppress["begin_suppress_tokens"]] = float("-inf")
-            # The first generated token's suppression: an input of the step
-            # (this, or zeros after it), not a branch inside it.
-            self.first_bias, self.later_bias = first, torch.zeros_like(first)
+            self.register_buffer("first_suppress", first, persistent=False)
 
         def encode(self, mel):
             """The encoder, and each decoder block's cross-attention keys
@@ -135,16 +134,19 @@ def static_whisper(torch, weights, dims, dtype, device, suppress):
             for block in self.decoder.blocks:
                 block.fill_cross(audio)
 
-        def step(self, token, pos, bias):
+        def step(self, token, pos):
             """The next token after `token` (1x1) at position `pos` (1,),
-            greedy, `bias` added to the float32 logits (suppression)."""
+            greedy over the float32 logits with the suppressed tokens at
+            -inf (and the first generated token's, selected by position
+            rather than by a branch, so that the step is one graph)."""
             d = self.decoder
             x = d.token_embedding[token] + d.positional_embedding[pos]
             mask = (self.positions <= pos).view(1, 1, 1, -1)
             for block in d.blocks:
                 x = block.decoder_step(x, pos, mask)
             logits = (d.ln(x) @ d.token_embedding.t()).float()[:, -1]
-            return torch.argmax(logits + self.suppress + bias, dim=-1, keepdim=True)
+            bias = torch.where(pos == len(PROMPT) - 1, self.first_suppress, self.suppress)
+            return torch.argmax(logits + bias, dim=-1, keepdim=True)
 
     model = StaticWhisper()
     state = {k: torch.from_numpy(v) for k, v in weights.items()}
@@ -163,20 +165,23 @@ def greedy(torch, model, mel, max_new, encode=None, step=None):
     encode, step = encode or model.encode, step or model.step
     device = model.positions.device
     encode(mel)
-    token = torch.tensor([[SOT]], device=device)
     pos = torch.zeros(1, dtype=torch.long, device=device)
-    step(token, pos, model.later_bias)
-    pos += 1
-    token = torch.tensor([[NO_TIMESTAMPS]], device=device)
-    bias, ids, calls = model.first_bias, [], 1
-    while len(ids) < max_new:
-        # A CUDA graph's output is overwritten by its next replay.
-        token = step(token, pos, bias).clone()
-        calls += 1
+    # The prompt one token at a time: the step's one shape (a causal
+    # decoder's last logits are the same as after a pass over the prompt).
+    for prompt_token in PROMPT:
+        token = step(torch.tensor([[prompt_token]], device=device), pos)
         pos += 1
-        bias = model.later_bias
+    ids, calls = [], len(PROMPT)
+    while True:
+        # A CUDA graph's output is overwritten by its next replay.
+        token = token.clone()
         value = int(token.item())
         if value == EOT:
             break
         ids.append(value)
+        if len(ids) == max_new:
+            break
+        token = step(token, pos)
+        calls += 1
+        pos += 1
     return ids, calls
