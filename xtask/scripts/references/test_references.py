@@ -96,7 +96,8 @@ class ModeChecks(unittest.TestCase):
             common.write_rows(path, benchmark="bert", framework="torch-python", device="gpu",
                               precision="bf16", preset="quick", reference="r", packages=[],
                               cases=[("step", [1.0, 2.0], None, "")], settings={}, device_name="")
-            row = json.loads(open(os.path.splitext(path)[0] + ".jsonl").readline())
+            with open(os.path.splitext(path)[0] + ".jsonl") as f:
+                row = json.loads(f.readline())
         common.VERDICTS.clear()
         self.assertIn("4 replays in 4 timed calls", row["settings"]["mode_check"])
 
@@ -217,6 +218,13 @@ class TorchCpu(unittest.TestCase):
 
 @unittest.skipUnless(cuda_available(), "no CUDA GPU")
 class TorchCuda(unittest.TestCase):
+    def tearDown(self):
+        # Each test as in a process of its own (the references run one
+        # each): no compiled code or CUDA graph tree carried over.
+        import torch
+        torch._dynamo.reset()
+        torch._inductor.config.triton.cudagraph_or_error = False
+
     def test_gpt_fast_replays_its_decode_graph(self):
         with TinyConfig() as tinyllama:
             for precision in ("bf16", "f32"):
