@@ -606,6 +606,49 @@ mod tests {
         );
     }
 
+    /// The table line of one configuration measured in passes of these
+    /// PyTorch and MLX medians (repetitions +-1%).
+    fn table_of(passes: &[(f64, f64)]) -> String {
+        let rows: Vec<Row> = passes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (torch, mlx))| {
+                let run = format!("p{i}");
+                [
+                    row("torch", *torch, &run, "c", true),
+                    row("mlx", *mlx, &run, "c", true),
+                ]
+            })
+            .collect();
+        speedup_table(&history(&rows, &["transfer".to_owned()]), &titles())
+    }
+
+    #[test]
+    fn passes_on_both_sides_of_one_say_the_run_does_not_tell() {
+        // MLX 1.2x, 0.8x, 1.1x faster: pooled, 1.1x; no winner.
+        let table = table_of(&[(1.2, 1.0), (0.8, 1.0), (1.1, 1.0)]);
+        assert!(
+            table.contains("; passes 1.20, 0.80, 1.10; no clear winner |"),
+            "{table}"
+        );
+        // Every pass on one side of 1: the winner stands, the interval
+        // holds each pass.
+        let table = table_of(&[(1.3, 1.0), (1.2, 1.0), (1.4, 1.0)]);
+        assert!(
+            table.contains("1.30x [1.20-1.40]; passes 1.30, 1.20, 1.40 |"),
+            "{table}"
+        );
+        // One pass: repetitions only, and said so.
+        let table = table_of(&[(2.0, 1.0)]);
+        assert!(table.contains("| 2.00x [1.9"), "{table}");
+        assert!(table.contains(", repetitions only] |"), "{table}");
+        let table = table_of(&[(1.0, 1.0)]);
+        assert!(
+            table.contains("repetitions only]; no clear winner |"),
+            "{table}"
+        );
+    }
+
     /// A Metal row of a Mac with `gpu_cores`.
     fn mac_row(framework: &str, median: f64, run: &str, gpu_cores: u32) -> Row {
         let mut row = row(framework, median, run, "c", true);
