@@ -3,7 +3,10 @@
 //!
 //! A speed-up pairs the PyTorch and MLX rows of one run (same run id: same
 //! build, machine and session), never one twin's row of one run with the
-//! other's of another. Several passes with both twins pool into one pair. A device's
+//! other's of another. Several passes with both twins pool into one pair,
+//! whose interval resamples the passes, then their repetitions
+//! (`uncertainty`); where it holds 1 or the passes straddle 1, the table
+//! says `no clear winner`. A device's
 //! table shows one commit: the latest at which every benchmark of the suite
 //! was measured there, else the latest, naming what it lacks.
 
