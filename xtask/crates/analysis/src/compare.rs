@@ -2,6 +2,11 @@
 //! beside candidate B: both medians, B / A with its 95% interval, and a
 //! verdict. `--fail-above PCT` makes a confident regression (B slower than
 //! A by more than PCT percent, interval and all) an error exit, for CI.
+//!
+//! A side may be several runs (`r1,r2,r3`): passes of one code. Its cells
+//! then pool their repetitions, and the interval resamples each side's
+//! passes before their repetitions, so that drift between passes counts
+//! (`uncertainty`); one run a side gives an interval of repetitions only.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,14 +18,15 @@ use bench_core::{Row, Status};
 use clap::Args;
 
 use crate::results::{self, machine, samples, significant, Loaded};
-use crate::twins::ratio_cell;
-use crate::uncertainty::{ratio_interval, relative_iqr, Interval};
+use crate::twins::{pooled, ratio_cell};
+use crate::uncertainty::{ratio_interval, relative_iqr, Interval, Pass};
 
 #[derive(Args, Debug, Clone)]
 pub struct CompareArgs {
-    /// Baseline: a run id (found under --results) or a result file (.csv or .jsonl).
+    /// Baseline: a run id (found under --results) or a result file (.csv or
+    /// .jsonl); several, comma-separated, are passes of one code.
     pub baseline: String,
-    /// Candidate: a run id or a result file.
+    /// Candidate: a run id or a result file; several, comma-separated.
     pub candidate: String,
     /// Exit non-zero when a cell is slower than the baseline by more than
     /// PCT percent with 95% confidence (runs without samples: beyond their
@@ -53,9 +59,23 @@ pub fn run(root: &Path, args: &CompareArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The rows of the runs of a comma-separated list, each a file or a run id.
+fn resolve(list: &str, dir: &Path) -> Result<Loaded> {
+    let mut all = Loaded::default();
+    for spec in list.split(',').map(str::trim) {
+        if spec.is_empty() {
+            bail!("'{list}' names an empty run: give run ids or files, comma-separated");
+        }
+        let loaded = resolve_one(spec, dir)?;
+        all.rows.extend(loaded.rows);
+        all.warnings.extend(loaded.warnings);
+    }
+    Ok(all)
+}
+
 /// The rows of a run: a file (with the CSV or JSONL beside it), else a run
 /// id found in `dir`.
-fn resolve(spec: &str, dir: &Path) -> Result<Loaded> {
+fn resolve_one(spec: &str, dir: &Path) -> Result<Loaded> {
     for path in [PathBuf::from(spec), dir.join(spec)] {
         if path.is_file() {
             let loaded = results::load_run(&path)?;
@@ -83,13 +103,17 @@ pub enum Verdict {
     WithinNoise,
 }
 
-/// B / A of two time rows, its interval (from samples) and the verdict:
-/// the interval decides where there is one; else the change must exceed
-/// both rows' relative IQR.
-pub fn judge(a: &Row, b: &Row) -> Option<(f64, Option<Interval>, Verdict)> {
+/// B / A of one cell's time rows, a row per pass (run) on each side: the
+/// ratio of the pooled medians, its pass-aware interval (from samples) and
+/// the verdict. The interval decides where there is one; else the change
+/// must exceed both sides' relative IQR.
+pub fn judge(a: &[&Row], b: &[&Row]) -> Option<(f64, Option<Interval>, Verdict)> {
+    let (passes_a, passes_b) = (a, b);
+    let (a, b) = (pooled_passes(passes_a)?, pooled_passes(passes_b)?);
+    let (a, b) = (&a, &b);
     let ratio = b.median_s()? / a.median_s().filter(|m| *m > 0.0)?;
-    let interval = match (samples(a), samples(b)) {
-        (Some(sa), Some(sb)) => ratio_interval(sb, sa),
+    let interval = match (pass_samples(passes_b), pass_samples(passes_a)) {
+        (Some(sb), Some(sa)) => ratio_interval(&sb, &sa),
         _ => None,
     };
     let verdict = match interval {
@@ -112,6 +136,21 @@ pub fn judge(a: &Row, b: &Row) -> Option<(f64, Option<Interval>, Verdict)> {
     Some((ratio, interval, verdict))
 }
 
+/// One row for a side's passes: the row itself for one pass, else their
+/// repetitions pooled (`twins::pooled`). None without a row.
+fn pooled_passes(passes: &[&Row]) -> Option<Row> {
+    match passes {
+        [] => None,
+        [one] => Some((*one).clone()),
+        several => Some(pooled(several)),
+    }
+}
+
+/// Each pass's repetitions; None where one lacks them.
+fn pass_samples<'a>(passes: &[&'a Row]) -> Option<Vec<Pass<'a>>> {
+    passes.iter().map(|row| samples(row)).collect()
+}
+
 pub struct Comparison {
     pub text: String,
     /// Cells slower by more than `--fail-above` with confidence.
@@ -122,9 +161,12 @@ pub struct Comparison {
 /// table prints (and sorts) them.
 type CellKey = (String, String, String, String, String, String, String);
 
-/// The latest row of each cell.
-fn cells(rows: &[Row]) -> BTreeMap<CellKey, &Row> {
-    let mut out: BTreeMap<CellKey, &Row> = BTreeMap::new();
+/// Each cell's passes, by cell.
+type Cells<'a> = BTreeMap<CellKey, Vec<&'a Row>>;
+
+/// Each cell's passes: its latest row of each run, oldest first.
+fn cells(rows: &[Row]) -> Cells<'_> {
+    let mut out = Cells::new();
     for row in rows {
         let key = (
             row.benchmark.clone(),
@@ -135,10 +177,15 @@ fn cells(rows: &[Row]) -> BTreeMap<CellKey, &Row> {
             row.preset.to_string(),
             row.execution.to_string(),
         );
-        let slot = out.entry(key).or_insert(row);
-        if row.timestamp >= slot.timestamp {
-            *slot = row;
+        let passes = out.entry(key).or_default();
+        match passes.iter_mut().find(|pass| pass.run_id == row.run_id) {
+            Some(slot) if row.timestamp >= slot.timestamp => *slot = row,
+            Some(_) => {}
+            None => passes.push(row),
         }
+    }
+    for passes in out.values_mut() {
+        passes.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
     }
     out
 }
@@ -162,9 +209,9 @@ pub fn compare(baseline: &[Row], candidate: &[Row], fail_above: Option<f64>) -> 
     let b = cells(candidate);
     let mut text = header(baseline, candidate);
     let mut tally = Tally::default();
-    for (key, row_a) in &a {
-        if let Some(row_b) = b.get(key) {
-            text.push_str(&cell_line(key, row_a, row_b, fail_above, &mut tally));
+    for (key, rows_a) in &a {
+        if let Some(rows_b) = b.get(key) {
+            text.push_str(&cell_line(key, rows_a, rows_b, fail_above, &mut tally));
         }
     }
     text.push_str(&footer(&tally, &unmatched(&a, &b)));
@@ -195,39 +242,58 @@ fn describe_runs(rows: &[Row]) -> String {
     seen.join("; ")
 }
 
-/// One cell's line: both medians, B / A and the verdict.
+/// One cell's line: both (pooled) medians, B / A and the verdict.
 fn cell_line(
     key: &CellKey,
-    row_a: &Row,
-    row_b: &Row,
+    rows_a: &[&Row],
+    rows_b: &[&Row],
     fail_above: Option<f64>,
     tally: &mut Tally,
 ) -> String {
     let (benchmark, case, framework, device, precision, preset, mode) = key;
-    let median = |row: &Row| row.median_s().map_or("-".into(), significant);
-    let (ratio, verdict) = ratio_and_verdict(row_a, row_b, fail_above, tally);
+    let (measured_a, measured_b) = (measured(rows_a), measured(rows_b));
+    let median = |rows: &[&Row]| {
+        pooled_passes(rows)
+            .and_then(|row| row.median_s())
+            .map_or("-".into(), significant)
+    };
+    let (ratio, verdict) = ratio_and_verdict(rows_a, rows_b, fail_above, tally);
     format!(
         "| {benchmark} | {case} | {framework} | {device} | {precision} | {preset} | {mode} | {} | {} | {ratio} | {verdict} |\n",
-        median(row_a),
-        median(row_b),
+        median(&measured_a),
+        median(&measured_b),
     )
 }
 
-/// The ratio and verdict cells of a cell both runs have, counted in `tally`.
+/// The passes that measured the cell.
+fn measured<'a>(rows: &[&'a Row]) -> Vec<&'a Row> {
+    rows.iter()
+        .filter(|row| row.status == Status::Ok)
+        .copied()
+        .collect()
+}
+
+/// The ratio and verdict cells of a cell both runs have, counted in `tally`:
+/// of the passes that measured it, else the latest pass's status.
 fn ratio_and_verdict(
-    row_a: &Row,
-    row_b: &Row,
+    rows_a: &[&Row],
+    rows_b: &[&Row],
     fail_above: Option<f64>,
     tally: &mut Tally,
 ) -> (String, String) {
-    if row_a.status != Status::Ok || row_b.status != Status::Ok {
-        let status = |row: &Row| format!("{:?}", row.status).to_lowercase();
+    let (measured_a, measured_b) = (measured(rows_a), measured(rows_b));
+    if measured_a.is_empty() || measured_b.is_empty() {
+        let status = |rows: &[&Row]| {
+            rows.last().map_or("missing".into(), |row| {
+                format!("{:?}", row.status).to_lowercase()
+            })
+        };
         return (
             "-".to_owned(),
-            format!("A {}, B {}", status(row_a), status(row_b)),
+            format!("A {}, B {}", status(rows_a), status(rows_b)),
         );
     }
-    let Some((ratio, interval, verdict)) = judge(row_a, row_b) else {
+    let Some((ratio, interval, verdict)) = judge(&measured_a, &measured_b) else {
         return ("-".into(), "no median".into());
     };
     let limit = fail_above.map(|pct| 1.0 + pct / 100.0);
@@ -258,8 +324,8 @@ fn ratio_and_verdict(
 }
 
 /// The cells in one run only: A's, then B's.
-fn unmatched(a: &BTreeMap<CellKey, &Row>, b: &BTreeMap<CellKey, &Row>) -> Vec<String> {
-    let only = |these: &BTreeMap<CellKey, &Row>, others: &BTreeMap<CellKey, &Row>, run: &str| {
+fn unmatched(a: &Cells, b: &Cells) -> Vec<String> {
+    let only = |these: &Cells, others: &Cells, run: &str| {
         these
             .keys()
             .filter(|k| !others.contains_key(*k))
@@ -280,7 +346,7 @@ fn footer(tally: &Tally, unmatched: &[String]) -> String {
         ..
     } = tally;
     format!(
-        "\nB / A of the median times: above 1, B is slower. Verdict from the 95% interval bootstrapped from both runs' repetitions (within noise: it holds 1); for runs without recorded repetitions, from the IQR (within noise: the change is within the larger relative IQR).\n\nB against A: {faster} faster, {slower} slower, {same} within noise; {} cell(s) in one run only{}\n",
+        "\nB / A of the median times (a side of several runs: their repetitions pooled): above 1, B is slower. Verdict from the 95% interval bootstrapped from both sides' runs, then their repetitions within each (within noise: it holds 1; `repetitions only`: a side of one run, whose drift from run to run it cannot show); for runs without recorded repetitions, from the IQR (within noise: the change is within the larger relative IQR).\n\nB against A: {faster} faster, {slower} slower, {same} within noise; {} cell(s) in one run only{}\n",
         unmatched.len(),
         if unmatched.is_empty() {
             String::new()
@@ -294,6 +360,15 @@ fn footer(tally: &Tally, unmatched: &[String]) -> String {
 mod tests {
     use super::*;
     use crate::results::tests::{row, set_iqr, temp_dir, write_run};
+
+    /// A pass of a cell: 20 repetitions over +-2% of `median`.
+    fn pass(median: f64, run: &str) -> Row {
+        let mut r = cell("torch", "switch", median, run);
+        r.samples_s = (0..20)
+            .map(|i| median * (0.981 + 0.002 * f64::from(i)))
+            .collect();
+        r
+    }
 
     fn cell(framework: &str, case: &str, median: f64, run: &str) -> Row {
         let mut r = row(framework, case, median, run);
@@ -358,9 +433,46 @@ mod tests {
             r
         };
         let a = row(1.0, 0.1);
-        assert_eq!(judge(&a, &row(1.05, 0.1)).unwrap().2, Verdict::WithinNoise);
-        assert_eq!(judge(&a, &row(1.3, 0.1)).unwrap().2, Verdict::Slower);
-        assert_eq!(judge(&a, &row(0.7, 0.1)).unwrap().2, Verdict::Faster);
-        assert_eq!(judge(&a, &row(1.3, 0.1)).unwrap().1, None);
+        let judge = |b: Row| judge(&[&a], &[&b]).unwrap();
+        assert_eq!(judge(row(1.05, 0.1)).2, Verdict::WithinNoise);
+        assert_eq!(judge(row(1.3, 0.1)).2, Verdict::Slower);
+        assert_eq!(judge(row(0.7, 0.1)).2, Verdict::Faster);
+        assert_eq!(judge(row(1.3, 0.1)).1, None);
+    }
+
+    #[test]
+    fn several_runs_a_side_are_passes_whose_drift_the_verdict_sees() {
+        let dir = temp_dir("compare-passes");
+        // A steady baseline; a candidate drifting from run to run.
+        for (run, a, b) in [("A1", 1.0, 0.95), ("A2", 1.0, 1.1), ("A3", 1.0, 1.12)] {
+            write_run(&dir.join(format!("{run}.csv")), &[pass(a, run)]);
+            let candidate = run.replace('A', "B");
+            write_run(
+                &dir.join(format!("{candidate}.csv")),
+                &[pass(b, &candidate)],
+            );
+        }
+        let a = resolve("A1,A2,A3", &dir).unwrap();
+        let b = resolve("B1, B2,B3", &dir).unwrap();
+        let (ra, rb): (Vec<&Row>, Vec<&Row>) = (a.rows.iter().collect(), b.rows.iter().collect());
+        let (ratio, interval, verdict) = judge(&ra, &rb).unwrap();
+        let interval = interval.unwrap();
+        assert!((ratio - 1.1).abs() < 0.01, "{ratio}");
+        assert_eq!((interval.passes, verdict), (3, Verdict::WithinNoise));
+        // The same repetitions as one run each: the drift is invisible and
+        // the candidate looks slower.
+        let (one_a, one_b) = (pooled(&ra), pooled(&rb));
+        let (_, interval, verdict) = judge(&[&one_a], &[&one_b]).unwrap();
+        assert!(interval.unwrap().repetitions_only());
+        assert_eq!(verdict, Verdict::Slower);
+        // The table: pooled medians, the interval of three passes.
+        let text = compare(&a.rows, &b.rows, Some(5.0)).text;
+        assert!(
+            text.contains("| 1.000 | 1.099 | 1.10x [0.9") && text.contains("] | within noise |"),
+            "{text}"
+        );
+        assert!(!text.contains("repetitions only]"), "{text}");
+        assert!(resolve("A1,,A2", &dir).is_err());
+        fs_cleanup(&dir);
     }
 }

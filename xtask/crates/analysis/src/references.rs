@@ -17,7 +17,9 @@ use bench_core::{Execution, Framework, Row, Status, Summary};
 
 use crate::results::{machine, ran, samples};
 use crate::twins::ratio_cell;
-use crate::uncertainty::{noise_note, ratio_interval, relative_iqr, Interval};
+use crate::uncertainty::{
+    noise_note, ratio_interval, relative_iqr, undecided, Interval, Pass, NO_CLEAR_WINNER,
+};
 
 /// The headline case of each benchmark that has Python references.
 pub const REFERENCE_CASES: [(&str, &str); 4] = [
@@ -71,6 +73,11 @@ fn speed(row: &Row) -> Option<f64> {
         .or_else(|| row.median_s().filter(|m| *m > 0.0).map(|m| 1.0 / m))
 }
 
+/// Each run's repetitions as a pass of the interval's bootstrap.
+fn passes(runs: &[Vec<f64>]) -> Vec<Pass<'_>> {
+    runs.iter().map(Vec::as_slice).collect()
+}
+
 /// The rows of one figure: every run of the latest code.
 #[derive(Clone, Debug)]
 pub struct Figure<'a> {
@@ -95,8 +102,9 @@ impl<'a> Figure<'a> {
         })
     }
 
-    /// Each repetition's speed, pooled over the runs that recorded them.
-    fn sample_speeds(&self) -> Vec<f64> {
+    /// Each repetition's speed, run by run (each run a pass of the
+    /// interval's bootstrap), of the runs that recorded them.
+    fn sample_speeds(&self) -> Vec<Vec<f64>> {
         self.rows
             .iter()
             .filter_map(|row| {
@@ -106,9 +114,14 @@ impl<'a> Figure<'a> {
                     Some(t) => t * row.median_s()?,
                     None => 1.0,
                 };
-                Some(samples.iter().filter(|s| **s > 0.0).map(move |s| work / s))
+                Some(
+                    samples
+                        .iter()
+                        .filter(|s| **s > 0.0)
+                        .map(|s| work / s)
+                        .collect(),
+                )
             })
-            .flatten()
             .collect()
     }
 
@@ -155,6 +168,19 @@ pub struct Versus<'a> {
     /// Twin speed / reference speed.
     pub ratio: Option<f64>,
     pub interval: Option<Interval>,
+}
+
+impl Versus<'_> {
+    /// "0.80x [0.78-0.82]", with "; no clear winner" where the interval
+    /// holds 1.
+    fn ratio_cell(&self) -> String {
+        let mut cell = ratio_cell(self.ratio, self.interval);
+        if self.ratio.is_some() && undecided(self.interval, &[]) {
+            cell.push_str("; ");
+            cell.push_str(NO_CLEAR_WINNER);
+        }
+        cell
+    }
 }
 
 /// One framework's twin and references in one configuration.
@@ -217,7 +243,9 @@ pub fn comparisons(rows: &[Row]) -> BTreeMap<Group, BTreeMap<Framework, Side<'_>
                                 .as_ref()
                                 .map(|t| t.summary.median / reference.summary.median);
                             let interval = twin.as_ref().and_then(|t| {
-                                ratio_interval(&t.sample_speeds(), &reference.sample_speeds())
+                                let (twin, reference) =
+                                    (t.sample_speeds(), reference.sample_speeds());
+                                ratio_interval(&passes(&twin), &passes(&reference))
                             });
                             Some(Versus {
                                 name,
@@ -274,7 +302,7 @@ pub fn reference_table(rows: &[Row], every: bool) -> String {
                     v.reference.describe(),
                     v.name
                 )),
-                fastest.map_or("-".into(), |v| ratio_cell(v.ratio, v.interval)),
+                fastest.map_or("-".into(), Versus::ratio_cell),
             );
             noise.push((format!("{name} twin"), twin.and_then(Figure::noisiest)));
             noise.push((
@@ -288,7 +316,7 @@ pub fn reference_table(rows: &[Row], every: bool) -> String {
                     versus.name,
                     versus.reference.rows.last().map_or("-", |r| ran(r)),
                     versus.reference.describe(),
-                    ratio_cell(versus.ratio, versus.interval),
+                    versus.ratio_cell(),
                     noise_note(&[("reference", versus.reference.noisiest())]),
                 );
             }
@@ -409,7 +437,7 @@ mod tests {
         let table = reference_table(&rows, true);
         assert!(
             table.contains(
-                "| 800.0 samples/s | 1000.0 samples/s (hf-compile-graphs) | 0.80x [0.78-0.82] |"
+                "| 800.0 samples/s | 1000.0 samples/s (hf-compile-graphs) | 0.80x [0.78-0.82, repetitions only] |"
             ),
             "{table}"
         );

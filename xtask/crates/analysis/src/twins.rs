@@ -3,7 +3,10 @@
 //!
 //! A speed-up pairs the PyTorch and MLX rows of one run (same run id: same
 //! build, machine and session), never one twin's row of one run with the
-//! other's of another. Several passes with both twins pool into one pair. A device's
+//! other's of another. Several passes with both twins pool into one pair,
+//! whose interval resamples the passes, then their repetitions
+//! (`uncertainty`); where it holds 1 or the passes straddle 1, the table
+//! says `no clear winner`. A device's
 //! table shows one commit: the latest at which every benchmark of the suite
 //! was measured there, else the latest, naming what it lacks.
 
@@ -16,7 +19,10 @@ use bench_core::stats::{quantile, Summary};
 use bench_core::{Execution, Framework, Row, Status};
 
 use crate::results::{machine, model, ran, samples, significant};
-use crate::uncertainty::{self, noise_note, ratio_interval, relative_iqr, Interval};
+use crate::uncertainty::{
+    self, noise_note, paired_ratio_interval, relative_iqr, undecided, Interval, Pass,
+    NO_CLEAR_WINNER,
+};
 
 /// Title and headline case of each benchmark, by name.
 pub type Titles = BTreeMap<String, (String, String)>;
@@ -120,6 +126,9 @@ pub struct Pair<'a> {
     pub mlx: Option<Cow<'a, Row>>,
     /// Each pass's speed-up, oldest first, where there were several.
     pub passes: Vec<f64>,
+    /// The PyTorch and MLX rows of each pass with both, oldest first: what
+    /// the interval resamples.
+    pub pass_rows: Vec<(&'a Row, &'a Row)>,
 }
 
 impl Pair<'_> {
@@ -128,12 +137,21 @@ impl Pair<'_> {
         speedup(self.torch.as_deref()?, self.mlx.as_deref()?)
     }
 
-    /// The speed-up's 95% interval, from both twins' repetitions.
+    /// The speed-up's 95% interval: passes resampled, then both twins'
+    /// repetitions within them (`uncertainty`). None where a pass lacks
+    /// repetitions.
     pub fn interval(&self) -> Option<Interval> {
-        ratio_interval(
-            samples(self.torch.as_deref()?)?,
-            samples(self.mlx.as_deref()?)?,
-        )
+        let passes: Option<Vec<(Pass, Pass)>> = self
+            .pass_rows
+            .iter()
+            .map(|(torch, mlx)| Some((samples(torch)?, samples(mlx)?)))
+            .collect();
+        paired_ratio_interval(&passes?)
+    }
+
+    /// Whether the run leaves open which twin is faster.
+    pub fn undecided(&self) -> bool {
+        self.speedup().is_some() && undecided(self.interval(), &self.passes)
     }
 
     pub fn noise(&self) -> String {
@@ -204,6 +222,7 @@ pub fn pairs<'a>(rows: &[&'a Row], titles: &Titles) -> Vec<Pair<'a>> {
                 .filter_map(|twins| Some((twins.0?, twins.1?)))
                 .collect();
             complete.sort_by_key(|(torch, mlx)| newest(&(Some(*torch), Some(*mlx))));
+            let pass_rows = complete.clone();
             let (torch, mlx, passes) = match complete.as_slice() {
                 [] => {
                     let latest = runs.values().max_by_key(|t| newest(t))?;
@@ -238,6 +257,7 @@ pub fn pairs<'a>(rows: &[&'a Row], titles: &Titles) -> Vec<Pair<'a>> {
                 torch,
                 mlx,
                 passes,
+                pass_rows,
             })
         })
         .collect()
@@ -305,10 +325,14 @@ fn percent(fraction: f64) -> String {
     }
 }
 
-/// "1.21x [1.18-1.25]"; the interval is missing where the rows carry no
-/// repetitions (runs before the JSONL files).
+/// "1.21x [1.18-1.25]", or "1.21x [1.18-1.25, repetitions only]" where
+/// one pass could not show drift; the interval is missing where the rows
+/// carry no repetitions (runs before the JSONL files).
 pub fn ratio_cell(ratio: Option<f64>, interval: Option<Interval>) -> String {
     match (ratio, interval) {
+        (Some(r), Some(i)) if i.repetitions_only() => {
+            format!("{r:.2}x [{:.2}-{:.2}, repetitions only]", i.low, i.high)
+        }
         (Some(r), Some(i)) => format!("{r:.2}x [{:.2}-{:.2}]", i.low, i.high),
         (Some(r), None) => format!("{r:.2}x [no samples]"),
         _ => "-".into(),
@@ -350,6 +374,9 @@ fn speedup_row(pair: &Pair, titles: &Titles) -> String {
     if !pair.passes.is_empty() {
         let passes: Vec<String> = pair.passes.iter().map(|p| format!("{p:.2}")).collect();
         let _ = write!(ratio, "; passes {}", passes.join(", "));
+    }
+    if pair.undecided() {
+        let _ = write!(ratio, "; {NO_CLEAR_WINNER}");
     }
     format!(
         "| {} | {title} ({}) | {} | {} | {} ({}; {}) | {} | {} | {} | {} |\n",
@@ -435,7 +462,7 @@ fn measured(pairs: &[Pair], r: &Row) -> bool {
 /// What the numbers mean, under every speed-up table.
 pub fn legend() -> String {
     format!(
-        "\nHow to read it: each time is the median of the timed repetitions of the benchmark's headline case, in seconds; IQR is the interquartile range as a share of that median. MLX speed-up = PyTorch median / MLX median (above 1: MLX is faster), from the two twins' rows of one run; where the commit ran a configuration in several passes (both twins each time), the times pool every pass's repetitions and `passes` gives each pass's own speed-up, oldest first: their spread is how far the machine drifted between passes. In brackets, a 95% interval bootstrapped (2000 resamples, fixed seed) from the repetitions: where it holds 1, the run does not tell which framework is faster. Runs from before raw samples were recorded say `no samples`. A cell whose IQR exceeds {:.0}% of its median is flagged noisy: its median may move that much from run to run. Mode `best` runs each framework as its users do when speed matters (PyTorch: CUDA graphs and fused AdamW; MLX: compiled steps and its own CUDA graphs); `eager` runs both op by op (`--execution eager`); in brackets what each twin actually ran. Model: the checkpoint or size that ran.\n",
+        "\nHow to read it: each time is the median of the timed repetitions of the benchmark's headline case, in seconds; IQR is the interquartile range as a share of that median. MLX speed-up = PyTorch median / MLX median (above 1: MLX is faster), from the two twins' rows of one run; where the commit ran a configuration in several passes (both twins each time), the times pool every pass's repetitions and `passes` gives each pass's own speed-up, oldest first: their spread is how far the machine drifted between passes. In brackets, a 95% interval bootstrapped (2000 resamples, fixed seed) pass by pass: each resample draws the passes with replacement, then the repetitions within each drawn pass, so that drift between passes widens it (and it holds each pass's own speed-up); `repetitions only` marks an interval of one pass, which cannot show that drift and is narrower than another pass would be. Where the interval holds 1 or the passes lie on both sides of 1, the run does not tell which framework is faster, and the cell says `no clear winner`. Runs from before raw samples were recorded say `no samples`. A cell whose IQR exceeds {:.0}% of its median is flagged noisy: its median may move that much from run to run. Mode `best` runs each framework as its users do when speed matters (PyTorch: CUDA graphs and fused AdamW; MLX: compiled steps and its own CUDA graphs); `eager` runs both op by op (`--execution eager`); in brackets what each twin actually ran. Model: the checkpoint or size that ran.\n",
         uncertainty::NOISY_IQR_FRACTION * 100.0
     )
 }
@@ -575,7 +602,54 @@ mod tests {
         let speedup = pair.speedup().unwrap();
         assert!((speedup - 2.0 / 1.01).abs() < 1e-9, "{speedup}");
         let table = speedup_table(&history(&rows, &["transfer".to_owned()]), &titles());
-        assert!(table.contains("; passes 2.00, 1.00, 2.00 |"), "{table}");
+        // Pass 2 saw the twins level: the run does not name a winner.
+        assert!(
+            table.contains("; passes 2.00, 1.00, 2.00; no clear winner |"),
+            "{table}"
+        );
+    }
+
+    /// The table line of one configuration measured in passes of these
+    /// PyTorch and MLX medians (repetitions +-1%).
+    fn table_of(passes: &[(f64, f64)]) -> String {
+        let rows: Vec<Row> = passes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (torch, mlx))| {
+                let run = format!("p{i}");
+                [
+                    row("torch", *torch, &run, "c", true),
+                    row("mlx", *mlx, &run, "c", true),
+                ]
+            })
+            .collect();
+        speedup_table(&history(&rows, &["transfer".to_owned()]), &titles())
+    }
+
+    #[test]
+    fn passes_on_both_sides_of_one_say_the_run_does_not_tell() {
+        // MLX 1.2x, 0.8x, 1.1x faster: pooled, 1.1x; no winner.
+        let table = table_of(&[(1.2, 1.0), (0.8, 1.0), (1.1, 1.0)]);
+        assert!(
+            table.contains("; passes 1.20, 0.80, 1.10; no clear winner |"),
+            "{table}"
+        );
+        // Every pass on one side of 1: the winner stands, the interval
+        // holds each pass.
+        let table = table_of(&[(1.3, 1.0), (1.2, 1.0), (1.4, 1.0)]);
+        assert!(
+            table.contains("1.30x [1.20-1.40]; passes 1.30, 1.20, 1.40 |"),
+            "{table}"
+        );
+        // One pass: repetitions only, and said so.
+        let table = table_of(&[(2.0, 1.0)]);
+        assert!(table.contains("| 2.00x [1.9"), "{table}");
+        assert!(table.contains(", repetitions only] |"), "{table}");
+        let table = table_of(&[(1.0, 1.0)]);
+        assert!(
+            table.contains("repetitions only]; no clear winner |"),
+            "{table}"
+        );
     }
 
     /// A Metal row of a Mac with `gpu_cores`.
