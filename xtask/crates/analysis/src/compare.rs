@@ -118,8 +118,8 @@ pub struct Comparison {
     pub regressions: usize,
 }
 
-/// Benchmark, case, framework, device, precision, preset and mode, as the
-/// table prints (and sorts) them.
+/// Benchmark, case, framework, device, precision, preset with its knobs
+/// ([`Row::configuration`]) and mode, as the table prints (and sorts) them.
 type CellKey = (String, String, String, String, String, String, String);
 
 /// The latest row of each cell.
@@ -132,7 +132,7 @@ fn cells(rows: &[Row]) -> BTreeMap<CellKey, &Row> {
             row.framework_label(),
             row.device.to_string(),
             row.precision.to_string(),
-            row.preset.to_string(),
+            row.configuration(),
             row.execution.to_string(),
         );
         let slot = out.entry(key).or_insert(row);
@@ -145,7 +145,7 @@ fn cells(rows: &[Row]) -> BTreeMap<CellKey, &Row> {
 
 fn describe_key(key: &CellKey) -> String {
     let (benchmark, case, framework, device, precision, preset, mode) = key;
-    format!("{benchmark} {case} {framework} {device} {precision} {preset} {mode}")
+    format!("{benchmark} {case} {framework} {device} {precision} ({preset}) {mode}")
 }
 
 /// The verdicts over the cells both runs have.
@@ -179,7 +179,7 @@ fn header(baseline: &[Row], candidate: &[Row]) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "A (baseline): {}", describe_runs(baseline));
     let _ = writeln!(text, "B (candidate): {}\n", describe_runs(candidate));
-    text.push_str("| Benchmark | Case | Framework | Device | Precision | Preset | Mode | A median (s) | B median (s) | B / A [95% CI] | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    text.push_str("| Benchmark | Case | Framework | Device | Precision | Preset, knobs | Mode | A median (s) | B median (s) | B / A [95% CI] | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     text
 }
 

@@ -4,12 +4,13 @@
 //! ([`compare::run`]).
 //!
 //! Modules, each using only those listed before it:
-//! results, uncertainty, twins, references, charts, compare, report.
+//! identity, results, uncertainty, twins, references, charts, compare, report.
 
 pub mod compare;
 pub mod report;
 
 mod charts;
+mod identity;
 mod references;
 mod results;
 mod twins;
