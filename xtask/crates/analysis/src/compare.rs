@@ -2,6 +2,10 @@
 //! beside candidate B: both medians, B / A with its 95% interval, and a
 //! verdict. `--fail-above PCT` makes a confident regression (B slower than
 //! A by more than PCT percent, interval and all) an error exit, for CI.
+//! A cell is the same in both runs only at the same knobs.
+//!
+//! `cargo xtask compare --devices`: each device's MLX speed-up side by
+//! side ([`devices`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,16 +16,19 @@ use anyhow::{bail, Result};
 use bench_core::{Row, Status};
 use clap::Args;
 
+use crate::devices;
 use crate::results::{self, machine, samples, significant, Loaded};
-use crate::twins::ratio_cell;
+use crate::twins::{ratio_cell, Titles};
 use crate::uncertainty::{ratio_interval, relative_iqr, Interval};
 
 #[derive(Args, Debug, Clone)]
 pub struct CompareArgs {
     /// Baseline: a run id (found under --results) or a result file (.csv or .jsonl).
-    pub baseline: String,
+    #[arg(required_unless_present = "devices")]
+    pub baseline: Option<String>,
     /// Candidate: a run id or a result file.
-    pub candidate: String,
+    #[arg(required_unless_present = "devices")]
+    pub candidate: Option<String>,
     /// Exit non-zero when a cell is slower than the baseline by more than
     /// PCT percent with 95% confidence (runs without samples: beyond their
     /// IQR), e.g. `--fail-above 5`.
@@ -30,6 +37,11 @@ pub struct CompareArgs {
     /// Folder of the run files that run ids are looked up in (default: reports/raw).
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Instead of two runs: each device's MLX speed-up side by side (the
+    /// runs of the README's table, from --results), for the configurations
+    /// that match on preset and knobs; names those that do not.
+    #[arg(long, conflicts_with_all = ["baseline", "candidate", "fail_above"])]
+    pub devices: bool,
 }
 
 pub fn run(root: &Path, args: &CompareArgs) -> Result<ExitCode> {
@@ -37,8 +49,20 @@ pub fn run(root: &Path, args: &CompareArgs) -> Result<ExitCode> {
         .results
         .clone()
         .unwrap_or_else(|| root.join("reports/raw"));
-    let baseline = resolve(&args.baseline, &dir)?;
-    let candidate = resolve(&args.candidate, &dir)?;
+    let (Some(baseline), Some(candidate)) = (&args.baseline, &args.candidate) else {
+        let loaded = results::load_dir(&dir)?;
+        loaded.warn();
+        let benches = xtask_suite::discover(root)?;
+        let titles: Titles = benches
+            .iter()
+            .map(|b| (b.name.clone(), (b.title.clone(), b.headline.clone())))
+            .collect();
+        let suite: Vec<String> = benches.iter().map(|b| b.name.clone()).collect();
+        print!("{}", devices::table(&loaded.rows, &titles, &suite));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let baseline = resolve(baseline, &dir)?;
+    let candidate = resolve(candidate, &dir)?;
     let comparison = compare(&baseline.rows, &candidate.rows, args.fail_above);
     print!("{}", comparison.text);
     if let Some(pct) = args.fail_above {

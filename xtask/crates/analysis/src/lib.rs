@@ -4,13 +4,17 @@
 //! ([`compare::run`]).
 //!
 //! Modules, each using only those listed before it:
-//! identity, results, uncertainty, twins, references, charts, compare, report.
+//! identity, results, uncertainty, twins, references, charts, devices,
+//! compare, report.
 
 pub mod compare;
 pub mod report;
 
 mod charts;
+mod devices;
 mod identity;
+#[cfg(test)]
+mod knobs_apart;
 mod references;
 mod results;
 mod twins;
