@@ -116,11 +116,23 @@ fn side_by_side(found: &ByDevice, title: &dyn Fn(&str) -> String) -> String {
     out
 }
 
-/// A line per benchmark, precision and mode with a configuration that one
-/// device alone ran: each configuration it was run at, and where.
+/// What did not match: where devices ran the same work at other presets or
+/// knobs, each configuration and where; then what one device alone ran.
 fn unmatched(found: &ByDevice, title: &dyn Fn(&str) -> String) -> String {
-    let mut lines = String::new();
+    let mut differ = String::new();
+    // (device, benchmark, configuration) -> "precision mode" of each.
+    let mut alone: BTreeMap<(&str, &str, &str), Vec<String>> = BTreeMap::new();
     for ((benchmark, precision, mode), configurations) in found {
+        let devices: BTreeSet<&String> = configurations.values().flat_map(|d| d.keys()).collect();
+        if let [device] = devices.into_iter().collect::<Vec<_>>()[..] {
+            for configuration in configurations.keys() {
+                alone
+                    .entry((device, benchmark, configuration))
+                    .or_default()
+                    .push(format!("{precision} {mode}"));
+            }
+            continue;
+        }
         if configurations.values().all(|devices| devices.len() > 1) {
             continue;
         }
@@ -132,16 +144,31 @@ fn unmatched(found: &ByDevice, title: &dyn Fn(&str) -> String) -> String {
             })
             .collect();
         let _ = writeln!(
-            lines,
+            differ,
             "- {} {precision} {mode}: {}",
             title(benchmark),
             each.join("; ")
         );
     }
-    if lines.is_empty() {
-        return String::new();
+    let mut out = String::new();
+    if !differ.is_empty() {
+        let _ = write!(
+            out,
+            "\nNot side by side, run at other presets or knobs on other devices:\n{differ}"
+        );
     }
-    format!("\nNot side by side (no other device ran that preset with those knobs):\n{lines}")
+    if !alone.is_empty() {
+        out.push_str("\nRun on one device only:\n");
+        for ((device, benchmark, configuration), works) in alone {
+            let _ = writeln!(
+                out,
+                "- {device}: {} ({configuration}) {}",
+                title(benchmark),
+                works.join(", ")
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -209,6 +236,7 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("- BERT"), "{text}");
+        assert!(!text.contains("one device only"), "{text}");
         assert!(
             text.contains("- GPU: H200: commit `abc`, 1 run(s)"),
             "{text}"
@@ -223,9 +251,15 @@ mod tests {
             alone.contains("Fewer than two devices have results (GPU: H100)"),
             "{alone}"
         );
+        let mut eager = twins_on("H200", "transfer", "", 3.0);
+        for row in &mut eager {
+            row.execution = Execution::Eager;
+        }
         let apart: Vec<Row> = [
             twins_on("H100", "bert", "batch_size=32", 2.0),
             twins_on("H200", "bert", "", 3.0),
+            twins_on("H200", "transfer", "", 3.0),
+            eager,
         ]
         .concat();
         let text = table(&apart, &titles(), &suite);
@@ -239,5 +273,27 @@ mod tests {
             text.contains("- BERT f32 best: paper on GPU: H200; paper, batch_size=32 on GPU: H100"),
             "{text}"
         );
+        assert!(
+            text.contains("Run on one device only:\n- GPU: H200: CPU/GPU switch (paper) f32 best, f32 eager\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn devices_stands_instead_of_the_two_runs() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: crate::compare::CompareArgs,
+        }
+        let parse = |words: &[&str]| Cli::try_parse_from([&["compare"], words].concat());
+        assert!(parse(&["--devices"]).unwrap().args.devices);
+        let two = parse(&["a", "b"]).unwrap().args;
+        assert_eq!((two.baseline.as_deref(), two.devices), (Some("a"), false));
+        assert!(parse(&[]).is_err(), "two runs or --devices");
+        assert!(parse(&["a"]).is_err());
+        assert!(parse(&["--devices", "a", "b"]).is_err());
+        assert!(parse(&["--devices", "--fail-above", "5"]).is_err());
     }
 }
