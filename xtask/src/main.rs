@@ -46,7 +46,7 @@ enum Commands {
         #[arg(long)]
         readme: bool,
     },
-    /// Compare two runs (run ids or result files), cell by cell: medians, ratio with its interval, verdict.
+    /// Compare two runs (run ids or result files), cell by cell: medians, ratio with its interval, verdict; or, with --devices, each device's MLX speed-up side by side.
     Compare(compare::CompareArgs),
     /// Create crates/bench-NAME: a working benchmark (twin trait, both twins, workload, parity test, Criterion harness) to fill in.
     NewBench(new_bench::NewBenchArgs),

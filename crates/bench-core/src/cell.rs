@@ -1,10 +1,13 @@
 //! What one measurement is of: framework x device x precision x preset x
 //! execution, with the benchmark's knobs.
 
+use std::collections::BTreeMap;
+
 use crate::dims::{DeviceKind, Execution, Framework, Precision, Preset};
-use crate::knobs::{self, Knob};
+use crate::knobs::{self, Kind, Knob};
 use crate::measure::MeasureSettings;
-use crate::settings::Settings;
+use crate::presets::preset_default;
+use crate::settings::{Pairs, Settings};
 
 /// Everything one benchmark run needs to know about its cell.
 #[derive(Clone, Debug)]
@@ -62,6 +65,29 @@ impl Cell {
         settings
     }
 
+    /// The knobs given that differ from the preset's defaults, sorted by
+    /// name, numbers as Rust prints them (`lr=5e-5` and `lr=0.00005` are one
+    /// cell): with the cell's dimensions, its identity, which `report` and
+    /// `compare` never pool across. A knob given at its default is left
+    /// out, as is one given twice the earlier value.
+    pub fn knob_identity(&self) -> Pairs {
+        let mut given: BTreeMap<&str, &str> = BTreeMap::new();
+        for (key, value) in &self.options {
+            given.insert(key, value);
+        }
+        given
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let Some(knob) = knobs::find(self.knobs, key) else {
+                    return Some((key, value.to_owned()));
+                };
+                let default = preset_default(knob.default, self.preset);
+                let value = canonical(knob.kind, value);
+                (value != canonical(knob.kind, default)).then_some((key, value))
+            })
+            .collect()
+    }
+
     /// The `--set` value of `key`, checked against its declaration and
     /// parsed; None when not given. Reading an undeclared knob is an error,
     /// so that every knob the code reads is one that `--help` lists.
@@ -96,10 +122,77 @@ impl Cell {
     }
 }
 
+/// A knob's value as the identity holds it: a number as Rust prints it, a
+/// flag as `true`/`false`, anything else (or what does not parse) as given.
+fn canonical(kind: Kind, value: &str) -> String {
+    let value = value.trim();
+    let parsed = match kind {
+        Kind::Int { .. } => value.parse::<i64>().ok().map(|n| n.to_string()),
+        Kind::Float { .. } | Kind::Positive => value.parse::<f64>().ok().map(|x| x.to_string()),
+        Kind::Bool => value.parse::<bool>().ok().map(|b| b.to_string()),
+        _ => None,
+    };
+    parsed.unwrap_or_else(|| value.to_owned())
+}
+
 /// Parses one `--set key=value`.
 pub fn parse_option(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("expected key=value, got '{text}'")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOBS: &[Knob] = &[
+        Knob::at_least("n", 1, "512 (laptop: 4096, paper: 10000)", "matrix size"),
+        Knob::new("lr", Kind::Positive, "5e-5", "learning rate"),
+        Knob::new(
+            "weights",
+            Kind::Choice(&["auto", "random"]),
+            "auto",
+            "source",
+        ),
+    ];
+
+    fn identity(preset: Preset, options: &[(&str, &str)]) -> String {
+        Cell {
+            preset,
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            knobs: KNOBS,
+            ..Cell::for_checks()
+        }
+        .knob_identity()
+        .encode()
+    }
+
+    #[test]
+    fn the_identity_holds_the_knobs_that_differ_from_the_presets_defaults_sorted() {
+        assert_eq!(identity(Preset::Paper, &[]), "");
+        // The paper default given again is no knob of the identity; the
+        // quick default at paper is.
+        assert_eq!(identity(Preset::Paper, &[("n", "10000")]), "");
+        assert_eq!(identity(Preset::Paper, &[("n", "512")]), "n=512");
+        assert_eq!(identity(Preset::Quick, &[("n", "512")]), "");
+        // Sorted by name; the later of a knob given twice; numbers canonical.
+        assert_eq!(
+            identity(
+                Preset::Quick,
+                &[
+                    ("weights", "random"),
+                    ("n", "64"),
+                    ("lr", "1e-3"),
+                    ("n", "0128")
+                ]
+            ),
+            "lr=0.001;n=128;weights=random"
+        );
+        assert_eq!(identity(Preset::Quick, &[("lr", "0.00005")]), "");
     }
 }

@@ -8,6 +8,7 @@
 //! Whoever starts it, a runner measures alike: each framework in a process
 //! of its own, with OpenBLAS's core set ([`crate::process`]).
 
+use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ use crate::process;
 use crate::protocol::{Message, EXIT_FAILURES_RECORDED};
 use crate::record::RowWriter;
 use crate::row::{Row, Status};
+use crate::settings::Pairs;
 
 /// What the runner needs of a benchmark: its name, knobs, measure
 /// settings, and one cell run. Benchmark crates do not implement it
@@ -354,9 +356,25 @@ fn start_records(
             let version = (hooks.version)();
             let mut start = Row::start(run_id, benchmark.name(), &cell, &version, &environment);
             start.settings.push("preset_choice", &why);
+            start.knobs = with_threads(&start.knobs, args.threads);
             Ok(start)
         })
         .collect()
+}
+
+/// A cell's identity with `threads=N` where `--threads` asked other than
+/// the machine's default (its physical cores): a thread sweep's cells stay
+/// apart, and a run at the default matches one that did not ask.
+fn with_threads(knobs: &Pairs, threads: Option<usize>) -> Pairs {
+    let Some(threads) = threads.filter(|&t| t != env::default_threads()) else {
+        return knobs.clone();
+    };
+    let mut sorted: BTreeMap<String, String> = knobs
+        .iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect();
+    sorted.insert("threads".to_owned(), threads.to_string());
+    sorted.into_iter().collect()
 }
 
 /// `--check`: each asked framework's start record, as a plan message.
@@ -504,4 +522,21 @@ fn print_row(row: &Row) {
         "{} {} {} {} {}: {figure}",
         row.benchmark, row.case, row.framework, row.device, row.precision
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_join_the_identity_only_where_they_differ_from_the_default() {
+        let knobs = Pairs::decode("n=64;weights=random");
+        let default = env::default_threads();
+        assert_eq!(with_threads(&knobs, None), knobs);
+        assert_eq!(with_threads(&knobs, Some(default)), knobs);
+        assert_eq!(
+            with_threads(&knobs, Some(default + 1)).encode(),
+            format!("n=64;threads={};weights=random", default + 1)
+        );
+    }
 }

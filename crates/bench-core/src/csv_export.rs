@@ -61,6 +61,9 @@ pub struct CsvRow {
     pub openblas_core: String,
     #[serde(default)]
     pub pid: Option<u32>,
+    /// The row's `knobs`, `key=value;...` (since knobs were recorded).
+    #[serde(default)]
+    pub knobs: String,
 }
 
 impl From<&Row> for CsvRow {
@@ -107,6 +110,7 @@ impl From<&Row> for CsvRow {
             execution: Some(row.execution),
             openblas_core: env.openblas_core.clone(),
             pid: env.pid,
+            knobs: row.knobs.encode(),
         }
     }
 }
@@ -169,6 +173,7 @@ impl CsvRow {
             peak_memory_bytes: self.peak_memory_bytes,
             peak_rss_bytes: self.peak_rss_bytes,
             settings,
+            knobs: Pairs::decode(&self.knobs),
             device_name: self.device_name,
             framework_version: self.framework_version,
             environment: Environment {
@@ -205,10 +210,14 @@ mod tests {
     use crate::measure::CaseResult;
     use crate::settings::Settings;
 
+    const KNOBS: &[crate::Knob] = &[crate::Knob::at_least("n", 1, "512", "size")];
+
     #[test]
     fn a_row_and_its_csv_line_carry_the_same_figures_and_settings() {
         let cell = Cell {
             execution: Execution::Eager,
+            options: vec![("n".into(), "64".into())],
+            knobs: KNOBS,
             ..Cell::for_checks()
         };
         let start = Row::start("run", "bert", &cell, "2.11.0", &Environment::default());
@@ -224,6 +233,7 @@ mod tests {
         assert_eq!(line.median_s, Some(2.0));
         assert_eq!(line.framework, "torch");
         assert!(line.settings.ends_with(";prompt=a, b"), "{}", line.settings);
+        assert_eq!(line.knobs, "n=64");
         let mut back = line.into_row().unwrap();
         back.samples_s = row.samples_s.clone();
         assert_eq!(back, row);

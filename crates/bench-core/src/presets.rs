@@ -50,6 +50,30 @@ pub fn default_text(quick: impl Display, laptop: impl Display, paper: impl Displ
     }
 }
 
+/// The default of `preset` in a knob's default text, as [`default_text`]
+/// writes it: "4 (laptop: 6, paper: 12)" gives 4, 6 or 12. Text in
+/// brackets that names no preset is a remark ("0 (greedy)" gives 0); a
+/// text without brackets is every preset's default.
+pub fn preset_default(text: &str, preset: Preset) -> &str {
+    let Some((value, inner)) = text
+        .strip_suffix(')')
+        .and_then(|rest| rest.rsplit_once(" ("))
+    else {
+        return text;
+    };
+    let mut found = value;
+    for part in inner.split(", ") {
+        match part.split_once(": ") {
+            Some(("laptop", given)) if preset == Preset::Laptop => found = given,
+            Some(("paper", given)) if preset == Preset::Paper => found = given,
+            Some(("laptop" | "paper", _)) => {}
+            // Not the presets' values: a remark on the one value.
+            _ => return value,
+        }
+    }
+    found
+}
+
 /// The presets' sizes side by side, which the knobs' defaults are read from.
 pub struct KnobDefaults<S> {
     pub quick: S,
@@ -207,6 +231,23 @@ mod tests {
         assert_eq!(default_text(4, 4, 12), "4 (paper: 12)");
         assert_eq!(default_text(128, 128, 128), "128");
         assert_eq!(default_text("auto", "auto", "auto"), "auto");
+    }
+
+    #[test]
+    fn each_presets_default_reads_back_from_the_text() {
+        for (quick, laptop, paper) in [(4, 6, 12), (4, 4, 12), (4, 12, 12), (128, 128, 128)] {
+            let text = default_text(quick, laptop, paper);
+            let read = |preset| preset_default(&text, preset).to_owned();
+            assert_eq!(read(Preset::Quick), quick.to_string(), "{text}");
+            assert_eq!(read(Preset::Laptop), laptop.to_string(), "{text}");
+            assert_eq!(read(Preset::Paper), paper.to_string(), "{text}");
+        }
+        assert_eq!(preset_default("0 (greedy)", Preset::Paper), "0");
+        assert_eq!(
+            preset_default("the jfk asset's jfk.wav", Preset::Quick),
+            "the jfk asset's jfk.wav"
+        );
+        assert_eq!(preset_default("TinyLlama's", Preset::Laptop), "TinyLlama's");
     }
 
     /// lm-train's needs: paper about 30 GiB, laptop about 3.

@@ -4,7 +4,8 @@
 //! the CSV file beside the JSONL is an export of it (`csv_export`).
 //!
 //! One row per benchmark x case x framework x device x precision x preset
-//! x execution mode, with every repetition's time, its settings and the
+//! x execution mode x knob values that differ from the preset's defaults
+//! (`knobs`), with every repetition's time, its settings and the
 //! environment that produced it.
 
 use anyhow::{Context, Result};
@@ -85,6 +86,14 @@ pub struct Row {
     pub peak_rss_bytes: Option<u64>,
     /// Every setting of the cell and the twin, in order.
     pub settings: Pairs,
+    /// The cell's knob values that differ from its preset's defaults (and
+    /// `threads` where `--threads` differs from the machine's default),
+    /// sorted by name: part of the cell's identity, so that rows at other
+    /// sizes are never pooled or compared as one cell. Empty at the
+    /// defaults. Rows written before it was recorded lack it; `report`
+    /// derives it from their settings where it knows their presets.
+    #[serde(default)]
+    pub knobs: Pairs,
     /// E.g. "cpu (8 threads)" or "cuda:0 NVIDIA H100 80GB HBM3".
     pub device_name: String,
     pub framework_version: String,
@@ -122,6 +131,7 @@ impl Row {
             peak_memory_bytes: None,
             peak_rss_bytes: None,
             settings: Pairs::from(&cell.settings()),
+            knobs: cell.knob_identity(),
             device_name: String::new(),
             framework_version: framework_version.to_owned(),
             environment: environment.clone(),
@@ -171,6 +181,19 @@ impl Row {
     /// The last value of setting `key`.
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.settings.get(key)
+    }
+
+    /// The preset and the knobs of the identity, as tables label a cell:
+    /// "paper", or "paper, iterations=5, n=2048".
+    pub fn configuration(&self) -> String {
+        std::iter::once(self.preset.to_string())
+            .chain(
+                self.knobs
+                    .iter()
+                    .map(|(key, value)| format!("{key}={value}")),
+            )
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The framework as files and tables name it: "torch", "mlx", and for
@@ -233,5 +256,47 @@ mod tests {
         assert_eq!(row.setting("execution"), Some("compiled"));
         assert!(row.settings.encode().starts_with("threads=1;"));
         assert_eq!(row.peak_rss_bytes, Some(9));
+    }
+
+    #[test]
+    fn a_row_is_labelled_by_its_preset_and_the_knobs_that_differ_from_it() {
+        const KNOBS: &[crate::Knob] = &[
+            crate::Knob::at_least("n", 1, "512 (paper: 10000)", "size"),
+            crate::Knob::at_least("iterations", 1, "4 (paper: 50)", "loops"),
+        ];
+        let cell = |options: &[(&str, &str)]| Cell {
+            preset: crate::Preset::Paper,
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            knobs: KNOBS,
+            ..Cell::for_checks()
+        };
+        let row = |options| {
+            Row::start(
+                "run",
+                "transfer",
+                &cell(options),
+                "1",
+                &Environment::default(),
+            )
+        };
+        assert_eq!(row(&[]).configuration(), "paper");
+        assert_eq!(row(&[("n", "10000")]).configuration(), "paper");
+        let sized = row(&[("n", "2048"), ("iterations", "5")]);
+        assert_eq!(sized.configuration(), "paper, iterations=5, n=2048");
+        // Recorded in the JSONL line; a line without it reads as none.
+        let json = serde_json::to_string(&sized).unwrap();
+        assert!(
+            json.contains(r#""knobs":{"iterations":"5","n":"2048"}"#),
+            "{json}"
+        );
+        let back: Row = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, sized);
+        let mut value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        value.as_object_mut().unwrap().remove("knobs");
+        let old: Row = serde_json::from_value(value).unwrap();
+        assert!(old.knobs.iter().next().is_none());
     }
 }

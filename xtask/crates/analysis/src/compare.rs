@@ -7,6 +7,10 @@
 //! then pool their repetitions, and the interval resamples each side's
 //! passes before their repetitions, so that drift between passes counts
 //! (`uncertainty`); one run a side gives an interval of repetitions only.
+//! A cell is the same in both runs only at the same knobs.
+//!
+//! `cargo xtask compare --devices`: each device's MLX speed-up side by
+//! side ([`devices`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,17 +21,20 @@ use anyhow::{bail, Result};
 use bench_core::{Row, Status};
 use clap::Args;
 
+use crate::devices;
 use crate::results::{self, machine, samples, significant, Loaded};
-use crate::twins::{pooled, ratio_cell};
+use crate::twins::{pooled, ratio_cell, Titles};
 use crate::uncertainty::{ratio_interval, relative_iqr, Interval, Pass};
 
 #[derive(Args, Debug, Clone)]
 pub struct CompareArgs {
     /// Baseline: a run id (found under --results) or a result file (.csv or
     /// .jsonl); several, comma-separated, are passes of one code.
-    pub baseline: String,
+    #[arg(required_unless_present = "devices")]
+    pub baseline: Option<String>,
     /// Candidate: a run id or a result file; several, comma-separated.
-    pub candidate: String,
+    #[arg(required_unless_present = "devices")]
+    pub candidate: Option<String>,
     /// Exit non-zero when a cell is slower than the baseline by more than
     /// PCT percent with 95% confidence (runs without samples: beyond their
     /// IQR), e.g. `--fail-above 5`.
@@ -36,6 +43,11 @@ pub struct CompareArgs {
     /// Folder of the run files that run ids are looked up in (default: reports/raw).
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Instead of two runs: each device's MLX speed-up side by side (the
+    /// runs of the README's table, from --results), for the configurations
+    /// that match on preset and knobs; names those that do not.
+    #[arg(long, conflicts_with_all = ["baseline", "candidate", "fail_above"])]
+    pub devices: bool,
 }
 
 pub fn run(root: &Path, args: &CompareArgs) -> Result<ExitCode> {
@@ -43,8 +55,20 @@ pub fn run(root: &Path, args: &CompareArgs) -> Result<ExitCode> {
         .results
         .clone()
         .unwrap_or_else(|| root.join("reports/raw"));
-    let baseline = resolve(&args.baseline, &dir)?;
-    let candidate = resolve(&args.candidate, &dir)?;
+    let (Some(baseline), Some(candidate)) = (&args.baseline, &args.candidate) else {
+        let loaded = results::load_dir(&dir)?;
+        loaded.warn();
+        let benches = xtask_suite::discover(root)?;
+        let titles: Titles = benches
+            .iter()
+            .map(|b| (b.name.clone(), (b.title.clone(), b.headline.clone())))
+            .collect();
+        let suite: Vec<String> = benches.iter().map(|b| b.name.clone()).collect();
+        print!("{}", devices::table(&loaded.rows, &titles, &suite));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let baseline = resolve(baseline, &dir)?;
+    let candidate = resolve(candidate, &dir)?;
     let comparison = compare(&baseline.rows, &candidate.rows, args.fail_above);
     print!("{}", comparison.text);
     if let Some(pct) = args.fail_above {
@@ -157,8 +181,8 @@ pub struct Comparison {
     pub regressions: usize,
 }
 
-/// Benchmark, case, framework, device, precision, preset and mode, as the
-/// table prints (and sorts) them.
+/// Benchmark, case, framework, device, precision, preset with its knobs
+/// ([`Row::configuration`]) and mode, as the table prints (and sorts) them.
 type CellKey = (String, String, String, String, String, String, String);
 
 /// Each cell's passes, by cell.
@@ -174,7 +198,7 @@ fn cells(rows: &[Row]) -> Cells<'_> {
             row.framework_label(),
             row.device.to_string(),
             row.precision.to_string(),
-            row.preset.to_string(),
+            row.configuration(),
             row.execution.to_string(),
         );
         let passes = out.entry(key).or_default();
@@ -192,7 +216,7 @@ fn cells(rows: &[Row]) -> Cells<'_> {
 
 fn describe_key(key: &CellKey) -> String {
     let (benchmark, case, framework, device, precision, preset, mode) = key;
-    format!("{benchmark} {case} {framework} {device} {precision} {preset} {mode}")
+    format!("{benchmark} {case} {framework} {device} {precision} ({preset}) {mode}")
 }
 
 /// The verdicts over the cells both runs have.
@@ -226,7 +250,7 @@ fn header(baseline: &[Row], candidate: &[Row]) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "A (baseline): {}", describe_runs(baseline));
     let _ = writeln!(text, "B (candidate): {}\n", describe_runs(candidate));
-    text.push_str("| Benchmark | Case | Framework | Device | Precision | Preset | Mode | A median (s) | B median (s) | B / A [95% CI] | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
+    text.push_str("| Benchmark | Case | Framework | Device | Precision | Preset, knobs | Mode | A median (s) | B median (s) | B / A [95% CI] | Verdict |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     text
 }
 

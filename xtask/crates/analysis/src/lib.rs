@@ -1,15 +1,22 @@
 //! The suite's results: `reports/raw/` read back ([`results`]), the report
 //! (reports/RESULTS.md, the README's results and one SVG chart per
 //! benchmark, [`report::generate`]) and `cargo xtask compare`
-//! ([`compare::run`]).
+//! ([`compare::run`]), two runs cell by cell or the devices side by side.
+//! A cell is never pooled or compared with one at other knob values
+//! ([`identity`]).
 //!
 //! Modules, each using only those listed before it:
-//! results, uncertainty, twins, references, charts, compare, report.
+//! identity, results, uncertainty, twins, references, charts, devices,
+//! compare, report.
 
 pub mod compare;
 pub mod report;
 
 mod charts;
+mod devices;
+mod identity;
+#[cfg(test)]
+mod knobs_apart;
 mod references;
 mod results;
 mod twins;

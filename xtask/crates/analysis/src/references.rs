@@ -191,8 +191,8 @@ pub struct Side<'a> {
     pub references: Vec<Versus<'a>>,
 }
 
-/// (device, benchmark, preset, precision), preset and precision as the
-/// tables print (and sort) them.
+/// (device, benchmark, preset with its knobs ([`Row::configuration`]),
+/// precision), as the tables print (and sort) them.
 pub type Group = (String, String, String, String);
 
 /// Every configuration with references: per framework, the twin (best
@@ -214,7 +214,7 @@ pub fn comparisons(rows: &[Row]) -> BTreeMap<Group, BTreeMap<Framework, Side<'_>
         let key = (
             machine(row),
             row.benchmark.clone(),
-            row.preset.to_string(),
+            row.configuration(),
             row.precision.to_string(),
         );
         let slot = groups
@@ -279,10 +279,10 @@ pub fn reference_table(rows: &[Row], every: bool) -> String {
         return String::new();
     }
     let mut out = String::from(
-        "\nEach twin beside its framework's fastest own Python path (`xtask/scripts/references/`), same machine, configuration and device session; headline case, median over the runs of the latest code in the reference's sessions (range, runs); twin / reference above 1: the twin is faster, 95% interval in brackets:\n\n| Device | Benchmark | Preset | Precision | PyTorch twin | fastest PyTorch reference | twin / reference | MLX twin | fastest MLX reference | twin / reference | Noise |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "\nEach twin beside its framework's fastest own Python path (`xtask/scripts/references/`), same machine, configuration and device session; headline case, median over the runs of the latest code in the reference's sessions (range, runs); twin / reference above 1: the twin is faster, 95% interval in brackets:\n\n| Device | Benchmark | Preset, knobs | Precision | PyTorch twin | fastest PyTorch reference | twin / reference | MLX twin | fastest MLX reference | twin / reference | Noise |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut each = String::from(
-        "\nEvery reference's own figure (headline case; median over the runs of the latest code):\n\n| Device | Benchmark | Preset | Precision | Framework | Reference | Execution | Figure | Twin / reference | Noise |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "\nEvery reference's own figure (headline case; median over the runs of the latest code):\n\n| Device | Benchmark | Preset, knobs | Precision | Framework | Reference | Execution | Figure | Twin / reference | Noise |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for ((machine, benchmark, preset, precision), sides) in &groups {
         let _ = write!(out, "| {machine} | {benchmark} | {preset} | {precision} |");

@@ -143,15 +143,15 @@ fn results_page(
     out
 }
 
-/// Machine, benchmark, preset, precision, framework, device and mode, as
-/// the tables print them.
+/// Machine, benchmark, preset with its knobs ([`Row::configuration`]),
+/// precision, framework, device and mode, as the tables print them.
 type CellKey = (String, String, String, String, String, String, String);
 
 fn cell_key(row: &Row) -> CellKey {
     (
         machine(row),
         row.benchmark.clone(),
-        row.preset.to_string(),
+        row.configuration(),
         row.precision.to_string(),
         row.framework_label(),
         row.device.to_string(),
@@ -182,7 +182,7 @@ fn latest_rows(rows: &[Row]) -> Vec<&Row> {
 /// Every case of each cell's latest run, and the environments.
 fn every_case(rows: &[&Row]) -> String {
     let mut out = String::from("\n## Every case (each cell's latest run)\n\n");
-    out.push_str("| Machine | Benchmark | Case | Preset | Precision | Framework | Mode | Median (s) | IQR (s) | Min (s) | Max (s) | n | Throughput | Peak memory (MiB) | Peak RSS (MiB) | Commit | Status | Noise |\n");
+    out.push_str("| Machine | Benchmark | Case | Preset, knobs | Precision | Framework | Mode | Median (s) | IQR (s) | Min (s) | Max (s) | n | Throughput | Peak memory (MiB) | Peak RSS (MiB) | Commit | Status | Noise |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mib = |bytes: Option<u64>| {
         bytes
@@ -195,7 +195,7 @@ fn every_case(rows: &[&Row]) -> String {
         (
             machine(r),
             r.benchmark.clone(),
-            r.preset.to_string(),
+            r.configuration(),
             r.case.clone(),
             r.precision.to_string(),
             r.framework_label(),
@@ -218,7 +218,7 @@ fn every_case(rows: &[&Row]) -> String {
             machine(r),
             r.benchmark,
             r.case,
-            r.preset,
+            r.configuration(),
             r.precision,
             r.framework_label(),
             r.execution,

@@ -4,6 +4,9 @@
 //! repetitions of the schema-1 JSONL file beside it where there is one
 //! (older runs have none: their rows carry summary figures only).
 //!
+//! Rows written before they recorded their knobs get them from their
+//! settings ([`identity`]).
+//!
 //! Reading is forgiving: a malformed row is skipped with a warning that
 //! names its file and line, and the rest is read.
 
@@ -17,6 +20,8 @@ use bench_core::row::ROW_SCHEMA_VERSION;
 use bench_core::settings::Pairs;
 use bench_core::{DeviceKind, Row, Summary};
 use serde_json::Value;
+
+use crate::identity;
 
 /// The layout of the JSONL lines of samples beside a schema-1 CSV file.
 const SAMPLES_SCHEMA_VERSION: u64 = 1;
@@ -91,6 +96,14 @@ pub fn load_run(path: &Path) -> Result<Loaded> {
             ));
         }
         loaded.rows = lines.rows;
+        let mut unrecorded: Vec<&mut Row> = loaded
+            .rows
+            .iter_mut()
+            .zip(&lines.knobs_recorded)
+            .filter(|(_, recorded)| !**recorded)
+            .map(|(row, _)| row)
+            .collect();
+        identity::derive_unrecorded(&mut unrecorded);
         return Ok(loaded);
     }
     if !csv.exists() {
@@ -104,6 +117,7 @@ pub fn load_run(path: &Path) -> Result<Loaded> {
                 )),
             }
         }
+        derive_every_row(&mut loaded.rows);
         return Ok(loaded);
     }
     // The runner wrote a CSV row and its JSONL line together: a line is
@@ -128,7 +142,13 @@ pub fn load_run(path: &Path) -> Result<Loaded> {
                 .push(format!("{}:{number}: row skipped: {error}", csv.display())),
         }
     }
+    derive_every_row(&mut loaded.rows);
     Ok(loaded)
+}
+
+/// The knobs of a run written before rows recorded them.
+fn derive_every_row(rows: &mut [Row]) {
+    identity::derive_unrecorded(&mut rows.iter_mut().collect::<Vec<_>>());
 }
 
 /// The repetitions of a row, where it recorded any.
@@ -357,6 +377,9 @@ impl LegacyLine {
 #[derive(Default)]
 struct Lines {
     rows: Vec<Row>,
+    /// Per row, whether its line holds its knobs (rows written before they
+    /// were recorded do not: see [`identity`]).
+    knobs_recorded: Vec<bool>,
     legacy: Vec<LegacyLine>,
 }
 
@@ -395,6 +418,7 @@ fn read_line(line: &str, number: usize, lines: &mut Lines) -> Result<(), String>
             let row: Row = serde_json::from_str(line).map_err(|e| e.to_string())?;
             check(&row.samples_s)?;
             lines.rows.push(row);
+            lines.knobs_recorded.push(value.get("knobs").is_some());
             return Ok(());
         }
         newer if newer > ROW_SCHEMA => {

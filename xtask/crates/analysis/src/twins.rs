@@ -119,6 +119,8 @@ pub fn headline<'a>(history: &[DeviceRun<'a>]) -> Vec<DeviceRun<'a>> {
 pub struct Pair<'a> {
     pub machine: String,
     pub benchmark: String,
+    /// The preset with the knobs that differ from it
+    /// ([`Row::configuration`]): rows at other knobs are other pairs.
     pub preset: String,
     pub precision: String,
     pub mode: Execution,
@@ -192,7 +194,7 @@ pub fn pairs<'a>(rows: &[&'a Row], titles: &Titles) -> Vec<Pair<'a>> {
         let config = (
             machine(row),
             row.benchmark.clone(),
-            row.preset.to_string(),
+            row.configuration(),
             row.precision.to_string(),
             row.execution,
         );
@@ -453,7 +455,7 @@ fn measured(pairs: &[Pair], r: &Row) -> bool {
         };
         p.benchmark == r.benchmark
             && p.precision == r.precision.to_string()
-            && p.preset == r.preset.to_string()
+            && p.preset == r.configuration()
             && p.mode == r.execution
             && twin.is_some()
     })
