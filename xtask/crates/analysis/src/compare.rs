@@ -7,6 +7,7 @@
 //! then pool their repetitions, and the interval resamples each side's
 //! passes before their repetitions, so that drift between passes counts
 //! (`uncertainty`); one run a side gives an interval of repetitions only.
+//!
 //! A cell is the same in both runs only at the same knobs.
 //!
 //! `cargo xtask compare --devices`: each device's MLX speed-up side by

@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use bench_core::{Execution, Row};
 
 use crate::twins::{self, ratio_cell, Pair, Titles};
+use crate::uncertainty::NO_CLEAR_WINNER;
 
 /// Benchmark, precision and mode: what devices are compared on, before
 /// preset and knobs.
@@ -106,9 +107,14 @@ fn side_by_side(found: &ByDevice, title: &dyn Fn(&str) -> String) -> String {
             title(benchmark)
         );
         for machine in &machines {
-            let cell = devices
-                .get(*machine)
-                .map_or("-".to_owned(), |p| ratio_cell(p.speedup(), p.interval()));
+            let cell = devices.get(*machine).map_or("-".to_owned(), |p| {
+                let ratio = ratio_cell(p.speedup(), p.interval());
+                if p.undecided() {
+                    format!("{ratio}; {NO_CLEAR_WINNER}")
+                } else {
+                    ratio
+                }
+            });
             let _ = write!(out, " {cell} |");
         }
         out.push('\n');
@@ -208,6 +214,13 @@ mod tests {
             .collect()
     }
 
+    fn eager(mut rows: Vec<Row>) -> Vec<Row> {
+        for row in &mut rows {
+            row.execution = Execution::Eager;
+        }
+        rows
+    }
+
     #[test]
     fn devices_stand_side_by_side_where_preset_and_knobs_match() {
         let rows: Vec<Row> = [
@@ -216,6 +229,9 @@ mod tests {
             // The switch at other sizes on each device: not comparable.
             twins_on("H100", "transfer", "", 0.5),
             twins_on("H200", "transfer", "iterations=5;n=2048", 0.4),
+            // Eager BERT, the same speed on both twins: no winner.
+            eager(twins_on("H100", "bert", "", 1.0)),
+            eager(twins_on("H200", "bert", "", 1.5)),
         ]
         .concat();
         let suite = ["bert".to_owned(), "transfer".to_owned()];
@@ -231,6 +247,10 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("| CPU/GPU switch |"), "{text}");
+        assert!(
+            text.contains("| BERT | paper | f32 | eager | 1.00x [0.98-1.02, repetitions only]; no clear winner | 1.50x [1.47-1.53, repetitions only] |"),
+            "{text}"
+        );
         assert!(
             text.contains("- CPU/GPU switch f32 best: paper on GPU: H100; paper, iterations=5, n=2048 on GPU: H200"),
             "{text}"
@@ -251,15 +271,11 @@ mod tests {
             alone.contains("Fewer than two devices have results (GPU: H100)"),
             "{alone}"
         );
-        let mut eager = twins_on("H200", "transfer", "", 3.0);
-        for row in &mut eager {
-            row.execution = Execution::Eager;
-        }
         let apart: Vec<Row> = [
             twins_on("H100", "bert", "batch_size=32", 2.0),
             twins_on("H200", "bert", "", 3.0),
             twins_on("H200", "transfer", "", 3.0),
-            eager,
+            eager(twins_on("H200", "transfer", "", 3.0)),
         ]
         .concat();
         let text = table(&apart, &titles(), &suite);
