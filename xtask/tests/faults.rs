@@ -136,6 +136,7 @@ fn fake_runner(dir: &Path) -> String {
     let plan = template(Message::Plan {
         start: start(),
         measure: MeasureSettings::new(1, 5, 3, 5),
+        options: None,
     });
     let begin = template(Message::Start { row: start() });
     let row = |status, reason| {
