@@ -282,6 +282,13 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(128 + signal as u8));
     }
     if given.references {
+        if is_sweep(&jobs) {
+            eprintln!(
+                "references: this run is a sweep; each benchmark's references run once per device \
+                 and precision, at its newest twin row's sizes (the last configuration) and the \
+                 first --threads count"
+            );
+        }
         run_references(root, given, &args, &rows, &run_id, place.interrupt)?;
         if let Some(signal) = place.interrupt.signal() {
             // The twins' rows are whole; the references' rows written so far stay.
@@ -523,6 +530,17 @@ fn plan(benches: &[BenchCrate], args: &BenchArgs, checked: &knobs::CheckedCells)
         }
     }
     jobs
+}
+
+/// Whether a benchmark ran in several configurations on one device.
+fn is_sweep(jobs: &[Job]) -> bool {
+    jobs.iter().any(|a| {
+        jobs.iter().any(|b| {
+            a.bench.name == b.bench.name
+                && a.device == b.device
+                && (a.knobs.options != b.knobs.options || a.knobs.threads != b.knobs.threads)
+        })
+    })
 }
 
 /// Each benchmark's title and headline case, by name.
