@@ -263,9 +263,10 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
     // What the run measured, configuration by configuration, as hyperfine
     // ends; the rows of cells a resumed run had already are in it too.
     let configurations: Vec<summary::Configuration> = jobs.iter().map(Job::configuration).collect();
+    let written = read_rows(&rows)?;
     eprint!(
         "{}",
-        summary::text(&read_rows(&rows)?, &configurations, &titles(&jobs))
+        summary::text(&written, &configurations, &titles(&jobs, &written))
     );
     eprintln!("{}", tally.summary(jobs.len()));
     eprintln!(
@@ -543,15 +544,21 @@ fn is_sweep(jobs: &[Job]) -> bool {
     })
 }
 
-/// Each benchmark's title and headline case, by name.
-fn titles(jobs: &[Job]) -> xtask_analysis::Titles {
+/// Each benchmark's title and headline case, by name. A prebuilt runner's
+/// headline is not known (a bundle has no crate metadata): its first case
+/// measured in `rows` stands in.
+fn titles(jobs: &[Job], rows: &[Row]) -> xtask_analysis::Titles {
     jobs.iter()
         .map(|job| {
             let bench = &job.bench;
-            (
-                bench.name.clone(),
-                (bench.title.clone(), bench.headline.clone()),
-            )
+            let mut headline = bench.headline.clone();
+            if headline.is_empty() {
+                let first = rows
+                    .iter()
+                    .find(|r| r.benchmark == bench.name && r.is_twin() && r.status == Status::Ok);
+                headline = first.map(|r| r.case.clone()).unwrap_or_default();
+            }
+            (bench.name.clone(), (bench.title.clone(), headline))
         })
         .collect()
 }
