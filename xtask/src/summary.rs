@@ -174,6 +174,9 @@ fn unmeasured(rows: &[&Row], framework: Framework, case: &str) -> String {
             };
             if reason.is_empty() {
                 status
+            } else if reason.starts_with(&status) {
+                // "interrupted by SIGINT (Ctrl-C) after 3 s" says it already.
+                format!("{reason}{more}")
             } else {
                 format!("{status} ({reason}{more})")
             }
@@ -295,6 +298,14 @@ mod tests {
         let text = text(&rows, &[configuration(&only)], &titles());
         assert!(
             text.contains("    PyTorch 2.000 s, MLX failed (out of memory)\n"),
+            "{text}"
+        );
+        let stopped = row(Framework::Mlx, &only, 0.01, 0.01)
+            .ended(Status::Interrupted, "interrupted by SIGTERM after 5 s");
+        let rows = [row(Framework::Torch, &only, 2.0, 0.01), stopped];
+        let text = super::text(&rows, &[configuration(&only)], &titles());
+        assert!(
+            text.contains("MLX interrupted by SIGTERM after 5 s\n"),
             "{text}"
         );
         // A configuration with no row at all (an interrupted run).
