@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 
 use bench_core::{DeviceKind, Execution, Framework, Precision, Row, Status};
-use xtask_analysis::{pairs, Interval, Pair, Titles};
+use xtask_analysis::{pairs, Interval, Pair, Titles, NO_CLEAR_WINNER};
 
 /// One configuration of the run: both twins of it.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,7 +120,8 @@ fn verdict(pair: Option<&Pair>, rows: &[&Row], case: &str) -> String {
     let Some(speedup) = pair.speedup() else {
         return times;
     };
-    let mut line = format!("{times}: {}", faster(speedup, pair.interval()));
+    let interval = pair.interval();
+    let mut line = format!("{times}: {}", faster(speedup, interval, pair.undecided()));
     let noise = pair.noise();
     if !noise.is_empty() {
         let _ = write!(line, "; {noise}");
@@ -129,10 +130,12 @@ fn verdict(pair: Option<&Pair>, rows: &[&Row], case: &str) -> String {
 }
 
 /// "MLX 2.02 times faster [1.95-2.10]", "PyTorch 1.50 times faster
-/// [1.40-1.61]" (the speed-up below 1, turned round), with a word where
-/// the interval holds 1 or is missing.
-fn faster(speedup: f64, interval: Option<Interval>) -> String {
-    let (winner, factor, interval) = if speedup >= 1.0 {
+/// [1.40-1.61]" (the speed-up below 1, turned round), marked as the tables
+/// mark it: "repetitions only" for an interval of one pass, and "no clear
+/// winner" first where the run does not tell (`undecided`: the interval
+/// holds 1, or the passes lie on both sides of it).
+fn faster(speedup: f64, interval: Option<Interval>, undecided: bool) -> String {
+    let (winner, factor, bounds) = if speedup >= 1.0 {
         ("MLX", speedup, interval.map(|i| (i.low, i.high)))
     } else {
         (
@@ -142,14 +145,17 @@ fn faster(speedup: f64, interval: Option<Interval>) -> String {
         )
     };
     let mut text = format!("{winner} {factor:.2} times faster");
-    match interval {
-        Some((low, high)) => {
-            let _ = write!(text, " [{low:.2}-{high:.2}]");
-            if low <= 1.0 {
-                text.push_str(", but the interval holds 1: the run does not tell which is faster");
-            }
+    match (bounds, interval) {
+        (Some((low, high)), Some(i)) if i.repetitions_only() => {
+            let _ = write!(text, " [{low:.2}-{high:.2}, repetitions only]");
         }
-        None => text.push_str(" (too few repetitions for an interval)"),
+        (Some((low, high)), _) => {
+            let _ = write!(text, " [{low:.2}-{high:.2}]");
+        }
+        _ => text.push_str(" (too few repetitions for an interval)"),
+    }
+    if undecided {
+        text = format!("{NO_CLEAR_WINNER} (by the medians, {text})");
     }
     text
 }
@@ -318,29 +324,25 @@ mod tests {
 
     #[test]
     fn the_speedup_is_worded_with_its_interval() {
-        let clear = Interval {
-            low: 1.9,
-            high: 2.1,
-        };
+        let interval = |low, high, passes| Some(Interval { low, high, passes });
         assert_eq!(
-            faster(2.0, Some(clear)),
+            faster(2.0, interval(1.9, 2.1, 3), false),
             "MLX 2.00 times faster [1.90-2.10]"
         );
-        let slower = Interval {
-            low: 0.4,
-            high: 0.625,
-        };
         assert_eq!(
-            faster(0.5, Some(slower)),
+            faster(0.5, interval(0.4, 0.625, 3), false),
             "PyTorch 2.00 times faster [1.60-2.50]"
         );
-        let unclear = Interval {
-            low: 0.95,
-            high: 1.1,
-        };
-        assert!(faster(1.02, Some(unclear)).ends_with("the run does not tell which is faster"));
         assert_eq!(
-            faster(1.5, None),
+            faster(2.0, interval(1.9, 2.1, 1), false),
+            "MLX 2.00 times faster [1.90-2.10, repetitions only]"
+        );
+        assert_eq!(
+            faster(1.02, interval(0.95, 1.1, 3), true),
+            "no clear winner (by the medians, MLX 1.02 times faster [0.95-1.10])"
+        );
+        assert_eq!(
+            faster(1.5, None, false),
             "MLX 1.50 times faster (too few repetitions for an interval)"
         );
         assert_eq!(seconds(1.23456), "1.235 s");
