@@ -27,7 +27,8 @@ use crate::cell_process::{self, End};
 use crate::interrupt::{signal_name, Interrupt};
 use crate::knobs::Checked;
 use crate::reference_runs;
-use crate::{knobs, runs};
+use crate::threads::{self, Threads};
+use crate::{knobs, runs, summary};
 use xtask_analysis::report;
 use xtask_setup::setup;
 use xtask_suite::{self as suite, BenchCrate};
@@ -59,9 +60,10 @@ pub struct BenchArgs {
     #[arg(long, value_enum, num_args = 1..)]
     #[serde(default)]
     pub execution: Vec<Execution>,
-    /// CPU threads for both frameworks (default: physical cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
+    /// CPU threads for both frameworks (default: physical cores); a list or
+    /// range, e.g. `1,2,4` or `1-8*2`, runs every configuration at each count.
+    #[arg(long, value_parser = threads::parse, value_name = "N[,N...]")]
+    pub threads: Option<Threads>,
     /// Untimed repetitions before the timed ones (default: each benchmark's, per preset).
     #[arg(long)]
     pub warmup: Option<usize>,
@@ -73,8 +75,12 @@ pub struct BenchArgs {
     pub time_budget: Option<f64>,
     /// A benchmark's knob, e.g. `--set batch_size=16` (for every benchmark
     /// asked) or `--set bert.batch_size=16` (for bert only); repeatable.
-    /// Checked before anything runs; `--list-knobs` lists them.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    /// A list or range sweeps it, one configuration per value, and several
+    /// lists their product: `--set batch_size=1,8,32`, `--set
+    /// prompt_tokens=128-1024*2` (128 to 1024, doubling), `--set
+    /// seq_len=32-128+32` (step 32); a text knob takes its value whole.
+    /// Every value is checked before anything runs; `--list-knobs` lists them.
+    #[arg(long = "set", value_name = "KEY=VALUE[,VALUE...]")]
     pub options: Vec<String>,
     /// A cell still running after this many seconds is stopped and recorded
     /// as failed (default: 900 for the quick preset and the CPU under auto,
@@ -153,20 +159,35 @@ struct Job {
 }
 
 impl Job {
+    /// "bert mlx cpu f32 best", then its configuration's knobs and threads.
     fn label(&self) -> String {
-        format!(
+        let mut label = format!(
             "{} {} {} {} {}",
             self.bench.name, self.framework, self.device, self.precision, self.execution
-        )
+        );
+        let configuration = summary::knob_text(&self.knobs.options, self.knobs.threads);
+        if !configuration.is_empty() {
+            label = format!("{label}, {configuration}");
+        }
+        label
     }
 
+    /// Whether `row` is of this cell: its dimensions, and its settings hold
+    /// this configuration's knob values and thread count.
     fn owns(&self, row: &Row) -> bool {
-        row.is_twin()
-            && row.benchmark == self.bench.name
-            && row.framework == self.framework
-            && row.device == self.device
-            && row.precision == self.precision
-            && row.execution == self.execution
+        row.framework == self.framework && self.configuration().holds(row)
+    }
+
+    /// The configuration this cell is one twin of.
+    fn configuration(&self) -> summary::Configuration {
+        summary::Configuration {
+            benchmark: self.bench.name.clone(),
+            device: self.device,
+            precision: self.precision,
+            execution: self.execution,
+            options: self.knobs.options.clone(),
+            threads: self.knobs.threads,
+        }
     }
 
     /// The record of a runner that died before giving its own start
@@ -239,6 +260,14 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
         interrupt: &Interrupt::install()?,
     };
     let tally = run_cells(&place, &jobs, &args)?;
+    // What the run measured, configuration by configuration, as hyperfine
+    // ends; the rows of cells a resumed run had already are in it too.
+    let configurations: Vec<summary::Configuration> = jobs.iter().map(Job::configuration).collect();
+    let written = read_rows(&rows)?;
+    eprint!(
+        "{}",
+        summary::text(&written, &configurations, &titles(&jobs, &written))
+    );
     eprintln!("{}", tally.summary(jobs.len()));
     eprintln!(
         "results: {} (CSV export: {})",
@@ -254,6 +283,13 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(128 + signal as u8));
     }
     if given.references {
+        if is_sweep(&jobs) {
+            eprintln!(
+                "references: this run is a sweep; each benchmark's references run once per device \
+                 and precision, at its newest twin row's sizes (the last configuration) and the \
+                 first --threads count"
+            );
+        }
         run_references(root, given, &args, &rows, &run_id, place.interrupt)?;
         if let Some(signal) = place.interrupt.signal() {
             // The twins' rows are whole; the references' rows written so far stay.
@@ -287,6 +323,7 @@ fn plan_run(
     let request = knobs::Request {
         preset: args.preset,
         measure_flags: &measure_flags(args),
+        threads: args.threads.as_ref().map_or(&[], |t| &t.0),
         frameworks: &or(&args.framework, &[Framework::Torch, Framework::Mlx]),
         devices: &or(&args.device, &[DeviceKind::Cpu, DeviceKind::Gpu]),
         options: &args.options,
@@ -357,6 +394,8 @@ fn run_references(
         run_id,
         threads: args
             .threads
+            .as_ref()
+            .and_then(|t| t.0.first().copied())
             .unwrap_or_else(bench_core::env::default_threads),
         limit: Duration::from_secs(args.cell_timeout(DeviceKind::Gpu, None)),
     };
@@ -467,27 +506,61 @@ fn plan(benches: &[BenchCrate], args: &BenchArgs, checked: &knobs::CheckedCells)
     let mut jobs = Vec::new();
     for bench in benches {
         for &device in &devices {
-            let Some(knobs) = checked.get(&(bench.name.clone(), device)) else {
+            let Some(configurations) = checked.get(&(bench.name.clone(), device)) else {
                 continue;
             };
-            for &precision in &precisions {
-                for &execution in &executions {
-                    // Both twins of a configuration back to back.
-                    for &framework in &frameworks {
-                        jobs.push(Job {
-                            bench: bench.clone(),
-                            framework,
-                            device,
-                            precision,
-                            execution,
-                            knobs: knobs.clone(),
-                        });
+            // A sweep's sizes one after the other, each with every precision
+            // and mode; both twins of a cell back to back, so that the two
+            // of a pair see the machine in the same state.
+            for knobs in configurations {
+                for &precision in &precisions {
+                    for &execution in &executions {
+                        for &framework in &frameworks {
+                            jobs.push(Job {
+                                bench: bench.clone(),
+                                framework,
+                                device,
+                                precision,
+                                execution,
+                                knobs: knobs.clone(),
+                            });
+                        }
                     }
                 }
             }
         }
     }
     jobs
+}
+
+/// Whether a benchmark ran in several configurations on one device.
+fn is_sweep(jobs: &[Job]) -> bool {
+    jobs.iter().any(|a| {
+        jobs.iter().any(|b| {
+            a.bench.name == b.bench.name
+                && a.device == b.device
+                && (a.knobs.options != b.knobs.options || a.knobs.threads != b.knobs.threads)
+        })
+    })
+}
+
+/// Each benchmark's title and headline case, by name. A prebuilt runner's
+/// headline is not known (a bundle has no crate metadata): its first case
+/// measured in `rows` stands in.
+fn titles(jobs: &[Job], rows: &[Row]) -> xtask_analysis::Titles {
+    jobs.iter()
+        .map(|job| {
+            let bench = &job.bench;
+            let mut headline = bench.headline.clone();
+            if headline.is_empty() {
+                let first = rows
+                    .iter()
+                    .find(|r| r.benchmark == bench.name && r.is_twin() && r.status == Status::Ok);
+                headline = first.map(|r| r.case.clone()).unwrap_or_default();
+            }
+            (bench.name.clone(), (bench.title.clone(), headline))
+        })
+        .collect()
 }
 
 /// `given`, or `default` when nothing was given.
@@ -595,16 +668,19 @@ fn runner_command(place: &Place, job: &Job, args: &BenchArgs) -> Command {
         .arg("--rows")
         .arg(place.rows);
     command.args(measure_flags(args));
+    if let Some(threads) = job.knobs.threads {
+        command.args(["--threads", &threads.to_string()]);
+    }
     for (key, value) in &job.knobs.options {
         command.args(["--set", &format!("{key}={value}")]);
     }
     command
 }
 
-/// The measure options given for every cell, as the runner takes them.
+/// The measure options given for every cell, as the runner takes them
+/// (`--threads` is each configuration's: [`Checked::threads`]).
 fn measure_flags(args: &BenchArgs) -> Vec<String> {
     [
-        ("--threads", args.threads.map(|v| v.to_string())),
         ("--warmup", args.warmup.map(|v| v.to_string())),
         ("--repetitions", args.repetitions.map(|v| v.to_string())),
         ("--time-budget", args.time_budget.map(|v| v.to_string())),
@@ -672,33 +748,125 @@ mod tests {
         bench: BenchArgs,
     }
 
+    fn bench(name: &str) -> BenchCrate {
+        BenchCrate {
+            name: name.into(),
+            package: format!("bench-{name}"),
+            title: String::new(),
+            headline: "step".into(),
+            assets: Vec::new(),
+            dir: PathBuf::new(),
+        }
+    }
+
+    /// A configuration of these knob values and threads.
+    fn checked(options: &[(&str, &str)], threads: Option<usize>) -> Checked {
+        Checked {
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            threads,
+            starts: Vec::new(),
+            measure: bench_core::MeasureSettings::default(),
+        }
+    }
+
     #[test]
     fn default_plan_is_both_frameworks_on_both_devices_in_f32() {
         let args = Wrapper::parse_from(["x"]).bench;
-        let bench = BenchCrate {
-            name: "transfer".into(),
-            package: "bench-transfer".into(),
-            title: String::new(),
-            headline: "switch".into(),
-            assets: Vec::new(),
-            dir: PathBuf::new(),
-        };
-        let checked = Checked {
-            options: Vec::new(),
-            starts: Vec::new(),
-            measure: bench_core::MeasureSettings::default(),
-        };
+        let one = vec![checked(&[], None)];
         let checked = BTreeMap::from([
-            (("transfer".to_owned(), DeviceKind::Cpu), checked.clone()),
-            (("transfer".to_owned(), DeviceKind::Gpu), checked),
+            (("transfer".to_owned(), DeviceKind::Cpu), one.clone()),
+            (("transfer".to_owned(), DeviceKind::Gpu), one),
         ]);
-        let jobs = plan(&[bench], &args, &checked);
+        let jobs = plan(&[bench("transfer")], &args, &checked);
         assert_eq!(jobs.len(), 4);
         assert!(jobs.iter().all(|j| j.execution == Execution::Best));
         assert!(jobs.iter().all(|j| j.precision == Precision::F32));
         assert_eq!(
             jobs.iter().filter(|j| j.device == DeviceKind::Gpu).count(),
             2
+        );
+    }
+
+    /// A sweep runs its sizes one after the other, both twins of each cell
+    /// back to back, every precision at each size.
+    #[test]
+    fn a_sweep_runs_size_by_size_with_both_twins_of_a_cell_back_to_back() {
+        let args = Wrapper::parse_from(["x", "--precision", "f32", "bf16"]).bench;
+        let sizes = vec![
+            checked(&[("batch_size", "1"), ("seq_len", "32")], Some(1)),
+            checked(&[("batch_size", "4"), ("seq_len", "32")], Some(1)),
+            checked(&[("batch_size", "1"), ("seq_len", "32")], Some(2)),
+        ];
+        let checked = BTreeMap::from([(("bert".to_owned(), DeviceKind::Cpu), sizes)]);
+        let jobs = plan(&[bench("bert")], &args, &checked);
+        let labels: Vec<String> = jobs.iter().map(Job::label).collect();
+        let expected = [
+            "bert torch cpu f32 best, batch_size=1 seq_len=32 threads=1",
+            "bert mlx cpu f32 best, batch_size=1 seq_len=32 threads=1",
+            "bert torch cpu bf16 best, batch_size=1 seq_len=32 threads=1",
+            "bert mlx cpu bf16 best, batch_size=1 seq_len=32 threads=1",
+            "bert torch cpu f32 best, batch_size=4 seq_len=32 threads=1",
+            "bert mlx cpu f32 best, batch_size=4 seq_len=32 threads=1",
+            "bert torch cpu bf16 best, batch_size=4 seq_len=32 threads=1",
+            "bert mlx cpu bf16 best, batch_size=4 seq_len=32 threads=1",
+            "bert torch cpu f32 best, batch_size=1 seq_len=32 threads=2",
+            "bert mlx cpu f32 best, batch_size=1 seq_len=32 threads=2",
+            "bert torch cpu bf16 best, batch_size=1 seq_len=32 threads=2",
+            "bert mlx cpu bf16 best, batch_size=1 seq_len=32 threads=2",
+        ];
+        assert_eq!(labels, expected);
+        // Each cell's runner gets its own knob values and thread count.
+        let place = Place {
+            runner_dir: Path::new("/bin"),
+            run_id: "r",
+            rows: Path::new("/tmp/r.jsonl"),
+            interrupt: &Interrupt::install().unwrap(),
+        };
+        let command = runner_command(&place, &jobs[4], &args);
+        let argv: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let argv = argv.join(" ");
+        assert!(
+            argv.ends_with("--threads 1 --set batch_size=4 --set seq_len=32"),
+            "{argv}"
+        );
+    }
+
+    #[test]
+    fn a_row_is_owned_by_the_cell_of_its_knob_values_only() {
+        let args = Wrapper::parse_from(["x", "--framework", "torch"]).bench;
+        let sizes = vec![
+            checked(&[("batch_size", "1")], None),
+            checked(&[("batch_size", "4")], None),
+        ];
+        let checked = BTreeMap::from([(("bert".to_owned(), DeviceKind::Cpu), sizes)]);
+        let jobs = plan(&[bench("bert")], &args, &checked);
+        let cell = bench_core::Cell {
+            options: vec![("batch_size".into(), "4".into())],
+            ..bench_core::Cell::for_checks()
+        };
+        let env = bench_core::env::Environment::default();
+        let row = Row::start("r", "bert", &cell, "1", &env).ended(Status::Ok, "");
+        let owners: Vec<bool> = jobs.iter().map(|job| job.owns(&row)).collect();
+        assert_eq!(owners, [false, true]);
+    }
+
+    #[test]
+    fn threads_take_a_list_and_a_bad_count_is_refused_naming_it() {
+        let args = Wrapper::parse_from(["x", "--threads", "1-4*2"]).bench;
+        assert_eq!(args.threads, Some(Threads(vec![1, 2, 4])));
+        let error = Wrapper::try_parse_from(["x", "--threads", "2,0"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("0 threads: a count is at least 1"),
+            "{error}"
         );
     }
 

@@ -7,6 +7,8 @@ mod knobs;
 mod new_bench;
 mod reference_runs;
 mod runs;
+mod summary;
+mod threads;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bench_core::env::Environment;
 use bench_core::protocol::{Message, PREFIX};
 use bench_core::record::read_rows;
-use bench_core::{Cell, MeasureSettings, Row, Status};
+use bench_core::{CaseResult, Cell, MeasureSettings, Row, Settings, Status};
 
 /// A temporary suite: `bin/bench-fake` and a `results/` folder. What the
 /// fake does for a cell is the content of `mode-<framework>-<device>`
@@ -118,30 +118,48 @@ fn placeholders(json: String) -> String {
         .replace("\"device\":\"cpu\"", "\"device\":\"@DEV@\"")
         .replace("\"precision\":\"f32\"", "\"precision\":\"@PREC@\"")
         .replace("\"preset\":\"quick\"", "\"preset\":\"@PRESET@\"")
+        .replace("\"threads\":\"1\"", "\"threads\":\"@THREADS@\"")
 }
 
+/// The knob the fake takes as a list (`--set n=8,16`): its value in the
+/// rows' settings and in the plans of a sweep.
+const SWEPT: (&str, &str) = ("n", "@N@");
+
 /// The start record of a fake cell (a quick CPU float32 PyTorch cell that
-/// the placeholders make the asked one).
+/// the placeholders make the asked one, its knob `n` the one asked).
 fn start() -> Row {
-    Row::start(
-        "run",
-        "fake",
-        &Cell::for_checks(),
-        "1",
-        &Environment::default(),
-    )
+    let cell = Cell {
+        options: vec![(SWEPT.0.to_owned(), SWEPT.1.to_owned())],
+        ..Cell::for_checks()
+    };
+    Row::start("run", "fake", &cell, "1", &Environment::default())
 }
 
 fn fake_runner(dir: &Path) -> String {
     let plan = template(Message::Plan {
         start: start(),
         measure: MeasureSettings::new(1, 5, 3, 5),
+        options: None,
+    });
+    // A plan per value of a list, as a real runner's: it names its value.
+    let plan_of_value = template(Message::Plan {
+        start: start(),
+        measure: MeasureSettings::new(1, 5, 3, 5),
+        options: Some(vec![(SWEPT.0.to_owned(), SWEPT.1.to_owned())]),
     });
     let begin = template(Message::Start { row: start() });
     let row = |status, reason| {
         placeholders(serde_json::to_string(&start().ended(status, reason)).unwrap())
     };
-    let ok = row(Status::Ok, "");
+    // A measured row of one case, three repetitions.
+    let case = CaseResult {
+        case: "step".into(),
+        samples: vec![0.010, 0.011, 0.012],
+        throughput: None,
+        peak_memory_bytes: None,
+        settings: Settings::new(),
+    };
+    let ok = placeholders(serde_json::to_string(&start().measured(&case, None).unwrap()).unwrap());
     let skipped = row(Status::Skipped, "no accelerator");
     let failed = row(Status::Failed, "fake failure");
     let dir = dir.display();
@@ -156,6 +174,7 @@ while [ $# -gt 0 ]; do
     --precision) prec=$2; shift ;;
     --preset) preset=$2; shift ;;
     --set) sets="$sets $2"; shift ;;
+    --threads) threads=$2; shift ;;
     --check) check=1 ;;
     --list-knobs) echo "  n  N of the matrices"; exit 0 ;;
   esac
@@ -164,16 +183,24 @@ done
 fill() {{
   # `auto` is quick here, as a real runner's CPU cells.
   case "$preset" in auto|"") preset=quick ;; esac
-  sed "s/@RUN@/$run/; s/@FW@/$fw/; s/@DEV@/${{dev:-cpu}}/; s/@PREC@/${{prec:-f32}}/; s/@PRESET@/$preset/"
+  sed "s/@RUN@/$run/; s/@FW@/$fw/; s/@DEV@/${{dev:-cpu}}/; s/@PREC@/${{prec:-f32}}/; s/@PRESET@/$preset/; s/@N@/$n/g; s/@THREADS@/${{threads:-1}}/"
 }}
+n=$(printf '%s\n' $sets | sed -n 's/^n=//p')
 if [ -n "$check" ]; then
   case "$sets" in
     *typo=*) echo "error: fake has no knob 'typo'; did you mean 'n'?" >&2; exit 2 ;;
   esac
-  for fw in torch mlx; do printf '%s\n' '{plan}' | fill; done
+  case "$n" in
+    *,*)
+      for n in $(echo "$n" | tr , ' '); do
+        for fw in torch mlx; do printf '%s\n' '{plan_of_value}' | fill; done
+      done ;;
+    *) for fw in torch mlx; do printf '%s\n' '{plan}' | fill; done ;;
+  esac
   exit 0
 fi
 echo "$fw $dev" >> "{dir}/calls"
+echo "$fw $dev n=$n threads=$threads" >> "{dir}/cells"
 start() {{
   printf '%s\n' '{begin}' | fill
 }}
@@ -519,6 +546,53 @@ fn a_mistyped_knob_stops_the_suite_before_any_cell_with_the_runners_words() {
         "{text}"
     );
     assert!(suite.calls().is_empty(), "{:?}", suite.calls());
+}
+
+/// A list of values and a list of thread counts: one cell per
+/// combination, both twins of a cell back to back, each runner told its
+/// own value; a summary line per configuration; a resume finds every cell
+/// done by its knob values.
+#[test]
+fn a_sweep_runs_each_combination_as_a_cell_and_ends_with_a_summary() {
+    let suite = Suite::new("sweep");
+    let sweep = ["--device", "cpu", "--set", "n=8,16", "--threads", "1,2"];
+    let output = suite.command(&sweep).output().unwrap();
+    let text = stderr(&output);
+    assert!(output.status.success(), "{text}");
+    let cells = fs::read_to_string(suite.dir.join("cells")).unwrap();
+    assert_eq!(
+        cells.lines().collect::<Vec<_>>(),
+        [
+            "torch cpu n=8 threads=1",
+            "mlx cpu n=8 threads=1",
+            "torch cpu n=16 threads=1",
+            "mlx cpu n=16 threads=1",
+            "torch cpu n=8 threads=2",
+            "mlx cpu n=8 threads=2",
+            "torch cpu n=16 threads=2",
+            "mlx cpu n=16 threads=2",
+        ]
+    );
+    assert!(text.contains("cells: 8 ok, 0 skipped, 0 failed"), "{text}");
+    for configuration in [
+        "n=8 threads=1",
+        "n=16 threads=1",
+        "n=8 threads=2",
+        "n=16 threads=2",
+    ] {
+        let line = format!("  fake cpu f32 best, {configuration} (step)\n    PyTorch 11.00 ms, MLX 11.00 ms: no clear winner (by the medians, MLX 1.00 times faster [");
+        assert!(text.contains(&line), "{line:?} not in:\n{text}");
+    }
+    let (record, rows) = suite.rows();
+    assert_eq!(rows.len(), 8);
+    assert_eq!(rows[2].setting("n"), Some("16"));
+    let run_id = record.file_stem().unwrap().to_string_lossy().into_owned();
+    let output = suite.command(&["--resume", &run_id]).output().unwrap();
+    assert!(
+        stderr(&output).contains("0 of 8 cells left"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]

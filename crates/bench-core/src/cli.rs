@@ -30,6 +30,7 @@ use crate::protocol::{Message, EXIT_FAILURES_RECORDED};
 use crate::record::RowWriter;
 use crate::row::{Row, Status};
 use crate::settings::Pairs;
+use crate::sweep;
 
 /// What the runner needs of a benchmark: its name, knobs, measure
 /// settings, and one cell run. Benchmark crates do not implement it
@@ -119,7 +120,8 @@ pub struct RunnerArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// A benchmark-specific knob, e.g. `--set batch_size=16` (repeatable; the
-    /// list is below).
+    /// list is below). With --check, a list or range (`batch_size=1,8,32`,
+    /// `n=128-1024*2`) plans one cell per combination.
     #[arg(long = "set", value_parser = crate::cell::parse_option)]
     pub options: Vec<(String, String)>,
     /// The run's JSONL record to append rows to; their CSV export goes
@@ -209,12 +211,22 @@ pub fn main(
         return ExitCode::SUCCESS;
     }
     // Before anything runs: a mistyped or out-of-range knob stops here.
-    if let Err(error) = check_options(benchmark, &mut args) {
-        eprintln!("error: {error:#}");
-        return ExitCode::from(2);
-    }
+    let combinations = match check_options(benchmark, &mut args) {
+        Ok(combinations) => combinations,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
     let outcome = if args.check {
-        plan(suite_version, benchmark, frameworks, &args).map(|()| 0)
+        plan(suite_version, benchmark, frameworks, &args, &combinations).map(|()| 0)
+    } else if combinations.len() > 1 {
+        eprintln!(
+            "error: a list or range of --set values makes {} cells; a runner runs one: give one value \
+             each, or run the list with `cargo xtask bench` (one cell per combination)",
+            combinations.len()
+        );
+        return ExitCode::from(2);
     } else {
         // Measure as the suite does, whoever started us.
         process::restart_with_openblas_core();
@@ -230,12 +242,17 @@ pub fn main(
     }
 }
 
-/// Checks the `--set` knobs against the benchmark's declaration; a knob
-/// scoped to this benchmark (`transfer.n=64`) loses its prefix.
-pub fn check_options(benchmark: &dyn Benchmark, args: &mut RunnerArgs) -> Result<()> {
+/// Checks the `--set` knobs against the benchmark's declaration, every
+/// element of a list or range too; a knob scoped to this benchmark
+/// (`transfer.n=64`) loses its prefix. Returns the cells the knobs ask
+/// for ([`sweep::combinations`]): one where each knob has one value.
+pub fn check_options(
+    benchmark: &dyn Benchmark,
+    args: &mut RunnerArgs,
+) -> Result<Vec<Vec<(String, String)>>> {
     let name = benchmark.name();
     args.options = knobs::scoped(name, &[name], &args.options)?;
-    knobs::check(name, benchmark.knobs(), &args.options)
+    sweep::combinations(name, benchmark.knobs(), &args.options)
 }
 
 /// Sets each framework's process-wide knobs (threads, TF32) before any of
@@ -344,22 +361,57 @@ fn start_records(
     run_id: &str,
     asked: &[Framework],
 ) -> Result<Vec<Row>> {
-    let threads = args.threads.unwrap_or_else(env::default_threads);
-    anyhow::ensure!(threads >= 1, "--threads must be at least 1");
-    let environment = environment(suite_version, frameworks);
-    let (preset, why) = preset_of(benchmark, args);
-    asked
-        .iter()
-        .map(|&framework| {
-            let hooks = hooks_of(frameworks, framework)?;
-            let cell = cell(benchmark, args, framework, threads, preset);
-            let version = (hooks.version)();
-            let mut start = Row::start(run_id, benchmark.name(), &cell, &version, &environment);
-            start.settings.push("preset_choice", &why);
-            start.knobs = with_threads(&start.knobs, args.threads);
-            Ok(start)
-        })
-        .collect()
+    let machine = Machine::read(suite_version, benchmark, frameworks, args);
+    machine.start_records(benchmark, frameworks, args, run_id, asked)
+}
+
+/// What the start records of a runner's cells share: the machine and the
+/// preset it gets.
+struct Machine {
+    environment: Environment,
+    preset: Preset,
+    why: String,
+}
+
+impl Machine {
+    fn read(
+        suite_version: &str,
+        benchmark: &dyn Benchmark,
+        frameworks: &[FrameworkHooks],
+        args: &RunnerArgs,
+    ) -> Self {
+        let (preset, why) = preset_of(benchmark, args);
+        Self {
+            environment: environment(suite_version, frameworks),
+            preset,
+            why,
+        }
+    }
+
+    fn start_records(
+        &self,
+        benchmark: &dyn Benchmark,
+        frameworks: &[FrameworkHooks],
+        args: &RunnerArgs,
+        run_id: &str,
+        asked: &[Framework],
+    ) -> Result<Vec<Row>> {
+        let threads = args.threads.unwrap_or_else(env::default_threads);
+        anyhow::ensure!(threads >= 1, "--threads must be at least 1");
+        asked
+            .iter()
+            .map(|&framework| {
+                let hooks = hooks_of(frameworks, framework)?;
+                let cell = cell(benchmark, args, framework, threads, self.preset);
+                let version = (hooks.version)();
+                let mut start =
+                    Row::start(run_id, benchmark.name(), &cell, &version, &self.environment);
+                start.settings.push("preset_choice", &self.why);
+                start.knobs = with_threads(&start.knobs, args.threads);
+                Ok(start)
+            })
+            .collect()
+    }
 }
 
 /// A cell's identity with `threads=N` where `--threads` asked other than
@@ -377,25 +429,32 @@ fn with_threads(knobs: &Pairs, threads: Option<usize>) -> Pairs {
     sorted.into_iter().collect()
 }
 
-/// `--check`: each asked framework's start record, as a plan message.
+/// `--check`: for each cell of the knobs' combinations, each asked
+/// framework's start record, as a plan message (the machine read once).
 fn plan(
     suite_version: &str,
     benchmark: &dyn Benchmark,
     frameworks: &[FrameworkHooks],
     args: &RunnerArgs,
+    combinations: &[Vec<(String, String)>],
 ) -> Result<()> {
     let asked = args.frameworks(frameworks);
-    let starts = start_records(
-        suite_version,
-        benchmark,
-        frameworks,
-        args,
-        &args.run_id(),
-        &asked,
-    )?;
-    for start in starts {
-        let measure = args.measure_settings(benchmark.measure_settings(start.preset));
-        Message::Plan { start, measure }.emit()?;
+    let machine = Machine::read(suite_version, benchmark, frameworks, args);
+    let run_id = args.run_id();
+    for options in combinations {
+        let args = RunnerArgs {
+            options: options.clone(),
+            ..args.clone()
+        };
+        for start in machine.start_records(benchmark, frameworks, &args, &run_id, &asked)? {
+            let measure = args.measure_settings(benchmark.measure_settings(start.preset));
+            Message::Plan {
+                start,
+                measure,
+                options: Some(options.clone()),
+            }
+            .emit()?;
+        }
     }
     Ok(())
 }

@@ -86,46 +86,43 @@ impl Knob {
 
     /// Checks one value; the error says what the knob takes.
     pub fn check(&self, value: &str) -> Result<()> {
-        let name = self.name;
-        let expected = self.kind.to_string();
-        let bad = |why: &str| anyhow::anyhow!("--set {name}={value}: {why} (expected {expected})");
-        match self.kind {
-            Kind::Int { min, max } => {
-                let n: i64 = value.parse().map_err(|_| bad("not a whole number"))?;
-                if n < min || n > max {
-                    return Err(bad("out of range"));
-                }
-            }
-            Kind::Float { min, max } => {
-                let x: f64 = value.parse().map_err(|_| bad("not a number"))?;
-                if !x.is_finite() || x < min || x > max {
-                    return Err(bad("out of range"));
-                }
-            }
-            Kind::Positive => {
-                let x: f64 = value.parse().map_err(|_| bad("not a number"))?;
-                if !x.is_finite() || x <= 0.0 {
-                    return Err(bad("out of range"));
-                }
-            }
-            Kind::Bool => {
-                value
-                    .parse::<bool>()
-                    .map_err(|_| bad("not true or false"))?;
-            }
-            Kind::Choice(words) => {
-                if !words.contains(&value) {
-                    return Err(bad("not one of the choices"));
-                }
-            }
-            Kind::Text => {}
-            Kind::Path | Kind::Model => {
-                if value.trim().is_empty() {
-                    return Err(bad("empty"));
-                }
-            }
+        match self.fault(value) {
+            None => Ok(()),
+            Some(why) => bail!(
+                "--set {}={value}: {why} (expected {})",
+                self.name,
+                self.kind
+            ),
         }
-        Ok(())
+    }
+
+    /// What is wrong with one value ("out of range", ...), or None.
+    pub fn fault(&self, value: &str) -> Option<&'static str> {
+        let number = || value.parse::<f64>().ok();
+        match self.kind {
+            Kind::Int { min, max } => match value.parse::<i64>() {
+                Err(_) => Some("not a whole number"),
+                Ok(n) if n < min || n > max => Some("out of range"),
+                Ok(_) => None,
+            },
+            Kind::Float { min, max } => match number() {
+                None => Some("not a number"),
+                Some(x) if !x.is_finite() || x < min || x > max => Some("out of range"),
+                Some(_) => None,
+            },
+            Kind::Positive => match number() {
+                None => Some("not a number"),
+                Some(x) if !x.is_finite() || x <= 0.0 => Some("out of range"),
+                Some(_) => None,
+            },
+            Kind::Bool => value
+                .parse::<bool>()
+                .is_err()
+                .then_some("not true or false"),
+            Kind::Choice(words) => (!words.contains(&value)).then_some("not one of the choices"),
+            Kind::Text => None,
+            Kind::Path | Kind::Model => value.trim().is_empty().then_some("empty"),
+        }
     }
 }
 
@@ -164,7 +161,7 @@ pub fn check(benchmark: &str, knobs: &[Knob], options: &[(String, String)]) -> R
 }
 
 /// "bert has no knob 'batchsize'; did you mean 'batch_size'? ...".
-fn unknown(benchmark: &str, knobs: &[Knob], key: &str) -> String {
+pub(crate) fn unknown(benchmark: &str, knobs: &[Knob], key: &str) -> String {
     let names = || knobs.iter().map(|knob| knob.name);
     let mut text = format!("{benchmark} has no knob '{key}'");
     let closest = names()

@@ -34,6 +34,7 @@ pub mod row;
 pub mod runtime;
 pub mod settings;
 pub mod stats;
+pub mod sweep;
 
 pub use cell::Cell;
 pub use dims::{DeviceKind, Execution, Framework, Precision, Preset, PresetChoice};

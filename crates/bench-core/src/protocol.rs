@@ -1,8 +1,9 @@
 //! What a runner tells whoever started it, on its standard output beside
 //! its human-readable lines: one message per line, after [`PREFIX`].
 //!
-//! - [`Message::Plan`] (from `--check`): for each framework asked, the
-//!   start record its cells would have: settings resolved, knobs checked.
+//! - [`Message::Plan`] (from `--check`): for each cell its knobs make (a
+//!   list or range of values makes several) and each framework asked, the
+//!   start record it would have: settings resolved, knobs checked.
 //! - [`Message::Start`]: a cell begins; its start record.
 //! - [`Message::Row`]: a row the runner has just appended to the run's
 //!   files.
@@ -30,11 +31,14 @@ pub const PREFIX: &str = "@mlx-vs-torch ";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "message", rename_all = "lowercase")]
 pub enum Message {
-    /// What a cell of one framework would be: its start record and how it
-    /// would be measured.
+    /// What a cell of one framework would be: its start record, how it
+    /// would be measured, and its `--set` pairs (one value each, scope
+    /// prefixes dropped; None from a runner of before knob lists).
     Plan {
         start: Row,
         measure: MeasureSettings,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        options: Option<Vec<(String, String)>>,
     },
     Start {
         row: Row,

@@ -78,6 +78,21 @@ fn knobs_are_checked_and_unscoped_before_anything_runs() {
 }
 
 #[test]
+fn a_list_of_values_gives_one_cell_per_value_and_a_bad_element_is_named() {
+    let mut given = args(&["bench-sized", "--set", "sized.n=64-256*2,1000"]).unwrap();
+    let cells = cli::check_options(&Sizer, &mut given).unwrap();
+    let values: Vec<&str> = cells.iter().map(|cell| cell[0].1.as_str()).collect();
+    assert_eq!(values, ["64", "128", "256", "1000"]);
+    assert!(cells.iter().all(|cell| cell.len() == 1 && cell[0].0 == "n"));
+    let mut bad = args(&["bench-sized", "--set", "n=8,0"]).unwrap();
+    let error = format!("{:#}", cli::check_options(&Sizer, &mut bad).unwrap_err());
+    assert_eq!(
+        error,
+        "--set n=8,0: the element 0 is out of range (expected a whole number >= 1)"
+    );
+}
+
+#[test]
 fn reading_an_undeclared_knob_is_an_error_not_a_silent_default() {
     let cell = Cell {
         knobs: KNOBS,

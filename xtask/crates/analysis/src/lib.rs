@@ -21,3 +21,8 @@ mod references;
 mod results;
 mod twins;
 mod uncertainty;
+
+/// For `cargo xtask bench`'s summary: the twins paired, with the
+/// speed-up's interval and noise flag, as the report pairs them.
+pub use twins::{pairs, Pair, Titles};
+pub use uncertainty::{Interval, NO_CLEAR_WINNER};
