@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use xtask_analysis::{compare, report};
+use xtask_analysis::{compare, report, selftest};
 use xtask_setup::{bundle, macos_check, requirements, setup};
 
 #[derive(Parser)]
@@ -50,6 +50,8 @@ enum Commands {
     },
     /// Compare two runs (run ids or result files), cell by cell: medians, ratio with its interval, verdict; or, with --devices, each device's MLX speed-up side by side.
     Compare(compare::CompareArgs),
+    /// The GPU capture self-test's verdict (bundle/selftest.sh): eager and best mode's losses and tokens, row by row.
+    SelftestCheck(selftest::SelftestArgs),
     /// Create crates/bench-NAME: a working benchmark (twin trait, both twins, workload, parity test, Criterion harness) to fill in.
     NewBench(new_bench::NewBenchArgs),
     /// Type-check the whole workspace, every target, for macOS on Apple silicon (no native library is built or linked).
@@ -96,6 +98,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Commands::Bundle(args) => bundle::run(&root, &args)?,
         Commands::Report { readme } => report::generate(&root, readme)?,
         Commands::Compare(args) => return compare::run(&root, &args),
+        Commands::SelftestCheck(args) => return selftest::run(&args),
         Commands::NewBench(args) => new_bench::run(&root, &args)?,
         Commands::CheckMacos => return Ok(exit_code(check_macos(&root)?)),
         Commands::Test { cargo_args } => {

@@ -45,7 +45,8 @@
 //! offline; the row records `origin`), `seq_len`, `batch_size`, `lr`,
 //! `target_accuracy`, `eval_every`, `max_epochs`, `train_emails`,
 //! `test_emails`, `time_to_accuracy=false`, `offline=true` (registry copy,
-//! no Hub).
+//! no Hub), `record_losses=true` (the step row lists every step's loss,
+//! `losses=`, for the GPU self-test that compares eager and best mode).
 //!
 //! # Against the original study
 //!
@@ -268,12 +269,18 @@ fn run_twin<T: FineTune>(
     let fine_tune = &prepared.fine_tune;
     let order = permutation(prepared.train.len(), cell.seed);
     let batches = prepared.train.batches(&order, fine_tune.batch_size);
+    let record_losses = workload::record_losses(cell)?;
+    let mut losses = Vec::new();
     let mut trainer = new_trainer()?;
     let mut next = 0;
     let mut step = measure_case(&cell.measure, runtime, "step", || {
         let batch = &batches[next % batches.len()];
         next += 1;
-        trainer.step(batch)
+        trainer.step(batch)?;
+        if record_losses {
+            losses.push(trainer.last_loss()?);
+        }
+        Ok(())
     })?;
     step.throughput = Some(Throughput {
         work_per_repetition: fine_tune.batch_size as f64,
@@ -289,6 +296,12 @@ fn run_twin<T: FineTune>(
             .with("steps_run", next)
             .with("last_loss", format!("{:.4}", trainer.last_loss()?)),
     );
+    if record_losses {
+        // Every step's, warm-up included, as Rust prints an f32 (the
+        // shortest text that reads back as the same value).
+        let texts: Vec<String> = losses.iter().map(f32::to_string).collect();
+        step.settings.push("losses", texts.join(" "));
+    }
     drop(trainer);
     if !fine_tune.time_to_accuracy {
         return Ok(vec![step]);

@@ -94,7 +94,21 @@ pub fn knobs(defaults: &KnobDefaults<FineTuneConfig>) -> Vec<Knob> {
             defaults.text(|c| c.offline),
             "use the registry copy of MiniLM without asking the Hub",
         ),
+        Knob::new(
+            "record_losses",
+            Kind::Bool,
+            "false",
+            "list every step's loss in the step row (losses=); reads each loss inside the timed step",
+        ),
     ]
+}
+
+/// `--set record_losses=true`: whether the step row lists every step's
+/// loss (warm-up included), so that eager and best mode can be compared
+/// step by step (`bundle/selftest.sh`). Off by default: reading a loss
+/// back waits for the device inside the timed step.
+pub fn record_losses(cell: &Cell) -> Result<bool> {
+    Ok(cell.option("record_losses")?.unwrap_or(false))
 }
 
 /// AdamW as both frameworks define it by default in PyTorch: bias

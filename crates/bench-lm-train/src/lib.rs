@@ -86,7 +86,9 @@
 //!   batch 32 (as the original), all 42 plays.
 //!
 //! `--set layers= dim= heads= ffn= context= batch_size= dropout=
-//! learning_rate= weight_decay= warmup_steps= text_files= eval_batches=`.
+//! learning_rate= weight_decay= warmup_steps= text_files= eval_batches=
+//! record_losses=` (`record_losses=true`: the row lists every step's loss,
+//! `losses=`, for the GPU self-test that compares eager and best mode).
 //!
 //! # Tests
 //!
@@ -229,13 +231,14 @@ fn measure_twin<T: LmTrainer>(
         eval_tokens: data.eval_tokens(),
         eval_batches: held_out.len(),
     };
-    Ok(vec![step_case(
-        cell,
-        config,
-        samples,
-        peak_memory_bytes,
-        &figures,
-    )])
+    let mut step = step_case(cell, config, samples, peak_memory_bytes, &figures);
+    if workload::record_losses(cell)? {
+        // As Rust prints an f32: the shortest text that reads back as the
+        // same value.
+        let texts: Vec<String> = figures.losses.iter().map(f32::to_string).collect();
+        step.settings.push("losses", texts.join(" "));
+    }
+    Ok(vec![step])
 }
 
 /// What training produced besides timings.

@@ -99,7 +99,21 @@ pub fn knobs(defaults: &KnobDefaults<LmConfig>) -> Vec<Knob> {
             defaults.text(|c| c.eval_batches),
             "batches per evaluation",
         ),
+        Knob::new(
+            "record_losses",
+            Kind::Bool,
+            "false",
+            "list every step's loss in the row (losses=)",
+        ),
     ]
+}
+
+/// `--set record_losses=true`: whether the row lists every step's loss
+/// (warm-up included), so that eager and best mode can be compared step
+/// by step (`bundle/selftest.sh`). Every step reads its loss anyway; off
+/// by default only to keep rows short.
+pub fn record_losses(cell: &Cell) -> Result<bool> {
+    Ok(cell.option("record_losses")?.unwrap_or(false))
 }
 
 /// AdamW with a linear learning-rate warm-up.

@@ -1,16 +1,18 @@
 //! The suite's results: `reports/raw/` read back ([`results`]), the report
 //! (reports/RESULTS.md, the README's results and one SVG chart per
 //! benchmark, [`report::generate`]) and `cargo xtask compare`
-//! ([`compare::run`]), two runs cell by cell or the devices side by side.
+//! ([`compare::run`]), two runs cell by cell or the devices side by side,
+//! and the verdict of the GPU capture self-test ([`selftest::run`]).
 //! A cell is never pooled or compared with one at other knob values
 //! ([`identity`]).
 //!
 //! Modules, each using only those listed before it:
 //! identity, results, uncertainty, twins, references, charts, devices,
-//! compare, report.
+//! compare, report, selftest (results only).
 
 pub mod compare;
 pub mod report;
+pub mod selftest;
 
 mod charts;
 mod devices;
