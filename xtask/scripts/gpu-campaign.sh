@@ -18,9 +18,13 @@
 #   gpu-campaign.sh start STAGE TRANSPORT-core DEADLINE_S [LANES]
 #                                                      unpack, install, start the lanes
 #                                                      (LANES: a folder of campaign/ with
-#                                                      its own lane0.steps and lane1.steps)
+#                                                      its own lane0.steps and lane1.steps,
+#                                                      or lane0.steps alone: one lane)
 #   gpu-campaign.sh feed STAGE TRANSPORT-k                  add a chunk, unpack what is whole
 #   gpu-campaign.sh collect STAGE OUT WAIT_S                 wait (at most WAIT_S), pack OUT/campaign.tgz
+# Anywhere, without a GPU:
+#   gpu-campaign.sh plan SET [GPUS] [CORES] [BUDGET_S]       print each lane's commands on a
+#                                                      clock of the steps' estimates
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 chunk_bytes=$((58 * 1024 * 1024))
@@ -103,34 +107,53 @@ feed() {
   unpack_whole "$stage"
 }
 
-# One lane: its steps in order on its GPU, each within the deadline.
+# One lane: its steps in order on its GPU, each within the deadline. With
+# DRY_RUN set it runs nothing: it prints each step's command on a clock
+# that each step moves by its estimate (the lines' seconds), so that
+# `plan` shows what a set runs and what the deadline would cut.
 lane() {
   local stage=$1 index=$2 gpus=$3 steps=$4 threads=$5
-  local bundle="$stage/bundle" dir="$stage/lane$index" deadline
+  local bundle="$stage/bundle" dir="$stage/lane$index" deadline clock=0
   deadline=$(cat "$stage/deadline")
-  mkdir -p "$dir/results"
+  [ -z "${DRY_RUN:-}" ] && mkdir -p "$dir/results"
   [ "$gpus" -gt 1 ] && export CUDA_VISIBLE_DEVICES=$index
   export BENCH_THREADS=$threads
-  local kind bench precisions mode backends seconds options left need
+  # One NVRTC cache per lane, for every step (the self-test's too).
+  export MLX_PTX_CACHE_DIR="$dir/results/mlx-ptx-cache"
+  local kind bench precisions mode backends seconds options left need unknown=0
+  local waits seen=" " ran=0 skipped=0 planned=0
   while read -r kind bench precisions mode backends seconds options; do
     case "$kind" in '' | '#'*) continue ;; esac
     # "wait laneN": start what follows only once lane N is done (so that a
     # CPU-heavy step does not share the host with the other lane's cells).
     if [ "$kind" = wait ]; then
-      echo "== $(date -u +%T) waiting for $bench"
-      while [ ! -e "$stage/$bench/done" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 5; done
+      echo "== $(stamp) waiting for $bench"
+      [ -n "${DRY_RUN:-}" ] && continue
+      while [ ! -e "$stage/$bench/done" ] && [ "$(now)" -lt "$deadline" ]; do sleep 5; done
       continue
     fi
-    for need in $(needs "$bench"); do
-      while [ ! -e "$stage/ready/$need" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 5; done
+    # The streamed archives the step's benchmarks need (a self-test's
+    # bench column lists several, comma-separated); a dry run names each
+    # at the first step that needs it.
+    waits=""
+    for need in $(for b in ${bench//,/ }; do needs "$b"; done | sort -u); do
+      if [ -n "${DRY_RUN:-}" ]; then
+        case "$seen" in *" $need "*) ;; *) waits+=" $need" seen+="$need " ;; esac
+        continue
+      fi
+      while [ ! -e "$stage/ready/$need" ] && [ "$(now)" -lt "$deadline" ]; do sleep 5; done
     done
-    left=$((deadline - $(date +%s)))
+    seconds=${seconds:-60}
+    planned=$((planned + seconds))
+    left=$((deadline - $(now)))
     # A step that cannot finish is not started: a cut cell is a failed row.
-    if [ "$left" -lt "${seconds:-60}" ]; then
-      echo "== $(date -u +%T) skipped, too little time left: $kind $bench $precisions $mode $backends"
+    if [ "$left" -lt "$seconds" ]; then
+      echo "== $(stamp) skipped, too little time left: $kind $bench $precisions $mode $backends $options ($left s left, needs $seconds)"
+      skipped=$((skipped + 1))
       continue
     fi
-    echo "== $(date -u +%T) $kind $bench $precisions $mode $backends ($left s left)"
+    echo "== $(stamp) $kind $bench $precisions $mode $backends $options ($left s left${waits:+; first waits for the archives$waits})"
+    ran=$((ran + 1))
     case "$kind" in
       twins)
         local extra=()
@@ -143,16 +166,50 @@ lane() {
         esac
         # shellcheck disable=SC2206
         extra+=($options)
-        timeout "$left" bash "$bundle/run.sh" "$dir/results" --bench "$bench" --device gpu \
+        act timeout "$left" bash "$bundle/run.sh" "$dir/results" --bench "$bench" --device gpu \
           --precision ${precisions//,/ } --preset paper --threads "$threads" \
           --run-tag "g$index" "${extra[@]}" ;;
       refs)
-        REFERENCE_TIMEOUT=$left timeout "$left" bash "$bundle/references.sh" "$dir/results" \
+        act env REFERENCE_TIMEOUT="$left" timeout "$left" bash "$bundle/references.sh" "$dir/results" \
           "$bench" --precision "$precisions" --preset paper --device gpu ${backends//,/ } ;;
+      selftest)
+        # bundle/selftest.sh: eager against best mode, losses and tokens.
+        act env SELFTEST_BENCHES="${bench//,/ }" timeout "$left" bash "$bundle/selftest.sh" \
+          "$dir/selftest" ${precisions//,/ } ;;
+      *)
+        echo "== unknown step kind '$kind' in $steps (twins, refs, selftest, wait)"
+        unknown=$((unknown + 1)) ;;
     esac
   done <"$steps"
-  echo "== $(date -u +%T) lane $index done"
+  echo "== $(stamp) lane $index done: $ran steps run, $skipped skipped; all steps' estimates: $planned s"
+  if [ -n "${DRY_RUN:-}" ]; then
+    return $((unknown > 0))
+  fi
   touch "$dir/done"
+}
+
+# The lane's clock: the time, or in a dry run the sum of the estimates so far.
+now() {
+  if [ -n "${DRY_RUN:-}" ]; then echo "$clock"; else date +%s; fi
+}
+
+# How a lane's log dates a line: the UTC time, or in a dry run the
+# estimated seconds since the lanes started.
+stamp() {
+  if [ -n "${DRY_RUN:-}" ]; then printf '+%04d s' "$clock"; else date -u +%T; fi
+}
+
+# Runs a step's command; in a dry run prints it instead and moves the
+# clock by the step's estimate (the caller's $seconds).
+act() {
+  if [ -n "${DRY_RUN:-}" ]; then
+    printf '   '
+    printf '%q ' "$@"
+    echo
+    clock=$((clock + seconds))
+  else
+    "$@"
+  fi
 }
 
 start() {
@@ -165,33 +222,79 @@ start() {
   xz -dc "$transport/bundle.tar.xz" | tar -C "$stage/bundle" -xf -
   nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader
   nvidia-smi topo -m 2>/dev/null | head -n 4
-  local gpus cores threads
+  local gpus cores
   gpus=$(nvidia-smi -L | wc -l)
   cores=$(nproc)
   # Installs once, before the lanes (they would otherwise race on it).
   bash "$stage/bundle/run.sh" "$stage/warm" --list-knobs >/dev/null
   bash "$stage/bundle/references.sh" "$stage/warm" tinyllama
-  if [ "$gpus" -ge 2 ]; then
-    threads=$((cores / 2))
-    # Half of the physical cores each, a core's hyperthreads in the same
-    # lane (the CPUs sorted by core; the numbering of siblings varies).
-    local order
-    order=$(lscpu -p=CPU,CORE,SOCKET | grep -v '^#' | sort -t, -k3,3n -k2,2n -k1,1n | cut -d, -f1)
-    for index in 0 1; do
-      local cpus
-      cpus=$(echo "$order" | sed -n "$((index * threads + 1)),$((index * threads + threads))p" | paste -sd,)
-      echo "lane $index: CPUs $cpus"
-      setsid taskset -c "$cpus" \
-        bash "$stage/gpu-campaign.sh" lane "$stage" "$index" "$gpus" \
-        "$lanes/lane$index.steps" "$threads" >"$stage/lane$index.log" 2>&1 </dev/null &
-    done
-  else
-    # One GPU: both lists, step by step in turn.
-    paste -d '\n' "$lanes/lane0.steps" "$lanes/lane1.steps" | grep -v '^wait' >"$stage/campaign/one.steps"
-    setsid bash "$stage/gpu-campaign.sh" lane "$stage" 0 1 "$stage/campaign/one.steps" "$cores" \
-      >"$stage/lane0.log" 2>&1 </dev/null &
-  fi
+  launch "$stage" "$lanes" "$gpus" "$cores"
   echo "$gpus GPU(s), $cores cores: lanes started, deadline in $budget s"
+}
+
+# Starts the lanes of a set of lane files (or with DRY_RUN prints them):
+# - lane0.steps alone: one lane on the first GPU with the whole host (one
+#   lane per host while launch-bound cells run, issue #25);
+# - lane0.steps and lane1.steps on two GPUs or more: one lane per GPU,
+#   each with half of the physical cores (a core's hyperthreads in the
+#   same lane; the CPUs sorted by core, as the numbering of siblings varies);
+# - both lists on one GPU: one lane, the lists step by step in turn.
+launch() {
+  local stage=$1 lanes=$2 gpus=$3 cores=$4
+  [ -e "$lanes/lane0.steps" ] || { echo "no lane0.steps in $lanes" >&2; return 1; }
+  if [ ! -e "$lanes/lane1.steps" ]; then
+    lane_start "$stage" 0 "$gpus" "$lanes/lane0.steps" "$cores" ""
+  elif [ "$gpus" -ge 2 ]; then
+    local threads=$((cores / 2)) order index cpus status=0
+    [ -z "${DRY_RUN:-}" ] &&
+      order=$(lscpu -p=CPU,CORE,SOCKET | grep -v '^#' | sort -t, -k3,3n -k2,2n -k1,1n | cut -d, -f1)
+    for index in 0 1; do
+      cpus="half $((index + 1)) of the host's, by core"
+      [ -z "${DRY_RUN:-}" ] &&
+        cpus=$(echo "$order" | sed -n "$((index * threads + 1)),$((index * threads + threads))p" | paste -sd,)
+      lane_start "$stage" "$index" "$gpus" "$lanes/lane$index.steps" "$threads" "$cpus" || status=1
+    done
+    return "$status"
+  else
+    paste -d '\n' "$lanes/lane0.steps" "$lanes/lane1.steps" | grep -v '^wait' >"$stage/campaign/one.steps"
+    lane_start "$stage" 0 1 "$stage/campaign/one.steps" "$cores" ""
+  fi
+}
+
+# One lane in the background (its log: STAGE/laneN.log), pinned to CPUS
+# where given; with DRY_RUN, its plan on stdout.
+lane_start() {
+  local stage=$1 index=$2 gpus=$3 steps=$4 threads=$5 cpus=$6
+  local gpu=0
+  [ "$gpus" -gt 1 ] && gpu=$index
+  echo "lane $index: GPU $gpu, $threads threads, CPUs ${cpus:-all}, steps ${steps#"$stage/"}"
+  if [ -n "${DRY_RUN:-}" ]; then
+    (lane "$stage" "$index" "$gpus" "$steps" "$threads")
+    return
+  fi
+  local pin=()
+  [ -n "$cpus" ] && pin=(taskset -c "$cpus")
+  setsid "${pin[@]}" bash "$stage/gpu-campaign.sh" lane "$stage" "$index" "$gpus" \
+    "$steps" "$threads" >"$stage/lane$index.log" 2>&1 </dev/null &
+}
+
+# What `start` would run for a set, without a GPU: each lane's steps with
+# their commands, on a clock of the steps' estimates, and what a deadline
+# of BUDGET_S seconds would skip. SET: a folder of campaign/ (. for the
+# lane files at its top) or a path. Exits 1 on an unknown step kind.
+plan() {
+  local set=${1:?usage: gpu-campaign.sh plan SET [GPUS] [CORES] [BUDGET_S]}
+  local gpus=${2:-1} cores=${3:-16} budget=${4:-1500} lanes stage status
+  lanes=$here/campaign/$set
+  [ -d "$set" ] && [ ! -d "$lanes" ] && lanes=$set
+  stage=$(mktemp -d)
+  mkdir -p "$stage/campaign"
+  echo "$budget" >"$stage/deadline"
+  echo "plan of $lanes: $gpus GPU(s), $cores cores, deadline after $budget s (STAGE: the start folder)"
+  DRY_RUN=1 launch "$stage" "$lanes" "$gpus" "$cores" | sed "s#$stage#STAGE#g"
+  status=${PIPESTATUS[0]}
+  rm -rf "$stage"
+  return "$status"
 }
 
 collect() {

@@ -3,7 +3,9 @@
 //! stripped release runners, the xtask orchestrator, the assets they read,
 //! MLX's CUDA runtime (pruned to one GPU architecture), a run script and a
 //! manifest with every file's sha256. `bundle/run.sh OUT_DIR [bench args]`
-//! runs it there and leaves the CSV in OUT_DIR, for `reports/raw/`.
+//! runs it there and leaves the CSV in OUT_DIR, for `reports/raw/`;
+//! `bundle/selftest.sh OUT_DIR` runs the GPU capture self-test (eager
+//! against best mode, `xtask/scripts/selftest.sh`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -96,10 +98,10 @@ fn fill(root: &Path, dir: &Path, benches: &[suite::BenchCrate], args: &BundleArg
         )?;
         fs::write(dir.join("references.sh"), REFERENCES_SH)?;
     }
-    fs::copy(
-        root.join("xtask/scripts/install-mlx-cuda.sh"),
-        dir.join("install-mlx-cuda.sh"),
-    )?;
+    for script in ["install-mlx-cuda.sh", "selftest.sh"] {
+        fs::copy(root.join("xtask/scripts").join(script), dir.join(script))
+            .with_context(|| format!("copying xtask/scripts/{script}"))?;
+    }
     fs::write(dir.join("run.sh"), RUN_SH)?;
     fs::write(
         dir.join("COMMIT"),
