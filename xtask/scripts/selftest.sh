@@ -18,6 +18,7 @@
 #      SELFTEST_EXPECT   (cuda-graph: what best rows' execution= must say; empty: no check)
 #      SELFTEST_RUN, SELFTEST_XTASK (this bundle's run.sh and bin/xtask;
 #                        other ones to try the script elsewhere, e.g. on a CPU)
+#      SELFTEST_SET      (more options for run.sh, e.g. "--set tinyllama.gen_tokens=8")
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:?usage: selftest.sh OUT_DIR [PRECISION...]}
@@ -34,18 +35,21 @@ mkdir -p "$out/rows"
 # tokens compared include replays. The time budget is large so that both
 # modes run every step (a mode cut short would have fewer losses).
 # bert: the step case only (time-to-accuracy takes minutes and records no
-# losses). A scoped key (bert.x) reaches only its benchmark, and may name
-# only one that runs.
+# losses). lm-train: the full learning rate from the first step (no
+# warm-up), so that a step that skipped its update or replayed a stale
+# batch moves the loss by far more than the tolerance. A scoped key
+# (bert.x) reaches only its benchmark, and may name only one that runs.
 sets=()
 for bench in "${benches[@]}"; do
   case "$bench" in
     bert) sets+=(--set bert.record_losses=true --set bert.time_to_accuracy=false) ;;
-    lm-train) sets+=(--set lm-train.record_losses=true) ;;
+    lm-train) sets+=(--set lm-train.record_losses=true --set lm-train.warmup_steps=0) ;;
   esac
 done
 bash "$run" "$out/rows" --bench "${benches[@]}" --device "${SELFTEST_DEVICE:-gpu}" \
   --preset "${SELFTEST_PRESET:-paper}" --precision "${precisions[@]}" --execution eager best \
-  --warmup 2 --repetitions 4 --time-budget 1000 --run-tag selftest "${sets[@]}"
+  --warmup 2 --repetitions 4 --time-budget 1000 --run-tag selftest "${sets[@]}" \
+  ${SELFTEST_SET:-}
 echo "== the runs ended with $?; the verdict:"
 "$xtask" selftest-check "$out/rows" ${expect:+--expect-execution "$expect"} \
   --json "$out/selftest.json" | tee "$out/selftest.txt"
