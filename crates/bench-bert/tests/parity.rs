@@ -163,3 +163,68 @@ fn torch_fused_best_and_per_parameter_eager_steps_match() {
         "fused and per-parameter AdamW logits differ by {diff}"
     );
 }
+
+/// `--set record_losses=true` (the GPU self-test's knob): each twin's step
+/// row lists every step's loss, warm-up included, and the twins' lists
+/// agree; without it the row lists none.
+#[test]
+fn the_step_row_lists_every_steps_loss_when_asked() {
+    use bench_core::{Cell, MeasureSettings, Settings};
+    use bench_twin::TwinBenchmark;
+
+    let cell = |record: &str| Cell {
+        options: [
+            ("seq_len", "16"),
+            ("batch_size", "2"),
+            ("train_emails", "8"),
+            ("test_emails", "2"),
+            ("time_to_accuracy", "false"),
+            ("offline", "true"),
+            ("lr", "1e-3"),
+            ("record_losses", record),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        knobs: &bench_bert::workload::KNOBS,
+        measure: MeasureSettings::new(1, 3, 3, 600),
+        ..Cell::for_checks()
+    };
+    let losses = |settings: &Settings| {
+        let pairs = bench_core::settings::Pairs::from(settings);
+        pairs.get("losses").map(|text| {
+            text.split(' ')
+                .map(|x| x.parse::<f32>().unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    let (mlx_rt, torch_rt) = common::runtimes();
+    let recorded = cell("true");
+    let prepared = bench_bert::Bert::prepare(&recorded).unwrap();
+    let mlx = bench_bert::Bert::mlx(&mlx_rt, &recorded, &prepared).unwrap();
+    let torch = bench_bert::Bert::torch(&torch_rt, &recorded, &prepared).unwrap();
+    let (mlx, torch) = (
+        losses(&mlx[0].settings).unwrap(),
+        losses(&torch[0].settings).unwrap(),
+    );
+    println!("mlx {mlx:?}\ntorch {torch:?}");
+    assert_eq!((mlx.len(), torch.len()), (4, 4), "warm-up and timed steps");
+    for (a, b) in mlx.iter().zip(&torch) {
+        assert!(
+            (a - b).abs() < 1e-4 * b.abs().max(1.0),
+            "{mlx:?} vs {torch:?}"
+        );
+    }
+    // The last step's loss is the row's last_loss.
+    let pairs = bench_core::settings::Pairs::from(
+        &bench_bert::Bert::torch(&torch_rt, &recorded, &prepared).unwrap()[0].settings,
+    );
+    assert_eq!(
+        pairs.get("last_loss"),
+        Some(format!("{:.4}", torch[3]).as_str())
+    );
+
+    let plain = cell("false");
+    let rows = bench_bert::Bert::torch(&torch_rt, &plain, &prepared).unwrap();
+    assert_eq!(losses(&rows[0].settings), None);
+}

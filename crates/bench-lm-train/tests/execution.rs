@@ -43,3 +43,61 @@ fn torch_best_and_eager_take_the_same_steps() {
     }
     assert!(best[5] < best[0], "the loss falls: {best:?}");
 }
+
+/// `--set record_losses=true` (the GPU self-test's knob): each twin's row
+/// lists every step's loss, warm-up included, and the twins' lists agree;
+/// without it the row lists none.
+#[test]
+fn the_row_lists_every_steps_loss_when_asked() {
+    use bench_core::{Cell, MeasureSettings, Settings};
+    use bench_lm_train::LmTrain;
+    use bench_twin::TwinBenchmark;
+
+    let cell = |record: &str| Cell {
+        options: [
+            ("layers", "2"),
+            ("dim", "64"),
+            ("heads", "4"),
+            ("ffn", "256"),
+            ("context", "32"),
+            ("batch_size", "2"),
+            ("text_files", "1"),
+            ("eval_batches", "1"),
+            ("warmup_steps", "0"),
+            ("record_losses", record),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        knobs: &bench_lm_train::workload::KNOBS,
+        measure: MeasureSettings::new(1, 3, 3, 600),
+        ..Cell::for_checks()
+    };
+    let losses = |settings: &Settings| {
+        let pairs = bench_core::settings::Pairs::from(settings);
+        pairs.get("losses").map(|text| {
+            text.split(' ')
+                .map(|x| x.parse::<f32>().unwrap())
+                .collect::<Vec<_>>()
+        })
+    };
+    let (mlx_rt, torch_rt) = bench_twin::testing::cpu_runtimes(Precision::F32, 1);
+    let recorded = cell("true");
+    let work = LmTrain::prepare(&recorded).unwrap();
+    let mlx = LmTrain::mlx(&mlx_rt, &recorded, &work).unwrap();
+    let torch = LmTrain::torch(&torch_rt, &recorded, &work).unwrap();
+    let (mlx, torch) = (
+        losses(&mlx[0].settings).unwrap(),
+        losses(&torch[0].settings).unwrap(),
+    );
+    eprintln!("mlx {mlx:?}\ntorch {torch:?}");
+    assert_eq!((mlx.len(), torch.len()), (4, 4), "warm-up and timed steps");
+    for (a, b) in mlx.iter().zip(&torch) {
+        assert!(relative_difference(*a, *b) < 1e-4, "{mlx:?} vs {torch:?}");
+    }
+    assert!(torch[3] < torch[0], "the loss falls: {torch:?}");
+
+    let plain = cell("false");
+    let rows = LmTrain::torch(&torch_rt, &plain, &work).unwrap();
+    assert_eq!(losses(&rows[0].settings), None);
+}
