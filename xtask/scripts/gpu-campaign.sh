@@ -174,6 +174,7 @@ lane() {
           "$bench" --precision "$precisions" --preset paper --device gpu ${backends//,/ } ;;
       selftest)
         # bundle/selftest.sh: eager against best mode, losses and tokens.
+        # shellcheck disable=SC2086 # one argument per precision
         act env SELFTEST_BENCHES="${bench//,/ }" timeout "$left" bash "$bundle/selftest.sh" \
           "$dir/selftest" ${precisions//,/ } ;;
       *)
@@ -256,7 +257,10 @@ launch() {
     done
     return "$status"
   else
-    paste -d '\n' "$lanes/lane0.steps" "$lanes/lane1.steps" | grep -v '^wait' >"$stage/campaign/one.steps"
+    # Steps only (no comments, blank lines or waits), so that they alternate.
+    local steps_of='^[[:space:]]*(#|wait|$)'
+    paste -d '\n' <(grep -Ev "$steps_of" "$lanes/lane0.steps") <(grep -Ev "$steps_of" "$lanes/lane1.steps") |
+      grep -v '^$' >"$stage/campaign/one.steps"
     lane_start "$stage" 0 1 "$stage/campaign/one.steps" "$cores" ""
   fi
 }

@@ -46,6 +46,7 @@ for bench in "${benches[@]}"; do
     lm-train) sets+=(--set lm-train.record_losses=true --set lm-train.warmup_steps=0) ;;
   esac
 done
+# shellcheck disable=SC2086 # SELFTEST_SET: words, one option each
 bash "$run" "$out/rows" --bench "${benches[@]}" --device "${SELFTEST_DEVICE:-gpu}" \
   --preset "${SELFTEST_PRESET:-paper}" --precision "${precisions[@]}" --execution eager best \
   --warmup 2 --repetitions 4 --time-budget 1000 --run-tag selftest "${sets[@]}" \
