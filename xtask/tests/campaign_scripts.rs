@@ -243,3 +243,70 @@ fn the_self_test_runs_both_modes_and_checks_them() {
     );
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A lane for real, with stand-ins for the bundle's scripts that log
+/// their arguments: every step runs its script, a step needing an archive
+/// that never comes waits until the deadline and is then skipped, and the
+/// lane marks itself done.
+#[test]
+fn a_lane_runs_its_steps_through_the_bundles_scripts() {
+    let stage = temp_dir("campaign-lane");
+    let bundle = stage.join("bundle");
+    fs::create_dir_all(&bundle).unwrap();
+    for script in ["run.sh", "references.sh", "selftest.sh"] {
+        fs::write(
+            bundle.join(script),
+            format!("echo \"{script} $* MLX_PTX_CACHE_DIR=$MLX_PTX_CACHE_DIR\" >> \"$(dirname \"$0\")/calls\"\n"),
+        )
+        .unwrap();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Long enough for the steps, short enough for the wait on bert's
+    // archives to end soon.
+    fs::write(stage.join("deadline"), format!("{}\n", now + 12)).unwrap();
+    let steps = stage.join("steps");
+    fs::write(
+        &steps,
+        "# kind bench precisions mode backends seconds\n\
+         selftest lm-train,tinyllama f32,bf16 - - 1\n\
+         twins tinyllama bf16 best - 1 --set prompt_tokens=128\n\
+         refs lm-train bf16 - torch-compile,mlx-compile-causal 1\n\
+         twins bert bf16 best - 1\n",
+    )
+    .unwrap();
+    let output = Command::new("bash")
+        .arg(scripts().join("gpu-campaign.sh"))
+        .args(["lane", stage.to_str().unwrap(), "0", "1"])
+        .arg(&steps)
+        .arg("4")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{log}");
+    let calls = fs::read_to_string(bundle.join("calls")).unwrap();
+    let lane = stage.join("lane0");
+    let cache = format!("MLX_PTX_CACHE_DIR={}/results/mlx-ptx-cache", lane.display());
+    let expected = [
+        format!("selftest.sh {}/selftest f32 bf16 {cache}", lane.display()),
+        format!(
+            "run.sh {}/results --bench tinyllama --device gpu --precision bf16 --preset paper \
+             --threads 4 --run-tag g0 --repetitions 5 --set prompt_tokens=128 {cache}",
+            lane.display()
+        ),
+        format!(
+            "references.sh {}/results lm-train --precision bf16 --preset paper --device gpu \
+             torch-compile mlx-compile-causal {cache}",
+            lane.display()
+        ),
+    ];
+    assert_eq!(calls.lines().collect::<Vec<_>>(), expected, "{log}");
+    assert!(
+        log.contains("skipped, too little time left: twins bert bf16 best"),
+        "{log}"
+    );
+    assert!(lane.join("done").exists(), "{log}");
+    fs::remove_dir_all(&stage).unwrap();
+}
