@@ -85,7 +85,11 @@ fn the_one_sitting_set_runs_one_lane_in_the_issues_order() {
     );
     // Every pass: all five benchmarks; tinyllama, bert and lm-train swept.
     assert_eq!(kinds.iter().filter(|k| *k == "pass").count(), 5 * 3 + 1);
-    for value in ["prompt_tokens=1920", "batch_size=64", "layers=3"] {
+    for value in [
+        "prompt_tokens=128,512,1024,1920",
+        "batch_size=1,8,32,64",
+        "layers=3,6,12",
+    ] {
         assert!(steps.iter().any(|s| s.contains(value)), "{value}: {text}");
     }
     // The self-test's command: every benchmark it compares, both precisions.
