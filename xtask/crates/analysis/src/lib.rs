@@ -6,12 +6,13 @@
 //! ([`identity`]).
 //!
 //! Modules, each using only those listed before it:
-//! identity, results, uncertainty, twins, references, charts, devices,
-//! compare, report.
+//! identity, results, uncertainty, twins, cells, references, charts,
+//! scaling, scaling_chart, devices, compare, report.
 
 pub mod compare;
 pub mod report;
 
+mod cells;
 mod charts;
 mod devices;
 mod identity;
@@ -19,6 +20,8 @@ mod identity;
 mod knobs_apart;
 mod references;
 mod results;
+mod scaling;
+mod scaling_chart;
 mod twins;
 mod uncertainty;
 

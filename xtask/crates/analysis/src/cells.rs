@@ -1,0 +1,238 @@
+//! Every case's twin pairs, kept apart by the rows' knob values: the
+//! cells that the scaling charts and a run's shareable report show.
+//!
+//! [`knob_values`] is the one place that says which of a row's settings
+//! are knobs. Until the knob identity of issue #27 (part 1) lands in
+//! `twins`, it reads the settings that the benchmarks declare as knobs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bench_core::Row;
+
+use crate::twins::{self, Pair, Titles};
+
+/// A row's knob values, by name.
+pub type Knobs = BTreeMap<String, String>;
+
+/// The settings named like a benchmark's `--set` knob (each runner's
+/// `--list-knobs`), and `threads`.
+const KNOB_NAMES: &[&str] = &[
+    "audio",
+    "batch_size",
+    "config",
+    "context",
+    "dim",
+    "dropout",
+    "eval_batches",
+    "eval_every",
+    "ffn",
+    "gen_tokens",
+    "heads",
+    "hub_repo",
+    "iterations",
+    "language",
+    "layers",
+    "learning_rate",
+    "lr",
+    "max_epochs",
+    "model",
+    "n",
+    "prompt",
+    "prompt_tokens",
+    "sample_seed",
+    "seq_len",
+    "source",
+    "target",
+    "target_accuracy",
+    "temperature",
+    "test_emails",
+    "text_files",
+    "threads",
+    "time_to_accuracy",
+    "top_p",
+    "train_emails",
+    "warmup_steps",
+    "weight_decay",
+    "weights",
+];
+
+/// The row's knob values: what tells two of its benchmark's cells apart.
+pub fn knob_values(row: &Row) -> Knobs {
+    KNOB_NAMES
+        .iter()
+        .filter_map(|&name| Some((name.to_owned(), row.setting(name)?.to_owned())))
+        .collect()
+}
+
+/// The headline or any other case's pair at one set of knob values.
+#[derive(Clone, Debug)]
+pub struct CasePair<'a> {
+    pub case: String,
+    /// The knob values that differ between the given rows of this
+    /// benchmark; those that all share say nothing and are left out.
+    pub knobs: Knobs,
+    pub pair: Pair<'a>,
+}
+
+impl CasePair<'_> {
+    /// "batch_size=4, seq_len=64"; empty without knobs.
+    pub fn knob_label(&self) -> String {
+        knob_label(&self.knobs)
+    }
+
+    /// The preset and the knobs, as a row's label says them
+    /// ("quick, batch_size=4").
+    pub fn label(&self) -> String {
+        match self.knob_label() {
+            knobs if knobs.is_empty() => self.pair.preset.clone(),
+            knobs => format!("{}, {knobs}", self.pair.preset),
+        }
+    }
+}
+
+/// "batch_size=4, seq_len=64".
+pub fn knob_label(knobs: &Knobs) -> String {
+    knobs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every measured case's pairs (as [`twins::pairs`] pairs a headline
+/// case), one per set of knob values: rows whose knobs differ are never
+/// pooled.
+pub fn case_pairs<'a>(rows: &[&'a Row], titles: &Titles) -> Vec<CasePair<'a>> {
+    // benchmark -> case -> knobs -> rows
+    let mut grouped: BTreeMap<&str, BTreeMap<&str, BTreeMap<Knobs, Vec<&'a Row>>>> =
+        BTreeMap::new();
+    let mut varying: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, Vec<Knobs>> = BTreeMap::new();
+    for &row in rows.iter().filter(|r| r.is_twin()) {
+        let knobs = knob_values(row);
+        seen.entry(&row.benchmark).or_default().push(knobs.clone());
+        grouped
+            .entry(&row.benchmark)
+            .or_default()
+            .entry(&row.case)
+            .or_default()
+            .entry(knobs)
+            .or_default()
+            .push(row);
+    }
+    for (benchmark, all) in &seen {
+        let keys: BTreeSet<&String> = all.iter().flat_map(|k| k.keys()).collect();
+        let differ = keys
+            .into_iter()
+            .filter(|key| {
+                let values: BTreeSet<Option<&String>> = all.iter().map(|k| k.get(*key)).collect();
+                values.len() > 1
+            })
+            .cloned()
+            .collect();
+        varying.insert(benchmark, differ);
+    }
+    let mut out = Vec::new();
+    for (benchmark, cases) in grouped {
+        let title = titles
+            .get(benchmark)
+            .map_or(benchmark, |t| t.0.as_str())
+            .to_owned();
+        for (case, by_knobs) in cases {
+            // twins::pairs pairs the headline case: name this case so.
+            let as_headline: Titles =
+                [(benchmark.to_owned(), (title.clone(), case.to_owned()))].into();
+            for (knobs, rows) in by_knobs {
+                let shown: Knobs = knobs
+                    .into_iter()
+                    .filter(|(k, _)| varying[benchmark].contains(k))
+                    .collect();
+                out.extend(
+                    twins::pairs(&rows, &as_headline)
+                        .into_iter()
+                        .map(|pair| CasePair {
+                            case: case.to_owned(),
+                            knobs: shown.clone(),
+                            pair,
+                        }),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use crate::results::tests::{row, set_settings};
+
+    /// A twin row of the transfer benchmark at `settings`, with samples.
+    pub fn knob_row(framework: &str, case: &str, median: f64, run: &str, settings: &str) -> Row {
+        let mut row = row(framework, case, median, run);
+        set_settings(&mut row, settings);
+        row.samples_s = vec![median * 0.98, median, median * 1.02];
+        row
+    }
+
+    pub fn titles() -> Titles {
+        [(
+            "transfer".to_owned(),
+            ("CPU/GPU switch".to_owned(), "switch".to_owned()),
+        )]
+        .into()
+    }
+
+    #[test]
+    fn rows_of_one_run_that_differ_in_a_knob_are_separate_pairs() {
+        let rows = [
+            knob_row(
+                "torch",
+                "switch",
+                2.0,
+                "r",
+                "threads=2;n=64;execution=eager",
+            ),
+            knob_row(
+                "mlx",
+                "switch",
+                1.0,
+                "r",
+                "threads=2;n=64;execution=compiled",
+            ),
+            knob_row("torch", "switch", 8.0, "r", "threads=2;n=128"),
+            knob_row("mlx", "switch", 2.0, "r", "threads=2;n=128"),
+            knob_row("torch", "copy", 3.0, "r", "threads=2;n=128"),
+            knob_row("mlx", "copy", 1.0, "r", "threads=2;n=128"),
+        ];
+        let refs: Vec<&Row> = rows.iter().collect();
+        let pairs = case_pairs(&refs, &titles());
+        let found: Vec<(String, String, Option<f64>)> = pairs
+            .iter()
+            .map(|p| (p.case.clone(), p.label(), p.pair.speedup()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("copy".into(), "quick, n=128".into(), Some(3.0)),
+                ("switch".into(), "quick, n=128".into(), Some(4.0)),
+                ("switch".into(), "quick, n=64".into(), Some(2.0)),
+            ]
+        );
+        // Not passes of one cell: each pair has its own run's rows.
+        assert!(pairs.iter().all(|p| p.pair.passes.is_empty()));
+    }
+
+    #[test]
+    fn knob_values_are_the_declared_knobs_only() {
+        let row = knob_row(
+            "mlx",
+            "switch",
+            1.0,
+            "r",
+            "threads=2;n=64;last_loss=3.2;seed=0",
+        );
+        let knobs = knob_values(&row);
+        assert_eq!(knob_label(&knobs), "n=64, threads=2");
+    }
+}
