@@ -68,25 +68,25 @@ pub fn knob_values(row: &Row) -> Knobs {
 #[derive(Clone, Debug)]
 pub struct CasePair<'a> {
     pub case: String,
-    /// The knob values that differ between the given rows of this
-    /// benchmark; those that all share say nothing and are left out.
+    /// The knob values that differ between the given rows of this case;
+    /// those that all share say nothing and are left out.
     pub knobs: Knobs,
     pub pair: Pair<'a>,
 }
 
 impl CasePair<'_> {
-    /// "batch_size=4, seq_len=64"; empty without knobs.
-    pub fn knob_label(&self) -> String {
-        knob_label(&self.knobs)
-    }
-
     /// The preset and the knobs, as a row's label says them
     /// ("quick, batch_size=4").
     pub fn label(&self) -> String {
-        match self.knob_label() {
-            knobs if knobs.is_empty() => self.pair.preset.clone(),
-            knobs => format!("{}, {knobs}", self.pair.preset),
-        }
+        preset_label(&self.pair.preset, &self.knobs)
+    }
+}
+
+/// "quick, batch_size=4": a preset and knob values.
+pub fn preset_label(preset: &str, knobs: &Knobs) -> String {
+    match knob_label(knobs) {
+        knobs if knobs.is_empty() => preset.to_owned(),
+        knobs => format!("{preset}, {knobs}"),
     }
 }
 
@@ -99,38 +99,64 @@ pub fn knob_label(knobs: &Knobs) -> String {
         .join(", ")
 }
 
+/// Knob names by benchmark and case.
+pub type Distinguishing = BTreeMap<(String, String), BTreeSet<String>>;
+
+/// The knobs that tell some of the rows' cells apart, by benchmark and
+/// case: a knob that every row of a case has at one value says nothing (a
+/// case may record knobs that another of its benchmark does not).
+pub fn distinguishing(rows: &[&Row]) -> Distinguishing {
+    let mut seen: BTreeMap<(String, String), Vec<Knobs>> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.is_twin()) {
+        seen.entry((row.benchmark.clone(), row.case.clone()))
+            .or_default()
+            .push(knob_values(row));
+    }
+    seen.into_iter()
+        .map(|(cell, all)| {
+            let keys: BTreeSet<&String> = all.iter().flat_map(|k| k.keys()).collect();
+            let differ = keys
+                .into_iter()
+                .filter(|key| {
+                    let values: BTreeSet<Option<&String>> =
+                        all.iter().map(|k| k.get(*key)).collect();
+                    values.len() > 1
+                })
+                .cloned()
+                .collect();
+            (cell, differ)
+        })
+        .collect()
+}
+
+/// The row's values of the knobs that tell its case's cells apart.
+pub fn shown_knobs(row: &Row, distinguishing: &Distinguishing) -> Knobs {
+    let Some(keys) = distinguishing.get(&(row.benchmark.clone(), row.case.clone())) else {
+        return Knobs::new();
+    };
+    knob_values(row)
+        .into_iter()
+        .filter(|(key, _)| keys.contains(key))
+        .collect()
+}
+
 /// Every measured case's pairs (as [`twins::pairs`] pairs a headline
 /// case), one per set of knob values: rows whose knobs differ are never
 /// pooled.
 pub fn case_pairs<'a>(rows: &[&'a Row], titles: &Titles) -> Vec<CasePair<'a>> {
+    let distinguishing = distinguishing(rows);
     // benchmark -> case -> knobs -> rows
     let mut grouped: BTreeMap<&str, BTreeMap<&str, BTreeMap<Knobs, Vec<&'a Row>>>> =
         BTreeMap::new();
-    let mut varying: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
-    let mut seen: BTreeMap<&str, Vec<Knobs>> = BTreeMap::new();
     for &row in rows.iter().filter(|r| r.is_twin()) {
-        let knobs = knob_values(row);
-        seen.entry(&row.benchmark).or_default().push(knobs.clone());
         grouped
             .entry(&row.benchmark)
             .or_default()
             .entry(&row.case)
             .or_default()
-            .entry(knobs)
+            .entry(shown_knobs(row, &distinguishing))
             .or_default()
             .push(row);
-    }
-    for (benchmark, all) in &seen {
-        let keys: BTreeSet<&String> = all.iter().flat_map(|k| k.keys()).collect();
-        let differ = keys
-            .into_iter()
-            .filter(|key| {
-                let values: BTreeSet<Option<&String>> = all.iter().map(|k| k.get(*key)).collect();
-                values.len() > 1
-            })
-            .cloned()
-            .collect();
-        varying.insert(benchmark, differ);
     }
     let mut out = Vec::new();
     for (benchmark, cases) in grouped {
@@ -143,16 +169,12 @@ pub fn case_pairs<'a>(rows: &[&'a Row], titles: &Titles) -> Vec<CasePair<'a>> {
             let as_headline: Titles =
                 [(benchmark.to_owned(), (title.clone(), case.to_owned()))].into();
             for (knobs, rows) in by_knobs {
-                let shown: Knobs = knobs
-                    .into_iter()
-                    .filter(|(k, _)| varying[benchmark].contains(k))
-                    .collect();
                 out.extend(
                     twins::pairs(&rows, &as_headline)
                         .into_iter()
                         .map(|pair| CasePair {
                             case: case.to_owned(),
-                            knobs: shown.clone(),
+                            knobs: knobs.clone(),
                             pair,
                         }),
                 );

@@ -1,16 +1,18 @@
 //! The suite's results: `reports/raw/` read back ([`results`]), the report
-//! (reports/RESULTS.md, the README's results and one SVG chart per
-//! benchmark, [`report::generate`]) and `cargo xtask compare`
+//! (reports/RESULTS.md, the README's results, one SVG chart per benchmark
+//! and one per swept knob, [`report::generate`]), one run's report to share
+//! (HTML, Markdown, CSV, JSON: [`share`]) and `cargo xtask compare`
 //! ([`compare::run`]), two runs cell by cell or the devices side by side.
 //! A cell is never pooled or compared with one at other knob values
 //! ([`identity`]).
 //!
 //! Modules, each using only those listed before it:
 //! identity, results, uncertainty, twins, cells, references, charts,
-//! scaling, scaling_chart, devices, compare, report.
+//! scaling, scaling_chart, devices, compare, share, report.
 
 pub mod compare;
 pub mod report;
+pub mod share;
 
 mod cells;
 mod charts;

@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use bench_core::{Row, Status, Summary};
+use clap::Args;
 use xtask_suite as suite;
 
 use crate::references::reference_table;
 use crate::results::{self, machine, significant};
 use crate::twins::{self, DeviceRun, Titles};
 use crate::uncertainty::noise_note;
-use crate::{cells, charts, references, scaling, scaling_chart};
+use crate::{cells, charts, compare, references, scaling, scaling_chart, share};
 
 pub const BEGIN: &str = "<!-- results:begin (cargo xtask report --readme writes this section) -->";
 pub const END: &str = "<!-- results:end -->";
@@ -29,15 +30,58 @@ const README_POINTERS: &str = "\nHow to read it: [docs/METHOD.md](docs/METHOD.md
 /// The begin marker before `--readme` existed, still accepted.
 const OLD_BEGIN: &str = "<!-- results:begin (cargo xtask report writes this table) -->";
 
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Also rewrite the results section of the tracked README.md.
+    #[arg(long, conflicts_with = "run")]
+    pub readme: bool,
+    /// Report one run only, to share (a run id, found under --results, or a
+    /// result file): Markdown on stdout unless --html or --format says otherwise.
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// Write the run's report as one self-contained HTML page (no external
+    /// assets): environment, table with intervals, SVG charts, every setting.
+    #[arg(long, value_name = "FILE", requires = "run")]
+    pub html: Option<PathBuf>,
+    /// Print the run's report to stdout in this format.
+    #[arg(long, value_enum, requires = "run")]
+    pub format: Option<share::Format>,
+    /// Folder of the run files that --run looks run ids up in (default: reports/raw).
+    #[arg(long, requires = "run")]
+    pub results: Option<PathBuf>,
+}
+
+/// `cargo xtask report`: everything ([`generate`]), or one run to share.
+pub fn run(root: &Path, args: &ReportArgs) -> Result<()> {
+    let Some(run) = &args.run else {
+        return generate(root, args.readme);
+    };
+    let dir = args
+        .results
+        .clone()
+        .unwrap_or_else(|| root.join("reports/raw"));
+    let loaded = compare::resolve(run, &dir)?;
+    share::run(
+        &loaded.rows,
+        &titles(root)?,
+        args.html.as_deref(),
+        args.format,
+    )
+}
+
+/// Title and headline case of each benchmark of the suite.
+fn titles(root: &Path) -> Result<Titles> {
+    Ok(suite::discover(root)?
+        .iter()
+        .map(|b| (b.name.clone(), (b.title.clone(), b.headline.clone())))
+        .collect())
+}
+
 pub fn generate(root: &Path, update_readme: bool) -> Result<()> {
     let loaded = results::load_dir(&root.join("reports/raw"))?;
     loaded.warn();
-    let benches = suite::discover(root)?;
-    let titles: Titles = benches
-        .iter()
-        .map(|b| (b.name.clone(), (b.title.clone(), b.headline.clone())))
-        .collect();
-    let suite: Vec<String> = benches.iter().map(|b| b.name.clone()).collect();
+    let titles = titles(root)?;
+    let suite: Vec<String> = titles.keys().cloned().collect();
     let history = twins::history(&loaded.rows, &suite);
     let headline = twins::headline(&history);
     let pairs: Vec<twins::Pair> = headline

@@ -137,6 +137,9 @@ impl Ranged for KnobAxis {
     }
 }
 
+/// What a line draws of a point.
+type Pick = fn(&Point) -> Option<Whisker>;
+
 type Panel<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<KnobAxis, RangedCoordf64>>;
 
 /// Each case's row of panels under the caption.
@@ -231,7 +234,7 @@ fn draw_measure(
         y,
         &format!("{unit}{log}"),
     )?;
-    let lines: [(RGBColor, &str, fn(&Point) -> Option<Whisker>); 2] =
+    let lines: [(RGBColor, &str, Pick); 2] =
         [(TORCH, "PyTorch", |p| p.torch), (MLX, "MLX", |p| p.mlx)];
     for (color, name, pick) in lines {
         draw_line(&mut chart, &series.points, (y, pick), color, name)?;
@@ -287,7 +290,7 @@ fn area_x(points: &[Point]) -> (f64, f64) {
 fn draw_line(
     chart: &mut Panel,
     points: &[Point],
-    (y, pick): (Axis, fn(&Point) -> Option<Whisker>),
+    (y, pick): (Axis, Pick),
     color: RGBColor,
     name: &str,
 ) -> DrawResult<()> {
