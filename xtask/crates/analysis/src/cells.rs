@@ -129,11 +129,17 @@ pub fn distinguishing(rows: &[&Row]) -> Distinguishing {
         .collect()
 }
 
-/// The row's values of the knobs that tell its case's cells apart.
+/// The row's values of the knobs that tell its case's cells apart; for a
+/// cell that measured nothing (case "-"), those of any case of its
+/// benchmark, so that a failure in a sweep says where it failed.
 pub fn shown_knobs(row: &Row, distinguishing: &Distinguishing) -> Knobs {
-    let Some(keys) = distinguishing.get(&(row.benchmark.clone(), row.case.clone())) else {
-        return Knobs::new();
-    };
+    let keys: BTreeSet<&String> = distinguishing
+        .iter()
+        .filter(|((benchmark, case), _)| {
+            *benchmark == row.benchmark && (*case == row.case || row.case == "-")
+        })
+        .flat_map(|(_, keys)| keys)
+        .collect();
     knob_values(row)
         .into_iter()
         .filter(|(key, _)| keys.contains(key))
@@ -236,7 +242,8 @@ pub mod tests {
         assert_eq!(
             found,
             [
-                ("copy".into(), "quick, n=128".into(), Some(3.0)),
+                // The copy case ran at one n: nothing to tell apart.
+                ("copy".into(), "quick".into(), Some(3.0)),
                 ("switch".into(), "quick, n=128".into(), Some(4.0)),
                 ("switch".into(), "quick, n=64".into(), Some(2.0)),
             ]

@@ -127,7 +127,7 @@ pub mod tests {
         assert_eq!(
             speedups,
             [
-                ("copy".into(), "quick, n=1024".into(), 2.0),
+                ("copy".into(), "quick".into(), 2.0),
                 ("switch".into(), "quick, n=1024".into(), 8.0),
                 ("switch".into(), "quick, n=256".into(), 4.0),
                 ("switch".into(), "quick, n=64".into(), 2.0),
