@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bench_core::Row;
 
+use crate::results::machine;
 use crate::twins::{self, Pair, Titles};
 
 /// A row's knob values, by name.
@@ -99,21 +100,37 @@ pub fn knob_label(knobs: &Knobs) -> String {
         .join(", ")
 }
 
-/// Knob names by benchmark and case.
-pub type Distinguishing = BTreeMap<(String, String), BTreeSet<String>>;
+/// Where knobs are compared: machine, benchmark, preset, precision and
+/// mode; then the case.
+type Place = (String, String, String, String, String);
 
-/// The knobs that tell some of the rows' cells apart, by benchmark and
-/// case: a knob that every row of a case has at one value says nothing (a
-/// case may record knobs that another of its benchmark does not).
+/// Knob names by place and case.
+pub type Distinguishing = BTreeMap<(Place, String), BTreeSet<String>>;
+
+fn place(row: &Row) -> Place {
+    (
+        machine(row),
+        row.benchmark.clone(),
+        row.preset.to_string(),
+        row.precision.to_string(),
+        row.execution.to_string(),
+    )
+}
+
+/// The knobs that tell some of the rows' cells apart, by configuration
+/// (machine, benchmark, preset, precision, mode) and case: a knob that
+/// every row there has at one value says nothing (a setting named like a
+/// knob may follow the precision; a case may record knobs that another of
+/// its benchmark does not).
 pub fn distinguishing(rows: &[&Row]) -> Distinguishing {
-    let mut seen: BTreeMap<(String, String), Vec<Knobs>> = BTreeMap::new();
+    let mut seen: BTreeMap<(Place, String), Vec<Knobs>> = BTreeMap::new();
     for row in rows.iter().filter(|r| r.is_twin()) {
-        seen.entry((row.benchmark.clone(), row.case.clone()))
+        seen.entry((place(row), row.case.clone()))
             .or_default()
             .push(knob_values(row));
     }
     seen.into_iter()
-        .map(|(cell, all)| {
+        .map(|(at, all)| {
             let keys: BTreeSet<&String> = all.iter().flat_map(|k| k.keys()).collect();
             let differ = keys
                 .into_iter()
@@ -124,20 +141,19 @@ pub fn distinguishing(rows: &[&Row]) -> Distinguishing {
                 })
                 .cloned()
                 .collect();
-            (cell, differ)
+            (at, differ)
         })
         .collect()
 }
 
 /// The row's values of the knobs that tell its case's cells apart; for a
 /// cell that measured nothing (case "-"), those of any case of its
-/// benchmark, so that a failure in a sweep says where it failed.
+/// configuration, so that a failure in a sweep says where it failed.
 pub fn shown_knobs(row: &Row, distinguishing: &Distinguishing) -> Knobs {
+    let at = place(row);
     let keys: BTreeSet<&String> = distinguishing
         .iter()
-        .filter(|((benchmark, case), _)| {
-            *benchmark == row.benchmark && (*case == row.case || row.case == "-")
-        })
+        .filter(|((place, case), _)| *place == at && (*case == row.case || row.case == "-"))
         .flat_map(|(_, keys)| keys)
         .collect();
     knob_values(row)

@@ -36,7 +36,8 @@ pub struct ReportArgs {
     #[arg(long, conflicts_with = "run")]
     pub readme: bool,
     /// Report one run only, to share (a run id, found under --results, or a
-    /// result file): Markdown on stdout unless --html or --format says otherwise.
+    /// result file; several, comma-separated, for the passes of one sitting):
+    /// Markdown on stdout unless --html or --format says otherwise.
     #[arg(long, value_name = "ID")]
     pub run: Option<String>,
     /// Write the run's report as one self-contained HTML page (no external

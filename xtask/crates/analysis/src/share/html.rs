@@ -6,9 +6,7 @@
 use std::fmt::Write as _;
 
 use super::record::{Measurement, RunReport};
-use super::text::{
-    environment_line, figure, ran, ratio_with_passes, row_name, status, throughput, time, LEGEND,
-};
+use super::text::{environment_line, figure, ran, row_name, status, throughput, time, LEGEND};
 use crate::cells::preset_label;
 
 /// Nothing but the inline style: no fetch, image, font, frame or script.
@@ -100,7 +98,7 @@ pub fn page(report: &RunReport) -> String {
                 )),
                 format!("#{}", escape(&time(s.torch.as_ref()))),
                 format!("#{}", escape(&time(s.mlx.as_ref()))),
-                format!("#{}", escape(&ratio_with_passes(s))),
+                format!("#{}", escape(&s.text)),
                 escape(&s.noise),
             ]
         })

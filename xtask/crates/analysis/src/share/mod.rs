@@ -143,7 +143,7 @@ pub mod tests {
             ]
         );
         let md = render(&report, Format::Md).unwrap();
-        let interval = report.speedups[1].ratio_text();
+        let interval = report.speedups[1].text.clone();
         assert!(interval.starts_with("8.00x ["), "{interval}");
         for text in [
             "# mlx-vs-torch: run r1",

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::cells::{self, preset_label, CasePair, Knobs};
 use crate::results::{machine, ran};
 use crate::scaling_chart;
-use crate::twins::{ratio_cell, time_cell, Titles};
+use crate::twins::{speedup_text, time_cell, Titles};
 use crate::uncertainty::relative_iqr;
 use crate::{charts, references, scaling};
 
@@ -65,25 +65,22 @@ pub struct Speedup {
     /// Its 95% bootstrap interval, where both twins recorded repetitions.
     pub interval_low: Option<f64>,
     pub interval_high: Option<f64>,
-    /// "noisy (MLX IQR 13%)", or empty.
-    pub noise: String,
+    /// The passes the interval resampled (1: repetitions of one pass only).
+    pub interval_passes: Option<usize>,
     /// Each pass's speed-up where the run measured the cell several times.
     pub passes: Vec<f64>,
+    /// Whether the run leaves open which framework is faster.
+    pub no_clear_winner: bool,
+    /// As the results tables print it: "1.21x [1.18-1.25, repetitions only]".
+    pub text: String,
+    /// "noisy (MLX IQR 13%)", or empty.
+    pub noise: String,
 }
 
 impl Speedup {
     /// "quick, batch_size=4".
     pub fn label(&self) -> String {
         preset_label(&self.preset, &self.knobs)
-    }
-
-    /// "1.21x [1.18-1.25]", as the results tables print it.
-    pub fn ratio_text(&self) -> String {
-        let interval = self
-            .interval_low
-            .zip(self.interval_high)
-            .map(|(low, high)| crate::uncertainty::Interval { low, high });
-        ratio_cell(self.speedup, interval)
     }
 }
 
@@ -214,8 +211,11 @@ fn speedup(cp: &CasePair, titles: &Titles) -> Speedup {
         speedup: pair.speedup(),
         interval_low: interval.map(|i| i.low),
         interval_high: interval.map(|i| i.high),
-        noise: pair.noise(),
+        interval_passes: interval.map(|i| i.passes),
         passes: pair.passes.clone(),
+        no_clear_winner: pair.undecided(),
+        text: speedup_text(pair),
+        noise: pair.noise(),
     }
 }
 

@@ -50,7 +50,7 @@ pub fn environment_line(machine: &Machine) -> String {
 }
 
 /// Where the numbers are explained, under every export's table.
-pub const LEGEND: &str = "Times are medians of the timed repetitions in seconds, IQR the interquartile range as a share of the median. MLX speed-up = PyTorch median / MLX median (above 1: MLX is faster); in brackets its 95% interval, bootstrapped from both twins' repetitions; where it holds 1, the run does not tell which framework is faster. Noisy: IQR above 10% of the median.";
+pub const LEGEND: &str = "Times are medians of the timed repetitions in seconds, IQR the interquartile range as a share of the median. MLX speed-up = PyTorch median / MLX median (above 1: MLX is faster); in brackets its 95% interval, bootstrapped pass by pass from both twins' repetitions (`repetitions only`: one pass, which cannot show the drift between passes); where the interval holds 1 or the passes lie on both sides of 1, the run does not tell which framework is faster: `no clear winner`. Noisy: IQR above 10% of the median.";
 
 /// "- | text |" cell text: no pipe or line break of its own.
 fn cell(text: &str) -> String {
@@ -87,7 +87,7 @@ pub fn markdown(report: &RunReport) -> String {
             cell(&ran(s.mlx.as_ref())),
             time(s.torch.as_ref()),
             time(s.mlx.as_ref()),
-            ratio_with_passes(s),
+            s.text,
             s.noise,
         );
     }
@@ -153,16 +153,6 @@ pub fn ran(figures: Option<&super::record::Figures>) -> String {
 
 pub fn time(figures: Option<&super::record::Figures>) -> String {
     figures.map_or("-".into(), |f| f.text.clone())
-}
-
-/// "2.00x [1.95-2.05]; passes 2.01, 1.99".
-pub fn ratio_with_passes(s: &Speedup) -> String {
-    let mut text = s.ratio_text();
-    if !s.passes.is_empty() {
-        let passes: Vec<String> = s.passes.iter().map(|p| format!("{p:.2}")).collect();
-        let _ = write!(text, "; passes {}", passes.join(", "));
-    }
-    text
 }
 
 pub fn figure(value: Option<f64>) -> String {
