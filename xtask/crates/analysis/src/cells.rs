@@ -190,6 +190,8 @@ pub fn case_pairs<'a>(rows: &[&'a Row], titles: &Titles) -> Vec<CasePair<'a>> {
             // twins::pairs pairs the headline case: name this case so.
             let as_headline: Titles =
                 [(benchmark.to_owned(), (title.clone(), case.to_owned()))].into();
+            let mut by_knobs: Vec<(Knobs, Vec<&Row>)> = by_knobs.into_iter().collect();
+            by_knobs.sort_by(|a, b| in_order(&a.0, &b.0));
             for (knobs, rows) in by_knobs {
                 out.extend(
                     twins::pairs(&rows, &as_headline)
@@ -204,6 +206,20 @@ pub fn case_pairs<'a>(rows: &[&'a Row], titles: &Titles) -> Vec<CasePair<'a>> {
         }
     }
     out
+}
+
+/// Knob values in the order a reader expects: numbers by value (8 before
+/// 32), other values by name.
+fn in_order(a: &Knobs, b: &Knobs) -> std::cmp::Ordering {
+    let key = |knobs: &Knobs| -> Vec<(String, Option<f64>, String)> {
+        knobs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.parse().ok(), v.clone()))
+            .collect()
+    };
+    key(a)
+        .partial_cmp(&key(b))
+        .unwrap_or(std::cmp::Ordering::Equal)
 }
 
 #[cfg(test)]
@@ -260,8 +276,9 @@ pub mod tests {
             [
                 // The copy case ran at one n: nothing to tell apart.
                 ("copy".into(), "quick".into(), Some(3.0)),
-                ("switch".into(), "quick, n=128".into(), Some(4.0)),
+                // By value: 64 before 128.
                 ("switch".into(), "quick, n=64".into(), Some(2.0)),
+                ("switch".into(), "quick, n=128".into(), Some(4.0)),
             ]
         );
         // Not passes of one cell: each pair has its own run's rows.

@@ -144,7 +144,7 @@ fn the_html_report_renders_its_tables_and_charts_and_requests_nothing() {
             "table {table} not rendered:\n{dom}"
         );
     }
-    let speedup = report.speedups[1].text.clone();
+    let speedup = report.speedups[3].text.clone();
     assert!(
         dom.contains(&format!("<td class=\"number\">{speedup}</td>")),
         "{speedup} not rendered"
