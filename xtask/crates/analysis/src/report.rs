@@ -464,7 +464,7 @@ mod tests {
             .into_iter()
             .flat_map(|(n, torch, mlx)| {
                 [("torch", torch), ("mlx", mlx)].map(|(framework, m)| {
-                    knob_row(framework, "switch", m, "r1", &format!("threads=2;n={n}"))
+                    knob_row(framework, "switch", m, "r1", (&format!("n={n}"), ""))
                 })
             })
             .collect();

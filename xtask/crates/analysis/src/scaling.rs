@@ -107,7 +107,7 @@ pub fn sweeps(pairs: &[CasePair]) -> Vec<Sweep> {
         let config = (
             p.machine.clone(),
             p.benchmark.clone(),
-            p.preset.clone(),
+            cp.preset.clone(),
             p.precision.clone(),
             p.mode,
         );
@@ -145,8 +145,8 @@ pub fn sweeps(pairs: &[CasePair]) -> Vec<Sweep> {
     out
 }
 
-/// The value of `knob` in a cell: its knob value, else (a knob left at
-/// its default) the setting its rows recorded.
+/// The value of `knob` in a cell: its knob value, else (the knob at its
+/// preset's default) the setting its rows recorded under that name.
 fn value_of(knob: &str, cell: &CasePair) -> Option<String> {
     if let Some(value) = cell.knobs.get(knob) {
         return Some(value.clone());
@@ -238,19 +238,20 @@ mod tests {
     use crate::cells::case_pairs;
     use crate::cells::tests::{knob_row, titles};
 
-    /// A run that sweeps n (64, 128, 1024) at threads=2 and threads (2, 4)
-    /// at n=64, with throughput on the switch case.
+    /// A run that sweeps n over 64, 512 (quick's default: no knob) and
+    /// 1024 at the default threads (2), and threads over 2 and 4 at n=64,
+    /// with throughput on the switch case.
     fn swept_rows() -> Vec<Row> {
         let mut rows = Vec::new();
-        for (n, threads, torch, mlx) in [
-            (64, 2, 2.0, 1.0),
-            (128, 2, 4.0, 2.0),
-            (1024, 2, 64.0, 16.0),
-            (64, 4, 1.0, 1.0),
+        for (knobs, n, torch, mlx) in [
+            ("n=64", 64, 2.0, 1.0),
+            ("", 512, 4.0, 2.0),
+            ("n=1024", 1024, 64.0, 16.0),
+            ("n=64;threads=4", 64, 1.0, 1.0),
         ] {
-            let settings = format!("threads={threads};n={n};seed=0");
+            let settings = format!("threads=2;n={n};seed=0");
             for (framework, median) in [("torch", torch), ("mlx", mlx)] {
-                let mut row = knob_row(framework, "switch", median, "r", &settings);
+                let mut row = knob_row(framework, "switch", median, "r", (knobs, &settings));
                 row.throughput = Some(n as f64 / median);
                 row.throughput_unit = "elements/s".into();
                 rows.push(row);
@@ -274,7 +275,8 @@ mod tests {
         assert_eq!(
             found,
             [
-                ("n".into(), "threads=2".into(), vec![64.0, 128.0, 1024.0]),
+                // The default's value from its settings.
+                ("n".into(), "".into(), vec![64.0, 512.0, 1024.0]),
                 ("threads".into(), "n=64".into(), vec![2.0, 4.0]),
             ]
         );
@@ -289,17 +291,17 @@ mod tests {
         assert_eq!(median, 64.0);
         assert!(slow < median && median < fast);
         assert_eq!(
-            sweeps[0].file_stem(),
-            "scaling-transfer-n-epyc-2-cores-f32-best-quick-threads-2"
+            sweeps[1].file_stem(),
+            "scaling-transfer-threads-epyc-2-cores-f32-best-quick-n-64"
         );
     }
 
     #[test]
     fn cells_that_differ_in_two_knobs_are_no_sweep() {
-        let rows: Vec<Row> = [("threads=2;n=64", 1.0), ("threads=4;n=128", 2.0)]
+        let rows: Vec<Row> = [("n=64", 1.0), ("threads=4;n=128", 2.0)]
             .into_iter()
-            .flat_map(|(settings, median)| {
-                ["torch", "mlx"].map(|f| knob_row(f, "switch", median, "r", settings))
+            .flat_map(|(knobs, median)| {
+                ["torch", "mlx"].map(|f| knob_row(f, "switch", median, "r", (knobs, "")))
             })
             .collect();
         let refs: Vec<&Row> = rows.iter().collect();
@@ -310,8 +312,8 @@ mod tests {
     fn without_throughput_a_sweep_plots_time() {
         let rows: Vec<Row> = [("n=64", 1.0), ("n=128", 2.0)]
             .into_iter()
-            .flat_map(|(settings, median)| {
-                ["torch", "mlx"].map(|f| knob_row(f, "switch", median, "r", settings))
+            .flat_map(|(knobs, median)| {
+                ["torch", "mlx"].map(|f| knob_row(f, "switch", median, "r", (knobs, "")))
             })
             .collect();
         let refs: Vec<&Row> = rows.iter().collect();

@@ -86,28 +86,23 @@ pub mod tests {
     }
 
     /// A run that sweeps n over 64, 256 and 1024 (MLX 2x, 4x, 8x faster),
-    /// a copy case at n=1024, and a failed PyTorch cell.
+    /// a copy case at quick's n, and a failed PyTorch cell at n=4096.
     pub fn swept_run() -> Vec<Row> {
         let mut rows = Vec::new();
         for (n, torch, mlx) in [(64, 2.0, 1.0), (256, 8.0, 2.0), (1024, 32.0, 4.0)] {
             for (framework, median) in [("torch", torch), ("mlx", mlx)] {
-                let settings = format!("threads=2;n={n};execution=eager;note=<b>&");
-                let mut row = knob_row(framework, "switch", median, "r1", &settings);
+                let knobs = format!("n={n}");
+                let settings = "threads=2;execution=eager;note=<b>&";
+                let mut row = knob_row(framework, "switch", median, "r1", (&knobs, settings));
                 row.throughput = Some(n as f64 / median);
                 row.throughput_unit = "elements/s".into();
                 rows.push(row);
             }
         }
         for (framework, median) in [("torch", 3.0), ("mlx", 1.5)] {
-            rows.push(knob_row(
-                framework,
-                "copy",
-                median,
-                "r1",
-                "threads=2;n=1024",
-            ));
+            rows.push(knob_row(framework, "copy", median, "r1", ("", "n=512")));
         }
-        let mut failed = knob_row("torch", "-", 0.0, "r1", "threads=2;n=4096");
+        let mut failed = knob_row("torch", "-", 0.0, "r1", ("n=4096", ""));
         failed.summary = None;
         failed.samples_s.clear();
         failed.status = bench_core::Status::Failed;
@@ -151,7 +146,7 @@ pub mod tests {
             &format!("| switch | quick, n=1024 | f32 | best (eager; eager) | 32.00 (IQR 1%) | 4.000 (IQR 1%) | {interval} |"),
             "| transfer | switch | mlx | f32 | quick, n=256 | best | 2.000 |",
             "| transfer | - | torch | f32 | quick, n=4096 | best | - | - | - | - | failed: out of memory |",
-            "`threads=2;n=64;execution=eager;note=<b>&`",
+            "`threads=2;execution=eager;note=<b>&;n=64`",
         ] {
             assert!(md.contains(text), "{text:?} not in:\n{md}");
         }

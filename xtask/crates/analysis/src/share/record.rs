@@ -54,7 +54,7 @@ pub struct Speedup {
     pub title: String,
     pub case: String,
     pub preset: String,
-    /// The knob values that tell this cell from the run's others.
+    /// The knob values that differ from the preset's defaults.
     pub knobs: Knobs,
     pub precision: String,
     pub mode: String,
@@ -109,7 +109,7 @@ pub struct Measurement {
     pub framework: String,
     pub precision: String,
     pub preset: String,
-    /// The knob values that tell this row's cell from the run's others.
+    /// The knob values that differ from the preset's defaults.
     pub knobs: Knobs,
     pub mode: String,
     pub status: String,
@@ -144,14 +144,13 @@ impl RunReport {
         let runs: BTreeSet<&str> = rows.iter().map(|r| r.run_id.as_str()).collect();
         let refs: Vec<&Row> = rows.iter().collect();
         let pairs = cells::case_pairs(&refs, titles);
-        let distinguishing = cells::distinguishing(&refs);
         Ok(Self {
             run: runs.into_iter().collect::<Vec<_>>().join(", "),
             machines: machines(rows),
             speedups: pairs.iter().map(|cp| speedup(cp, titles)).collect(),
             rows: rows
                 .iter()
-                .map(|row| measurement(row, cells::shown_knobs(row, &distinguishing)))
+                .map(|row| measurement(row, cells::knob_values(row)))
                 .collect(),
             charts: charts(rows, &pairs, titles)?,
         })
@@ -202,7 +201,7 @@ fn speedup(cp: &CasePair, titles: &Titles) -> Speedup {
             .get(&pair.benchmark)
             .map_or(pair.benchmark.clone(), |t| t.0.clone()),
         case: cp.case.clone(),
-        preset: pair.preset.clone(),
+        preset: cp.preset.clone(),
         knobs: cp.knobs.clone(),
         precision: pair.precision.clone(),
         mode: pair.mode.to_string(),
@@ -272,11 +271,7 @@ fn charts(rows: &[Row], pairs: &[CasePair], titles: &Titles) -> Result<Vec<Chart
     let headline: Vec<_> = pairs
         .iter()
         .filter(|cp| titles.get(&cp.pair.benchmark).map(|t| &t.1) == Some(&cp.case))
-        .map(|cp| {
-            let mut pair = cp.pair.clone();
-            pair.preset = cp.label();
-            pair
-        })
+        .map(|cp| cp.pair.clone())
         .collect();
     let mut out: Vec<Chart> = charts::svgs(&headline, &references::comparisons(rows), titles)?
         .into_iter()
