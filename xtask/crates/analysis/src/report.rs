@@ -96,9 +96,7 @@ pub fn generate(root: &Path, update_readme: bool) -> Result<()> {
         &references::comparisons(&loaded.rows),
         &titles,
     )?;
-    let headline_rows: Vec<&Row> = headline.iter().flat_map(|run| run.rows.clone()).collect();
-    let sweeps = scaling::sweeps(&cells::case_pairs(&headline_rows, &titles));
-    let scaling = scaling_chart::write(&chart_dir, &sweeps, &titles)?;
+    let scaling = scaling_chart::write(&chart_dir, &newest_sweeps(&history, &titles), &titles)?;
     remove_stale_charts(&chart_dir, &[charts.as_slice(), &scaling].concat())?;
 
     let charts = Charts {
@@ -130,6 +128,21 @@ pub fn generate(root: &Path, update_readme: bool) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// Each sweep as the newest commit of its device that ran it measured it:
+/// a sweep is seldom part of the headline's complete run.
+fn newest_sweeps(history: &[DeviceRun], titles: &Titles) -> Vec<scaling::Sweep> {
+    let mut sweeps: Vec<scaling::Sweep> = Vec::new();
+    // Each device's commits come newest first.
+    for run in history {
+        for sweep in scaling::sweeps(&cells::case_pairs(&run.rows, titles)) {
+            if !sweeps.iter().any(|s| s.file_stem() == sweep.file_stem()) {
+                sweeps.push(sweep);
+            }
+        }
+    }
+    sweeps
 }
 
 /// Charts of benchmarks that no longer have headline rows would mislead.
@@ -198,7 +211,7 @@ fn headline_section(
 }
 
 /// Above the scaling charts.
-const SCALING_INTRO: &str = "\n### How the answer moves with size\n\nFor each knob swept on a device (cells that differ in that knob alone): each case's throughput, or median time where a case has no throughput, per framework (IQR whiskers), and beside it the MLX speed-up with its 95% interval. An axis is logarithmic where its values span more than a factor of 10.\n";
+const SCALING_INTRO: &str = "\n### How the answer moves with size\n\nFor each knob swept on a device (cells that differ in that knob alone), at the newest commit that swept it there: each case's throughput, or median time where a case has no throughput, per framework (IQR whiskers), and beside it the MLX speed-up with its 95% interval. An axis is logarithmic where its values span more than a factor of 10.\n";
 
 fn results_page(
     rows: &[Row],
@@ -469,18 +482,32 @@ mod tests {
             })
             .collect();
         write_run(&root.join("reports/raw/r1.csv"), &rows);
+        // A newer commit at the preset's sizes is the headline; the sweep
+        // of the older one is still drawn, and says its commit.
+        let newer: Vec<Row> = [("torch", 2.0), ("mlx", 1.0)]
+            .into_iter()
+            .map(|(framework, m)| {
+                let mut row = knob_row(framework, "switch", m, "r22", ("", "n=512"));
+                row.environment.git_commit = "new".into();
+                row
+            })
+            .collect();
+        write_run(&root.join("reports/raw/r22.csv"), &newer);
         generate(&root, true).unwrap();
+        let readme = fs::read_to_string(root.join("README.md")).unwrap();
+        assert!(readme.contains("commit `new`"), "{readme}");
+        assert!(!readme.contains("commit `abc`"), "{readme}");
         let file = "scaling-transfer-n-epyc-2-cores-f32-best-quick.svg";
         let svg = fs::read_to_string(root.join("reports/charts").join(file)).unwrap();
         assert!(svg.contains("CPU/GPU switch against n"), "{svg}");
-        let caption = "CPU/GPU switch against n (CPU: EPYC (2 cores), f32, best, quick)";
+        let caption =
+            "CPU/GPU switch against n (CPU: EPYC (2 cores), f32, best, quick; commit abc)";
         let page = fs::read_to_string(root.join("reports/RESULTS.md")).unwrap();
         assert!(page.contains(SCALING_INTRO), "{page}");
         assert!(
             page.contains(&format!("![{caption}](charts/{file})")),
             "{page}"
         );
-        let readme = fs::read_to_string(root.join("README.md")).unwrap();
         assert!(
             readme.contains(&format!("![{caption}](reports/charts/{file})")),
             "{readme}"

@@ -21,6 +21,8 @@ pub struct Sweep {
     pub knob: String,
     /// The other knobs' values, the same at every point.
     pub fixed: Knobs,
+    /// The commit the rows were measured at.
+    pub commit: String,
     /// Each case measured at two values of the knob or more, by name.
     pub cases: Vec<Series>,
 }
@@ -129,6 +131,13 @@ pub fn sweeps(pairs: &[CasePair]) -> Vec<Sweep> {
                 if cases.is_empty() {
                     continue;
                 }
+                let commit = line
+                    .iter()
+                    .flat_map(|c| [c.pair.torch.as_deref(), c.pair.mlx.as_deref()])
+                    .flatten()
+                    .map(|row| row.environment.git_commit.clone())
+                    .next()
+                    .unwrap_or_default();
                 out.push(Sweep {
                     machine: machine.clone(),
                     benchmark: benchmark.clone(),
@@ -137,6 +146,7 @@ pub fn sweeps(pairs: &[CasePair]) -> Vec<Sweep> {
                     mode,
                     knob: knob.clone(),
                     fixed,
+                    commit,
                     cases,
                 });
             }

@@ -33,12 +33,18 @@ pub fn write(dir: &Path, sweeps: &[Sweep], titles: &Titles) -> Result<Vec<(Strin
     Ok(written)
 }
 
-/// "BERT against batch_size (GPU: NVIDIA H200, bf16, best, paper)".
+/// "BERT against batch_size (GPU: NVIDIA H200, bf16, best, paper; commit
+/// 1a2b3c)".
 pub fn caption(sweep: &Sweep, titles: &Titles) -> String {
     let title = titles
         .get(&sweep.benchmark)
         .map_or(sweep.benchmark.as_str(), |t| t.0.as_str());
-    format!("{title} against {} ({})", sweep.knob, sweep.setting())
+    format!(
+        "{title} against {} ({}; commit {})",
+        sweep.knob,
+        sweep.setting(),
+        sweep.commit
+    )
 }
 
 /// The chart as SVG text.
@@ -358,6 +364,7 @@ mod tests {
             mode: Execution::Best,
             knob: "batch_size".into(),
             fixed: Default::default(),
+            commit: "abc".into(),
             cases: vec![Series {
                 case: "step".into(),
                 measure: Measure::Throughput("samples/s".into()),
@@ -372,7 +379,7 @@ mod tests {
         let svg = svg(&sweep(&[1.0, 8.0, 32.0, 64.0]), &titles).unwrap();
         assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
         for text in [
-            "BERT against batch_size (GPU: NVIDIA H200, bf16, best, paper)",
+            "BERT against batch_size (GPU: NVIDIA H200, bf16, best, paper; commit abc)",
             "step: throughput (IQR whiskers)",
             "step: MLX speed-up, 95% interval",
             "PyTorch",

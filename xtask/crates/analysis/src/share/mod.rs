@@ -134,7 +134,7 @@ pub mod tests {
             captions,
             [
                 "CPU/GPU switch",
-                "CPU/GPU switch against n (CPU: EPYC (2 cores), f32, best, quick)"
+                "CPU/GPU switch against n (CPU: EPYC (2 cores), f32, best, quick; commit abc)"
             ]
         );
         let md = render(&report, Format::Md).unwrap();
