@@ -42,12 +42,8 @@ enum Commands {
     Bench(Box<bench::BenchArgs>),
     /// Pack runners, assets and MLX's CUDA runtime for a machine without Rust or network.
     Bundle(bundle::BundleArgs),
-    /// Aggregate reports/raw/ into reports/RESULTS.md and reports/charts/ (and the README's results with --readme).
-    Report {
-        /// Also rewrite the results section of the tracked README.md.
-        #[arg(long)]
-        readme: bool,
-    },
+    /// Aggregate reports/raw/ into reports/RESULTS.md and reports/charts/ (and the README's results with --readme); with --run, one run's report to share (--html FILE, --format md|csv|json).
+    Report(report::ReportArgs),
     /// Compare two runs (run ids or result files), cell by cell: medians, ratio with its interval, verdict; or, with --devices, each device's MLX speed-up side by side.
     Compare(compare::CompareArgs),
     /// The GPU capture self-test's verdict (bundle/selftest.sh): eager and best mode's losses and tokens, row by row.
@@ -96,7 +92,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Commands::Bench(args) => return bench::run(&root, &args),
         Commands::Bundle(args) => bundle::run(&root, &args)?,
-        Commands::Report { readme } => report::generate(&root, readme)?,
+        Commands::Report(args) => report::run(&root, &args)?,
         Commands::Compare(args) => return compare::run(&root, &args),
         Commands::SelftestCheck(args) => return selftest::run(&args),
         Commands::NewBench(args) => new_bench::run(&root, &args)?,

@@ -19,10 +19,10 @@ use crate::references::{Group, Side};
 use crate::results::samples;
 use crate::twins::{Pair, Titles};
 
-const TORCH: RGBColor = RGBColor(0xee, 0x4c, 0x2c);
-const MLX: RGBColor = RGBColor(0x1f, 0x6f, 0xb4);
-const SPEEDUP: RGBColor = RGBColor(0x2c, 0x8c, 0x3c);
-const GREY: RGBColor = RGBColor(0x88, 0x88, 0x88);
+pub(crate) const TORCH: RGBColor = RGBColor(0xee, 0x4c, 0x2c);
+pub(crate) const MLX: RGBColor = RGBColor(0x1f, 0x6f, 0xb4);
+pub(crate) const SPEEDUP: RGBColor = RGBColor(0x2c, 0x8c, 0x3c);
+pub(crate) const GREY: RGBColor = RGBColor(0x88, 0x88, 0x88);
 
 /// One configuration on the chart's x axis.
 struct Column {
@@ -45,6 +45,23 @@ pub fn write(
     references: &BTreeMap<Group, BTreeMap<Framework, Side>>,
     titles: &Titles,
 ) -> Result<Vec<(String, PathBuf)>> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = Vec::new();
+    for (benchmark, svg) in svgs(pairs, references, titles)? {
+        let path = dir.join(format!("{benchmark}.svg"));
+        fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
+        written.push((benchmark, path));
+    }
+    Ok(written)
+}
+
+/// The chart of each benchmark with headline pairs, as SVG text:
+/// (benchmark, svg) in name order.
+pub fn svgs(
+    pairs: &[Pair],
+    references: &BTreeMap<Group, BTreeMap<Framework, Side>>,
+    titles: &Titles,
+) -> Result<Vec<(String, String)>> {
     let mut by_benchmark: BTreeMap<&str, Vec<Column>> = BTreeMap::new();
     for pair in pairs {
         let group = (
@@ -87,22 +104,20 @@ pub fn write(
                 mlx_reference: versus(Framework::Mlx),
             });
     }
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut written = Vec::new();
-    for (benchmark, columns) in by_benchmark {
-        let title = titles.get(benchmark).map_or(benchmark, |t| t.0.as_str());
-        let svg =
-            render(title, &columns).map_err(|e| anyhow!("drawing the {benchmark} chart: {e}"))?;
-        let path = dir.join(format!("{benchmark}.svg"));
-        fs::write(&path, svg).with_context(|| format!("writing {}", path.display()))?;
-        written.push((benchmark.to_owned(), path));
-    }
-    Ok(written)
+    by_benchmark
+        .into_iter()
+        .map(|(benchmark, columns)| {
+            let title = titles.get(benchmark).map_or(benchmark, |t| t.0.as_str());
+            let svg = render(title, &columns)
+                .map_err(|e| anyhow!("drawing the {benchmark} chart: {e}"))?;
+            Ok((benchmark.to_owned(), svg))
+        })
+        .collect()
 }
 
 /// (q1, median, q3) of a row: from its repetitions where recorded, else
 /// the median with the recorded IQR split evenly around it.
-fn quartiles(row: &Row) -> Option<(f64, f64, f64)> {
+pub(crate) fn quartiles(row: &Row) -> Option<(f64, f64, f64)> {
     if let Some(samples) = samples(row) {
         let mut sorted = samples.to_vec();
         sorted.sort_by(f64::total_cmp);
@@ -134,7 +149,7 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 /// The label of a tick on a log10 axis: its value, three significant
 /// digits, no trailing zeros. (Plotting log10 on a linear axis gives evenly
 /// spaced, labelled ticks; plotters' log axis labels decades only.)
-fn tick(log10: &f64) -> String {
+pub(crate) fn tick(log10: &f64) -> String {
     let value = 10f64.powf(*log10);
     let digits = (2 - value.abs().log10().floor() as i32).max(0) as usize;
     let text = format!("{value:.digits$}");
@@ -145,13 +160,13 @@ fn tick(log10: &f64) -> String {
     }
 }
 
-type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+pub(crate) type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// One half of the chart, drawn on.
 type Panel<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// (low, middle, high) of one whisker.
-type Whisker = (f64, f64, f64);
+pub(crate) type Whisker = (f64, f64, f64);
 
 /// What a series draws of a column.
 type Pick = fn(&Column) -> Option<Whisker>;

@@ -85,7 +85,7 @@ pub fn run(root: &Path, args: &CompareArgs) -> Result<ExitCode> {
 }
 
 /// The rows of the runs of a comma-separated list, each a file or a run id.
-fn resolve(list: &str, dir: &Path) -> Result<Loaded> {
+pub(crate) fn resolve(list: &str, dir: &Path) -> Result<Loaded> {
     let mut all = Loaded::default();
     for spec in list.split(',').map(str::trim) {
         if spec.is_empty() {

@@ -1,19 +1,23 @@
 //! The suite's results: `reports/raw/` read back ([`results`]), the report
-//! (reports/RESULTS.md, the README's results and one SVG chart per
-//! benchmark, [`report::generate`]) and `cargo xtask compare`
+//! (reports/RESULTS.md, the README's results, one SVG chart per benchmark
+//! and one per swept knob, [`report::generate`]), one run's report to share
+//! (HTML, Markdown, CSV, JSON: [`share`]), `cargo xtask compare`
 //! ([`compare::run`]), two runs cell by cell or the devices side by side,
 //! and the verdict of the GPU capture self-test ([`selftest::run`]).
 //! A cell is never pooled or compared with one at other knob values
 //! ([`identity`]).
 //!
 //! Modules, each using only those listed before it:
-//! identity, results, uncertainty, twins, references, charts, devices,
-//! compare, report, selftest (results only).
+//! identity, results, uncertainty, twins, cells, references, charts,
+//! scaling, scaling_chart, devices, compare, share, report, selftest
+//! (results only).
 
 pub mod compare;
 pub mod report;
 pub mod selftest;
+pub mod share;
 
+mod cells;
 mod charts;
 mod devices;
 mod identity;
@@ -21,6 +25,8 @@ mod identity;
 mod knobs_apart;
 mod references;
 mod results;
+mod scaling;
+mod scaling_chart;
 mod twins;
 mod uncertainty;
 

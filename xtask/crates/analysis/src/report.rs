@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use bench_core::{Row, Status, Summary};
+use clap::Args;
 use xtask_suite as suite;
 
 use crate::references::reference_table;
 use crate::results::{self, machine, significant};
 use crate::twins::{self, DeviceRun, Titles};
 use crate::uncertainty::noise_note;
-use crate::{charts, references};
+use crate::{cells, charts, compare, references, scaling, scaling_chart, share};
 
 pub const BEGIN: &str = "<!-- results:begin (cargo xtask report --readme writes this section) -->";
 pub const END: &str = "<!-- results:end -->";
@@ -29,15 +30,59 @@ const README_POINTERS: &str = "\nHow to read it: [docs/METHOD.md](docs/METHOD.md
 /// The begin marker before `--readme` existed, still accepted.
 const OLD_BEGIN: &str = "<!-- results:begin (cargo xtask report writes this table) -->";
 
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Also rewrite the results section of the tracked README.md.
+    #[arg(long, conflicts_with = "run")]
+    pub readme: bool,
+    /// Report one run only, to share (a run id, found under --results, or a
+    /// result file; several, comma-separated, for the passes of one sitting):
+    /// Markdown on stdout unless --html or --format says otherwise.
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// Write the run's report as one self-contained HTML page (no external
+    /// assets): environment, table with intervals, SVG charts, every setting.
+    #[arg(long, value_name = "FILE", requires = "run")]
+    pub html: Option<PathBuf>,
+    /// Print the run's report to stdout in this format.
+    #[arg(long, value_enum, requires = "run")]
+    pub format: Option<share::Format>,
+    /// Folder of the run files that --run looks run ids up in (default: reports/raw).
+    #[arg(long, requires = "run")]
+    pub results: Option<PathBuf>,
+}
+
+/// `cargo xtask report`: everything ([`generate`]), or one run to share.
+pub fn run(root: &Path, args: &ReportArgs) -> Result<()> {
+    let Some(run) = &args.run else {
+        return generate(root, args.readme);
+    };
+    let dir = args
+        .results
+        .clone()
+        .unwrap_or_else(|| root.join("reports/raw"));
+    let loaded = compare::resolve(run, &dir)?;
+    share::run(
+        &loaded.rows,
+        &titles(root)?,
+        args.html.as_deref(),
+        args.format,
+    )
+}
+
+/// Title and headline case of each benchmark of the suite.
+fn titles(root: &Path) -> Result<Titles> {
+    Ok(suite::discover(root)?
+        .iter()
+        .map(|b| (b.name.clone(), (b.title.clone(), b.headline.clone())))
+        .collect())
+}
+
 pub fn generate(root: &Path, update_readme: bool) -> Result<()> {
     let loaded = results::load_dir(&root.join("reports/raw"))?;
     loaded.warn();
-    let benches = suite::discover(root)?;
-    let titles: Titles = benches
-        .iter()
-        .map(|b| (b.name.clone(), (b.title.clone(), b.headline.clone())))
-        .collect();
-    let suite: Vec<String> = benches.iter().map(|b| b.name.clone()).collect();
+    let titles = titles(root)?;
+    let suite: Vec<String> = titles.keys().cloned().collect();
     let history = twins::history(&loaded.rows, &suite);
     let headline = twins::headline(&history);
     let pairs: Vec<twins::Pair> = headline
@@ -51,8 +96,13 @@ pub fn generate(root: &Path, update_readme: bool) -> Result<()> {
         &references::comparisons(&loaded.rows),
         &titles,
     )?;
-    remove_stale_charts(&chart_dir, &charts)?;
+    let scaling = scaling_chart::write(&chart_dir, &newest_sweeps(&history, &titles), &titles)?;
+    remove_stale_charts(&chart_dir, &[charts.as_slice(), &scaling].concat())?;
 
+    let charts = Charts {
+        benchmarks: charts,
+        scaling,
+    };
     let readme_section = headline_section(&headline, &titles, &charts, true);
     let page = results_page(&loaded.rows, &history, &headline, &titles, &charts);
     fs::write(root.join("reports/RESULTS.md"), page).context("writing reports/RESULTS.md")?;
@@ -66,10 +116,11 @@ pub fn generate(root: &Path, update_readme: bool) -> Result<()> {
     }
     let runs: BTreeSet<&str> = loaded.rows.iter().map(|r| r.run_id.as_str()).collect();
     eprintln!(
-        "report: {} rows of {} runs -> reports/RESULTS.md, {} chart(s){}",
+        "report: {} rows of {} runs -> reports/RESULTS.md, {} chart(s), {} scaling chart(s){}",
         loaded.rows.len(),
         runs.len(),
-        charts.len(),
+        charts.benchmarks.len(),
+        charts.scaling.len(),
         if update_readme {
             " and README.md"
         } else {
@@ -77,6 +128,21 @@ pub fn generate(root: &Path, update_readme: bool) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// Each sweep as the newest commit of its device that ran it measured it:
+/// a sweep is seldom part of the headline's complete run.
+fn newest_sweeps(history: &[DeviceRun], titles: &Titles) -> Vec<scaling::Sweep> {
+    let mut sweeps: Vec<scaling::Sweep> = Vec::new();
+    // Each device's commits come newest first.
+    for run in history {
+        for sweep in scaling::sweeps(&cells::case_pairs(&run.rows, titles)) {
+            if !sweeps.iter().any(|s| s.file_stem() == sweep.file_stem()) {
+                sweeps.push(sweep);
+            }
+        }
+    }
+    sweeps
 }
 
 /// Charts of benchmarks that no longer have headline rows would mislead.
@@ -91,42 +157,68 @@ fn remove_stale_charts(dir: &Path, written: &[(String, PathBuf)]) -> Result<()> 
     Ok(())
 }
 
+/// The charts written under reports/charts/.
+struct Charts {
+    /// (benchmark, file): each benchmark's headline configurations.
+    benchmarks: Vec<(String, PathBuf)>,
+    /// (caption, file): each swept knob's chart.
+    scaling: Vec<(String, PathBuf)>,
+}
+
 /// The headline table, then what it means and the charts; for the README
-/// (`readme`), which must stay short, a pointer to both instead.
+/// (`readme`), which must stay short, a pointer to both instead, and the
+/// scaling charts.
 fn headline_section(
     headline: &[DeviceRun],
     titles: &Titles,
-    charts: &[(String, PathBuf)],
+    charts: &Charts,
     readme: bool,
 ) -> String {
     let mut out = String::from(
         "Per device, the runs of one commit: the latest at which every benchmark was measured there, else the latest (what it lacks is named below; older runs are in RESULTS.md).\n\n",
     );
     out.push_str(&twins::speedup_table(headline, titles));
+    let file = |path: &PathBuf| {
+        path.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    // RESULTS.md is in reports/, the README one folder up.
+    let folder = if readme { "reports/charts" } else { "charts" };
+    let scaling = |out: &mut String| {
+        if charts.scaling.is_empty() {
+            return;
+        }
+        out.push_str(SCALING_INTRO);
+        for (caption, path) in &charts.scaling {
+            let _ = write!(out, "\n![{caption}]({folder}/{})\n", file(path));
+        }
+    };
     if readme {
         out.push_str(README_POINTERS);
+        scaling(&mut out);
         return out;
     }
     out.push_str(&twins::legend());
-    for (benchmark, path) in charts {
+    for (benchmark, path) in &charts.benchmarks {
         let title = titles
             .get(benchmark)
             .map_or(benchmark.as_str(), |t| t.0.as_str());
-        let file = path
-            .file_name()
-            .map(|f| f.to_string_lossy())
-            .unwrap_or_default();
-        let _ = write!(out, "\n![{title}](charts/{file})\n");
+        let _ = write!(out, "\n![{title}]({folder}/{})\n", file(path));
     }
+    scaling(&mut out);
     out
 }
+
+/// Above the scaling charts.
+const SCALING_INTRO: &str = "\n### How the answer moves with size\n\nFor each knob swept on a device (cells that differ in that knob alone), at the newest commit that swept it there: each case's throughput, or median time where a case has no throughput, per framework (IQR whiskers), and beside it the MLX speed-up with its 95% interval. An axis is logarithmic where its values span more than a factor of 10.\n";
 
 fn results_page(
     rows: &[Row],
     history: &[DeviceRun],
     headline: &[DeviceRun],
     titles: &Titles,
-    charts: &[(String, PathBuf)],
+    charts: &Charts,
 ) -> String {
     let mut out = String::from(
         "# Results\n\nGenerated by `cargo xtask report` from `reports/raw/` (each run's CSV, and the JSONL beside it with every repetition where the run recorded one).\n\n## Headline\n\n",
@@ -284,6 +376,7 @@ fn replace_between_markers(readme: &str, section: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cells::tests::knob_row;
     use crate::results::tests::{row, set_iqr, temp_dir, write_run};
 
     #[test]
@@ -372,6 +465,53 @@ mod tests {
         assert!(readme.contains(README_POINTERS), "{readme}");
         assert!(!readme.contains("charts/transfer.svg"), "{readme}");
         assert!(!readme.contains(&twins::legend()), "{readme}");
+        // No sweep, no scaling charts.
+        assert!(!readme.contains(SCALING_INTRO), "{readme}");
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_swept_knob_gets_its_scaling_chart_in_results_and_readme() {
+        let root = workspace("report-scaling");
+        let rows: Vec<Row> = [(64, 2.0, 1.0), (256, 8.0, 2.0), (1024, 32.0, 4.0)]
+            .into_iter()
+            .flat_map(|(n, torch, mlx)| {
+                [("torch", torch), ("mlx", mlx)].map(|(framework, m)| {
+                    knob_row(framework, "switch", m, "r1", (&format!("n={n}"), ""))
+                })
+            })
+            .collect();
+        write_run(&root.join("reports/raw/r1.csv"), &rows);
+        // A newer commit at the preset's sizes is the headline; the sweep
+        // of the older one is still drawn, and says its commit.
+        let newer: Vec<Row> = [("torch", 2.0), ("mlx", 1.0)]
+            .into_iter()
+            .map(|(framework, m)| {
+                let mut row = knob_row(framework, "switch", m, "r22", ("", "n=512"));
+                row.environment.git_commit = "new".into();
+                row
+            })
+            .collect();
+        write_run(&root.join("reports/raw/r22.csv"), &newer);
+        generate(&root, true).unwrap();
+        let readme = fs::read_to_string(root.join("README.md")).unwrap();
+        assert!(readme.contains("commit `new`"), "{readme}");
+        assert!(!readme.contains("commit `abc`"), "{readme}");
+        let file = "scaling-transfer-n-epyc-2-cores-f32-best-quick.svg";
+        let svg = fs::read_to_string(root.join("reports/charts").join(file)).unwrap();
+        assert!(svg.contains("CPU/GPU switch against n"), "{svg}");
+        let caption =
+            "CPU/GPU switch against n (CPU: EPYC (2 cores), f32, best, quick; commit abc)";
+        let page = fs::read_to_string(root.join("reports/RESULTS.md")).unwrap();
+        assert!(page.contains(SCALING_INTRO), "{page}");
+        assert!(
+            page.contains(&format!("![{caption}](charts/{file})")),
+            "{page}"
+        );
+        assert!(
+            readme.contains(&format!("![{caption}](reports/charts/{file})")),
+            "{readme}"
+        );
         fs::remove_dir_all(&root).unwrap();
     }
 }

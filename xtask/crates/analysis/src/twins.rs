@@ -366,12 +366,9 @@ pub fn speedup_table(runs: &[DeviceRun], titles: &Titles) -> String {
     out
 }
 
-/// One pair's line of the speed-up table.
-fn speedup_row(pair: &Pair, titles: &Titles) -> String {
-    let title = titles
-        .get(&pair.benchmark)
-        .map_or(pair.benchmark.as_str(), |t| t.0.as_str());
-    let ran = |row: Option<&Row>| row.map_or("-", ran).to_owned();
+/// The speed-up cell of a pair: "1.21x [1.18-1.25]", each pass's own
+/// where there were several, and whether the run names no winner.
+pub fn speedup_text(pair: &Pair) -> String {
     let mut ratio = ratio_cell(pair.speedup(), pair.interval());
     if !pair.passes.is_empty() {
         let passes: Vec<String> = pair.passes.iter().map(|p| format!("{p:.2}")).collect();
@@ -380,6 +377,16 @@ fn speedup_row(pair: &Pair, titles: &Titles) -> String {
     if pair.undecided() {
         let _ = write!(ratio, "; {NO_CLEAR_WINNER}");
     }
+    ratio
+}
+
+/// One pair's line of the speed-up table.
+fn speedup_row(pair: &Pair, titles: &Titles) -> String {
+    let title = titles
+        .get(&pair.benchmark)
+        .map_or(pair.benchmark.as_str(), |t| t.0.as_str());
+    let ran = |row: Option<&Row>| row.map_or("-", ran).to_owned();
+    let ratio = speedup_text(pair);
     format!(
         "| {} | {title} ({}) | {} | {} | {} ({}; {}) | {} | {} | {} | {} |\n",
         pair.machine,

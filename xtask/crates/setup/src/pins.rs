@@ -212,6 +212,10 @@ pub const MLX_SOURCES_DIR: &str = "mlx-src-0.32.2";
 /// OpenBLAS (MLX's CPU BLAS and LAPACK).
 pub const DEBIAN_PACKAGES: &[&str] = &["cmake", "libclang-dev", "libopenblas0-pthread"];
 
+/// Debian packages the tests need besides: Chromium, the headless browser
+/// that renders the HTML report (`report --run ID --html FILE`) in its test.
+pub const TEST_DEBIAN_PACKAGES: &[&str] = &["chromium"];
+
 /// Where Debian's OpenBLAS (BLAS and LAPACK in one library) is found.
 pub const OPENBLAS_CANDIDATES: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",

@@ -1,4 +1,5 @@
-//! `cargo xtask setup`: Debian packages, MLX (the mlx-cpu wheel, its BLAS
+//! `cargo xtask setup`: Debian packages (for `cargo xtask test` also the
+//! tests' own: Chromium), MLX (the mlx-cpu wheel, its BLAS
 //! pointed at OpenBLAS) and libtorch (the torch wheel) in `.cache/`, all
 //! pinned and checked by sha256. Idempotent: a finished part is checked and
 //! skipped; a broken one is named and rebuilt.
@@ -46,7 +47,7 @@ pub fn ensure(root: &Path, options: SetupOptions) -> Result<()> {
         use_mlx_sources(&sources);
         return assets::ensure(root);
     }
-    ensure_debian_packages()?;
+    ensure_debian_packages(options.build)?;
     ensure_mlx(&cache)?;
     ensure_libtorch(&cache, options)?;
     assets::ensure(root)
@@ -71,7 +72,16 @@ pub fn verify(root: &Path) -> Result<()> {
     check_libtorch(&libtorch)
 }
 
-fn ensure_debian_packages() -> Result<()> {
+/// The build's Debian packages, and for the tests theirs too, installed
+/// where missing (as root; otherwise the command is named). A test package
+/// missing without root only warns: its tests say what they lack.
+fn ensure_debian_packages(build: requirements::Build) -> Result<()> {
+    let tests: &[&str] = if build == requirements::Build::Tests {
+        pins::TEST_DEBIAN_PACKAGES
+    } else {
+        &[]
+    };
+    let wanted = || pins::DEBIAN_PACKAGES.iter().chain(tests).copied();
     if Command::new("dpkg-query")
         .arg("--version")
         .output()
@@ -79,26 +89,26 @@ fn ensure_debian_packages() -> Result<()> {
     {
         eprintln!(
             "set-up: not a Debian-based system; make sure these (or their equivalents) are installed: {}",
-            pins::DEBIAN_PACKAGES.join(" ")
+            wanted().collect::<Vec<_>>().join(" ")
         );
         return Ok(());
     }
-    let missing: Vec<&str> = pins::DEBIAN_PACKAGES
-        .iter()
-        .copied()
+    let missing: Vec<&str> = wanted()
         .filter(|package| !debian_package_installed(package))
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let command = format!("apt-get update && apt-get install -y {}", missing.join(" "));
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!(
-            "missing Debian packages: {}. Install them, then run this again:\n  sudo sh -c '{command}'",
-            missing.join(", ")
-        );
-    }
+    let root = unsafe { libc::geteuid() } == 0;
+    let command = match missing_packages(&missing, tests, root) {
+        Missing::Install(command) => command,
+        Missing::Warn(warning) => {
+            eprintln!("warning: {warning}");
+            return Ok(());
+        }
+        Missing::Stop(error) => bail!(error),
+    };
     eprintln!("set-up: installing Debian packages: {}", missing.join(" "));
     let status = Command::new("sh")
         .args(["-c", &command])
@@ -107,6 +117,36 @@ fn ensure_debian_packages() -> Result<()> {
         .context("running apt-get")?;
     ensure!(status.success(), "`{command}` failed ({status})");
     Ok(())
+}
+
+/// What set-up does about missing Debian packages.
+#[derive(Debug, PartialEq)]
+enum Missing {
+    /// Run this command (as root).
+    Install(String),
+    /// Only the tests' packages are missing and set-up is not root: the
+    /// tests that need them say so themselves.
+    Warn(String),
+    /// The build cannot go on without them.
+    Stop(String),
+}
+
+/// The action for `missing` packages, of which `tests` are the tests'
+/// own, for a user who is `root` or not.
+fn missing_packages(missing: &[&str], tests: &[&str], root: bool) -> Missing {
+    let command = format!("apt-get update && apt-get install -y {}", missing.join(" "));
+    if root {
+        return Missing::Install(command);
+    }
+    let names = missing.join(", ");
+    if missing.iter().all(|package| tests.contains(package)) {
+        return Missing::Warn(format!(
+            "missing Debian packages for the tests: {names} (the tests that need them are skipped here and fail in CI); install them with:\n  sudo sh -c '{command}'"
+        ));
+    }
+    Missing::Stop(format!(
+        "missing Debian packages: {names}. Install them, then run this again:\n  sudo sh -c '{command}'"
+    ))
 }
 
 fn debian_package_installed(package: &str) -> bool {
@@ -519,6 +559,30 @@ mod tests {
             }
         ));
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_test_package_stops_nothing_but_a_build_package_does() {
+        let tests = pins::TEST_DEBIAN_PACKAGES;
+        assert_eq!(tests, ["chromium"]);
+        let Missing::Warn(warning) = missing_packages(&["chromium"], tests, false) else {
+            panic!("a missing browser stops the set-up");
+        };
+        assert!(
+            warning.contains("sudo sh -c 'apt-get update && apt-get install -y chromium'"),
+            "{warning}"
+        );
+        let Missing::Stop(error) = missing_packages(&["cmake", "chromium"], tests, false) else {
+            panic!("a missing cmake does not stop the set-up");
+        };
+        assert!(
+            error.starts_with("missing Debian packages: cmake, chromium."),
+            "{error}"
+        );
+        assert_eq!(
+            missing_packages(&["cmake", "chromium"], tests, true),
+            Missing::Install("apt-get update && apt-get install -y cmake chromium".into())
+        );
     }
 
     #[test]
