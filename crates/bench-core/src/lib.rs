@@ -11,6 +11,7 @@
 
 pub mod append;
 pub mod assets;
+pub mod ceiling;
 pub mod cell;
 pub mod cli;
 pub mod csv_export;
@@ -35,6 +36,7 @@ pub mod runtime;
 pub mod settings;
 pub mod stats;
 
+pub use ceiling::Ceiling;
 pub use cell::Cell;
 pub use dims::{DeviceKind, Execution, Framework, Precision, Preset, PresetChoice};
 pub use error::Unavailable;
