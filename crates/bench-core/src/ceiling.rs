@@ -157,9 +157,10 @@ pub fn host_ceiling(elements: usize, threads: usize) -> Result<Ceiling> {
         "the host copy probe copied wrongly"
     );
     let probe = format!(
-        "memcpy, float32, 2 x {} MiB, {} host threads",
+        "memcpy, float32, 2 x {} MiB, {} host thread{}",
         (elements * 4) >> 20,
-        copy.threads
+        copy.threads,
+        if copy.threads == 1 { "" } else { "s" }
     );
     Ceiling::of_samples(DeviceKind::Cpu, &samples, copy.bytes(), probe)
 }
