@@ -23,6 +23,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::ceilings::{self, Ceilings};
 use crate::cell_process::{self, End};
 use crate::interrupt::{signal_name, Interrupt};
 use crate::knobs::Checked;
@@ -253,11 +254,13 @@ pub fn run(root: &Path, given: &BenchArgs) -> Result<ExitCode> {
     let _lock = runs::lock(&results, &run_id)?;
     let (runner_dir, jobs) = plan_run(root, &args, &results, &run_id)?;
     let rows = results.join(format!("{run_id}.jsonl"));
+    let interrupt = Interrupt::install()?;
     let place = Place {
         runner_dir: &runner_dir,
         run_id: &run_id,
         rows: &rows,
-        interrupt: &Interrupt::install()?,
+        interrupt: &interrupt,
+        ceilings: &measure_ceilings(&runner_dir, &jobs, &run_id, &interrupt),
     };
     let tally = run_cells(&place, &jobs, &args)?;
     // What the run measured, configuration by configuration, as hyperfine
@@ -369,6 +372,21 @@ fn run_cells(place: &Place, jobs: &[Job], args: &BenchArgs) -> Result<Tally> {
     }
     progress.abandon_with_message(format!("{:.0} s", started.elapsed().as_secs_f64()));
     Ok(tally)
+}
+
+/// Each device's copy ceiling, measured once before the first cell of
+/// this sitting (a resumed run measures again, and its rows say when).
+fn measure_ceilings(
+    runner_dir: &Path,
+    jobs: &[Job],
+    run_id: &str,
+    interrupt: &Interrupt,
+) -> Ceilings {
+    let mut devices: Vec<DeviceKind> = jobs.iter().map(|job| job.device).collect();
+    devices.sort();
+    devices.dedup();
+    let show: cell_process::LineSink = Arc::new(|line: &str| eprintln!("{line}"));
+    Ceilings::measure(runner_dir, &devices, run_id, interrupt, &show)
 }
 
 /// The Python references of the run's ok twin configurations; their
@@ -576,7 +594,7 @@ fn build_runners(root: &Path, benches: &[BenchCrate]) -> Result<()> {
     let mut command = Command::new(env!("CARGO"));
     command
         .current_dir(root)
-        .args(["build", "--release", "--bins"]);
+        .args(["build", "--release", "--bins", "-p", ceilings::PROBE]);
     for bench in benches {
         command.args(["-p", &bench.package]);
     }
@@ -599,6 +617,8 @@ struct Place<'a> {
     /// The run's JSONL record.
     rows: &'a Path,
     interrupt: &'a Interrupt,
+    /// Each device's copy ceiling, handed to its cells.
+    ceilings: &'a Ceilings,
 }
 
 /// Runs one job, showing its runner's output as it comes; returns how the
@@ -674,6 +694,7 @@ fn runner_command(place: &Place, job: &Job, args: &BenchArgs) -> Command {
     for (key, value) in &job.knobs.options {
         command.args(["--set", &format!("{key}={value}")]);
     }
+    place.ceilings.apply(job.device, &mut command);
     command
 }
 

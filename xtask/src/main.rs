@@ -1,6 +1,7 @@
 //! `cargo xtask`: the suite's one entry point. See README.md.
 
 mod bench;
+mod ceilings;
 mod cell_process;
 mod interrupt;
 mod knobs;

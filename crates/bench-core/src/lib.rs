@@ -11,6 +11,7 @@
 
 pub mod append;
 pub mod assets;
+pub mod ceiling;
 pub mod cell;
 pub mod cli;
 pub mod csv_export;
@@ -36,6 +37,7 @@ pub mod settings;
 pub mod stats;
 pub mod sweep;
 
+pub use ceiling::Ceiling;
 pub use cell::Cell;
 pub use dims::{DeviceKind, Execution, Framework, Precision, Preset, PresetChoice};
 pub use error::Unavailable;

@@ -7,6 +7,8 @@
 //! - [`Message::Start`]: a cell begins; its start record.
 //! - [`Message::Row`]: a row the runner has just appended to the run's
 //!   files.
+//! - [`Message::Ceiling`]: what the `device-ceiling` probe measured (the
+//!   device's copy bandwidth, [`crate::ceiling`]).
 //!
 //! So the starter (`cargo xtask bench`, or a runner that runs each
 //! framework in a process of its own) knows how each cell ended without
@@ -18,6 +20,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::ceiling::Ceiling;
 use crate::measure::MeasureSettings;
 use crate::row::{Row, Status};
 
@@ -45,6 +48,9 @@ pub enum Message {
     },
     Row {
         row: Row,
+    },
+    Ceiling {
+        ceiling: Ceiling,
     },
 }
 
@@ -81,7 +87,7 @@ impl Cell {
         match message {
             Message::Start { row } => self.start = Some(row),
             Message::Row { row } => self.rows.push(row),
-            Message::Plan { .. } => {}
+            Message::Plan { .. } | Message::Ceiling { .. } => {}
         }
     }
 

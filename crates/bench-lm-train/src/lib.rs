@@ -38,12 +38,17 @@
 //! float32 for the loss and the AdamW arithmetic in float32 on both.
 //! Dropout is the same on both (rate 0 by default, then skipped on both).
 //!
-//! **Execution**: each framework's habit. MLX compiles the whole step
-//! (forward, backward, update) with `compile_with_state`, as mlx-examples
-//! does with `mx.compile`, and evaluates it once; PyTorch (tch has no
-//! `torch.compile`) runs `zero_grad`, `backward` and a fused AdamW `step`,
-//! on CUDA captured once as a CUDA graph and replayed (see [`torch`]).
-//! `--execution eager` runs both op by op.
+//! **Execution** (`--execution best`, the default): MLX compiles the whole
+//! step (forward, backward, update) with `compile_with_state`, as
+//! mlx-examples does with `mx.compile`, and evaluates it once. PyTorch
+//! follows its whole-network CUDA-graph recipe: fused AdamW
+//! (`_fused_adamw_`, step count and learning rate on the device) and, on
+//! CUDA, the whole step (forward, backward, update) captured once as a
+//! CUDA graph and replayed, each batch copied into the graph's inputs (see
+//! [`torch`]); off CUDA nothing is captured and the same ops run one by
+//! one. tch has no `torch.compile`, so no Inductor kernels on either path.
+//! `--execution eager` runs both op by op (PyTorch with libtorch's
+//! per-parameter AdamW); each row's `execution=` says what ran.
 //!
 //! **Timed**: exactly one training step per repetition, synchronised; the
 //! batches are on the device before timing. Model building, checkpoint

@@ -28,8 +28,10 @@ pub trait CausalLm {
     fn forward(&mut self, tokens: &[u32], logits: Logits) -> Result<HostTensor>;
     /// Greedy decoding: `steps` single-token passes after `first`, each
     /// token the argmax of the previous pass's logits, chosen on the device
-    /// and fed straight back as the next input (no host round trip per
-    /// token, as llama.cpp and mlx-lm decode). Returns the `steps` tokens.
+    /// and fed straight back as the next input: the next step never waits
+    /// for the host to send a token. When the host reads the tokens is the
+    /// twin's: PyTorch once after the last step, MLX each token one step
+    /// late (as mlx-lm's `generate_step`). Returns the `steps` tokens.
     fn decode_greedy(&mut self, first: u32, steps: usize) -> Result<Vec<u32>>;
     /// How the twin ran, for the row's `execution=`.
     fn execution(&self) -> &'static str;

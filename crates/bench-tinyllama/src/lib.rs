@@ -13,7 +13,12 @@
 //! first token), then fixed single-token steps with end-of-sequence ignored
 //! (`generate`, tokens/s, the headline; its row also gives
 //! `bandwidth_fraction`: weight bytes read per token x tokens/s over the
-//! device's measured copy bandwidth, `ceiling-copy`).
+//! device's copy bandwidth, `ceiling_gbps`). That ceiling is one figure per
+//! device and run, measured once by a probe of neither framework
+//! (`device-ceiling`: a host memcpy, a CUDA device-to-device copy, a
+//! Metal blit) before the run's first cell, so both twins are divided by
+//! the same number; a cell run by hand measures that probe in its own
+//! process, and its row says so (`ceiling_measured`).
 //!
 //! Weights: the Hub's TinyLlama-1.1B-Chat-v1.0 safetensors (with its chat
 //! template) when online, else seeded random weights of its exact config
@@ -21,8 +26,11 @@
 //! through `tokenizers`.
 //!
 //! Greedy by default, each token chosen on the device and fed straight back
-//! (no host round trip per token, as llama.cpp and mlx-lm decode); seeded
-//! top-p sampling runs on the host, one code for both twins.
+//! as the next input. The PyTorch twin reads the tokens back once, after
+//! the last step; the MLX twin reads each token one step late, as mlx-lm's
+//! `generate_step` does (step n+1 is queued before step n's token is read,
+//! so the host waits once per token but the device always has the next
+//! step). Seeded top-p sampling runs on the host, one code for both twins.
 //!
 //! # Presets and knobs
 //!
@@ -34,7 +42,6 @@
 //! `--set weights=random|hub|auto`, `--set hub_repo=...`,
 //! `--set config=<config.json>`.
 
-pub mod bandwidth;
 pub mod config;
 pub mod generate;
 pub mod mlx;
@@ -44,14 +51,12 @@ pub mod torch;
 pub mod weights;
 pub mod workload;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bench_core::{
-    measure, CaseResult, Cell, DeviceKind, Execution, MeasureSettings, Precision, Preset, Runtime,
-    Settings, Summary, Throughput,
+    measure, CaseResult, Ceiling, Cell, Execution, Precision, Preset, Runtime, Settings, Summary,
+    Throughput,
 };
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
-
-use crate::bandwidth::{CudaMemcpy, HostScale};
 
 pub use config::LlamaConfig;
 pub use generate::{generate, CausalLm, GenerationTimes, Logits};
@@ -60,14 +65,11 @@ pub use workload::{GenerationConfig, Workload};
 
 /// What each framework's twin provides (`mlx::Llama`, `torch::Llama`): a
 /// model that generates through [`CausalLm`], built (untimed) from the
-/// cell's one weight source, and the framework's own copy kernel.
+/// cell's one weight source.
 pub trait LlamaTwin: CausalLm + Sized {
     type Runtime: Runtime;
     /// The model of `workload` with its cache preallocated.
     fn build(runtime: &Self::Runtime, workload: &Workload, execution: Execution) -> Result<Self>;
-    /// The framework's y = 2x over `elements` (the copy ceiling where no
-    /// framework-neutral copy exists).
-    fn framework_copy(runtime: &Self::Runtime, elements: usize) -> Result<FrameworkCopy>;
 }
 
 pub struct TinyLlama;
@@ -99,16 +101,9 @@ impl TwinBenchmark for TinyLlama {
     }
 }
 
-/// The framework's own y = 2x kernel: the copy ceiling on an accelerator
-/// without a framework-neutral copy (Metal). One pass, and the bytes it
-/// reads and writes.
-pub struct FrameworkCopy {
-    pub run: Box<dyn Fn() -> Result<()>>,
-    pub bytes: f64,
-}
-
 /// The same steps for either twin: build its model (untimed), time the
-/// generations, drop the model, then measure the copy bandwidth.
+/// generations, drop the model, then take the device's copy ceiling (the
+/// run's, or, for a cell run by hand, measured here with the model gone).
 fn measure_twin<T: LlamaTwin>(
     runtime: &T::Runtime,
     cell: &Cell,
@@ -118,44 +113,8 @@ fn measure_twin<T: LlamaTwin>(
     let execution = model.execution();
     let generation = measure_generation(&mut model, runtime, cell, workload)?;
     drop(model);
-    let elements = workload.generation.copy_elements;
-    let copy = match cell.device {
-        DeviceKind::Cpu => {
-            let mut scale = HostScale::new(elements, cell.threads);
-            let samples = measure(&copy_settings(), runtime, || {
-                scale.run();
-                Ok(())
-            })?;
-            std::hint::black_box(scale.probe(elements / 2));
-            CopyCeiling {
-                samples,
-                bytes: scale.bytes(),
-                kernel: "y=2x, float32, host threads (framework-neutral)",
-                peak_memory_bytes: None,
-            }
-        }
-        DeviceKind::Gpu => match CudaMemcpy::new(elements * 4) {
-            Ok(copy) => CopyCeiling {
-                samples: measure(&copy_settings(), runtime, || copy.run())?,
-                bytes: copy.bytes(),
-                kernel: "cudaMemcpy device to device, float32-sized buffers (framework-neutral)",
-                peak_memory_bytes: None,
-            },
-            // Metal: no framework-neutral copy here; the twin's own.
-            Err(_) => {
-                let scale = T::framework_copy(runtime, elements)?;
-                runtime.reset_peak_memory();
-                let samples = measure(&copy_settings(), runtime, || (scale.run)())?;
-                CopyCeiling {
-                    samples,
-                    bytes: scale.bytes,
-                    kernel: "y=2x through the framework on the device",
-                    peak_memory_bytes: runtime.peak_memory_bytes(),
-                }
-            }
-        },
-    };
-    describe_cases(workload, cell.precision, execution, generation, copy)
+    let ceiling = device_ceiling::for_cell(cell.device).context("the device's copy ceiling")?;
+    describe_cases(workload, cell.precision, execution, generation, &ceiling)
 }
 
 /// Every timed generation of a cell, and the allocator's peak during them.
@@ -201,29 +160,15 @@ pub fn measure_generation(
     })
 }
 
-/// The y = 2x probe is short: more repetitions, a small budget.
-fn copy_settings() -> MeasureSettings {
-    MeasureSettings::new(2, 10, 3, 5)
-}
-
-/// The device's measured copy bandwidth: on the CPU without either
-/// framework (see `bandwidth`), on an accelerator through the twin's own.
-struct CopyCeiling {
-    samples: Vec<f64>,
-    /// Bytes read plus bytes written by one pass.
-    bytes: f64,
-    kernel: &'static str,
-    peak_memory_bytes: Option<u64>,
-}
-
-/// The cases of a cell: "prompt", "generate" (the headline), "ttft" and
-/// "ceiling-copy", each with its figures in the settings.
+/// The cases of a cell: "prompt", "generate" (the headline, with its
+/// bandwidth against `ceiling`) and "ttft", each with its figures in the
+/// settings.
 fn describe_cases(
     workload: &Workload,
     precision: Precision,
     execution: &str,
     runs: GenerationRuns,
-    copy: CopyCeiling,
+    ceiling: &Ceiling,
 ) -> Result<Vec<CaseResult>> {
     let g = &workload.generation;
     let mut shared = workload.settings().with("execution", execution);
@@ -263,41 +208,57 @@ fn describe_cases(
         runs.times.iter().map(|t| t.first_token_s).collect(),
         None,
     );
-
-    let copy_gbps = copy.bytes / Summary::of(&copy.samples)?.median / 1e9;
     let weight_bytes =
         (workload.config.weight_elements_per_token() * precision.element_bytes()) as f64;
-    let bound_tokens_per_s = copy_gbps * 1e9 / weight_bytes;
     let gen_tokens_per_s = g.gen_tokens as f64 / Summary::of(&generate.samples)?.median;
-    generate.settings.extend(
-        Settings::new()
-            .with("weight_bytes_per_token", format!("{weight_bytes:.0}"))
-            .with("copy_gbps", format!("{copy_gbps:.2}"))
-            .with(
-                "bandwidth_bound_tokens_per_s",
-                format!("{bound_tokens_per_s:.3}"),
-            )
-            .with(
-                "bandwidth_fraction",
-                format!("{:.3}", gen_tokens_per_s / bound_tokens_per_s),
-            )
-            .with(
-                "bandwidth_note",
-                "weights read per token (KV cache reads left out) against the copy_gbps of ceiling-copy",
-            ),
-    );
-    let ceiling = CaseResult {
-        case: "ceiling-copy".into(),
-        samples: copy.samples,
-        throughput: Some(Throughput {
-            work_per_repetition: copy.bytes / 1e9,
-            unit: "GB/s".into(),
-        }),
-        peak_memory_bytes: copy.peak_memory_bytes,
-        settings: Settings::new()
-            .with("elements", g.copy_elements)
-            .with("kernel", copy.kernel)
-            .with("bytes", "read+written"),
-    };
-    Ok(vec![prompt, generate, ttft, ceiling])
+    generate
+        .settings
+        .extend(bandwidth_settings(weight_bytes, gen_tokens_per_s, ceiling));
+    Ok(vec![prompt, generate, ttft])
+}
+
+/// The generation's bandwidth: the weights read per token at
+/// `tokens_per_s`, as a fraction of the device's `ceiling` (which the
+/// settings record).
+pub fn bandwidth_settings(weight_bytes: f64, tokens_per_s: f64, ceiling: &Ceiling) -> Settings {
+    let achieved_gbps = weight_bytes * tokens_per_s / 1e9;
+    let mut settings = Settings::new()
+        .with("weight_bytes_per_token", format!("{weight_bytes:.0}"))
+        .with("weight_gbps", format!("{achieved_gbps:.2}"))
+        .with(
+            "bandwidth_bound_tokens_per_s",
+            format!("{:.3}", ceiling.gbps * 1e9 / weight_bytes),
+        )
+        .with(
+            "bandwidth_fraction",
+            format!("{:.3}", ceiling.fraction(achieved_gbps)),
+        )
+        .with(
+            "bandwidth_note",
+            "weights read per token (KV cache reads left out) x tokens/s, over ceiling_gbps: \
+             the device's copy bandwidth, one figure for both twins (see ceiling_measured)",
+        );
+    settings.extend(ceiling.settings());
+    settings
+}
+
+#[cfg(test)]
+mod tests {
+    use bench_core::DeviceKind;
+
+    use super::*;
+
+    #[test]
+    fn the_fraction_is_the_weights_bandwidth_over_the_ceiling() {
+        let ceiling = Ceiling::of_samples(DeviceKind::Gpu, &[0.001], 4e9, "copy".into()).unwrap();
+        assert_eq!(ceiling.gbps, 4000.0);
+        // 2.2 GB of weights a token at 500 tokens/s: 1100 GB/s of 4000.
+        let settings = bandwidth_settings(2.2e9, 500.0, &ceiling);
+        let get = |key: &str| settings.get(key).unwrap().to_string();
+        assert_eq!(get("weight_gbps"), "1100.00");
+        assert_eq!(get("bandwidth_fraction"), "0.275");
+        assert_eq!(get("bandwidth_bound_tokens_per_s"), "1818.182");
+        assert_eq!(get("ceiling_gbps"), "4000.00");
+        assert_eq!(get("ceiling_probe"), "copy");
+    }
 }

@@ -18,7 +18,7 @@ use crate::config::LlamaConfig;
 use crate::generate::{check_tokens, AttentionMask, CausalLm, Logits};
 use crate::weights::{DecoderWeights, LlamaWeights};
 use crate::workload::Workload;
-use crate::{FrameworkCopy, LlamaTwin};
+use crate::LlamaTwin;
 
 /// Llama for causal language modelling, with its key/value cache.
 pub struct Llama {
@@ -312,9 +312,6 @@ fn upload(tensor: &HostTensor, dtype: Dtype) -> Result<Array> {
     Ok(array)
 }
 
-/// The bandwidth ceiling (y = 2x), shared with the other benchmarks.
-pub use fw_mlx::Scale;
-
 impl LlamaTwin for Llama {
     type Runtime = MlxRuntime;
 
@@ -327,13 +324,5 @@ impl LlamaTwin for Llama {
             cache,
             execution,
         )
-    }
-
-    fn framework_copy(runtime: &MlxRuntime, elements: usize) -> Result<FrameworkCopy> {
-        let scale = Scale::new(runtime, elements)?;
-        Ok(FrameworkCopy {
-            bytes: scale.bytes(),
-            run: Box::new(move || scale.run()),
-        })
     }
 }

@@ -25,7 +25,7 @@ use crate::config::LlamaConfig;
 use crate::generate::{check_tokens, rope_inverse_frequencies, AttentionMask, CausalLm, Logits};
 use crate::weights::{DecoderWeights, LlamaWeights};
 use crate::workload::Workload;
-use crate::{FrameworkCopy, LlamaTwin};
+use crate::LlamaTwin;
 
 /// Llama for causal language modelling, with its key/value cache.
 pub struct Llama {
@@ -540,9 +540,6 @@ fn upload(tensor: &HostTensor, kind: Kind, device: Device) -> Tensor {
     from_host(tensor).to_device(device).to_kind(kind)
 }
 
-/// The bandwidth ceiling (y = 2x), shared with the other benchmarks.
-pub use fw_torch::Scale;
-
 impl LlamaTwin for Llama {
     type Runtime = TorchRuntime;
 
@@ -555,14 +552,6 @@ impl LlamaTwin for Llama {
             cache,
             execution,
         )
-    }
-
-    fn framework_copy(runtime: &TorchRuntime, elements: usize) -> Result<FrameworkCopy> {
-        let scale = Scale::new(runtime, elements)?;
-        Ok(FrameworkCopy {
-            bytes: scale.bytes(),
-            run: Box::new(move || scale.run()),
-        })
     }
 }
 

@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use anyhow::{bail, ensure, Context, Result};
-use bench_core::{
-    Cell, DeviceKind, Kind, Knob, KnobDefaults, MeasureSettings, Preset, PresetRow, Settings,
-};
+use bench_core::{Cell, Kind, Knob, KnobDefaults, MeasureSettings, Preset, PresetRow, Settings};
 use model_hub::{ModelSource, Preference, SafetensorsFiles, TensorSource};
 
 use crate::config::LlamaConfig;
@@ -69,9 +67,6 @@ pub struct GenerationConfig {
     /// Single-token generation steps after the first token.
     pub gen_tokens: usize,
     pub sampling: SamplingConfig,
-    /// Elements of the bandwidth probe (y = 2x): far past the CPU's
-    /// caches, and past an accelerator's too.
-    pub copy_elements: usize,
 }
 
 /// The one table of sizes per preset (see [`bench_core::presets`]): the
@@ -86,7 +81,6 @@ pub fn presets(preset: Preset) -> PresetRow<GenerationConfig> {
                 prompt_tokens: 128,
                 gen_tokens: 32,
                 sampling: SamplingConfig::default(),
-                copy_elements: 1 << 26,
             },
             measure: MeasureSettings::new(1, 5, 3, 60),
             needs_gib: NEEDS_GIB,
@@ -97,7 +91,6 @@ pub fn presets(preset: Preset) -> PresetRow<GenerationConfig> {
                 prompt_tokens: 512,
                 gen_tokens: 128,
                 sampling: SamplingConfig::default(),
-                copy_elements: 1 << 26,
             },
             measure: MeasureSettings::new(1, 10, 3, 600),
             needs_gib: NEEDS_GIB,
@@ -105,8 +98,9 @@ pub fn presets(preset: Preset) -> PresetRow<GenerationConfig> {
     }
 }
 
-/// TinyLlama's 1.1B parameters in float32 (4.4 GB) with the caches and the
-/// copy ceiling's buffers: every preset runs the whole model.
+/// TinyLlama's 1.1B parameters in float32 (4.4 GB) with the caches (and,
+/// for a cell run by hand, the copy ceiling's buffers, after the model is
+/// freed): every preset runs the whole model.
 const NEEDS_GIB: f64 = 6.0;
 
 impl GenerationConfig {
@@ -114,9 +108,6 @@ impl GenerationConfig {
     /// prompt_tokens, gen_tokens, temperature, top_p, sample_seed.
     pub fn for_cell(cell: &Cell) -> Result<Self> {
         let mut config = presets(cell.preset).sizes;
-        if cell.device == DeviceKind::Gpu {
-            config.copy_elements = 1 << 28;
-        }
         if cell.option::<String>("prompt")?.is_some() {
             ensure!(
                 cell.option::<usize>("prompt_tokens")?.is_none(),

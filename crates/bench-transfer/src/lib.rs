@@ -8,9 +8,13 @@
 //! iteration computes norm(a@b), norm(b@c), norm(c@a) (norm: each column
 //! divided by its maximum) on the accelerator, then again on the CPU from
 //! those results. PyTorch copies the matrices between devices; MLX places
-//! the work on its GPU and CPU streams over unified memory. Also the
-//! device's measured ceilings: matmul GFLOP/s (`ceiling-matmul`) and memory
-//! bandwidth GB/s (`ceiling-copy`, y = 2x, bytes read + written). Without
+//! the work on its GPU and CPU streams over unified memory. Also each
+//! framework's ceilings on the device: matmul GFLOP/s (`ceiling-matmul`)
+//! and memory bandwidth GB/s (`ceiling-copy`: the framework's y = 2x, bytes
+//! read + written), the latter also as a fraction of the device's one copy
+//! ceiling, measured once per run by a probe of neither framework and the
+//! same for both twins (`bandwidth_fraction` over `ceiling_gbps`; see
+//! `device-ceiling`). Without
 //! an accelerator (`--device cpu`) both halves run on the CPU and the rows
 //! say `placement=cpu only`.
 //!
@@ -35,10 +39,11 @@ pub mod mlx;
 pub mod torch;
 pub mod workload;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bench_core::host::HostTensor;
 use bench_core::{
-    measure_case, CaseResult, Cell, DeviceKind, Preset, Runtime, Settings, Throughput,
+    measure_case, CaseResult, Ceiling, Cell, DeviceKind, Preset, Runtime, Settings, Summary,
+    Throughput,
 };
 use bench_twin::{MlxRuntime, TorchRuntime, TwinBenchmark};
 
@@ -134,14 +139,26 @@ fn measure<T: TransferTwin>(
     drop(matmul);
     let (copy_bytes, copy) = T::copy(runtime, work.ceilings.copy_elements)?;
     let copy_case = measure_case(&cell.measure, runtime, "ceiling-copy", || copy.run())?;
-    Ok(describe_cases(
+    drop(copy);
+    let device = device_ceiling::for_cell(cell.device).context("the device's copy ceiling")?;
+    describe_cases(
         cell,
         &work.switch,
         &work.ceilings,
         execution,
-        copy_bytes,
+        CopyFigures {
+            bytes: copy_bytes,
+            device: &device,
+        },
         [switch_case, matmul_case, copy_case],
-    ))
+    )
+}
+
+/// The framework's copy: the bytes a pass reads and writes, and the
+/// device's one ceiling it is divided by.
+struct CopyFigures<'a> {
+    bytes: f64,
+    device: &'a Ceiling,
 }
 
 /// Adds each case's throughput and sizes.
@@ -150,9 +167,9 @@ fn describe_cases(
     switch: &SwitchConfig,
     ceilings: &CeilingConfig,
     execution: &str,
-    copy_bytes: f64,
+    copy: CopyFigures,
     [mut switch_case, mut matmul_case, mut copy_case]: [CaseResult; 3],
-) -> Vec<CaseResult> {
+) -> Result<Vec<CaseResult>> {
     let placement = match cell.device {
         DeviceKind::Gpu => "accelerator then cpu",
         DeviceKind::Cpu => "cpu only (no accelerator asked)",
@@ -172,11 +189,17 @@ fn describe_cases(
     });
     matmul_case.settings = Settings::new().with("n", ceilings.matmul_size);
     copy_case.throughput = Some(Throughput {
-        work_per_repetition: copy_bytes / 1e9,
+        work_per_repetition: copy.bytes / 1e9,
         unit: "GB/s".into(),
     });
+    let achieved_gbps = copy.bytes / Summary::of(&copy_case.samples)?.median / 1e9;
     copy_case.settings = Settings::new()
         .with("elements", ceilings.copy_elements)
-        .with("kernel", "y=2x, bytes read+written");
-    vec![switch_case, matmul_case, copy_case]
+        .with("kernel", "y=2x through the framework, bytes read+written")
+        .with(
+            "bandwidth_fraction",
+            format!("{:.3}", copy.device.fraction(achieved_gbps)),
+        );
+    copy_case.settings.extend(copy.device.settings());
+    Ok(vec![switch_case, matmul_case, copy_case])
 }

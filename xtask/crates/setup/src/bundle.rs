@@ -1,6 +1,7 @@
 //! `cargo xtask bundle`: everything a CUDA machine with PyTorch 2.11 in its
 //! Python, but no Rust toolchain and no network, needs to run the suite:
-//! stripped release runners, the xtask orchestrator, the assets they read,
+//! stripped release runners, the xtask orchestrator and the copy-ceiling
+//! probe it runs before the cells, the assets they read,
 //! MLX's CUDA runtime (pruned to one GPU architecture), a run script and a
 //! manifest with every file's sha256. `bundle/run.sh OUT_DIR [bench args]`
 //! runs it there and leaves the CSV in OUT_DIR, for `reports/raw/`;
@@ -34,6 +35,10 @@ pub struct BundleArgs {
     pub no_assets: bool,
 }
 
+/// The copy-ceiling probe that `xtask bench` runs once per device before
+/// the cells (crates/device-ceiling), bundled beside the runners.
+const DEVICE_CEILING: &str = "device-ceiling";
+
 pub fn run(root: &Path, args: &BundleArgs) -> Result<()> {
     let benches = suite::select(&suite::discover(root)?, &args.bench)?;
     setup::ensure(
@@ -56,7 +61,8 @@ fn fill(root: &Path, dir: &Path, benches: &[suite::BenchCrate], args: &BundleArg
     let mut build = Command::new(env!("CARGO"));
     build
         .current_dir(root)
-        .args(["build", "--profile", "bundle", "--bins", "-p", "xtask"]);
+        .args(["build", "--profile", "bundle", "--bins", "-p", "xtask"])
+        .args(["-p", DEVICE_CEILING]);
     for bench in benches {
         build.args(["-p", &bench.package]);
     }
@@ -66,7 +72,8 @@ fn fill(root: &Path, dir: &Path, benches: &[suite::BenchCrate], args: &BundleArg
     );
     let bin = dir.join("bin");
     fs::create_dir_all(&bin)?;
-    for package in benches.iter().map(|b| b.package.as_str()).chain(["xtask"]) {
+    let tools = ["xtask", DEVICE_CEILING];
+    for package in benches.iter().map(|b| b.package.as_str()).chain(tools) {
         fs::copy(root.join("target/bundle").join(package), bin.join(package))
             .with_context(|| format!("copying the {package} runner"))?;
     }
