@@ -845,6 +845,7 @@ mod tests {
             run_id: "r",
             rows: Path::new("/tmp/r.jsonl"),
             interrupt: &Interrupt::install().unwrap(),
+            ceilings: &Ceilings::default(),
         };
         let command = runner_command(&place, &jobs[4], &args);
         let argv: Vec<String> = command
