@@ -13,6 +13,10 @@ use mlx_rs::{Array, Device};
 /// The processes of one distributed run, as MLX sees them.
 pub struct Group {
     raw: mlx_sys::mlx_distributed_group,
+    /// Where the collectives run: the GPU stream for NCCL, the CPU stream
+    /// for the ring, as MLX's own default (the backend's communication
+    /// stream) has it.
+    on_gpu: bool,
 }
 
 impl Group {
@@ -37,7 +41,10 @@ impl Group {
                  (ring) or NCCL_HOST_IP, NCCL_PORT, MLX_RANK and MLX_WORLD_SIZE (nccl)"
             );
         }
-        Ok(Self { raw })
+        Ok(Self {
+            raw,
+            on_gpu: backend == "nccl",
+        })
     }
 
     /// This process's rank, from 0.
@@ -52,14 +59,19 @@ impl Group {
         unsafe { mlx_sys::mlx_distributed_group_size(self.raw) as usize }
     }
 
-    /// `x` summed over every rank (MLX's `all_sum`), queued on the CPU
-    /// stream; evaluating the result runs the exchange.
+    /// `x` summed over every rank (MLX's `all_sum`), queued on the
+    /// backend's stream (the GPU's for NCCL, else the CPU's); evaluating
+    /// the result runs the exchange.
     pub fn all_sum(&self, x: &Array) -> Result<Array> {
         // SAFETY: `result` is written by the call and owned by the Array
         // returned; the stream is freed after the call, which keeps its
         // own reference.
         unsafe {
-            let stream = mlx_sys::mlx_default_cpu_stream_new();
+            let stream = if self.on_gpu {
+                mlx_sys::mlx_default_gpu_stream_new()
+            } else {
+                mlx_sys::mlx_default_cpu_stream_new()
+            };
             let mut result = mlx_sys::mlx_array_new();
             let status =
                 mlx_sys::mlx_distributed_all_sum(&mut result, x.as_ptr(), self.raw, stream);
