@@ -3,7 +3,8 @@
 //! its ring backend on the CPU, NCCL on CUDA) against PyTorch's c10d
 //! (`allreduce` + wait; gloo on the CPU, NCCL on CUDA). On a CUDA machine
 //! both twins load the same `libnccl.so.2`, so a gap between them is the
-//! framework's, not NCCL's. Issue #26.
+//! framework's, not NCCL's. Issue #26; how the ranks run, and how it would
+//! run across Macs: docs/DISTRIBUTED.md.
 //!
 //! # What it measures
 //!
