@@ -119,6 +119,7 @@ fn both_twins_sum_over_two_ranks_in_f32_and_bf16() {
 }
 
 /// Processes whose environment holds `mark`: this test's ranks.
+#[cfg(target_os = "linux")]
 fn processes_marked(mark: &str) -> Vec<u32> {
     let needle = format!("DISTRIBUTED_TEST_MARK={mark}");
     std::fs::read_dir("/proc")
