@@ -6,9 +6,9 @@
 // set-up): build.rs then defines USE_C10D_NCCL, as PyTorch's own build
 // does. Elsewhere this file compiles to nothing and Rust reports why.
 //
-// The group is handed back as a c10d::Backend* holding one reference, the
-// same as the gloo group of distributed.cpp, whose functions (allreduce,
-// wait, free) serve both through Backend's virtual interface.
+// The group is handed back as a c10d::ProcessGroup* holding one reference,
+// as distributed.cpp hands back gloo's, and its functions (allreduce,
+// wait, DDP's Reducer, free) serve both.
 
 #ifdef USE_C10D_NCCL
 
@@ -16,6 +16,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 
 #include "common.h"
+#include "distributed.h"
 
 #include <chrono>
 
@@ -31,10 +32,11 @@ char* fwt_dist_nccl_new(const char* store_path, int rank, int size,
     store->setTimeout(timeout);
     auto options = c10d::ProcessGroupNCCL::Options::create();
     options->timeout = timeout;
-    c10::intrusive_ptr<c10d::Backend> group =
-        c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size,
-                                                    options);
-    *out = group.release();
+    auto backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+        store, rank, size, options);
+    *out = fwt::process_group(store, backend, c10::DeviceType::CUDA,
+                              c10d::ProcessGroup::BackendType::NCCL)
+               .release();
   });
 }
 

@@ -1,7 +1,8 @@
 //! PyTorch's own distributed communication, c10d, through fw-torch's shim
 //! (tch binds none of it): a process group and its all-reduce, created as
-//! `torch.distributed.init_process_group` creates them, which a
-//! data-parallel benchmark builds on. Mirrors `fw_mlx::distributed`.
+//! `torch.distributed.init_process_group` creates them, and DDP's gradient
+//! engine ([`Reducer`]), which a data-parallel benchmark builds on. Mirrors
+//! `fw_mlx::distributed`.
 //!
 //! - `gloo` (CPU tensors): c10d's ProcessGroupGloo from libtorch_cpu
 //!   (`shim/distributed.cpp`); every build has it.
@@ -45,6 +46,17 @@ extern "C" {
     ) -> Status;
     fn fwt_dist_work_wait(work: *mut c_void) -> Status;
     fn fwt_dist_work_free(work: *mut c_void);
+    fn fwt_ddp_reducer_new(
+        group: *mut c_void,
+        params: *const *mut c_void,
+        count: usize,
+        bucket_bytes: i64,
+        first_bucket_bytes: i64,
+        out: *mut *mut c_void,
+    ) -> Status;
+    fn fwt_ddp_reducer_free(reducer: *mut c_void);
+    fn fwt_ddp_prepare_forward(reducer: *mut c_void) -> Status;
+    fn fwt_ddp_prepare_backward(reducer: *mut c_void) -> Status;
 }
 
 /// Why this build has no NCCL process group (empty: it has one).
@@ -110,7 +122,7 @@ impl std::str::FromStr for Backend {
 }
 
 /// The processes of one distributed run, as PyTorch sees them: a c10d
-/// process group.
+/// `ProcessGroup` over one backend.
 pub struct Group {
     raw: *mut c_void,
     backend: Backend,
@@ -170,8 +182,9 @@ impl Group {
     }
 
     /// Starts summing `tensor` over every rank, in place (c10d's
-    /// `allreduce`, ReduceOp.SUM): the result is there once the returned
-    /// work is waited for.
+    /// `allreduce`, ReduceOp.SUM, through the dispatcher as
+    /// `dist.all_reduce` goes): the result is there once the returned work
+    /// is waited for.
     pub fn allreduce(&self, tensor: &mut Tensor) -> Result<Work> {
         let mut raw = std::ptr::null_mut();
         // SAFETY: a live group and a live at::Tensor* (c10d keeps its own
@@ -221,5 +234,76 @@ impl Drop for Work {
     fn drop(&mut self) {
         // SAFETY: the work's one reference, released once.
         unsafe { fwt_dist_work_free(self.raw) }
+    }
+}
+
+/// DDP's gradient engine, c10d's `Reducer`, as
+/// `torch.nn.parallel.DistributedDataParallel` builds it: the parameters in
+/// buckets (c10d's own assignment, the first bucket smaller), each
+/// bucket's all-reduce started by autograd hooks as soon as its gradients
+/// are ready, so communication overlaps the rest of backward; when
+/// backward returns, every gradient is the mean over the group. Every
+/// parameter must get a gradient in each step (DDP's default,
+/// `find_unused_parameters=False`). The ranks must start from the same
+/// parameters (DDP broadcasts rank 0's; here every rank loads one
+/// checkpoint).
+pub struct Reducer {
+    raw: *mut c_void,
+}
+
+impl Reducer {
+    /// DDP's defaults are 25 MiB buckets and a 1 MiB first bucket.
+    pub fn new(
+        group: &Group,
+        params: &[Tensor],
+        bucket_bytes: usize,
+        first_bucket_bytes: usize,
+    ) -> Result<Self> {
+        if params.is_empty() {
+            bail!("DDP's reducer needs at least one parameter");
+        }
+        let pointers: Vec<*mut c_void> = params.iter().map(|t| t.as_ptr() as *mut c_void).collect();
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: a live group and live at::Tensor*s for the call (the
+        // reducer keeps its own references); `raw` is owned by the Reducer.
+        check(
+            unsafe {
+                fwt_ddp_reducer_new(
+                    group.raw,
+                    pointers.as_ptr(),
+                    pointers.len(),
+                    i64::try_from(bucket_bytes).unwrap_or(i64::MAX),
+                    i64::try_from(first_bucket_bytes).unwrap_or(i64::MAX),
+                    &mut raw,
+                )
+            },
+            || format!("creating DDP's reducer over {} parameters", params.len()),
+        )?;
+        Ok(Self { raw })
+    }
+
+    /// What DDP's `forward` does before the model runs (buckets rebuilt in
+    /// the order gradients came, after the first step).
+    pub fn prepare_for_forward(&mut self) -> Result<()> {
+        // SAFETY: a live reducer.
+        check(unsafe { fwt_ddp_prepare_forward(self.raw) }, || {
+            "DDP's prepare_for_forward".to_owned()
+        })
+    }
+
+    /// What DDP's `forward` does after the model ran, before backward.
+    pub fn prepare_for_backward(&mut self) -> Result<()> {
+        // SAFETY: a live reducer.
+        check(unsafe { fwt_ddp_prepare_backward(self.raw) }, || {
+            "DDP's prepare_for_backward".to_owned()
+        })
+    }
+}
+
+impl Drop for Reducer {
+    fn drop(&mut self) {
+        // SAFETY: created by fwt_ddp_reducer_new, freed once; its autograd
+        // hooks go with it.
+        unsafe { fwt_ddp_reducer_free(self.raw) }
     }
 }
