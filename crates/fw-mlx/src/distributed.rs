@@ -4,6 +4,7 @@
 //! join with MLX's backends as MLX's users start them
 //! without `mlx.launch`, by environment: `MLX_RANK` and `MLX_HOSTFILE` for
 //! the ring backend (TCP; the CPU wheel has it), NCCL's variables for CUDA.
+//! [`Group::average_gradients`] is `mlx.nn.average_gradients`.
 
 use std::ffi::CString;
 
@@ -85,11 +86,95 @@ impl Group {
     }
 }
 
+impl Group {
+    /// `mlx.nn.average_gradients`: the mean of `gradients` over the group,
+    /// as MLX's data-parallel training takes it. Arrays of one dtype are
+    /// flattened and concatenated into groups of at least
+    /// `all_reduce_bytes` (the last smaller; MLX's default is 32 MiB), one
+    /// `all_sum` per group, divided by the group's size in the gradients'
+    /// dtype, and split back into their shapes; mixed dtypes or
+    /// `all_reduce_bytes` 0 give one `all_sum` per array. Lazy, like the
+    /// rest of MLX: it can sit inside a compiled step.
+    pub fn average_gradients(
+        &self,
+        gradients: &[Array],
+        all_reduce_bytes: usize,
+    ) -> Result<Vec<Array>> {
+        let size = self.size();
+        if size == 1 || gradients.is_empty() {
+            return Ok(gradients.to_vec());
+        }
+        let dtype = gradients[0].dtype();
+        let average = |x: &Array| -> Result<Array> {
+            let divisor = Array::from_f32(size as f32).as_dtype(x.dtype())?;
+            Ok(self.all_sum(x)?.divide(&divisor)?)
+        };
+        if all_reduce_bytes == 0 || gradients.iter().any(|g| g.dtype() != dtype) {
+            return gradients.iter().map(average).collect();
+        }
+        let item = gradients[0].item_size();
+        let mut averaged = Vec::with_capacity(gradients.len());
+        for group in byte_groups(gradients.iter().map(|g| g.size() * item), all_reduce_bytes) {
+            let members = &gradients[group];
+            let flat = members
+                .iter()
+                .map(|g| g.reshape(&[-1]))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut ends = Vec::with_capacity(members.len());
+            let mut end = 0;
+            for g in &members[..members.len() - 1] {
+                end += i32::try_from(g.size())?;
+                ends.push(end);
+            }
+            let sum = average(&mlx_rs::ops::concatenate(&flat, 0)?)?;
+            for (part, g) in sum.split_at_indices(&ends, 0)?.iter().zip(members) {
+                averaged.push(part.reshape(g.shape())?);
+            }
+        }
+        Ok(averaged)
+    }
+}
+
+/// `mlx.nn.average_gradients`' grouping: consecutive arrays until their
+/// bytes reach `limit`, then a new group; the last holds what is left.
+fn byte_groups(
+    bytes: impl IntoIterator<Item = usize>,
+    limit: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let (mut start, mut filled, mut index) = (0, 0, 0);
+    for size in bytes {
+        index += 1;
+        filled += size;
+        if filled >= limit {
+            groups.push(start..index);
+            (start, filled) = (index, 0);
+        }
+    }
+    if start < index {
+        groups.push(start..index);
+    }
+    groups
+}
+
 impl Drop for Group {
     fn drop(&mut self) {
         // SAFETY: the group was created by `init` and is freed once.
         unsafe {
             mlx_sys::mlx_distributed_group_free(self.raw);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_groups;
+
+    #[test]
+    fn gradients_group_until_the_limit_is_reached_as_mlx_groups_them() {
+        assert_eq!(byte_groups([10, 10, 10, 10, 10], 20), [0..2, 2..4, 4..5]);
+        assert_eq!(byte_groups([30, 5, 5], 20), [0..1, 1..3]);
+        assert_eq!(byte_groups([5], 20), [0..1]);
+        assert!(byte_groups([], 20).is_empty());
     }
 }
