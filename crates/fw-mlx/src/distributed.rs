@@ -174,7 +174,7 @@ mod tests {
     fn gradients_group_until_the_limit_is_reached_as_mlx_groups_them() {
         assert_eq!(byte_groups([10, 10, 10, 10, 10], 20), [0..2, 2..4, 4..5]);
         assert_eq!(byte_groups([30, 5, 5], 20), [0..1, 1..3]);
-        assert_eq!(byte_groups([5], 20), [0..1]);
+        assert_eq!(byte_groups([5], 20), vec![0..1usize]);
         assert!(byte_groups([], 20).is_empty());
     }
 }
