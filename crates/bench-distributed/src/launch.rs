@@ -30,7 +30,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use bench_core::{DeviceKind, Unavailable};
 use serde::{Deserialize, Serialize};
 
-use crate::rank::{RankReport, RankSpec};
+use crate::rank::RankSpec;
 use crate::workload::NO_MULTICAST;
 
 /// Set in a rank's environment: its rank. A process without it is a
@@ -96,7 +96,7 @@ impl Rendezvous {
 
 /// Runs `spec`'s ranks to the end; rank 0's report, or why the cell failed
 /// (or cannot run here).
-pub fn run(spec: &RankSpec, rendezvous: &Rendezvous) -> Result<RankReport> {
+pub fn run<R: serde::de::DeserializeOwned>(spec: &RankSpec, rendezvous: &Rendezvous) -> Result<R> {
     let devices = rank_devices(spec.device, spec.sizes.world)?;
     let spec_path = rendezvous.path().join("spec.json");
     std::fs::write(&spec_path, serde_json::to_vec_pretty(spec)?)
@@ -105,11 +105,12 @@ pub fn run(spec: &RankSpec, rendezvous: &Rendezvous) -> Result<RankReport> {
     let mut ranks = Ranks::default();
     for rank in 0..spec.sizes.world {
         let mut command = Command::new(std::env::current_exe().context("finding this program")?);
+        if spec.sizes.world > 1 {
+            command.env("MLX_RANK", rank.to_string());
+        }
         command
             .env(RANK_VAR, rank.to_string())
             .env(SPEC_VAR, &spec_path)
-            .env("MLX_RANK", rank.to_string())
-            .env("MLX_WORLD_SIZE", spec.sizes.world.to_string())
             .envs(NO_MULTICAST)
             .envs(backend_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -173,6 +174,10 @@ fn visible_gpus() -> Vec<String> {
 /// hostfile of one loopback address per rank, MLX's NCCL backend a host
 /// and port (PyTorch's FileStore path is in the spec).
 fn backend_environment(spec: &RankSpec, dir: &Path) -> Result<Vec<(String, String)>> {
+    if spec.sizes.world == 1 {
+        // MLX's one-process group needs none (and must not find one).
+        return Ok(Vec::new());
+    }
     match spec.backend.as_str() {
         "ring" => {
             let hosts: Vec<Vec<String>> = free_ports(spec.sizes.world)?
@@ -190,6 +195,7 @@ fn backend_environment(spec: &RankSpec, dir: &Path) -> Result<Vec<(String, Strin
         "nccl" if spec.framework == bench_core::Framework::Mlx => Ok(vec![
             ("NCCL_HOST_IP".into(), "127.0.0.1".into()),
             ("NCCL_PORT".into(), free_ports(1)?[0].to_string()),
+            ("MLX_WORLD_SIZE".into(), spec.sizes.world.to_string()),
         ]),
         _ => Ok(Vec::new()),
     }

@@ -70,6 +70,7 @@
 //! one-rank loss within a stated tolerance, and every rank ends with the
 //! same parameter checksum.
 
+pub mod dp;
 pub mod launch;
 pub mod mlx;
 pub mod rank;
@@ -80,9 +81,10 @@ use anyhow::Result;
 use bench_core::cli::{Benchmark, CellOutput};
 use bench_core::{CaseResult, Cell, Knob, MeasureSettings, Preset, Runtime, Settings, Throughput};
 
+use crate::dp::{DpReport, DpSpec};
 use crate::launch::Rendezvous;
 use crate::rank::{MessageResult, RankReport, RankSpec};
-use crate::workload::{busbw_factor, Message, Sizes, NO_MULTICAST};
+use crate::workload::{busbw_factor, Case, Message, Sizes, NO_MULTICAST};
 
 /// What each framework's twin provides (`mlx.rs`, `torch.rs`, in this
 /// order), inside one rank.
@@ -142,6 +144,14 @@ impl Benchmark for Distributed {
         let sizes = Sizes::for_cell(cell)?;
         let backend = rank::backend(cell.framework, cell.device)?;
         let rendezvous = Rendezvous::new()?;
+        let dp = match sizes.case {
+            Case::DpTrain => Some(DpSpec::for_cell(cell)?),
+            Case::Allreduce => None,
+        };
+        let messages = match sizes.case {
+            Case::Allreduce => sizes.messages(),
+            Case::DpTrain => Vec::new(),
+        };
         let spec = RankSpec {
             framework: cell.framework,
             device: cell.device,
@@ -149,17 +159,24 @@ impl Benchmark for Distributed {
             execution: cell.execution,
             threads: (cell.threads / sizes.world).max(1),
             measure: cell.measure.clone(),
-            messages: sizes
-                .messages()
+            messages: messages
                 .into_iter()
                 .map(|bytes| Message::new(bytes, cell.precision))
                 .collect(),
             sizes,
+            dp,
             backend: backend.to_owned(),
             store: rendezvous.store(),
             report: rendezvous.report(),
         };
-        let report = launch::run(&spec, &rendezvous)?;
+        if spec.sizes.case == Case::DpTrain {
+            let report: DpReport = launch::run(&spec, &rendezvous)?;
+            return Ok(CellOutput {
+                device_name: format!("{} x {} ranks", report.device, spec.sizes.world),
+                cases: vec![dp::describe(&spec, &report)?],
+            });
+        }
+        let report: RankReport = launch::run(&spec, &rendezvous)?;
         Ok(CellOutput {
             device_name: format!("{} x {} ranks", report.device, spec.sizes.world),
             cases: report

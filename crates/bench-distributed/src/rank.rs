@@ -22,8 +22,9 @@ use bench_core::{
 use bench_twin::{MlxRuntime, TorchRuntime};
 use serde::{Deserialize, Serialize};
 
+use crate::dp::{self, DpSpec, DpTwin};
 use crate::launch::{error_path, RankError, FAIL_RANK_VAR, RANK_VAR, SPEC_VAR};
-use crate::workload::{Message, Sizes};
+use crate::workload::{Case, Message, Sizes};
 use crate::{mlx, torch, DistributedTwin};
 
 /// What every rank of a cell is told (the spec file).
@@ -37,7 +38,10 @@ pub struct RankSpec {
     pub threads: usize,
     pub measure: MeasureSettings,
     pub sizes: Sizes,
+    /// `allreduce`'s messages (none for `dp-train`).
     pub messages: Vec<Message>,
+    /// `dp-train`'s configuration and checkpoint.
+    pub dp: Option<DpSpec>,
     /// The framework's backend: "ring" or "nccl" (MLX), "gloo" or "nccl"
     /// (PyTorch).
     pub backend: String,
@@ -123,7 +127,7 @@ fn read_spec() -> Result<RankSpec> {
 }
 
 /// Sets the framework up as a runner does (threads, the TF32 switch), then
-/// measures with its twin.
+/// runs the cell's case with its twin.
 fn run(rank: usize, spec: &RankSpec) -> Result<()> {
     let hooks = bench_twin::HOOKS
         .iter()
@@ -133,12 +137,19 @@ fn run(rank: usize, spec: &RankSpec) -> Result<()> {
     match spec.framework {
         Framework::Mlx => {
             let runtime = MlxRuntime::new(spec.device, spec.precision, spec.threads)?;
-            measure::<mlx::Twin>(&runtime, rank, spec)
+            run_case::<mlx::Twin>(&runtime, rank, spec)
         }
         Framework::Torch => {
             let runtime = TorchRuntime::new(spec.device, spec.precision, spec.threads)?;
-            measure::<torch::Twin>(&runtime, rank, spec)
+            run_case::<torch::Twin>(&runtime, rank, spec)
         }
+    }
+}
+
+fn run_case<T: DpTwin>(runtime: &T::Runtime, rank: usize, spec: &RankSpec) -> Result<()> {
+    match spec.sizes.case {
+        Case::Allreduce => measure::<T>(runtime, rank, spec),
+        Case::DpTrain => dp::run::<T>(runtime, rank, spec),
     }
 }
 
@@ -147,10 +158,7 @@ fn run(rank: usize, spec: &RankSpec) -> Result<()> {
 fn measure<T: DistributedTwin>(runtime: &T::Runtime, rank: usize, spec: &RankSpec) -> Result<()> {
     let world = spec.sizes.world;
     let group = T::join(runtime, spec, rank)?;
-    if std::env::var(FAIL_RANK_VAR).is_ok_and(|r| r == rank.to_string()) {
-        eprintln!("dying on purpose ({FAIL_RANK_VAR})");
-        std::process::exit(101);
-    }
+    die_if_asked(rank);
     let mut messages = Vec::new();
     for &message in &spec.messages {
         check_sum::<T>(runtime, &group, rank, world, message)?;
@@ -183,6 +191,15 @@ fn measure<T: DistributedTwin>(runtime: &T::Runtime, rank: usize, spec: &RankSpe
     Ok(())
 }
 
+/// For the tests: the rank named in [`FAIL_RANK_VAR`] dies here, once it
+/// has joined its group, while the others wait in their first collective.
+pub fn die_if_asked(rank: usize) {
+    if std::env::var(FAIL_RANK_VAR).is_ok_and(|r| r == rank.to_string()) {
+        eprintln!("dying on purpose ({FAIL_RANK_VAR})");
+        std::process::exit(101);
+    }
+}
+
 /// Every rank sends rank + 1; every element of the sum must be
 /// world(world + 1)/2 (exact in every precision for the world sizes here).
 fn check_sum<T: DistributedTwin>(
@@ -207,7 +224,7 @@ fn check_sum<T: DistributedTwin>(
 /// [`bench_core::measure`]'s loop, with every rank in step: warm-up, then
 /// timed repetitions; each repetition's sample is the slowest rank's.
 /// Returns the samples and each rank's median.
-fn measure_in_step<T: DistributedTwin>(
+pub fn measure_in_step<T: DistributedTwin>(
     runtime: &T::Runtime,
     group: &T::Group,
     rank: usize,

@@ -1,12 +1,16 @@
-//! PyTorch twin: `torch.distributed` (c10d) through fw-torch's group.
+//! PyTorch twin: `torch.distributed` (c10d) through fw-torch's group, and
+//! lm-train's PyTorch trainer under DDP's Reducer.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
+use bench_lm_train::{torch::Trainer, LmConfig, LmTrainer};
 use fw_torch::distributed::{Backend, Group};
 use fw_torch::TorchRuntime;
 use tch::{Kind, Tensor};
 
+use crate::dp::DpTwin;
 use crate::rank::RankSpec;
 use crate::DistributedTwin;
 
@@ -77,5 +81,26 @@ impl DistributedTwin for Twin {
 
     fn execution(_runtime: &TorchRuntime, _spec: &RankSpec) -> String {
         "eager".to_owned()
+    }
+}
+
+impl DpTwin for Twin {
+    type Trainer = Trainer;
+    const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
+    const AVERAGING: &'static str =
+        "DDP's Reducer (buckets all-reduced from autograd hooks during backward, divided by N)";
+
+    fn trainer(
+        runtime: &TorchRuntime,
+        spec: &RankSpec,
+        config: &LmConfig,
+        checkpoint: &Path,
+        group: &Group,
+        bucket_bytes: usize,
+    ) -> Result<Trainer> {
+        let seed = spec.dp.as_ref().map_or(0, |dp| dp.seed);
+        let mut trainer = Trainer::new(runtime, config, checkpoint, seed, spec.execution)?;
+        trainer.data_parallel(group, bucket_bytes)?;
+        Ok(trainer)
     }
 }

@@ -1,15 +1,64 @@
-//! The work, independent of framework: how many ranks, the message sizes
-//! per preset, the knobs, and the settings every row records.
+//! The work, independent of framework: the case, how many ranks, the
+//! message sizes per preset, `dp-train`'s batches, the knobs (lm-train's
+//! too, for `dp-train`'s model), and what every rank's environment sets.
 
 use std::sync::LazyLock;
 
 use anyhow::{bail, Result};
-use bench_core::{Cell, Knob, KnobDefaults, MeasureSettings, Precision, Preset, PresetRow};
+use bench_core::{Cell, Kind, Knob, KnobDefaults, MeasureSettings, Precision, Preset, PresetRow};
 use serde::{Deserialize, Serialize};
+
+/// What a cell measures (`--set case=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Case {
+    /// Each framework's all-reduce over message sizes.
+    Allreduce,
+    /// lm-train's step, data-parallel over the ranks.
+    DpTrain,
+}
+
+pub const CASES: &[&str] = &["allreduce", "dp-train"];
+
+impl std::str::FromStr for Case {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "allreduce" => Ok(Case::Allreduce),
+            "dp-train" => Ok(Case::DpTrain),
+            other => bail!("no case '{other}': expected one of {}", CASES.join(", ")),
+        }
+    }
+}
+
+/// Whose batch `batch_size` is in `dp-train` (`--set batch_per=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BatchPer {
+    /// The global batch, shared out among the ranks (fixed work: the
+    /// losses of N ranks follow one rank's).
+    Global,
+    /// Each rank's batch (the global batch grows with the ranks).
+    Rank,
+}
+
+pub const BATCH_PER: &[&str] = &["global", "rank"];
+
+impl std::str::FromStr for BatchPer {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "global" => Ok(BatchPer::Global),
+            "rank" => Ok(BatchPer::Rank),
+            other => bail!("no batch_per '{other}': expected global or rank"),
+        }
+    }
+}
 
 /// What a preset sets, and the knobs override.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sizes {
+    pub case: Case,
     /// Ranks, one process each.
     pub world: usize,
     /// The smallest message, in bytes (nccl-tests' `-b`).
@@ -21,6 +70,11 @@ pub struct Sizes {
     /// All-reduces back to back in one timed repetition (nccl-tests' `-n`):
     /// a repetition's time over this is one all-reduce's latency.
     pub ops: usize,
+    /// `dp-train`'s gradient bucket in MiB for both frameworks; None: each
+    /// framework's own default (DDP 25, `mlx.nn.average_gradients` 32).
+    pub bucket_mb: Option<f64>,
+    /// Whose batch lm-train's `batch_size` is in `dp-train`.
+    pub batch_per: BatchPer,
 }
 
 const KIB: usize = 1 << 10;
@@ -34,6 +88,9 @@ pub fn presets(preset: Preset) -> PresetRow<Sizes> {
         // Seconds on a 2-core CPU, gloo and the ring over loopback.
         Preset::Quick => PresetRow {
             sizes: Sizes {
+                case: Case::Allreduce,
+                bucket_mb: None,
+                batch_per: BatchPer::Global,
                 world: 2,
                 min_bytes: 4 * KIB,
                 max_bytes: 16 * MIB,
@@ -45,6 +102,9 @@ pub fn presets(preset: Preset) -> PresetRow<Sizes> {
         },
         Preset::Laptop => PresetRow {
             sizes: Sizes {
+                case: Case::Allreduce,
+                bucket_mb: None,
+                batch_per: BatchPer::Global,
                 world: 2,
                 min_bytes: 4 * KIB,
                 max_bytes: 256 * MIB,
@@ -58,6 +118,9 @@ pub fn presets(preset: Preset) -> PresetRow<Sizes> {
         // nccl-tests' range and iterations: 4 KiB to 1 GiB, 20 per timing.
         Preset::Paper => PresetRow {
             sizes: Sizes {
+                case: Case::Allreduce,
+                bucket_mb: None,
+                batch_per: BatchPer::Global,
                 world: 2,
                 min_bytes: 4 * KIB,
                 max_bytes: GIB,
@@ -70,9 +133,19 @@ pub fn presets(preset: Preset) -> PresetRow<Sizes> {
     }
 }
 
-/// The `--set` knobs: the only keys a cell reads; the defaults read from
-/// [`presets`].
-pub static KNOBS: LazyLock<Vec<Knob>> = LazyLock::new(|| knobs(&KnobDefaults::of(presets)));
+/// The `--set` knobs: the only keys a cell reads; this benchmark's own
+/// (defaults read from [`presets`]: [`OWN_KNOBS`] of them), then
+/// lm-train's, which set `dp-train`'s model and training.
+pub static KNOBS: LazyLock<Vec<Knob>> = LazyLock::new(|| {
+    let mut all = knobs(&KnobDefaults::of(presets));
+    all.extend(bench_lm_train::workload::KNOBS.iter().copied());
+    all
+});
+
+/// How many of [`KNOBS`] are this benchmark's own.
+pub fn own_knobs() -> usize {
+    knobs(&KnobDefaults::of(presets)).len()
+}
 
 /// The most ranks a cell starts.
 pub const MAX_WORLD: i64 = 64;
@@ -82,12 +155,19 @@ const MAX_BYTES: i64 = 1 << 34;
 /// The knobs, with the defaults that the presets' sizes give.
 pub fn knobs(defaults: &KnobDefaults<Sizes>) -> Vec<Knob> {
     vec![
+        Knob::new(
+            "case",
+            Kind::Choice(CASES),
+            "allreduce",
+            "allreduce: each framework's all-reduce over message sizes; \
+             dp-train: lm-train's step, data-parallel",
+        ),
         Knob::int(
             "world",
-            2,
+            1,
             MAX_WORLD,
             defaults.text(|s| s.world),
-            "ranks, one process each (on a GPU, one GPU each)",
+            "ranks, one process each (on a GPU, one GPU each); allreduce needs 2 or more",
         ),
         Knob::int(
             "min_bytes",
@@ -117,6 +197,21 @@ pub fn knobs(defaults: &KnobDefaults<Sizes>) -> Vec<Knob> {
             defaults.text(|s| s.ops),
             "all-reduces back to back per timed repetition",
         ),
+        Knob::new(
+            "bucket_mb",
+            Kind::Float {
+                min: 0.0,
+                max: 4096.0,
+            },
+            "each framework's own: DDP 25, MLX 32",
+            "dp-train: gradient bucket (DDP) and all-reduce group (MLX), MiB",
+        ),
+        Knob::new(
+            "batch_per",
+            Kind::Choice(BATCH_PER),
+            "global",
+            "dp-train: lm-train's batch_size is the global batch (shared out) or each rank's",
+        ),
     ]
 }
 
@@ -124,11 +219,20 @@ impl Sizes {
     /// The preset's sizes, the knobs over them.
     pub fn for_cell(cell: &Cell) -> Result<Self> {
         let mut sizes = presets(cell.preset).sizes;
+        cell.set_option("case", &mut sizes.case)?;
         cell.set_option("world", &mut sizes.world)?;
         cell.set_option("min_bytes", &mut sizes.min_bytes)?;
         cell.set_option("max_bytes", &mut sizes.max_bytes)?;
         cell.set_option("factor", &mut sizes.factor)?;
         cell.set_option("ops", &mut sizes.ops)?;
+        sizes.bucket_mb = cell.option("bucket_mb")?;
+        cell.set_option("batch_per", &mut sizes.batch_per)?;
+        if sizes.case == Case::Allreduce && sizes.world < 2 {
+            bail!(
+                "--set world={}: the allreduce case needs 2 ranks or more",
+                sizes.world
+            );
+        }
         if sizes.min_bytes > sizes.max_bytes {
             bail!(
                 "--set min_bytes={} is above max_bytes={}",
@@ -182,7 +286,7 @@ impl Message {
 /// that divides the size.
 pub fn human_bytes(bytes: usize) -> String {
     for (unit, size) in [("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
-        if bytes >= size && bytes / size * size == bytes {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }
@@ -215,7 +319,28 @@ mod tests {
     /// preset runs them.
     #[test]
     fn knob_defaults_are_the_presets_that_cells_run() {
-        assert_knobs_follow_the_cells(&KNOBS, knobs, Sizes::for_cell);
+        assert_knobs_follow_the_cells(&KNOBS[..own_knobs()], knobs, Sizes::for_cell);
+    }
+
+    #[test]
+    fn dp_train_takes_lm_trains_knobs_and_allreduce_needs_two_ranks() {
+        let names: Vec<&str> = KNOBS.iter().map(|k| k.name).collect();
+        assert!(names.contains(&"layers") && names.contains(&"batch_size"));
+        let cell = |options: &[(&str, &str)]| Cell {
+            options: options
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            knobs: &KNOBS,
+            ..Cell::for_checks()
+        };
+        let error = Sizes::for_cell(&cell(&[("world", "1")])).unwrap_err();
+        assert!(
+            error.to_string().contains("allreduce case needs 2 ranks"),
+            "{error}"
+        );
+        let dp = Sizes::for_cell(&cell(&[("world", "1"), ("case", "dp-train")])).unwrap();
+        assert_eq!((dp.case, dp.world, dp.bucket_mb), (Case::DpTrain, 1, None));
     }
 
     #[test]

@@ -5,5 +5,5 @@ bench_core::knob_tests! {
     benchmark: bench_distributed::Distributed,
     parse: |cell| bench_distributed::workload::Sizes::for_cell(cell).map(drop),
     typo: ("wrold", "world"),
-    bad: ("world", "1", "out of range"),
+    bad: ("world", "0", "out of range"),
 }

@@ -1,7 +1,8 @@
 //! The runner on the CPU, as `cargo xtask bench` starts it: two ranks of
 //! each framework (MLX's ring over loopback, PyTorch's gloo through a
-//! FileStore), every rank checking the sum before timing; and a rank that
-//! dies fails the cell, with no rank left behind.
+//! FileStore), every rank checking the sum before timing; `dp-train` at two
+//! ranks following one rank's losses with every rank ending alike; and a
+//! rank that dies fails the cell, with no rank left behind.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -42,13 +43,52 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// `dp-train` on a tiny lm-train model: one warm-up step and two timed.
+const TINY_DP: &[&str] = &[
+    "--device",
+    "cpu",
+    "--threads",
+    "2",
+    "--warmup",
+    "1",
+    "--repetitions",
+    "2",
+    "--min-repetitions",
+    "2",
+    "--set",
+    "case=dp-train",
+    "--set",
+    "layers=2",
+    "--set",
+    "dim=64",
+    "--set",
+    "heads=2",
+    "--set",
+    "ffn=128",
+    "--set",
+    "context=32",
+    "--set",
+    "batch_size=4",
+    "--set",
+    "text_files=1",
+];
+
 /// Runs the runner for both frameworks at `precision`, with `envs`;
 /// returns its output and rows.
 fn run(name: &str, precision: &str, envs: &[(&str, &str)]) -> (Output, Vec<Row>) {
+    run_with(name, SMALL, precision, envs)
+}
+
+fn run_with(
+    name: &str,
+    args: &[&str],
+    precision: &str,
+    envs: &[(&str, &str)],
+) -> (Output, Vec<Row>) {
     let dir = temp_dir(name);
     let rows = dir.join("rows.jsonl");
     let output = Command::new(runner())
-        .args(SMALL)
+        .args(args)
         .args(["--framework", "mlx", "torch", "--precision", precision])
         .arg("--rows")
         .arg(&rows)
@@ -116,6 +156,51 @@ fn both_twins_sum_over_two_ranks_in_f32_and_bf16() {
     // bf16 sends half the bytes' elements twice over: 4 KiB is 2048 of them.
     let small = rows.iter().find(|r| r.case == "allreduce-4KiB").unwrap();
     assert_eq!(setting(small, "elements"), "2048");
+}
+
+fn losses(row: &Row) -> Vec<f64> {
+    setting(row, "losses")
+        .split(' ')
+        .map(|loss| loss.parse().unwrap())
+        .collect()
+}
+
+/// At a fixed global batch of 4, two ranks of 2 rows each take one rank's
+/// steps: the same losses (float32 sums in another order: within 1e-5
+/// relative), and both ranks end with the same parameters.
+#[test]
+fn dp_train_at_two_ranks_follows_one_rank_and_every_rank_ends_alike() {
+    let one = ["--set", "world=1"];
+    let two = ["--set", "world=2"];
+    let (output, one_rank) = run_with("dp1", &[TINY_DP, &one].concat(), "f32", &[]);
+    assert!(output.status.success(), "{output:?}");
+    let (output, two_ranks) = run_with("dp2", &[TINY_DP, &two].concat(), "f32", &[]);
+    assert!(output.status.success(), "{output:?}");
+    for framework in [Framework::Mlx, Framework::Torch] {
+        let of = |rows: &[Row]| {
+            rows.iter()
+                .find(|r| r.framework == framework && r.case == "dp-train")
+                .unwrap_or_else(|| panic!("no {framework} dp-train row: {rows:#?}"))
+                .clone()
+        };
+        let (single, pair) = (of(&one_rank), of(&two_ranks));
+        for row in [&single, &pair] {
+            assert_eq!(row.status, Status::Ok, "{row:#?}");
+            assert_eq!(setting(row, "global_batch"), "4");
+            assert_eq!(losses(row).len(), 3, "every step's loss: {row:#?}");
+            assert!(row.throughput.unwrap() > 0.0);
+        }
+        assert_eq!(setting(&pair, "rank_batch"), "2");
+        assert_eq!(setting(&pair, "world"), "2");
+        assert_eq!(setting(&pair, "checksums").split(' ').count(), 2);
+        assert_eq!(number(&pair, "checksum_spread"), 0.0, "{pair:#?}");
+        for (a, b) in losses(&single).iter().zip(losses(&pair)) {
+            assert!((a - b).abs() <= 1e-5 * a.abs(), "{framework}: {a} vs {b}");
+        }
+        // The updates moved the model: the losses are not all one value.
+        let l = losses(&pair);
+        assert!(l.iter().any(|x| (x - l[0]).abs() > 1e-4), "{l:?}");
+    }
 }
 
 /// Processes whose environment holds `mark`: this test's ranks.

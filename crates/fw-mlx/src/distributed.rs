@@ -48,6 +48,28 @@ impl Group {
         })
     }
 
+    /// This process alone, as `mx.distributed.init()` gives a process
+    /// started without any backend's settings: size 1, every collective a
+    /// no-op (MLX's own one-process path).
+    pub fn single() -> Result<Self> {
+        let _ = Device::cpu().get_index();
+        let name = CString::new("any")?;
+        // SAFETY: as in `init`; not strict, so no backend is required.
+        let mut raw = unsafe { mlx_sys::mlx_distributed_group_new() };
+        let status = unsafe { mlx_sys::mlx_distributed_init(&mut raw, false, name.as_ptr()) };
+        if status != 0 || raw.ctx.is_null() {
+            bail!("MLX gave no one-process group");
+        }
+        let group = Self { raw, on_gpu: false };
+        if group.size() != 1 {
+            bail!(
+                "MLX joined a group of {} (a backend's settings are in the environment)",
+                group.size()
+            );
+        }
+        Ok(group)
+    }
+
     /// This process's rank, from 0.
     pub fn rank(&self) -> usize {
         // SAFETY: a live group.
