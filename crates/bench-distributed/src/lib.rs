@@ -1,29 +1,54 @@
-//! bench-distributed: each framework's own collective communication across
-//! ranks, one process per rank: MLX's distributed all-reduce (`all_sum`;
-//! its ring backend on the CPU, NCCL on CUDA) against PyTorch's c10d
-//! (`allreduce` + wait; gloo on the CPU, NCCL on CUDA). On a CUDA machine
-//! both twins load the same `libnccl.so.2`, so a gap between them is the
-//! framework's, not NCCL's. Issue #26; how the ranks run, and how it would
-//! run across Macs: docs/DISTRIBUTED.md.
+//! bench-distributed: each framework's own communication across ranks,
+//! one process per rank: MLX's distributed ops (`all_sum`; its ring
+//! backend on the CPU, NCCL on CUDA) against PyTorch's c10d (`allreduce`
+//! and DDP; gloo on the CPU, NCCL on CUDA). On a CUDA machine both twins
+//! load the same `libnccl.so.2`, so a gap between them is the framework's,
+//! not NCCL's. Issue #26; how the ranks run, and how it would run across
+//! Macs: docs/DISTRIBUTED.md.
 //!
-//! # What it measures
+//! # Cases (`--set case=`)
 //!
-//! `allreduce-<size>`, one row per message size: `ops` all-reduces (sum)
-//! of one message back to back, each on the last one's result, between
-//! two synchronisations of the device, in the cell's precision (f32, bf16,
-//! f16). A row's samples are the slowest rank's time per repetition. Its
-//! settings hold nccl-tests' figures (their definitions): `latency_us`, one
-//! all-reduce at the median; `algbw_gbs` = bytes / latency; `busbw_gbs` =
-//! algbw x 2(n-1)/n, the row's throughput, comparable with the links'
-//! bandwidth whatever the world size. Also each rank's median
-//! (`rank_medians_s`: a slow rank shows), `backend`, `world`, and the
-//! three variables that keep NVLink multicast off.
+//! **`allreduce`** (the default), one row per message size
+//! (`allreduce-<size>`): `ops` all-reduces (sum) of one message back to
+//! back, each on the last one's result, between two synchronisations of
+//! the device, in the cell's precision (f32, bf16, f16). A row's samples
+//! are the slowest rank's time per repetition. Its settings hold
+//! nccl-tests' figures (their definitions): `latency_us`, one all-reduce
+//! at the median; `algbw_gbs` = bytes / latency; `busbw_gbs` = algbw x
+//! 2(n-1)/n, the row's throughput, comparable with the links' bandwidth
+//! whatever the world size. Also each rank's median (`rank_medians_s`: a
+//! slow rank shows), `backend`, `world`. Before a size is timed, every
+//! rank sends rank + 1 and checks that every element of the sum is
+//! world(world + 1)/2; the timed messages are zeros (repeated sums stay
+//! finite). MLX's `all_sum` returns a new array and the chain is evaluated
+//! once per repetition, as MLX is used; PyTorch's `allreduce` works in
+//! place, each waited for as `dist.all_reduce` does.
 //!
-//! Before a size is timed, every rank sends rank + 1 and checks that every
-//! element of the sum is world(world + 1)/2; the timed messages are zeros
-//! (repeated sums stay finite). MLX's `all_sum` returns a new array and
-//! the chain is evaluated once per repetition, as MLX is used; PyTorch's
-//! `allreduce` works in place, each waited for as `dist.all_reduce` does.
+//! **`dp-train`** (`dp.rs`): lm-train's model, checkpoint and batches,
+//! data-parallel. Each global batch is lm-train's; rank r trains on its
+//! rows r, r + N, ... (`batch_per=global`, the default: lm-train's
+//! `batch_size` is the global batch; `rank`: each rank's). The MLX twin
+//! averages the gradients inside its compiled step as
+//! `mlx.nn.average_gradients` does (gradients concatenated into groups of
+//! at least 32 MiB, one `all_sum` each, divided by N). The PyTorch twin
+//! runs DDP's own engine, c10d's `Reducer` (through fw-torch's shim: c10d's
+//! bucket assignment, 25 MiB buckets and a 1 MiB first one, all-reduces
+//! started by autograd hooks during backward), eagerly: DDP under
+//! CUDA-graph capture is not done here, and the row says so
+//! (`cuda_graph=`). `bucket_mb` sets both frameworks' bucket. One row,
+//! `dp-train`: the slowest rank's step, global tokens/s (the throughput)
+//! and `tokens_per_s_per_rank`, every step's global loss (`losses`: the
+//! mean of the ranks'), and every rank's parameter checksum (`checksums`,
+//! `checksum_spread`). `world=1` runs the same path with one rank (MLX's
+//! one-process group, where its collectives are no-ops; DDP over a gloo or
+//! NCCL group of one): the baseline of scaling efficiency E(N) =
+//! throughput(N) / (N x throughput(1)) and of exposed communication
+//! step(N) - step(1), both read from cells of one sitting (not yet in the
+//! report). lm-train's knobs (`layers`, `dim`, `batch_size`, ...) set the
+//! model and training.
+//!
+//! Every row records the three variables that keep NVLink multicast off
+//! (`NCCL_NVLS_ENABLE=0`, ...).
 //!
 //! # Ranks
 //!
@@ -37,38 +62,24 @@
 //!
 //! # Presets and knobs
 //!
-//! - `quick` (a 2-core CPU): 4 KiB to 16 MiB by x16, 5 all-reduces per
-//!   repetition.
+//! - `quick` (a 2-core CPU): messages 4 KiB to 16 MiB by x16, 5
+//!   all-reduces per repetition; lm-train's quick model.
 //! - `laptop`: 4 KiB to 256 MiB by x4, 20 per repetition.
 //! - `paper`: 4 KiB to 1 GiB by x4, 20 per repetition (nccl-tests').
 //!
-//! `--set world=N` (default 2), `min_bytes`, `max_bytes`, `factor`,
-//! `ops`. The headline case is `allreduce-16MiB`, which every preset has.
+//! `--set case=allreduce|dp-train`, `world=N` (default 2; `allreduce`
+//! needs 2 or more), `min_bytes`, `max_bytes`, `factor`, `ops`,
+//! `bucket_mb`, `batch_per`, and lm-train's. The headline case is
+//! `allreduce-16MiB`, which every preset has.
 //!
 //! # Tests
 //!
-//! On the CPU, `tests/process.rs` runs both twins at world = 2 (MLX's
-//! ring over loopback, PyTorch's gloo), f32 and bf16, through the runner,
-//! and a rank that dies: a failed row naming it, and no rank left behind.
-//!
-//! # Next: `dp-train` (design)
-//!
-//! lm-train's model, checkpoint and batches, each rank on its own shard of
-//! every global batch (rank r takes rows r, r + N, ...), so that N ranks
-//! see the one-rank batch. The MLX twin averages gradients inside its
-//! compiled step as `mlx.nn.average_gradients` does: the gradient tree
-//! flattened and concatenated into groups of up to 32 MiB, one `all_sum`
-//! per group, divided by N. The PyTorch twin drives c10d's `Reducer`
-//! (DDP's engine, `reducer.hpp`, exported by libtorch_cpu) through the
-//! shim, with 25 MiB buckets (`compute_bucket_assignment_by_size`) whose
-//! all-reduces start during backward; CUDA-graph capture where DDP allows
-//! it, and where not, the row says why. Knobs: `world`, `bucket_mb`,
-//! `batch` as per-rank or global. Rows: global and per-rank tokens/s,
-//! E(N) = throughput(N) / (N x throughput(1)) against a world = 1 cell of
-//! the same sitting, exposed communication step(N) - step(1), the slowest
-//! rank's step. Checks: at a fixed global batch, N ranks follow the
-//! one-rank loss within a stated tolerance, and every rank ends with the
-//! same parameter checksum.
+//! On the CPU (`tests/process.rs`, through the runner): both twins'
+//! `allreduce` at world = 2 (MLX's ring over loopback, PyTorch's gloo), f32
+//! and bf16; `dp-train` of a tiny model at world 1 and 2, a global batch
+//! of 4: two ranks follow one rank's losses within 1e-5 and end with equal
+//! checksums; a rank that dies gives a failed row naming it, and no rank
+//! is left behind.
 
 pub mod dp;
 pub mod launch;
