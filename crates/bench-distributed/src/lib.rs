@@ -143,8 +143,11 @@ impl Benchmark for Distributed {
         &workload::KNOBS
     }
 
+    /// `--preset auto` chooses before the case is known: the larger of the
+    /// two cases' needs (`dp-train`'s is lm-train's, one rank's at most).
     fn needs_gib(&self, preset: Preset) -> f64 {
-        workload::presets(preset).needs_gib
+        let lm_train = bench_lm_train::workload::presets(preset).needs_gib;
+        workload::presets(preset).needs_gib.max(lm_train)
     }
 
     fn measure_settings(&self, preset: Preset) -> MeasureSettings {
