@@ -12,7 +12,8 @@
 //! the ranks themselves); the launcher turns them into rows.
 //!
 //! Rendezvous, in the cell's temporary folder: the spec every rank reads,
-//! PyTorch's FileStore, MLX's ring hostfile (free loopback ports); MLX's
+//! PyTorch's FileStore, MLX's ring hostfile (free loopback ports; none for
+//! one rank, which is MLX's one-process group); MLX's
 //! NCCL backend gets a free port in `NCCL_PORT`. Every rank's environment
 //! sets [`NO_MULTICAST`]. On a GPU, rank r sees only GPU r
 //! (`CUDA_VISIBLE_DEVICES`), as `mlx.launch` and torchrun users set it.
