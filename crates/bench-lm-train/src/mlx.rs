@@ -8,10 +8,12 @@
 //! same graph unfused.
 
 use std::path::Path;
+use std::rc::Rc;
 
 use anyhow::{Context, Result};
 use bench_core::host::HostTensor;
 use bench_core::Execution;
+use fw_mlx::distributed::Group;
 use fw_mlx::{
     from_host, to_host_f32, BiasCorrectedAdamW, CompiledTraining, MlxRuntime, StepScalars,
 };
@@ -21,7 +23,7 @@ use mlx_rs::error::StateProjectionError;
 use mlx_rs::fast::{scaled_dot_product_attention, ScaledDotProductAttentionMask};
 use mlx_rs::losses::{CrossEntropyBuilder, LossReduction};
 use mlx_rs::macros::ModuleParameters;
-use mlx_rs::module::{Module, ModuleParameters, Param};
+use mlx_rs::module::{FlattenedModuleParam, Module, ModuleParameters, Param};
 use mlx_rs::nn::{self, Embedding, LayerNorm, Linear};
 use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::random::RandomState;
@@ -311,6 +313,30 @@ struct TrainState {
     optimizer: BiasCorrectedAdamW,
     /// Keys for dropout masks (unused at dropout 0).
     random: RandomState,
+    /// Data-parallel training (bench-distributed's `dp-train`): the
+    /// gradients' mean over the ranks, taken inside the compiled step.
+    average: Option<GradientAverage>,
+}
+
+/// `mlx.nn.average_gradients` between backward and update, as MLX's
+/// data-parallel examples call it inside their compiled step.
+struct GradientAverage {
+    group: Rc<Group>,
+    all_reduce_bytes: usize,
+}
+
+impl GradientAverage {
+    /// The gradients in one order on every rank (by name), averaged.
+    fn apply(&self, gradients: FlattenedModuleParam) -> Result<FlattenedModuleParam, Exception> {
+        let mut named: Vec<(Rc<str>, Array)> = gradients.into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let (names, arrays): (Vec<Rc<str>>, Vec<Array>) = named.into_iter().unzip();
+        let averaged = self
+            .group
+            .average_gradients(&arrays, self.all_reduce_bytes)
+            .map_err(|e| Exception::custom(format!("averaging gradients: {e:#}")))?;
+        Ok(names.into_iter().zip(averaged).collect())
+    }
 }
 
 impl Updatable for TrainState {
@@ -333,11 +359,16 @@ fn training_step(state: &mut TrainState, args: &[Array]) -> Result<Vec<Array>, E
         model,
         optimizer,
         random,
+        average,
     } = state;
     let loss_fn = |model: &mut TransformerLm, (inputs, targets): (&Array, &Array)| {
         model.loss(inputs, targets, Some(&mut *random))
     };
     let (loss, gradients) = nn::value_and_grad(loss_fn)(model, (inputs, targets))?;
+    let gradients = match average {
+        Some(average) => average.apply(gradients)?,
+        None => gradients,
+    };
     optimizer.update(model, &gradients, &StepScalars::from_args(args)?)?;
     Ok(vec![loss])
 }
@@ -354,6 +385,20 @@ pub struct Trainer {
     train: TrainConfig,
     /// The row's `execution=`.
     execution: &'static str,
+}
+
+impl Trainer {
+    /// Data-parallel training over `group` (bench-distributed's
+    /// `dp-train`): from the next step on, the step averages the gradients
+    /// over the ranks before the update, as `mlx.nn.average_gradients`
+    /// does (groups of at least `all_reduce_bytes`; MLX's default is 32
+    /// MiB). Call before the first step, which traces the compiled step.
+    pub fn average_gradients(&mut self, group: Rc<Group>, all_reduce_bytes: usize) {
+        self.training.state_mut().average = Some(GradientAverage {
+            group,
+            all_reduce_bytes,
+        });
+    }
 }
 
 impl LmTrainer for Trainer {
@@ -374,6 +419,7 @@ impl LmTrainer for Trainer {
             model,
             optimizer,
             random: RandomState::with_seed(seed)?,
+            average: None,
         };
         Ok(Self {
             training: CompiledTraining::new(state, training_step, |s| &mut s.optimizer)?,

@@ -12,6 +12,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use bench_core::host::HostTensor;
 use bench_core::Execution;
+use fw_torch::distributed::{Group, Reducer};
 use fw_torch::{
     cuda_graphs_available, from_host, to_host_f32, AdamW, AdamWKind, GraphedStep, TorchRuntime,
 };
@@ -281,11 +282,20 @@ impl TransformerLm {
 fn train_step_on(
     model: &TransformerLm,
     optimizer: &mut AdamW,
+    mut reducer: Option<&mut Reducer>,
     inputs: &Tensor,
     targets: &Tensor,
 ) -> Result<Tensor> {
     optimizer.zero_grad()?;
+    // Data-parallel: what DistributedDataParallel's forward does around
+    // the model; backward then all-reduces the gradients bucket by bucket.
+    if let Some(reducer) = reducer.as_deref_mut() {
+        reducer.prepare_for_forward()?;
+    }
     let loss = model.loss(inputs, targets, true);
+    if let Some(reducer) = reducer {
+        reducer.prepare_for_backward()?;
+    }
     loss.backward();
     optimizer.step()?;
     // Detached: a loss that kept its autograd graph would keep the
@@ -318,7 +328,39 @@ pub struct Trainer {
     step: usize,
     /// Best mode on CUDA: the whole step as a CUDA graph.
     graph: Option<StepGraph>,
+    /// Data-parallel training (bench-distributed's `dp-train`): DDP's
+    /// gradient engine.
+    reducer: Option<Reducer>,
 }
+
+impl Trainer {
+    /// Data-parallel training over `group` (bench-distributed's
+    /// `dp-train`), as `DistributedDataParallel` runs it: c10d's Reducer
+    /// over the parameters (buckets of `bucket_bytes`, DDP's default 25
+    /// MiB, the first 1 MiB), whose all-reduces overlap backward. The step
+    /// then runs eagerly: DDP under CUDA-graph capture is not done here
+    /// (the row says so).
+    pub fn data_parallel(&mut self, group: &Group, bucket_bytes: usize) -> Result<()> {
+        // The store names parameters by their order: that order, on every rank.
+        let mut variables: Vec<(usize, Tensor)> = (self.vs.variables().into_iter())
+            .map(|(name, tensor)| Ok((name.parse()?, tensor)))
+            .collect::<Result<_>>()?;
+        variables.sort_by_key(|(index, _)| *index);
+        let params: Vec<Tensor> = variables.into_iter().map(|(_, t)| t).collect();
+        self.reducer = Some(Reducer::new(
+            group,
+            &params,
+            bucket_bytes,
+            DDP_FIRST_BUCKET_BYTES,
+        )?);
+        self.graph = None;
+        Ok(())
+    }
+}
+
+/// DDP's first bucket (`dist._DEFAULT_FIRST_BUCKET_BYTES`): small, so that
+/// the first all-reduce starts early in backward.
+const DDP_FIRST_BUCKET_BYTES: usize = 1 << 20;
 
 impl LmTrainer for Trainer {
     type Runtime = TorchRuntime;
@@ -357,6 +399,7 @@ impl LmTrainer for Trainer {
             train: train.clone(),
             step: 0,
             graph,
+            reducer: None,
         })
     }
 
@@ -403,10 +446,16 @@ impl LmTrainer for Trainer {
                 let (inputs, targets) = (&graph.inputs, &graph.targets);
                 graph
                     .step
-                    .run(|| train_step_on(model, optimizer, inputs, targets))?
+                    .run(|| train_step_on(model, optimizer, None, inputs, targets))?
                     .shallow_clone()
             }
-            None => train_step_on(model, optimizer, &batch.inputs, &batch.targets)?,
+            None => train_step_on(
+                model,
+                optimizer,
+                self.reducer.as_mut(),
+                &batch.inputs,
+                &batch.targets,
+            )?,
         };
         Ok(loss.double_value(&[]) as f32)
     }

@@ -83,23 +83,42 @@ pub(crate) fn open_library_bytes(bytes: &[u8], name: &str) -> Result<*mut c_void
     Ok(handle)
 }
 
-fn open() -> Result<Api, String> {
-    if SHIM.is_empty() {
-        return Err(SHIM_NOTE.to_owned());
-    }
-    cuda::load()?;
-    let handle = open_library_bytes(SHIM, "fw-torch-cuda-graph")?;
-    // SAFETY: dlsym on a live handle, kept for the life of the process on
-    // purpose; each symbol is the shim's function of that signature.
-    unsafe {
-        let symbol = |name: &CStr| -> Result<*mut c_void, String> {
-            let address = libc::dlsym(handle, name.as_ptr());
-            if address.is_null() {
-                Err(format!("the CUDA graph shim lacks {name:?}"))
-            } else {
-                Ok(address)
+/// The CUDA shim's handle (never closed).
+struct Library(*mut c_void);
+
+// SAFETY: a dlopen handle may be used from any thread.
+unsafe impl Send for Library {}
+unsafe impl Sync for Library {}
+
+static LIBRARY: OnceLock<Result<Library, String>> = OnceLock::new();
+
+/// A function of the CUDA shim (`shim/cuda_graph.cpp` and, where built,
+/// `shim/distributed_nccl.cpp`), the library opened once, after
+/// libtorch_cuda.so.
+pub(crate) fn cuda_shim_symbol(name: &CStr) -> Result<*mut c_void, String> {
+    let library = LIBRARY
+        .get_or_init(|| {
+            if SHIM.is_empty() {
+                return Err(SHIM_NOTE.to_owned());
             }
-        };
+            cuda::load()?;
+            open_library_bytes(SHIM, "fw-torch-cuda-graph").map(Library)
+        })
+        .as_ref()
+        .map_err(Clone::clone)?;
+    // SAFETY: dlsym on a live handle.
+    let address = unsafe { libc::dlsym(library.0, name.as_ptr()) };
+    if address.is_null() {
+        Err(format!("the CUDA shim lacks {name:?}"))
+    } else {
+        Ok(address)
+    }
+}
+
+fn open() -> Result<Api, String> {
+    let symbol = cuda_shim_symbol;
+    // SAFETY: each symbol is the shim's function of that signature.
+    unsafe {
         Ok(Api {
             free_message: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(Status)>(symbol(
                 c"fwt_graph_free_message",

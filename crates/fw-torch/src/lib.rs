@@ -5,10 +5,13 @@
 //! Where tch stops short of PyTorch users' fast path, a small C++ shim over
 //! libtorch fills in (`shim/`, built by `build.rs`): fused AdamW (`optim`)
 //! and CUDA graph capture and replay (`graph`, opened at run time only on
-//! CUDA, so the CPU-only libtorch builds and runs without it).
+//! CUDA, so the CPU-only libtorch builds and runs without it), and c10d's
+//! process groups and all-reduce (`distributed`: gloo on the CPU, NCCL in
+//! the CUDA part).
 
 pub mod ceiling;
 mod cuda;
+pub mod distributed;
 pub mod graph;
 pub mod optim;
 mod runtime;

@@ -121,6 +121,7 @@ fn fill(root: &Path, dir: &Path, benches: &[suite::BenchCrate], args: &BundleArg
 /// runtime beside it, and lets the bundled xtask run the cells.
 const RUN_SH: &str = r#"#!/usr/bin/env bash
 # usage: run.sh OUT_DIR [cargo xtask bench options, e.g. --bench transfer --precision f32 bf16 --preset paper]
+#        --world N (or a list, 1,2,4,8): the distributed benchmark's ranks (--set distributed.world=N)
 # Needs: python3 with torch 2.11.0 (CUDA 13) on this machine. No network, no Rust.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -155,7 +156,15 @@ export MLX_VS_TORCH_ASSETS="$here/assets"
 export BENCH_GIT_COMMIT="$(cat "$here/COMMIT")"
 export MLX_PTX_CACHE_DIR="${MLX_PTX_CACHE_DIR:-$out/mlx-ptx-cache}"
 cd "$here"
-exec "$here/bin/xtask" bench --prebuilt "$here/bin" --results "$out" "$@"
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --world) args+=(--set "distributed.world=${2:?--world needs a number of ranks}"); shift 2 ;;
+    --world=*) args+=(--set "distributed.world=${1#--world=}"); shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+exec "$here/bin/xtask" bench --prebuilt "$here/bin" --results "$out" ${args[@]+"${args[@]}"}
 "#;
 
 /// The frameworks' own Python paths for each model benchmark
@@ -308,4 +317,66 @@ fn write_manifest(dir: &Path) -> Result<()> {
     }
     fs::write(dir.join("MANIFEST.sha256"), text)?;
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Command;
+
+    use super::RUN_SH;
+
+    /// run.sh hands its options to the bundled xtask, `--world N` as the
+    /// distributed benchmark's knob; stand-ins for python3 and xtask.
+    #[test]
+    fn run_sh_passes_options_on_and_world_as_the_distributed_knob() {
+        let dir = std::env::temp_dir().join(format!("xtask-run-sh-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let here = dir.as_path();
+        let executable = |path: &std::path::Path, text: &str| {
+            std::fs::write(path, text).unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        std::fs::create_dir_all(here.join("bin")).unwrap();
+        std::fs::create_dir_all(here.join("path")).unwrap();
+        executable(&here.join("run.sh"), RUN_SH);
+        executable(&here.join("bin/xtask"), "#!/bin/sh\necho \"$@\"\n");
+        executable(
+            &here.join("path/python3"),
+            "#!/bin/sh\necho /nowhere/torch/lib\n",
+        );
+        std::fs::write(here.join("COMMIT"), "abc\n").unwrap();
+        let path = format!(
+            "{}:{}",
+            here.join("path").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let run = |args: &[&str]| {
+            let output = Command::new("bash")
+                .arg(here.join("run.sh"))
+                .arg(here.join("out"))
+                .args(args)
+                .env("PATH", &path)
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{output:?}");
+            String::from_utf8(output.stdout).unwrap()
+        };
+        let said = run(&[
+            "--bench",
+            "distributed",
+            "--world",
+            "2,4",
+            "--precision",
+            "bf16",
+        ]);
+        assert!(
+            said.ends_with("--bench distributed --set distributed.world=2,4 --precision bf16\n"),
+            "{said}"
+        );
+        assert!(said.starts_with("bench --prebuilt "), "{said}");
+        assert!(run(&["--world=8"]).ends_with("--set distributed.world=8\n"));
+        assert!(run(&[]).ends_with(&format!("--results {}\n", here.join("out").display())));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

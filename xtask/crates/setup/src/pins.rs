@@ -97,6 +97,17 @@ const CUDA_CRT: Wheel = Wheel {
     platforms: LINUX_X86_64,
 };
 
+/// CUDA's C++ core library headers (`nv/target`, which `cuda_fp16.h`
+/// includes), left out of torch's dependencies: fw-torch's CUDA shim
+/// compiles c10d's `ProcessGroupNCCL.hpp` against them (and against the
+/// `nccl.h` of `nvidia-nccl-cu13`, which torch's metadata pins at 2.28.9).
+const CUDA_CCCL: Wheel = Wheel {
+    requirement: "nvidia-cuda-cccl==13.0.85",
+    file: "nvidia_cuda_cccl-13.0.85-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+    sha256: "e0da7ad981f3a8aff08241b5bfc1af868742a63e2762f53a5171c492ef242649",
+    platforms: LINUX_X86_64,
+};
+
 /// MLX 0.32.2's CUDA 13 build, carried to GPU machines by `cargo xtask
 /// bundle --mlx-cuda` (binaries built against mlx-cpu run against it: same
 /// headers, same exported symbols).
@@ -265,9 +276,10 @@ pub fn cuda_runtime_libraries() -> [Pinned; 3] {
     ]
 }
 
-/// The CUDA headers beyond torch's own dependencies (see [`CUDA_CRT`]).
-pub fn cuda_headers() -> Pinned {
-    CUDA_CRT.pinned()
+/// The CUDA headers beyond torch's own dependencies (see [`CUDA_CRT`] and
+/// [`CUDA_CCCL`]).
+pub fn cuda_headers() -> [Pinned; 2] {
+    [CUDA_CRT.pinned(), CUDA_CCCL.pinned()]
 }
 
 pub fn mlx_cuda_13() -> Pinned {

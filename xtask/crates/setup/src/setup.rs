@@ -388,11 +388,20 @@ fn ensure_libtorch(cache: &Path, options: SetupOptions) -> Result<()> {
     let cuda = wants_cuda(&dir, options);
     let variant = if cuda { "cuda" } else { "cpu" };
     let torch = pins::torch_linux();
-    let stamp = format!("{variant} {}", torch.sha256);
+    let mut stamp = format!("{variant} {}", torch.sha256);
+    if cuda {
+        // A CUDA libtorch unpacked before a header wheel was pinned is
+        // unpacked again, with it.
+        for headers in pins::cuda_headers() {
+            stamp.push_str(&format!(" {}", headers.sha256));
+        }
+    }
     ensure_dir(&dir, &stamp, check_libtorch, |staging| {
         let nvidia = if cuda {
             let mut wheels = fetch_cuda_dependencies(cache, &torch)?;
-            wheels.push(fetch(cache, &pins::cuda_headers())?);
+            for headers in pins::cuda_headers() {
+                wheels.push(fetch(cache, &headers)?);
+            }
             wheels
         } else {
             pins::cuda_runtime_libraries()

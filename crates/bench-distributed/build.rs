@@ -1,0 +1,3 @@
+fn main() {
+    bench_build::link_runtime_libraries();
+}

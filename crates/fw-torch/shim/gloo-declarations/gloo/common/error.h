@@ -1,0 +1,3 @@
+// Declarations only: see ../../README.md. ProcessGroupGloo.hpp includes it
+// and uses nothing of it.
+#pragma once
