@@ -35,8 +35,8 @@ pub struct Ceiling {
     pub probe: String,
     /// Timed passes behind the median.
     pub passes: usize,
-    /// Where and when: "once for run <id>, before its cells" or "in this
-    /// cell's process".
+    /// Where and when: "once for run <id>, before its cells (<UTC time>)"
+    /// or "in this cell's process".
     pub measured: String,
 }
 

@@ -10,9 +10,13 @@
 //! query heads that share a key/value head become queries of that head and
 //! attention runs without repeating keys, in every dtype: fused SDPA in
 //! 16-bit floats, three launches in float32 (`float32_step_attention`).
-//! The prompt's SDPA takes `enable_gqa`; its flash kernel needs 16-bit
-//! floats, so in float32 libtorch's math kernel repeats the keys (the
-//! table of how each twin runs, in `docs/METHOD.md`, says so).
+//! The decode step's SDPA takes an explicit mask (see
+//! `DecoderLayer::attention_step`), which rules out libtorch's flash
+//! kernel. The prompt's SDPA takes `enable_gqa` and, from an empty cache,
+//! `is_causal` without a mask, so in 16-bit floats libtorch may choose
+//! flash there; in float32 it has no flash kernel and its math kernel
+//! repeats the keys (the table of how each twin runs, in `docs/METHOD.md`,
+//! says so).
 
 use anyhow::{ensure, Result};
 use bench_core::host::HostTensor;
@@ -389,6 +393,21 @@ impl DecoderLayer {
     /// A decode step's attention: the cache written at the device-side
     /// `position`, every cache slot attended under `mask`; the query heads
     /// of one key/value head are that head's queries (no repeated keys).
+    ///
+    /// Why a mask, though it rules out libtorch's flash kernel (which
+    /// takes none): the step is captured once as a CUDA graph, so its
+    /// shapes are fixed, and it attends over every slot of the
+    /// preallocated cache, the slots past `position` still zeros, which
+    /// only a mask hides. Attending over the valid prefix alone would
+    /// change a shape every token; `is_causal` does not fit either (for
+    /// queries fewer than keys PyTorch aligns the causal mask top-left,
+    /// which would hide every key but the first). So in 16-bit floats
+    /// libtorch picks among its kernels that take a mask: the
+    /// memory-efficient one, or cuDNN's where libtorch puts cuDNN first
+    /// (its CUDA 13 build on Hopper with a cuDNN newer than 9.15).
+    /// `xtask/scripts/probes/tinyllama_decode_sdpa_kernel.py` prints which
+    /// kernel runs these shapes and its time against flash over the valid
+    /// prefix alone.
     fn attention_step(
         &self,
         x: &Tensor,
@@ -473,7 +492,8 @@ impl DecoderLayer {
 /// key/value head (4 for TinyLlama). On an H200 that kernel took 1.74 ms
 /// of the 3.57 ms float32 step; with this composition the step took 2.68
 /// instead of 3.71 ms (xtask/scripts/probes/tinyllama_decode_attention.py).
-/// The 16-bit kinds keep SDPA: there its flash kernel was within 3% of
+/// The 16-bit kinds keep SDPA: there its fused kernel (not flash: the mask
+/// rules flash out, see `DecoderLayer::attention_step`) was within 3% of
 /// this composition (557.8 vs 573.2 tokens/s in bf16, same probe).
 fn float32_step_attention(
     q: &Tensor,

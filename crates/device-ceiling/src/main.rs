@@ -31,7 +31,11 @@ fn main() -> ExitCode {
         .unwrap_or_else(bench_core::env::default_threads);
     let outcome = device_ceiling::probe(args.device, threads).and_then(|mut ceiling| {
         ceiling.measured = match &args.run_id {
-            Some(run) => format!("once for run {run}, before its cells"),
+            // The time tells a resumed run's sittings apart.
+            Some(run) => format!(
+                "once for run {run}, before its cells ({})",
+                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+            ),
             None => "by device-ceiling, alone in its process".into(),
         };
         eprintln!(
