@@ -39,10 +39,11 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// A table: its id, header cells and rows of (already escaped) cells; a
-/// cell starting with `#` is a number, right-aligned (the `#` dropped).
-fn table(id: &str, header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = format!("<table id=\"{id}\">\n<thead><tr>");
+/// A table: its attribute (`id="rows"`), header cells and rows of
+/// (already escaped) cells; a cell starting with `#` is a number,
+/// right-aligned (the `#` dropped).
+fn table(attribute: &str, header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut out = format!("<table {attribute}>\n<thead><tr>");
     for name in header {
         let _ = write!(out, "<th>{}</th>", escape(name));
     }
@@ -77,7 +78,11 @@ pub fn page(report: &RunReport) -> String {
         .iter()
         .map(|m| vec![escape(&m.devices.join(", ")), escape(&environment_line(m))])
         .collect();
-    out.push_str(&table("machines", &["Devices", "Environment"], &machines));
+    out.push_str(&table(
+        r#"id="machines""#,
+        &["Devices", "Environment"],
+        &machines,
+    ));
 
     out.push_str("<h2>MLX speed-up</h2>\n");
     let speedups: Vec<Vec<String>> = report
@@ -104,7 +109,7 @@ pub fn page(report: &RunReport) -> String {
         })
         .collect();
     out.push_str(&table(
-        "speedups",
+        r#"id="speedups""#,
         &[
             "Device",
             "Benchmark",
@@ -137,7 +142,7 @@ pub fn page(report: &RunReport) -> String {
     out.push_str("<h2>Every row</h2>\n");
     let rows: Vec<Vec<String>> = report.rows.iter().map(row_cells).collect();
     out.push_str(&table(
-        "rows",
+        r#"id="rows""#,
         &[
             "Device",
             "Benchmark",
@@ -166,7 +171,7 @@ pub fn page(report: &RunReport) -> String {
             out,
             "<details>\n<summary>{}</summary>\n{}</details>\n",
             escape(&row_name(m)),
-            table("", &["Setting", "Value"], &settings).replace(" id=\"\"", " class=\"settings\"")
+            table(r#"class="settings""#, &["Setting", "Value"], &settings)
         );
     }
     out.push_str("</body>\n</html>\n");
