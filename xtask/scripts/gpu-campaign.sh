@@ -27,7 +27,6 @@
 #                                                      clock of the steps' estimates
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-chunk_bytes=$((58 * 1024 * 1024))
 
 # The large files, each its own archive, in the order the lanes need them.
 big_archives() {
@@ -69,6 +68,8 @@ pack() {
   tree=$(cd "$top" && git ls-files -z | du --files0-from=- -cb | tail -n 1 | cut -f1)
   core=$(du -cb "$transport-core" | tail -n 1 | cut -f1)
   first=$((64 * 1024 * 1024 - tree - core - 2 * 1024 * 1024))
+  # Every later call carries the repository's tree beside its chunk too.
+  local chunk_bytes=$((64 * 1024 * 1024 - tree - 2 * 1024 * 1024))
   mkdir -p "$transport-1"
   head -c "$first" "$transport-stream/stream" >"$transport-1/chunk.00"
   tail -c +$((first + 1)) "$transport-stream/stream" | split -b "$chunk_bytes" -d -a 2 --numeric-suffixes=1 - "$transport-stream/chunk."
