@@ -220,7 +220,7 @@ fn draw_times(
                 .map(|&(x, (_, median, _))| Circle::new((x, median.log10()), 5, color.filled())),
         )?;
     }
-    draw_legend(&mut chart)
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 /// The lower half: the MLX speed-up and each twin / its fastest reference,
@@ -271,7 +271,7 @@ fn draw_ratios(area: &DrawingArea<SVGBackend, Shift>, columns: &[Column]) -> Dra
             TriangleMarker::new((x, ratio.log10()), 6, color.filled())
         }))?;
     }
-    draw_legend(&mut chart)
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight)
 }
 
 /// A half's axes on a log10 scale between `(low, high)`: one column per
@@ -343,10 +343,14 @@ fn draw_whiskers(
     Ok(())
 }
 
-fn draw_legend<'a, 'b: 'a>(chart: &mut Panel<'a, 'b>) -> DrawResult<()> {
+/// The series' labels in a box at `position`, for every chart of the report.
+pub(crate) fn draw_legend<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, CT>,
+    position: SeriesLabelPosition,
+) -> DrawResult<()> {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;

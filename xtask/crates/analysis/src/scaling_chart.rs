@@ -12,7 +12,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::charts::{tick, DrawResult, Whisker, GREY, MLX, SPEEDUP, TORCH};
+use crate::charts::{draw_legend, tick, DrawResult, Whisker, GREY, MLX, SPEEDUP, TORCH};
 use crate::scaling::{Measure, Point, Series, Sweep};
 use crate::twins::Titles;
 
@@ -245,7 +245,7 @@ fn draw_measure(
     for (color, name, pick) in lines {
         draw_line(&mut chart, &series.points, (y, pick), color, name)?;
     }
-    legend(&mut chart)
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 /// The MLX speed-up against the knob, around a line at 1.
@@ -269,7 +269,7 @@ fn draw_speedup(
         y,
         &format!("PyTorch time / MLX time{log}"),
     )?;
-    let (low, high) = (area_x(&series.points).0, area_x(&series.points).1);
+    let (low, high) = area_x(&series.points);
     let one = y.at(1.0);
     chart.draw_series(std::iter::once(PathElement::new(
         vec![(low, one), (high, one)],
@@ -282,7 +282,7 @@ fn draw_speedup(
         SPEEDUP,
         "MLX speed-up (above 1: MLX faster)",
     )?;
-    legend(&mut chart)
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)
 }
 
 /// The x axis' ends in drawing coordinates.
@@ -326,16 +326,6 @@ fn draw_line(
             .iter()
             .map(|&(at, (_, middle, _))| Circle::new((at, y.at(middle)), 4, color.filled())),
     )?;
-    Ok(())
-}
-
-fn legend<'a, 'b: 'a>(chart: &mut Panel<'a, 'b>) -> DrawResult<()> {
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
     Ok(())
 }
 
