@@ -91,10 +91,17 @@ fn by_hand_and_through_xtask_each_framework_has_its_process_and_the_blas_core() 
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(runner(), bin.join("bench-transfer")).unwrap();
+    assert_isolated_with_the_core(&through_xtask(&bin, &dir), "through xtask");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The rows of a suite run (both twins, the quick sizes) of the prebuilt
+/// runners in `bin`, with its results in `dir/results`.
+fn through_xtask(bin: &Path, dir: &Path) -> Vec<Row> {
     let results = dir.join("results");
     run(Command::new(xtask())
         .args(["bench", "--prebuilt"])
-        .arg(&bin)
+        .arg(bin)
         .arg("--results")
         .arg(&results)
         .args(["--framework", "torch", "mlx"])
@@ -104,8 +111,7 @@ fn by_hand_and_through_xtask_each_framework_has_its_process_and_the_blas_core() 
         .map(|entry| entry.unwrap().path())
         .find(|path| path.extension().is_some_and(|e| e == "jsonl"))
         .expect("the run's record");
-    assert_isolated_with_the_core(&read_rows(&record).unwrap(), "through xtask");
-    std::fs::remove_dir_all(&dir).unwrap();
+    read_rows(&record).unwrap()
 }
 
 /// The copy-ceiling probe of this build (built here when absent).
@@ -168,20 +174,7 @@ fn both_twins_divide_by_one_ceiling_measured_once_for_the_run() {
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(runner(), bin.join("bench-transfer")).unwrap();
     std::os::unix::fs::symlink(device_ceiling(), bin.join("device-ceiling")).unwrap();
-    let results = dir.join("results");
-    run(Command::new(xtask())
-        .args(["bench", "--prebuilt"])
-        .arg(&bin)
-        .arg("--results")
-        .arg(&results)
-        .args(["--framework", "torch", "mlx"])
-        .args(QUICK));
-    let record = std::fs::read_dir(&results)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .find(|path| path.extension().is_some_and(|e| e == "jsonl"))
-        .expect("the run's record");
-    let rows = read_rows(&record).unwrap();
+    let rows = through_xtask(&bin, &dir);
     let (_, measured) = assert_one_ceiling(&rows, "through xtask");
     let run_id = &rows[0].run_id;
     let once = format!("once for run {run_id}, before its cells (");
