@@ -297,10 +297,10 @@ fn run_twin<T: FineTune>(
             .with("last_loss", format!("{:.4}", trainer.last_loss()?)),
     );
     if record_losses {
-        // Every step's, warm-up included, as Rust prints an f32 (the
-        // shortest text that reads back as the same value).
-        let texts: Vec<String> = losses.iter().map(f32::to_string).collect();
-        step.settings.push("losses", texts.join(" "));
+        step.settings.push(
+            bench_core::settings::LOSSES,
+            bench_core::settings::losses_text(&losses),
+        );
     }
     drop(trainer);
     if !fine_tune.time_to_accuracy {

@@ -192,11 +192,9 @@ fn the_step_row_lists_every_steps_loss_when_asked() {
     };
     let losses = |settings: &Settings| {
         let pairs = bench_core::settings::Pairs::from(settings);
-        pairs.get("losses").map(|text| {
-            text.split(' ')
-                .map(|x| x.parse::<f32>().unwrap())
-                .collect::<Vec<_>>()
-        })
+        pairs
+            .get(bench_core::settings::LOSSES)
+            .map(|text| bench_core::settings::parse_losses(text).unwrap())
     };
     let (mlx_rt, torch_rt) = common::runtimes();
     let recorded = cell("true");

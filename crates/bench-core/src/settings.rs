@@ -252,9 +252,34 @@ impl<'de> Deserialize<'de> for Pairs {
     }
 }
 
+/// The setting in which a training twin lists every step's loss, warm-up
+/// included, when its `record_losses` knob asks (the GPU self-test's).
+pub const LOSSES: &str = "losses";
+
+/// Losses as [`LOSSES`] holds them: each as Rust prints an f32 (the
+/// shortest text that reads back as the same value), space-separated.
+pub fn losses_text(losses: &[f32]) -> String {
+    let texts: Vec<String> = losses.iter().map(f32::to_string).collect();
+    texts.join(" ")
+}
+
+/// The losses of a [`LOSSES`] text, exactly as they were written.
+pub fn parse_losses(text: &str) -> Result<Vec<f32>, std::num::ParseFloatError> {
+    text.split(' ').map(str::parse).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn losses_read_back_bit_for_bit() {
+        let losses = [1.234_567_9_f32, 0.1 + 0.2, f32::MIN_POSITIVE];
+        let back = parse_losses(&losses_text(&losses)).unwrap();
+        let bits = |xs: &[f32]| xs.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&losses));
+        assert!(parse_losses("1.5 x").is_err());
+    }
 
     #[test]
     fn values_keep_their_pairs_apart_and_read_back() {

@@ -238,10 +238,10 @@ fn measure_twin<T: LmTrainer>(
     };
     let mut step = step_case(cell, config, samples, peak_memory_bytes, &figures);
     if workload::record_losses(cell)? {
-        // As Rust prints an f32: the shortest text that reads back as the
-        // same value.
-        let texts: Vec<String> = figures.losses.iter().map(f32::to_string).collect();
-        step.settings.push("losses", texts.join(" "));
+        step.settings.push(
+            bench_core::settings::LOSSES,
+            bench_core::settings::losses_text(&figures.losses),
+        );
     }
     Ok(vec![step])
 }
