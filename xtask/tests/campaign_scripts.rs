@@ -71,7 +71,10 @@ fn the_one_sitting_set_runs_one_lane_in_the_issues_order() {
         [
             "selftest",
             "pass",
+            "selftest",
+            "pass",
             "refs bf16",
+            "sweep",
             "pass",
             "refs f32",
             "pass",
@@ -92,15 +95,26 @@ fn the_one_sitting_set_runs_one_lane_in_the_issues_order() {
     ] {
         assert!(steps.iter().any(|s| s.contains(value)), "{value}: {text}");
     }
-    // The self-test's command: every benchmark it compares, both precisions.
-    let selftest = text
-        .lines()
-        .find(|l| l.contains("selftest.sh"))
-        .expect("a self-test command");
+    // The self-test's commands: every benchmark it compares, both
+    // precisions, one folder (the verdict of the second covers both).
+    let selftests: Vec<&str> = text.lines().filter(|l| l.contains("selftest.sh")).collect();
+    assert_eq!(selftests.len(), 2, "{text}");
     assert!(
-        selftest.contains(r"SELFTEST_BENCHES=lm-train\ tinyllama\ bert")
-            && selftest.ends_with("STAGE/lane0/selftest f32 bf16 "),
-        "{selftest}"
+        selftests[0].contains(r"SELFTEST_BENCHES=lm-train\ tinyllama ")
+            && selftests[1].contains("SELFTEST_BENCHES=bert ")
+            && selftests
+                .iter()
+                .all(|l| l.ends_with("STAGE/lane0/selftest f32 bf16 ")),
+        "{text}"
+    );
+    // BERT's sweep comes before pass 2, right after the bf16 references.
+    let bert_sweep = steps
+        .iter()
+        .position(|s| s.contains("batch_size=1,8,32,64"))
+        .unwrap();
+    assert!(
+        steps[bert_sweep - 1].starts_with("refs lm-train bf16"),
+        "{text}"
     );
 }
 
@@ -109,15 +123,19 @@ fn a_deadline_skips_what_cannot_finish_and_runs_what_can() {
     let (text, ok) = plan("one-sitting", 1, 399);
     assert!(ok, "{text}");
     let steps = started(&text);
-    // 240 s of self-test and 70 of TinyLlama leave 89 s: too few for
-    // lm-train's 90, enough for bert's 60 after it.
+    // 150 s of self-test, 70 of TinyLlama and 90 of lm-train leave 89 s:
+    // enough for whisper's 45, then too few for bert's self-test (90) and
+    // its twins (60), enough for transfer's 40.
     assert!(steps[0].starts_with("selftest"), "{text}");
     assert!(steps[1].starts_with("twins tinyllama"), "{text}");
+    assert!(steps[2].starts_with("twins lm-train"), "{text}");
+    assert!(steps[3].starts_with("twins whisper"), "{text}");
     assert!(
-        text.contains("skipped, too little time left: twins lm-train f32,tf32,bf16 best"),
+        text.contains("skipped, too little time left: selftest bert f32,bf16")
+            && text.contains("skipped, too little time left: twins bert f32,tf32,bf16 best"),
         "{text}"
     );
-    assert!(steps[2].starts_with("twins bert"), "{text}");
+    assert!(steps[4].starts_with("twins transfer"), "{text}");
     assert!(text.contains("all steps' estimates: 4175 s"), "{text}");
 }
 
