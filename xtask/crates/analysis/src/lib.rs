@@ -20,6 +20,7 @@ pub mod share;
 mod cells;
 mod charts;
 mod devices;
+mod fastest;
 mod identity;
 #[cfg(test)]
 mod knobs_apart;

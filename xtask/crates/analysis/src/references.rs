@@ -74,7 +74,7 @@ fn speed(row: &Row) -> Option<f64> {
 }
 
 /// Each run's repetitions as a pass of the interval's bootstrap.
-fn passes(runs: &[Vec<f64>]) -> Vec<Pass<'_>> {
+pub(crate) fn passes(runs: &[Vec<f64>]) -> Vec<Pass<'_>> {
     runs.iter().map(Vec::as_slice).collect()
 }
 
@@ -104,7 +104,7 @@ impl<'a> Figure<'a> {
 
     /// Each repetition's speed, run by run (each run a pass of the
     /// interval's bootstrap), of the runs that recorded them.
-    fn sample_speeds(&self) -> Vec<Vec<f64>> {
+    pub(crate) fn sample_speeds(&self) -> Vec<Vec<f64>> {
         self.rows
             .iter()
             .filter_map(|row| {
@@ -141,7 +141,7 @@ impl<'a> Figure<'a> {
             .unwrap_or_else(|| "1/s".into())
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let s = &self.summary;
         if s.n == 1 {
             format!("{:.1} {}", s.median, self.unit())
@@ -158,6 +158,9 @@ impl<'a> Figure<'a> {
     }
 }
 
+/// Said of a reference whose row does not record that its mode ran.
+pub const MODE_NOT_CHECKED: &str = "mode not checked";
+
 /// A twin beside one reference of its framework.
 #[derive(Clone, Debug)]
 pub struct Versus<'a> {
@@ -171,6 +174,23 @@ pub struct Versus<'a> {
 }
 
 impl Versus<'_> {
+    /// The reference's name, and where its latest row records no
+    /// `mode_check` (references written before the mode checks, #25) a
+    /// warning that its fast path was not proven to have run.
+    pub(crate) fn label(&self) -> String {
+        let checked = self
+            .reference
+            .rows
+            .iter()
+            .max_by(|a, b| a.timestamp.cmp(&b.timestamp))
+            .is_some_and(|row| row.setting("mode_check").is_some());
+        if checked {
+            self.name.clone()
+        } else {
+            format!("{}; {MODE_NOT_CHECKED}", self.name)
+        }
+    }
+
     /// "0.80x [0.78-0.82]", with "; no clear winner" where the interval
     /// holds 1.
     fn ratio_cell(&self) -> String {
@@ -300,7 +320,7 @@ pub fn reference_table(rows: &[Row], every: bool) -> String {
                 fastest.map_or("-".into(), |v| format!(
                     "{} ({})",
                     v.reference.describe(),
-                    v.name
+                    v.label()
                 )),
                 fastest.map_or("-".into(), Versus::ratio_cell),
             );
@@ -313,7 +333,7 @@ pub fn reference_table(rows: &[Row], every: bool) -> String {
                 let _ = writeln!(
                     each,
                     "| {machine} | {benchmark} | {preset} | {precision} | {framework}-python | {} | {} | {} | {} | {} |",
-                    versus.name,
+                    versus.label(),
                     versus.reference.rows.last().map_or("-", |r| ran(r)),
                     versus.reference.describe(),
                     versus.ratio_cell(),
@@ -350,7 +370,10 @@ mod tests {
         // TinyLlama's mlx-lm reference, as its archived rows read back.
         let mut reference = twin.clone();
         reference.implementation = Implementation::Python;
-        set_settings(&mut reference, "reference_path=mlx-lm generate_step");
+        set_settings(
+            &mut reference,
+            "reference_path=mlx-lm generate_step;mode_check=MLX: mx.compile not turned off",
+        );
         reference.throughput = Some(250.0);
         let table = reference_table(&[twin.clone(), reference.clone()], true);
         assert!(
@@ -397,8 +420,11 @@ mod tests {
         later.throughput = Some(300.0);
         let rows = [twin, later, reference];
         let table = reference_table(&rows, true);
+        // Its row records no mode check (as references before #25): said.
         assert!(
-            table.contains("| 600.0 1/s | 500.0 1/s (PyTorch) | 1.20x [no samples] |"),
+            table.contains(
+                "| 600.0 1/s | 500.0 1/s (PyTorch; mode not checked) | 1.20x [no samples] |"
+            ),
             "{table}"
         );
     }
@@ -415,7 +441,10 @@ mod tests {
             r.implementation = Implementation::Python;
             r.throughput = Some(throughput);
             set_median(&mut r, 8.0 / throughput);
-            set_settings(&mut r, &format!("reference_path={path};execution=x"));
+            set_settings(
+                &mut r,
+                &format!("reference_path={path};execution=x;mode_check=ok"),
+            );
             r
         };
         // An eager twin is not the one compared with the references.
