@@ -407,7 +407,11 @@ impl DecoderLayer {
     /// (its CUDA 13 build on Hopper with a cuDNN newer than 9.15).
     /// `xtask/scripts/probes/tinyllama_decode_sdpa_kernel.py` prints which
     /// kernel runs these shapes and its time against flash over the valid
-    /// prefix alone.
+    /// prefix alone. On an H100 (torch 2.11 cu130, 2026-12-07) it found
+    /// cuDNN's (`cudnn_generated_fort_native_sdpa_sm90_flash_fprop_wgmma_f16_*`,
+    /// bf16 and f16 alike): 0.30 ms for one step's 22 layers replayed as a
+    /// graph, against 0.20 ms for flash over the valid prefix, so the
+    /// mask costs about 0.1 ms of a bf16 token's 1.8 ms.
     fn attention_step(
         &self,
         x: &Tensor,

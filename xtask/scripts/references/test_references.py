@@ -200,7 +200,7 @@ class TorchCpu(unittest.TestCase):
         with self.assertRaisesRegex(common.ModeNotRun, "need CUDA"):
             common.check_cuda_graphs(torch, "cpu", count, 1, "a step", compiled=False)
 
-    @unittest.skipUnless(assets_present("minilm", "spam-assassin"), "no MiniLM or SpamAssassin assets")
+    @unittest.skipUnless(assets_present("minilm/model.safetensors", "spam-assassin"), "no MiniLM or SpamAssassin assets")
     def test_the_whole_step_graph_refuses_the_cpu(self):
         import bert
         args = types.SimpleNamespace(device="cpu", precision="f32", warmup=1, repetitions=2)
@@ -208,7 +208,7 @@ class TorchCpu(unittest.TestCase):
         with self.assertRaisesRegex(common.ModeNotRun, "need CUDA"):
             bert.run_step_graph(args, cfg)
 
-    @unittest.skipUnless(assets_present("whisper-tiny-en-ct2", "jfk"), "no Whisper assets")
+    @unittest.skipUnless(assets_present("whisper-tiny-en-ct2/model.bin", "jfk"), "no Whisper assets")
     def test_the_static_cache_whisper_transcribes_as_transformers(self):
         for precision in ("f32", "bf16"):
             texts = whisper_transcripts(["static-decoder-eager", "hf-eager"], "cpu", precision)
@@ -253,7 +253,7 @@ class TorchCuda(unittest.TestCase):
             common.check_cuda_graphs(torch, "cuda", count, 1, "step")
         self.assertRegex(str(caught.exception), "mutated inputs|did not run as CUDA graphs")
 
-    @unittest.skipUnless(assets_present("minilm", "spam-assassin"), "no MiniLM or SpamAssassin assets")
+    @unittest.skipUnless(assets_present("minilm/model.safetensors", "spam-assassin"), "no MiniLM or SpamAssassin assets")
     def test_the_whole_bert_step_is_one_replayed_graph(self):
         import bert
         cfg = dict(seq_len=128, batch_size=8, lr=5e-5, seed=0)
@@ -266,7 +266,7 @@ class TorchCuda(unittest.TestCase):
             samples, *_ = bert.run_torch(args, cfg, "graphs")
             self.assertEqual(len(samples), 3)
 
-    @unittest.skipUnless(assets_present("whisper-tiny-en-ct2", "jfk"), "no Whisper assets")
+    @unittest.skipUnless(assets_present("whisper-tiny-en-ct2/model.bin", "jfk"), "no Whisper assets")
     def test_the_static_cache_whisper_replays_its_graphs_and_transcribes_as_transformers(self):
         for precision in ("f32", "bf16"):
             texts = whisper_transcripts(["static-decoder", "hf-eager"], "gpu", precision)
