@@ -236,7 +236,8 @@ fn the_self_test_runs_both_modes_and_checks_them() {
             "{}/rows --bench bert lm-train tinyllama --device gpu --preset paper --precision f32 bf16 \
              --execution eager best --warmup 2 --repetitions 4 --time-budget 1000 --run-tag selftest \
              --set bert.record_losses=true --set bert.time_to_accuracy=false \
-             --set lm-train.record_losses=true --set lm-train.warmup_steps=0",
+             --set lm-train.record_losses=true --set lm-train.warmup_steps=0 \
+             --set lm-train.batch_size=8",
             out.display()
         )
     );
