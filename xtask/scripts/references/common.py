@@ -23,7 +23,7 @@ COLUMNS = ("run_id timestamp benchmark case framework device precision preset st
            "repetitions median_s min_s max_s mean_s std_s iqr_s throughput throughput_unit "
            "peak_memory_bytes peak_rss_bytes settings device_name framework_version os cpu "
            "cpu_cores ram_gib gpu gpu_driver mlx_version libtorch_version suite_version git_commit "
-           "execution openblas_core pid").split()
+           "execution openblas_core pid knobs").split()
 
 # The settings a reference reads from its twin's row, per benchmark; a
 # test (xtask/crates/analysis/src/report.rs, reference_contract) checks that the twins' rows hold them.
@@ -46,6 +46,11 @@ def parse_settings(text):
     return out
 
 
+# The knobs of the twin row that twin_settings read (each reference is one
+# process, of one configuration): new_row records them.
+TWIN_KNOBS = {}
+
+
 def twin_settings(results, benchmark, case, precision, preset):
     """The settings of the newest ok twin row of `benchmark`/`case` at this
     precision and preset under the folder (or file) `results`."""
@@ -63,6 +68,10 @@ def twin_settings(results, benchmark, case, precision, preset):
         raise SystemExit(f"no ok {benchmark} {case} twin row at {precision}/{preset} in {results}: "
                          "run the twins first (run.sh), then the references")
     settings = parse_settings(best["settings"])
+    # The twin's knobs (bench_core::Row::knobs) are the reference's too: it
+    # runs the twin's sizes, and the report pairs them by knobs.
+    TWIN_KNOBS.clear()
+    TWIN_KNOBS.update(parse_settings(best.get("knobs") or ""))
     missing = [k for k in REQUIRED.get(benchmark, []) if k not in settings]
     if missing:
         raise SystemExit(f"the {benchmark} twin row lacks the settings {missing}")
@@ -265,7 +274,8 @@ def new_row(*, benchmark, case, framework, device, precision, preset, settings, 
         timestamp=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
         benchmark=benchmark, case=case, framework=framework.removesuffix("-python"),
         implementation="python", device=device, precision=precision, preset=preset,
-        execution="best", status=status, reason=reason, samples_s=[], summary=None,
+        execution="best", status=status, reason=reason, knobs=dict(TWIN_KNOBS),
+        samples_s=[], summary=None,
         throughput=None, throughput_unit="", peak_memory_bytes=None, peak_rss_bytes=None,
         settings={k: str(val).replace(";", ",").replace("\n", " ") for k, val in settings.items()},
         device_name="", framework_version="",
@@ -296,6 +306,7 @@ def append_row(csv_path, row):
         std_s=blank(summary.get("std_dev")), iqr_s=blank(summary.get("iqr")),
         throughput=blank(row["throughput"]), peak_memory_bytes=blank(row["peak_memory_bytes"]),
         peak_rss_bytes="", settings=";".join(f"{k}={v}" for k, v in row["settings"].items()),
+        knobs=";".join(f"{k}={v}" for k, v in sorted(row["knobs"].items())),
         **{k: env[k] for k in COLUMNS if k in env})
     new = not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0
     with open(csv_path, "a", newline="") as f:

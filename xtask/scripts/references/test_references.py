@@ -101,6 +101,35 @@ class ModeChecks(unittest.TestCase):
         common.VERDICTS.clear()
         self.assertIn("4 replays in 4 timed calls", row["settings"]["mode_check"])
 
+    def test_rows_carry_the_knobs_of_the_twin_row_they_ran_beside(self):
+        import csv
+        import json
+        import tempfile
+        with tempfile.TemporaryDirectory() as folder:
+            twins = os.path.join(folder, "twins.csv")
+            with open(twins, "w", newline="") as f:
+                writer = csv.DictWriter(f, ["benchmark", "case", "framework", "status", "precision",
+                                            "preset", "timestamp", "settings", "knobs"])
+                writer.writeheader()
+                writer.writerow(dict(benchmark="bert", case="step", framework="torch", status="ok",
+                                     precision="bf16", preset="paper", timestamp="t",
+                                     settings="seq_len=128;batch_size=32;lr=5e-05;seed=0",
+                                     knobs="batch_size=32;time_to_accuracy=false"))
+            settings = common.twin_settings(twins, "bert", "step", "bf16", "paper")
+            self.assertEqual(settings["batch_size"], "32")
+            path = os.path.join(folder, "reference.csv")
+            common.write_rows(path, benchmark="bert", framework="torch-python", device="gpu",
+                              precision="bf16", preset="paper", reference="r", packages=[],
+                              cases=[("step", [1.0, 2.0], None, "")], settings=settings,
+                              device_name="")
+            with open(os.path.splitext(path)[0] + ".jsonl") as f:
+                row = json.loads(f.readline())
+            with open(path, newline="") as f:
+                exported = next(csv.DictReader(f))
+        common.TWIN_KNOBS.clear()
+        self.assertEqual(row["knobs"], {"batch_size": "32", "time_to_accuracy": "false"})
+        self.assertEqual(exported["knobs"], "batch_size=32;time_to_accuracy=false")
+
     def test_the_environment_can_turn_mlx_modes_off(self):
         self.assertEqual(common.mlx_mode_faults({}, "cuda", True), [])
         # MLX reads MLX_DISABLE_COMPILE by presence, whatever its value.
