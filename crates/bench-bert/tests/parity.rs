@@ -190,12 +190,8 @@ fn the_step_row_lists_every_steps_loss_when_asked() {
         measure: MeasureSettings::new(1, 3, 3, 600),
         ..Cell::for_checks()
     };
-    let losses = |settings: &Settings| {
-        let pairs = bench_core::settings::Pairs::from(settings);
-        pairs
-            .get(bench_core::settings::LOSSES)
-            .map(|text| bench_core::settings::parse_losses(text).unwrap())
-    };
+    let losses =
+        |settings: &Settings| bench_core::settings::recorded_losses(settings).map(Result::unwrap);
     let (mlx_rt, torch_rt) = common::runtimes();
     let recorded = cell("true");
     let prepared = bench_bert::Bert::prepare(&recorded).unwrap();

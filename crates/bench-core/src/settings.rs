@@ -268,6 +268,11 @@ pub fn parse_losses(text: &str) -> Result<Vec<f32>, std::num::ParseFloatError> {
     text.split(' ').map(str::parse).collect()
 }
 
+/// The losses that `settings` record under [`LOSSES`], where they do.
+pub fn recorded_losses(settings: &Settings) -> Option<Result<Vec<f32>, std::num::ParseFloatError>> {
+    Pairs::from(settings).get(LOSSES).map(parse_losses)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@
 //! none of them has used before (`init_process_group(init_method=
 //! "file://...")`). No port is involved.
 
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Duration;
@@ -23,12 +23,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use tch::Tensor;
 
 use crate::graph::cuda_shim_symbol;
+use crate::shim::check_with as check;
 
 type Status = *mut c_char;
 type NewGroup = unsafe extern "C" fn(*const c_char, i32, i32, i64, *mut *mut c_void) -> Status;
 
 extern "C" {
-    fn fwt_free_message(text: *mut c_char);
     fn fwt_dist_gloo_new(
         store_path: *const c_char,
         rank: i32,
@@ -61,20 +61,6 @@ extern "C" {
 
 /// Why this build has no NCCL process group (empty: it has one).
 const NCCL_NOTE: &str = env!("FWT_NCCL_NOTE");
-
-/// Turns a shim's returned message (NULL: success) into a Result.
-fn check(message: Status, what: impl FnOnce() -> String) -> Result<()> {
-    if message.is_null() {
-        return Ok(());
-    }
-    // SAFETY: the shim returns a NUL-terminated malloc'ed string.
-    let text = unsafe { CStr::from_ptr(message) }
-        .to_string_lossy()
-        .into_owned();
-    // SAFETY: allocated by the shim, freed once here.
-    unsafe { fwt_free_message(message) };
-    bail!("{}: {text}", what())
-}
 
 /// The c10d backends the shim can create.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

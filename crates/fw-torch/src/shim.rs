@@ -30,6 +30,12 @@ extern "C" {
 
 /// Turns a shim's returned message (NULL: success) into a Result.
 fn check(message: *mut c_char, what: &str) -> Result<()> {
+    check_with(message, || what.to_owned())
+}
+
+/// [`check`], with the context built only on failure (every shim's calls:
+/// `distributed` too).
+pub(crate) fn check_with(message: *mut c_char, what: impl FnOnce() -> String) -> Result<()> {
     if message.is_null() {
         return Ok(());
     }
@@ -39,7 +45,7 @@ fn check(message: *mut c_char, what: &str) -> Result<()> {
         .into_owned();
     // SAFETY: allocated by the shim, freed once here.
     unsafe { fwt_free_message(message) };
-    bail!("{what}: {text}")
+    bail!("{}: {text}", what())
 }
 
 fn pointers(tensors: &[Tensor]) -> Vec<*mut c_void> {

@@ -67,13 +67,13 @@ const COMPARED: [Compared; 3] = [
     Compared {
         benchmark: "bert",
         case: "step",
-        setting: "losses",
+        setting: bench_core::settings::LOSSES,
         kind: Kind::Losses,
     },
     Compared {
         benchmark: "lm-train",
         case: "step",
-        setting: "losses",
+        setting: bench_core::settings::LOSSES,
         kind: Kind::Losses,
     },
     Compared {
