@@ -3,7 +3,9 @@
 # bundle` copies it in as bundle/selftest.sh). The parity tests compare
 # eager and best mode on the CPU, where nothing is captured; here each twin
 # runs both modes on the GPU for a few steps: bert and lm-train list every
-# step's loss (`--set record_losses=true`), TinyLlama its greedy tokens.
+# step's loss (`--set record_losses=true`), TinyLlama its greedy tokens,
+# Whisper the first window's greedy tokens (PyTorch's best mode: the
+# static decoder's CUDA graph).
 # `xtask selftest-check` then asserts, per framework and precision, equal
 # losses (within a relative tolerance per precision: 1e-3 f32, 2e-3 tf32,
 # 5e-3 bf16, the reasons in xtask/crates/analysis/src/selftest.rs), equal
@@ -13,7 +15,7 @@
 # Writes OUT_DIR/rows/ (the rows), OUT_DIR/selftest.txt (the verdict) and
 # OUT_DIR/selftest.json (the verdict with every loss and token); exits 0
 # when every comparison passes. Commit the last two beside the campaign.
-# env: SELFTEST_BENCHES  (default: bert lm-train tinyllama)
+# env: SELFTEST_BENCHES  (default: bert lm-train tinyllama whisper)
 #      SELFTEST_DEVICE   (gpu), SELFTEST_PRESET (paper)
 #      SELFTEST_EXPECT   (cuda-graph: what best rows' execution= must say; empty: no check)
 #      SELFTEST_RUN, SELFTEST_XTASK (this bundle's run.sh and bin/xtask;
@@ -25,7 +27,7 @@ out=${1:?usage: selftest.sh OUT_DIR [PRECISION...]}
 shift
 precisions=("$@")
 [ ${#precisions[@]} -gt 0 ] || precisions=(f32 bf16)
-read -r -a benches <<<"${SELFTEST_BENCHES:-bert lm-train tinyllama}"
+read -r -a benches <<<"${SELFTEST_BENCHES:-bert lm-train tinyllama whisper}"
 run=${SELFTEST_RUN:-$here/run.sh}
 xtask=${SELFTEST_XTASK:-$here/bin/xtask}
 expect=${SELFTEST_EXPECT-cuda-graph}

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use bench_core::{Precision, Preset, Runtime};
+use bench_core::{Execution, Precision, Preset, Runtime};
 use bench_twin::harness::{bench_synced, group, CpuTwin};
 use bench_whisper::pipeline::WhisperTwin;
 use bench_whisper::{mlx, torch, Options, Workload};
@@ -40,13 +40,25 @@ fn whisper(c: &mut Criterion) {
     let mut group = group(c, "whisper-cpu-f32", Duration::from_secs(10));
     match &twin {
         CpuTwin::Mlx(rt) => {
-            let mlx_twin = mlx::Whisper::new(rt, &model.weights, &model.dims, &model.masks)
-                .expect("MLX weights");
+            let mlx_twin = mlx::Whisper::new(
+                rt,
+                &model.weights,
+                &model.dims,
+                &model.masks,
+                Execution::Best,
+            )
+            .expect("MLX weights");
             bench_twin(&mut group, "mlx", rt, &mlx_twin, &work);
         }
         CpuTwin::Torch(rt) => {
-            let torch_twin = torch::Whisper::new(rt, &model.weights, &model.dims, &model.masks)
-                .expect("PyTorch weights");
+            let torch_twin = torch::Whisper::new(
+                rt,
+                &model.weights,
+                &model.dims,
+                &model.masks,
+                Execution::Best,
+            )
+            .expect("PyTorch weights");
             bench_twin(&mut group, "torch", rt, &torch_twin, &work);
         }
     }

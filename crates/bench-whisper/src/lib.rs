@@ -85,17 +85,26 @@ impl TwinBenchmark for Transcription {
 
     fn mlx(runtime: &MlxRuntime, cell: &Cell, work: &Workload) -> Result<Vec<CaseResult>> {
         let model = &work.model;
-        let twin = mlx::Whisper::new(runtime, &model.weights, &model.dims, &model.masks)?;
-        let execution = runtime.execution_label(cell.execution, false);
-        measure_twin(runtime, &twin, work, cell, execution)
+        let twin = mlx::Whisper::new(
+            runtime,
+            &model.weights,
+            &model.dims,
+            &model.masks,
+            cell.execution,
+        )?;
+        measure_twin(runtime, &twin, work, cell)
     }
 
     fn torch(runtime: &TorchRuntime, cell: &Cell, work: &Workload) -> Result<Vec<CaseResult>> {
         let model = &work.model;
-        let twin = torch::Whisper::new(runtime, &model.weights, &model.dims, &model.masks)?;
-        // The decoder's self-attention cache grows by concatenation
-        // (shapes change per token), so no CUDA graph: eager always.
-        measure_twin(runtime, &twin, work, cell, "eager")
+        let twin = torch::Whisper::new(
+            runtime,
+            &model.weights,
+            &model.dims,
+            &model.masks,
+            cell.execution,
+        )?;
+        measure_twin(runtime, &twin, work, cell)
     }
 }
 
@@ -118,7 +127,6 @@ fn measure_twin<T: WhisperTwin>(
     twin: &T,
     work: &Workload,
     cell: &Cell,
-    execution: &str,
 ) -> Result<Vec<CaseResult>> {
     let transcriber = work.transcriber();
     let samples = &work.audio.samples;
@@ -153,7 +161,9 @@ fn measure_twin<T: WhisperTwin>(
         *sample /= decoded.steps as f64;
     }
 
-    let common = common_settings(work).with("execution", execution);
+    // Read after the timed runs: best mode's CUDA graph is captured in
+    // the first window's decoding.
+    let common = common_settings(work).with("execution", twin.execution());
     let seconds = work.audio.seconds();
     let median = bench_core::Summary::of(&transcribe.samples)?.median;
     transcribe.throughput = Some(Throughput {
@@ -186,8 +196,12 @@ fn measure_twin<T: WhisperTwin>(
         work_per_repetition: 1.0,
         unit: "tokens/s".into(),
     });
+    // The first window's tokens, as TinyLlama's rows give theirs: the
+    // GPU self-test compares them between eager and best mode.
+    let first: Vec<String> = decoded.tokens.iter().take(32).map(u32::to_string).collect();
     decode.settings = common
         .with("decoder_steps", decoded.steps)
+        .with("first_tokens", first.join(" "))
         .with("prompt_tokens", special.prompt.len())
         .with(
             "timed",

@@ -3,6 +3,7 @@
 
 use anyhow::{ensure, Context, Result};
 use bench_core::host::HostTensor;
+use bench_core::Execution;
 use fw_mlx::{from_host, to_host_f32, MlxRuntime};
 use mlx_rs::fast::{layer_norm, scaled_dot_product_attention, ScaledDotProductAttentionMask};
 use mlx_rs::ops::indexing::{argmax, IndexOp};
@@ -147,15 +148,20 @@ pub struct Whisper {
     decoder_ln: LayerNorm<Array>,
     mask_first: Array,
     mask_rest: Array,
+    /// The row's `execution=` (MLX records CUDA graphs itself on CUDA).
+    execution: &'static str,
 }
 
 impl Whisper {
     /// Uploads the weights at the runtime's precision (untimed set-up).
+    /// Both modes decode alike (nothing is compiled); on CUDA, best mode
+    /// is MLX's own graphs.
     pub fn new(
         runtime: &MlxRuntime,
         weights: &WhisperWeights,
         dims: &ModelDims,
         masks: &SuppressMasks,
+        execution: Execution,
     ) -> Result<Self> {
         let mut loader = Loader {
             dtype: runtime.dtype(),
@@ -178,6 +184,7 @@ impl Whisper {
             decoder_ln: loader.layer_norm(&decoder.ln)?,
             mask_first: Array::from_slice(&masks.first, &[masks.first.len() as i32]),
             mask_rest: Array::from_slice(&masks.rest, &[masks.rest.len() as i32]),
+            execution: runtime.execution_label(execution, false),
         };
         eval(
             loader
@@ -350,5 +357,9 @@ impl WhisperTwin for Whisper {
             cache: (0..self.dims.n_text_layer).map(|_| None).collect(),
             offset: 0,
         }
+    }
+
+    fn execution(&self) -> &'static str {
+        self.execution
     }
 }

@@ -53,6 +53,9 @@ pub trait WhisperTwin {
 
     /// A decoder with an empty cache, attending to `cross`.
     fn session<'a>(&'a self, cross: &'a Self::CrossKv) -> Self::Session<'a>;
+
+    /// How decoding ran, for the row's `execution=`.
+    fn execution(&self) -> &'static str;
 }
 
 /// Tokens sampled for one window.

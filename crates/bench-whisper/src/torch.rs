@@ -2,10 +2,22 @@
 //! `no_grad`; attention through the fused `scaled_dot_product_attention`.
 //! The fallible (`f_`) calls turn libtorch errors into `Result`s, as MLX's
 //! calls do, instead of panics.
+//!
+//! Decoding, by mode. Eager: the self-attention cache grows by
+//! concatenation, op by op. Best: a static decoder ([`StaticDecoder`]), as
+//! gpt-fast decodes Llama and as our `static-decoder` reference decodes
+//! Whisper: caches of the whole text context allocated once, and a
+//! single-token step whose every input is a device tensor, so that on CUDA
+//! it is captured once as a CUDA graph and replayed per token, argmax
+//! included; off CUDA the same step runs op by op. The prompt and the
+//! encoder run eagerly in both modes.
 
-use anyhow::{ensure, Context, Result};
+use std::cell::RefCell;
+
+use anyhow::{anyhow, ensure, Context, Result};
 use bench_core::host::HostTensor;
-use fw_torch::{from_host, to_host_f32, TorchRuntime};
+use bench_core::Execution;
+use fw_torch::{from_host, to_host_f32, GraphedStep, TorchRuntime};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::ModelDims;
@@ -69,7 +81,18 @@ impl Attention<Tensor> {
     }
 
     /// softmax(q k^T / sqrt(d) [+ causal mask]) v, through the fused kernel.
-    fn attend(&self, x: &Tensor, (keys, values): &KeyValue, causal: bool) -> Result<Tensor> {
+    fn attend(&self, x: &Tensor, keys_values: &KeyValue, causal: bool) -> Result<Tensor> {
+        self.attend_masked(x, keys_values, causal, None)
+    }
+
+    /// As [`Attention::attend`], with an additive `mask` over the keys.
+    fn attend_masked(
+        &self,
+        x: &Tensor,
+        (keys, values): &KeyValue,
+        causal: bool,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let queries = self.split_heads(&self.query.forward(x)?)?;
         let head_width = queries.size()[3];
         let scale = 1.0 / (head_width as f64).sqrt();
@@ -77,7 +100,7 @@ impl Attention<Tensor> {
             &queries,
             keys,
             values,
-            None::<Tensor>,
+            mask,
             0.0,
             causal,
             Some(scale),
@@ -122,11 +145,65 @@ impl ResidualBlock<Tensor> {
         };
         let x = x.f_add(&self.attn.attend(&normed, &keys_values, causal)?)?;
         *cache = Some(keys_values);
+        self.cross_and_mlp(&x, cross)
+    }
+
+    /// The static decoder's step at a host-known `offset` (the prompt, or
+    /// a step outside the graph): writes this step's keys/values into the
+    /// whole-context `cache` and attends over its filled prefix.
+    fn decode_at(
+        &self,
+        x: &Tensor,
+        (keys, values): &KeyValue,
+        offset: usize,
+        cross: &KeyValue,
+    ) -> Result<Tensor> {
+        let normed = self.attn_ln.forward(x)?;
+        let (new_keys, new_values) = self.attn.keys_values(&normed)?;
+        let count = x.size()[1];
+        let (start, end) = (offset as i64, offset as i64 + count);
+        keys.f_narrow(2, start, count)?.f_copy_(&new_keys)?;
+        values.f_narrow(2, start, count)?.f_copy_(&new_values)?;
+        let prefix = (keys.f_narrow(2, 0, end)?, values.f_narrow(2, 0, end)?);
+        let causal = offset == 0 && count > 1;
+        let x = x.f_add(&self.attn.attend(&normed, &prefix, causal)?)?;
+        self.cross_and_mlp(&x, cross)
+    }
+
+    /// The graphed step's layer: one token at the device-side `position`,
+    /// its keys/values written there, every slot of `cache` attended under
+    /// the additive `mask` (the slots past `position` hidden). The shapes
+    /// never change, so a CUDA graph can hold it. The mask rules out
+    /// libtorch's flash kernel (see TinyLlama's `attention_step`: about
+    /// 0.1 ms of a step there); Whisper's decoder is small beside it.
+    fn decode_step(
+        &self,
+        x: &Tensor,
+        (keys, values): &KeyValue,
+        position: &Tensor,
+        mask: &Tensor,
+        cross: &KeyValue,
+    ) -> Result<Tensor> {
+        let normed = self.attn_ln.forward(x)?;
+        let (new_keys, new_values) = self.attn.keys_values(&normed)?;
+        let _ = keys.shallow_clone().f_index_copy_(2, position, &new_keys)?;
+        let _ = values
+            .shallow_clone()
+            .f_index_copy_(2, position, &new_values)?;
+        let whole = (keys.shallow_clone(), values.shallow_clone());
+        let attended = self
+            .attn
+            .attend_masked(&normed, &whole, false, Some(mask))?;
+        self.cross_and_mlp(&x.f_add(&attended)?, cross)
+    }
+
+    /// Cross-attention to the audio, then the MLP, each a residual.
+    fn cross_and_mlp(&self, x: &Tensor, cross: &KeyValue) -> Result<Tensor> {
         let (cross_ln, cross_attn) = self
             .cross_attn
             .as_ref()
             .context("an encoder block has no cross-attention")?;
-        let x = x.f_add(&cross_attn.attend(&cross_ln.forward(&x)?, cross, false)?)?;
+        let x = x.f_add(&cross_attn.attend(&cross_ln.forward(x)?, cross, false)?)?;
         Ok(x.f_add(&self.mlp(&x)?)?)
     }
 
@@ -156,15 +233,74 @@ pub struct Whisper {
     decoder_ln: LayerNorm<Tensor>,
     mask_first: Tensor,
     mask_rest: Tensor,
+    /// Best mode: the static decoder; None: eager (a growing cache).
+    /// Shared by the sessions, which run one at a time.
+    static_decoder: Option<RefCell<StaticDecoder>>,
+}
+
+/// The best mode's decoder state on the device: self-attention caches of
+/// the whole text context, allocated once; the window's cross-attention
+/// keys/values copied into fixed buffers; the step's token and position;
+/// and the step's CUDA graph where CUDA graphs run.
+struct StaticDecoder {
+    /// Per layer, [1, heads, n_text_ctx, head width].
+    cache: Vec<KeyValue>,
+    /// Per layer, [1, heads, n_audio_ctx, head width].
+    cross: Vec<KeyValue>,
+    /// The token being fed, [1, 1] int64.
+    token: Tensor,
+    /// Its position, [1] int64.
+    position: Tensor,
+    /// chosen[p]: the token chosen after position p, [n_text_ctx] int64.
+    chosen: Tensor,
+    /// 0..n_text_ctx, int64: the slots past `position` are masked.
+    key_positions: Tensor,
+    /// Best mode on CUDA; None: the step runs op by op.
+    graph: Option<GraphedStep<()>>,
+}
+
+impl StaticDecoder {
+    fn new(dims: &ModelDims, kind: Kind, device: Device) -> Result<Self> {
+        let head_width = (dims.n_text_state / dims.n_text_head) as i64;
+        let buffers = |positions: usize| -> Result<Vec<KeyValue>> {
+            let shape = [1, dims.n_text_head as i64, positions as i64, head_width];
+            (0..dims.n_text_layer)
+                .map(|_| {
+                    Ok((
+                        Tensor::f_zeros(shape, (kind, device))?,
+                        Tensor::f_zeros(shape, (kind, device))?,
+                    ))
+                })
+                .collect()
+        };
+        let int64 = (Kind::Int64, device);
+        let context = dims.n_text_ctx as i64;
+        // One eager step first: cuBLAS and the kernels' choices start
+        // outside the capture.
+        let graph = fw_torch::cuda_graphs_available(device)
+            .is_ok()
+            .then(|| GraphedStep::new(device, 1));
+        Ok(Self {
+            cache: buffers(dims.n_text_ctx)?,
+            cross: buffers(dims.n_audio_ctx)?,
+            token: Tensor::f_zeros([1, 1], int64)?,
+            position: Tensor::f_zeros([1], int64)?,
+            chosen: Tensor::f_zeros([context], int64)?,
+            key_positions: Tensor::f_arange(context, int64)?,
+            graph,
+        })
+    }
 }
 
 impl Whisper {
-    /// Uploads the weights at the runtime's precision (untimed set-up).
+    /// Uploads the weights at the runtime's precision (untimed set-up);
+    /// best mode allocates the static decoder.
     pub fn new(
         runtime: &TorchRuntime,
         weights: &WhisperWeights,
         dims: &ModelDims,
         masks: &SuppressMasks,
+        execution: Execution,
     ) -> Result<Self> {
         let device = runtime.tch_device();
         let mut loader = Loader {
@@ -189,6 +325,14 @@ impl Whisper {
             decoder_ln: loader.layer_norm(&decoder.ln)?,
             mask_first: Tensor::f_from_slice(&masks.first)?.f_to_device(device)?,
             mask_rest: Tensor::f_from_slice(&masks.rest)?.f_to_device(device)?,
+            static_decoder: match execution {
+                Execution::Best => Some(RefCell::new(StaticDecoder::new(
+                    dims,
+                    runtime.kind(),
+                    device,
+                )?)),
+                Execution::Eager => None,
+            },
         };
         Ok(model)
     }
@@ -227,24 +371,90 @@ impl Whisper {
             .f_narrow(0, offset as i64, count as i64)?;
         let mut x =
             Tensor::f_embedding(&self.token_embedding, ids, -1, false, false)?.f_add(&positions)?;
-        for ((block, cache), cross) in self
-            .decoder_blocks
-            .iter()
-            .zip(&mut session.cache)
-            .zip(&session.cross.0)
-        {
-            x = block.decode(&x, cache, cross)?;
+        match &self.static_decoder {
+            None => {
+                for ((block, cache), cross) in self
+                    .decoder_blocks
+                    .iter()
+                    .zip(&mut session.cache)
+                    .zip(&session.cross.0)
+                {
+                    x = block.decode(&x, cache, cross)?;
+                }
+            }
+            Some(decoder) => {
+                let decoder = borrow(decoder)?;
+                for ((block, cache), cross) in self
+                    .decoder_blocks
+                    .iter()
+                    .zip(&decoder.cache)
+                    .zip(&session.cross.0)
+                {
+                    x = block.decode_at(&x, cache, offset, cross)?;
+                }
+            }
         }
+        self.logits(&x)
+    }
+
+    /// The last position's logits through the tied embedding, in float32.
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        let count = x.size()[1];
         let last = self
             .decoder_ln
-            .forward(&x)?
+            .forward(x)?
             .f_select(0, 0)?
-            .f_select(0, count as i64 - 1)?;
+            .f_select(0, count - 1)?;
         Ok(self
             .token_embedding
             .f_matmul(&last)?
             .f_to_kind(Kind::Float)?)
     }
+
+    /// One greedy step of the static decoder from its device state alone:
+    /// feeds `token` at `position`, writes the caches there, stores the
+    /// arg-max (after the suppression mask of every step but the first) in
+    /// `chosen` and as the next token, advances the position. Nothing is
+    /// read back, so a CUDA graph can record it.
+    fn decode_step(&self, state: &StaticDecoder) -> Result<()> {
+        let context = self.dims.n_text_ctx as i64;
+        // Additive, in the model's dtype, built once per step for every layer.
+        let hidden = state.key_positions.f_gt_tensor(&state.position)?;
+        let mask = Tensor::f_zeros([context], (self.kind, self.device))?
+            .f_masked_fill(&hidden, f64::NEG_INFINITY)?
+            .f_view([1, 1, 1, context])?;
+        let positions = self.text_positions.f_index_select(0, &state.position)?;
+        let mut x = Tensor::f_embedding(&self.token_embedding, &state.token, -1, false, false)?
+            .f_add(&positions)?;
+        for ((block, cache), cross) in self
+            .decoder_blocks
+            .iter()
+            .zip(&state.cache)
+            .zip(&state.cross)
+        {
+            x = block.decode_step(&x, cache, &state.position, &mask, cross)?;
+        }
+        let next = self
+            .logits(&x)?
+            .f_add(&self.mask_rest)?
+            .f_argmax(None, false)?;
+        let _ =
+            state
+                .chosen
+                .shallow_clone()
+                .f_index_copy_(0, &state.position, &next.f_view([1])?)?;
+        state.token.shallow_clone().f_copy_(&next.f_view([1, 1])?)?;
+        let _ = state.position.shallow_clone().f_add_scalar_(1)?;
+        Ok(())
+    }
+}
+
+/// The static decoder, or why it is in use elsewhere (a second session
+/// decoding while another one steps).
+fn borrow(decoder: &RefCell<StaticDecoder>) -> Result<std::cell::RefMut<'_, StaticDecoder>> {
+    decoder
+        .try_borrow_mut()
+        .map_err(|_| anyhow!("the static decoder is in use by another session"))
 }
 
 /// The cross-attention keys and values of every decoder layer.
@@ -254,8 +464,12 @@ pub struct CrossKv(Vec<KeyValue>);
 pub struct Session<'a> {
     model: &'a Whisper,
     cross: &'a CrossKv,
+    /// Eager mode's growing cache (best mode's is the static decoder's).
     cache: Vec<Option<KeyValue>>,
     offset: usize,
+    /// Whether the static decoder's state holds this session's window and
+    /// the token its last step chose (so the next step needs no copy).
+    stepping: bool,
 }
 
 impl Session<'_> {
@@ -277,7 +491,52 @@ impl Session<'_> {
         let model = self.model;
         let logits = model.decoder(ids, self)?;
         self.offset += count;
+        self.stepping = false;
         Ok(logits)
+    }
+
+    /// One step of the static decoder: its CUDA graph's replay where one
+    /// is captured, else its ops. The first step after the prompt loads
+    /// the window's cross-attention keys/values, the token and its
+    /// position into the decoder's state; each later step finds there the
+    /// token the step before chose. Returns that choice, left on the device.
+    fn step(&mut self, decoder: &RefCell<StaticDecoder>, previous: &Tensor) -> Result<Tensor> {
+        ensure!(
+            self.offset < self.model.dims.n_text_ctx,
+            "decoding past the text context: {} positions of {}",
+            self.offset + 1,
+            self.model.dims.n_text_ctx
+        );
+        let _no_grad = tch::no_grad_guard();
+        let mut decoder = borrow(decoder)?;
+        if !self.stepping {
+            for ((keys, values), (window_keys, window_values)) in
+                decoder.cross.iter().zip(&self.cross.0)
+            {
+                keys.shallow_clone().f_copy_(window_keys)?;
+                values.shallow_clone().f_copy_(window_values)?;
+            }
+            decoder
+                .token
+                .shallow_clone()
+                .f_copy_(&previous.f_reshape([1, 1])?)?;
+            let _ = decoder
+                .position
+                .shallow_clone()
+                .f_fill_(self.offset as i64)?;
+            self.stepping = true;
+        }
+        let model = self.model;
+        let mut graph = decoder.graph.take();
+        let outcome = match &mut graph {
+            Some(graph) => graph.run(|| model.decode_step(&decoder)).map(drop),
+            None => model.decode_step(&decoder),
+        };
+        decoder.graph = graph;
+        outcome?;
+        let chosen = decoder.chosen.f_select(0, self.offset as i64)?;
+        self.offset += 1;
+        Ok(chosen)
     }
 
     /// The greedy token after `ids` (arg-max after the suppression mask),
@@ -306,16 +565,19 @@ impl DecoderSession for Session<'_> {
     }
 
     fn follow(&mut self, previous: &Tensor) -> Result<Tensor> {
-        self.sample(&previous.f_reshape([1, 1])?, false)
+        match &self.model.static_decoder {
+            Some(decoder) => self.step(decoder, previous),
+            None => self.sample(&previous.f_reshape([1, 1])?, false),
+        }
     }
 
     fn read(&mut self, token: &Tensor) -> Result<u32> {
-        // Reading the id back waits for the step's work. On CUDA it waits
-        // for that step alone, while the next one, queued first, runs on.
-        // On MPS a copy to the host commits the stream and waits for all
-        // of it, the step queued ahead included: there the loop runs as a
-        // synchronous one (no overlap of host and device), and, as on CUDA
-        // and MLX, computes one step past the end of text per window.
+        // Reading the id back synchronises the stream (CUDA and MPS alike):
+        // it waits for this step and for the one queued after it, so the
+        // host queued step n + 1 while the device ran step n, and the
+        // device idles while the host reads and queues step n + 2 (one
+        // graph replay in best mode on CUDA). As on MLX, one step past the
+        // end of text is computed per window.
         Ok(token.f_int64_value(&[])? as u32)
     }
 }
@@ -366,6 +628,20 @@ impl WhisperTwin for Whisper {
             cross,
             cache: (0..self.dims.n_text_layer).map(|_| None).collect(),
             offset: 0,
+            stepping: false,
+        }
+    }
+
+    fn execution(&self) -> &'static str {
+        let graphed = self
+            .static_decoder
+            .as_ref()
+            .and_then(|decoder| decoder.try_borrow().ok())
+            .is_some_and(|decoder| decoder.graph.as_ref().is_some_and(GraphedStep::is_captured));
+        if graphed {
+            "cuda-graph decode step, eager prompt and encoder"
+        } else {
+            "eager"
         }
     }
 }

@@ -1,18 +1,20 @@
 //! The twins compute the same function: from the same weights and one
 //! log-mel, the encoder outputs and the first decoding step's logits agree
 //! in float32, for the real tiny.en and for a small random configuration
-//! of other dimensions (nothing is hard-coded to one size).
+//! of other dimensions (nothing is hard-coded to one size). PyTorch's two
+//! decoders (eager's growing cache, best mode's static decoder) agree with
+//! each other and with MLX, logits and greedy tokens alike.
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use bench_core::host::HostTensor;
-use bench_core::{DeviceKind, Precision};
+use bench_core::{DeviceKind, Execution, Precision};
 use bench_twin::testing::cpu_runtimes;
 use bench_whisper::config::ModelDims;
-use bench_whisper::pipeline::{DecoderSession, WhisperTwin};
-use bench_whisper::text::SuppressMasks;
+use bench_whisper::pipeline::{greedy_decode, DecoderSession, WhisperTwin};
+use bench_whisper::text::{SpecialTokens, SuppressMasks};
 use bench_whisper::weights::WhisperWeights;
 use bench_whisper::{mlx, torch};
 use common::{jfk, tiny_en, tiny_en_transcriber};
@@ -28,7 +30,7 @@ fn outputs<T: WhisperTwin>(twin: &T, mel: &HostTensor, prompt: &[u32]) -> (HostT
     (twin.features_to_host(&features).unwrap(), logits)
 }
 
-/// Both twins' outputs at `precision`: MLX first.
+/// Both twins' outputs at `precision`: MLX, then PyTorch eager and best.
 fn twins_outputs(
     precision: Precision,
     weights: &WhisperWeights,
@@ -36,13 +38,14 @@ fn twins_outputs(
     masks: &SuppressMasks,
     mel: &HostTensor,
     prompt: &[u32],
-) -> [(HostTensor, HostTensor); 2] {
+) -> [(HostTensor, HostTensor); 3] {
     let (mlx_rt, torch_rt) = cpu_runtimes(precision, 2);
-    let mlx_twin = mlx::Whisper::new(&mlx_rt, weights, dims, masks).unwrap();
-    let torch_twin = torch::Whisper::new(&torch_rt, weights, dims, masks).unwrap();
+    let mlx_twin = mlx::Whisper::new(&mlx_rt, weights, dims, masks, Execution::Best).unwrap();
+    let torch_twin = |execution| torch::Whisper::new(&torch_rt, weights, dims, masks, execution);
     [
         outputs(&mlx_twin, mel, prompt),
-        outputs(&torch_twin, mel, prompt),
+        outputs(&torch_twin(Execution::Eager).unwrap(), mel, prompt),
+        outputs(&torch_twin(Execution::Best).unwrap(), mel, prompt),
     ]
 }
 
@@ -52,13 +55,21 @@ fn tiny_en_encoder_and_first_logits_agree() {
     let transcriber = tiny_en_transcriber();
     let mel = transcriber.windows(&jfk().samples).unwrap().remove(0);
     let prompt = &model.tokenizer.special.prompt;
-    let [(mlx_features, mlx_logits), (torch_features, torch_logits)] = twins_outputs(
-        Precision::F32,
-        &model.weights,
-        &model.dims,
-        &model.masks,
-        &mel,
-        prompt,
+    let [(mlx_features, mlx_logits), (torch_features, torch_logits), (_, best_logits)] =
+        twins_outputs(
+            Precision::F32,
+            &model.weights,
+            &model.dims,
+            &model.masks,
+            &mel,
+            prompt,
+        );
+    // PyTorch's two modes run the same ops on the prompt (only the cache
+    // differs): equal to the last bit but for the cache's copy
+    let modes_diff = torch_logits.max_abs_diff(&best_logits).unwrap();
+    assert!(
+        modes_diff < 1e-5,
+        "eager and best logits differ by {modes_diff}"
     );
 
     assert_eq!(mlx_features.shape, vec![1, 1500, 384]);
@@ -95,6 +106,11 @@ fn tiny_en_encoder_and_first_logits_agree() {
 
 /// A Whisper of other sizes than any released one, with random weights.
 fn small_random_model() -> (ModelDims, WhisperWeights) {
+    small_random_model_scaled(|_| 1.0)
+}
+
+/// As [`small_random_model`], each tensor's weights times `scale(name)`.
+fn small_random_model_scaled(scale: impl Fn(&str) -> f32) -> (ModelDims, WhisperWeights) {
     let dims = ModelDims {
         n_mels: 16,
         n_audio_ctx: 24,
@@ -114,8 +130,9 @@ fn small_random_model() -> (ModelDims, WhisperWeights) {
     for (i, request) in listing.requested().into_iter().enumerate() {
         let mut tensor = HostTensor::uniform(request.shape, 100 + i as u64);
         // centred, with the spread of a trained layer's weights
+        let factor = scale(&request.name);
         for x in &mut tensor.data {
-            *x = (*x - 0.5) * 0.4;
+            *x = (*x - 0.5) * 0.4 * factor;
         }
         tensors.insert(request.name, tensor);
     }
@@ -137,31 +154,46 @@ fn small_random_config_agrees_at_every_step() {
     let masks = no_suppression(&dims);
     let mel = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 7);
     let prompt = [1u32, 2, 3];
-    let [(mlx_features, mlx_logits), (torch_features, torch_logits)] =
+    let [(mlx_features, mlx_logits), (torch_features, torch_logits), (_, best_logits)] =
         twins_outputs(Precision::F32, &weights, &dims, &masks, &mel, &prompt);
     assert_eq!(mlx_features.shape, vec![1, 24, 32]);
     assert!(mlx_features.all_close(&torch_features, 1e-4, 1e-4).unwrap());
     assert_eq!(mlx_logits.shape, vec![300]);
-    let diff = mlx_logits.max_abs_diff(&torch_logits).unwrap();
-    assert!(diff < 1e-4, "first-step logits differ by {diff}");
+    for (mode, logits) in [("eager", &torch_logits), ("best", &best_logits)] {
+        let diff = mlx_logits.max_abs_diff(logits).unwrap();
+        assert!(diff < 1e-4, "first-step logits differ by {diff} ({mode})");
+    }
 
-    // later steps use the key/value cache: feed the same tokens to both
+    // later steps use the key/value cache: feed the same tokens to all three
     let (mlx_rt, torch_rt) = cpu_runtimes(Precision::F32, 2);
-    let mlx_twin = mlx::Whisper::new(&mlx_rt, &weights, &dims, &masks).unwrap();
-    let torch_twin = torch::Whisper::new(&torch_rt, &weights, &dims, &masks).unwrap();
+    let mlx_twin = mlx::Whisper::new(&mlx_rt, &weights, &dims, &masks, Execution::Best).unwrap();
     let mlx_cross = mlx_twin.cross_kv(&mlx_twin.encode(&mel).unwrap()).unwrap();
-    let torch_cross = torch_twin
-        .cross_kv(&torch_twin.encode(&mel).unwrap())
-        .unwrap();
     let mut mlx_session = mlx_twin.session(&mlx_cross);
-    let mut torch_session = torch_twin.session(&torch_cross);
     mlx_session.logits(&prompt).unwrap();
-    torch_session.logits(&prompt).unwrap();
+    let torch_twins = [Execution::Eager, Execution::Best].map(|execution| {
+        torch::Whisper::new(&torch_rt, &weights, &dims, &masks, execution).unwrap()
+    });
+    let torch_crosses = torch_twins
+        .each_ref()
+        .map(|twin| twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap());
+    let mut torch_sessions: Vec<_> = torch_twins
+        .iter()
+        .zip(&torch_crosses)
+        .map(|(twin, cross)| twin.session(cross))
+        .collect();
+    for session in &mut torch_sessions {
+        session.logits(&prompt).unwrap();
+    }
     for token in [10u32, 20, 30, 40, 50] {
         let a = mlx_session.logits(&[token]).unwrap();
-        let b = torch_session.logits(&[token]).unwrap();
-        let diff = a.max_abs_diff(&b).unwrap();
-        assert!(diff < 1e-4, "after token {token}: logits differ by {diff}");
+        for (mode, session) in ["eager", "best"].iter().zip(&mut torch_sessions) {
+            let b = session.logits(&[token]).unwrap();
+            let diff = a.max_abs_diff(&b).unwrap();
+            assert!(
+                diff < 1e-4,
+                "after token {token}: logits differ by {diff} ({mode})"
+            );
+        }
     }
     // the text context is 12 positions: 3 + 5 used, 4 left, then an error
     for token in 0..4 {
@@ -179,11 +211,12 @@ fn float16_twins_track_float32() {
     let masks = no_suppression(&dims);
     let mel = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 7);
     let prompt = [1u32, 2, 3];
-    let [_, (_, reference)] = twins_outputs(Precision::F32, &weights, &dims, &masks, &mel, &prompt);
+    let [_, (_, reference), _] =
+        twins_outputs(Precision::F32, &weights, &dims, &masks, &mel, &prompt);
     let spread = reference.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let [(_, mlx), (_, torch)] =
+    let [(_, mlx), (_, torch), (_, best)] =
         twins_outputs(Precision::F16, &weights, &dims, &masks, &mel, &prompt);
-    for (name, logits) in [("MLX", mlx), ("PyTorch", torch)] {
+    for (name, logits) in [("MLX", mlx), ("PyTorch", torch), ("PyTorch best", best)] {
         let diff = logits.max_abs_diff(&reference).unwrap();
         eprintln!("{name} f16 vs f32: max |diff| {diff} (largest logit {spread})");
         // Measured 1.1e-4 (MLX) and 1.6e-4 (PyTorch) on logits up to 0.35;
@@ -204,20 +237,26 @@ fn incremental_decoding_matches_a_full_recompute() {
     let masks = no_suppression(&dims);
     let mel = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 8);
     let runtime = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
-    let twin = torch::Whisper::new(&runtime, &weights, &dims, &masks).unwrap();
-    let cross = twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap();
     let tokens = [5u32, 6, 7, 8, 9];
-    let mut session = twin.session(&cross);
-    session.logits(&tokens[..2]).unwrap();
-    session.logits(&tokens[2..3]).unwrap();
-    session.logits(&tokens[3..4]).unwrap();
-    let stepwise = session.logits(&tokens[4..5]).unwrap();
-    let whole = twin.session(&cross).logits(&tokens).unwrap();
-    let diff = stepwise.max_abs_diff(&whole).unwrap();
-    assert!(diff < 1e-5, "cached and full decoding differ by {diff}");
+    for execution in [Execution::Eager, Execution::Best] {
+        let twin = torch::Whisper::new(&runtime, &weights, &dims, &masks, execution).unwrap();
+        let cross = twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap();
+        let mut session = twin.session(&cross);
+        session.logits(&tokens[..2]).unwrap();
+        session.logits(&tokens[2..3]).unwrap();
+        session.logits(&tokens[3..4]).unwrap();
+        let stepwise = session.logits(&tokens[4..5]).unwrap();
+        drop(session);
+        let whole = twin.session(&cross).logits(&tokens).unwrap();
+        let diff = stepwise.max_abs_diff(&whole).unwrap();
+        assert!(
+            diff < 1e-5,
+            "cached and full decoding differ by {diff} ({execution:?})"
+        );
+    }
 
     let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
-    let twin = mlx::Whisper::new(&runtime, &weights, &dims, &masks).unwrap();
+    let twin = mlx::Whisper::new(&runtime, &weights, &dims, &masks, Execution::Best).unwrap();
     let cross = twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap();
     let mut session = twin.session(&cross);
     session.logits(&tokens[..2]).unwrap();
@@ -230,4 +269,78 @@ fn incremental_decoding_matches_a_full_recompute() {
         diff < 1e-5,
         "MLX: cached and full decoding differ by {diff}"
     );
+}
+
+/// Greedy decoding of two windows (two sessions, one after the other):
+/// PyTorch's static decoder (its single-token step, the one a CUDA graph
+/// holds on CUDA) chooses eager mode's tokens, and MLX's.
+#[test]
+fn the_static_decoder_chooses_the_eager_tokens_window_after_window() {
+    // cross-attention strong enough that each window's audio changes what
+    // is decoded (so a stale window in the static decoder would show)
+    let (dims, weights) = small_random_model_scaled(|name| {
+        if name.contains("encoder_attn.") {
+            4.0
+        } else {
+            1.0
+        }
+    });
+    let masks = no_suppression(&dims);
+    let special = SpecialTokens {
+        prompt: vec![1, 2, 3],
+        end_of_text: 299,
+    };
+    // 6 tokens: half the text context, as `max_sampled_tokens` allows
+    let max_tokens = bench_whisper::pipeline::max_sampled_tokens(&dims, &special);
+    // two windows unlike each other: noise, and its negative, larger
+    let noise = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 7);
+    let mut negative = noise.clone();
+    negative.data.iter_mut().for_each(|x| *x *= -3.0);
+    let mels = [noise, negative];
+    let (mlx_rt, torch_rt) = cpu_runtimes(Precision::F32, 2);
+    let decode_all = |twin: &dyn Fn(&HostTensor) -> Vec<u32>| mels.each_ref().map(twin);
+    let mlx_twin = mlx::Whisper::new(&mlx_rt, &weights, &dims, &masks, Execution::Best).unwrap();
+    let mlx_tokens = decode_all(&|mel| {
+        let cross = mlx_twin.cross_kv(&mlx_twin.encode(mel).unwrap()).unwrap();
+        greedy_decode(&mut mlx_twin.session(&cross), &special, max_tokens)
+            .unwrap()
+            .tokens
+    });
+    for execution in [Execution::Eager, Execution::Best] {
+        let twin = torch::Whisper::new(&torch_rt, &weights, &dims, &masks, execution).unwrap();
+        let tokens = decode_all(&|mel| {
+            let cross = twin.cross_kv(&twin.encode(mel).unwrap()).unwrap();
+            greedy_decode(&mut twin.session(&cross), &special, max_tokens)
+                .unwrap()
+                .tokens
+        });
+        assert_eq!(tokens, mlx_tokens, "{execution:?}");
+        assert_eq!(twin.execution(), "eager", "no CUDA graph on the CPU");
+    }
+    assert_ne!(
+        mlx_tokens[0], mlx_tokens[1],
+        "the windows decode alike: a weak test"
+    );
+    assert_eq!(mlx_tokens[0].len(), max_tokens);
+}
+
+/// The static decoder stops at the end of the text context with an error
+/// that says so, as eager mode's decoder does.
+#[test]
+fn the_static_decoder_refuses_to_step_past_the_text_context() {
+    let (dims, weights) = small_random_model();
+    let masks = no_suppression(&dims);
+    let mel = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 7);
+    let runtime = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
+    let twin = torch::Whisper::new(&runtime, &weights, &dims, &masks, Execution::Best).unwrap();
+    let cross = twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap();
+    let mut session = twin.session(&cross);
+    let mut token = session.start(&[1, 2, 3]).unwrap();
+    // 12 positions: 3 for the prompt, 9 steps, then an error
+    for _ in 0..9 {
+        token = session.follow(&token).unwrap();
+    }
+    session.read(&token).unwrap();
+    let error = session.follow(&token).unwrap_err().to_string();
+    assert!(error.contains("past the text context"), "{error}");
 }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use bench_core::{DeviceKind, Precision};
+use bench_core::{DeviceKind, Execution, Precision};
 use bench_whisper::mlx;
 use bench_whisper::text::normalize;
 use common::{check_transcript, jfk, tiny_en, tiny_en_transcriber, JFK_WORDS};
@@ -17,7 +17,14 @@ use fw_mlx::MlxRuntime;
 fn mlx_transcribes_jfk_word_for_word() {
     let model = tiny_en();
     let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
-    let twin = mlx::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks).unwrap();
+    let twin = mlx::Whisper::new(
+        &runtime,
+        &model.weights,
+        &model.dims,
+        &model.masks,
+        Execution::Best,
+    )
+    .unwrap();
     check_transcript("MLX", &twin);
 }
 
@@ -31,7 +38,14 @@ fn longer_audio_is_transcribed_window_by_window() {
     long.resize(30 * 16000, 0.0);
     long.extend_from_slice(&clip);
     let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
-    let twin = mlx::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks).unwrap();
+    let twin = mlx::Whisper::new(
+        &runtime,
+        &model.weights,
+        &model.dims,
+        &model.masks,
+        Execution::Best,
+    )
+    .unwrap();
     let transcript = tiny_en_transcriber().transcribe(&twin, &long).unwrap();
     assert_eq!(transcript.windows, 2);
     assert_eq!(

@@ -1,17 +1,51 @@
 //! The PyTorch twin transcribes the JFK clip word for word with tiny.en,
-//! float32 (the MLX twin: `transcribe.rs`; one framework per test process).
+//! float32, in both modes: eager (a growing cache) and best (the static
+//! decoder, whose step runs op by op off CUDA), one window and two (the
+//! MLX twin: `transcribe.rs`; one framework per test process).
 
 mod common;
 
-use bench_core::{DeviceKind, Precision};
+use bench_core::{DeviceKind, Execution, Precision};
+use bench_whisper::text::normalize;
 use bench_whisper::torch;
-use common::{check_transcript, tiny_en};
+use common::{check_transcript, jfk, tiny_en, tiny_en_transcriber, JFK_WORDS};
 use fw_torch::TorchRuntime;
 
-#[test]
-fn torch_transcribes_jfk_word_for_word() {
+fn twin(execution: Execution) -> torch::Whisper {
     let model = tiny_en();
     let runtime = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
-    let twin = torch::Whisper::new(&runtime, &model.weights, &model.dims, &model.masks).unwrap();
-    check_transcript("PyTorch", &twin);
+    torch::Whisper::new(
+        &runtime,
+        &model.weights,
+        &model.dims,
+        &model.masks,
+        execution,
+    )
+    .unwrap()
+}
+
+#[test]
+fn torch_transcribes_jfk_word_for_word_in_both_modes() {
+    check_transcript("PyTorch eager", &twin(Execution::Eager));
+    check_transcript("PyTorch best", &twin(Execution::Best));
+}
+
+#[test]
+fn the_static_decoder_transcribes_window_after_window() {
+    // two windows: the second session loads its own cross-attention
+    // keys/values and restarts the static cache from its prompt
+    let clip = jfk().samples;
+    let mut long = clip.clone();
+    long.resize(30 * 16000, 0.0);
+    long.extend_from_slice(&clip);
+    let transcript = tiny_en_transcriber()
+        .transcribe(&twin(Execution::Best), &long)
+        .unwrap();
+    assert_eq!(transcript.windows, 2);
+    assert_eq!(
+        normalize(&transcript.text),
+        format!("{JFK_WORDS} {JFK_WORDS}"),
+        "{}",
+        transcript.text
+    );
 }

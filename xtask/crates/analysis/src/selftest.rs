@@ -9,7 +9,10 @@
 //! - **bert, lm-train** (`step` rows, run with `--set record_losses=true`):
 //!   every step's loss, warm-up included, equal within [`loss_tolerance`];
 //! - **tinyllama** (`generate` rows): the generated tokens (`first_tokens`,
-//!   the first 32), exactly equal.
+//!   the first 32), exactly equal;
+//! - **whisper** (`decode-token` rows): the first window's tokens
+//!   (`first_tokens`, the first 32), exactly equal: PyTorch's best mode
+//!   decodes with its static decoder's CUDA graph.
 //!
 //! A check also fails where a row failed or is missing, where eager mode
 //! did not run eagerly, where best mode's `execution=` lacks the text of
@@ -63,7 +66,7 @@ enum Kind {
     Tokens,
 }
 
-const COMPARED: [Compared; 3] = [
+const COMPARED: [Compared; 4] = [
     Compared {
         benchmark: "bert",
         case: "step",
@@ -79,6 +82,12 @@ const COMPARED: [Compared; 3] = [
     Compared {
         benchmark: "tinyllama",
         case: "generate",
+        setting: "first_tokens",
+        kind: Kind::Tokens,
+    },
+    Compared {
+        benchmark: "whisper",
+        case: "decode-token",
         setting: "first_tokens",
         kind: Kind::Tokens,
     },
@@ -790,7 +799,36 @@ mod tests {
         assert!(!verdict.passed());
         assert_eq!(
             verdict.problems,
-            vec!["no rows of bert, lm-train, tinyllama to compare".to_owned()]
+            vec!["no rows of bert, lm-train, tinyllama, whisper to compare".to_owned()]
+        );
+    }
+
+    /// Whisper's rows are paired by their decode-token case and compared
+    /// token by token, as TinyLlama's (here: TinyLlama's real rows, named
+    /// as Whisper's).
+    #[test]
+    fn whisper_decode_tokens_are_compared() {
+        let mut rows: Vec<Row> = cpu_rows()
+            .into_iter()
+            .filter(|r| r.benchmark == "tinyllama" && r.case == "generate")
+            .collect();
+        for row in &mut rows {
+            row.benchmark = "whisper".into();
+            row.case = "decode-token".into();
+        }
+        let verdict = check(&rows, None);
+        assert!(verdict.passed(), "{:?}", problems(&verdict));
+        assert!(verdict
+            .checks
+            .iter()
+            .all(|c| c.key.benchmark == "whisper" && c.compared == "first_tokens"));
+        let row = find(&mut rows, "whisper torch cpu f32", Execution::Best);
+        edit(row, "first_tokens", |v| v[2] = "7".into());
+        let problems = problems(&check(&rows, None));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("tokens differ from token 2 on"),
+            "{problems:?}"
         );
     }
 
