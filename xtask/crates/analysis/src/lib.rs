@@ -9,8 +9,8 @@
 //!
 //! Modules, each using only those listed before it:
 //! identity, results, uncertainty, twins, cells, references, charts,
-//! scaling, scaling_chart, devices, compare, share, report, selftest
-//! (results only).
+//! scaling, scaling_chart, devices, compare, share, superseded (results
+//! only), report, selftest (results only).
 
 pub mod compare;
 pub mod report;
@@ -28,6 +28,7 @@ mod references;
 mod results;
 mod scaling;
 mod scaling_chart;
+mod superseded;
 mod twins;
 mod uncertainty;
 
