@@ -9,50 +9,28 @@ mod common;
 
 use bench_core::{DeviceKind, Execution, Precision};
 use bench_whisper::mlx;
-use bench_whisper::text::normalize;
-use common::{check_transcript, jfk, tiny_en, tiny_en_transcriber, JFK_WORDS};
+use common::{check_transcript, check_two_window_transcript, tiny_en};
 use fw_mlx::MlxRuntime;
 
-#[test]
-fn mlx_transcribes_jfk_word_for_word() {
+fn twin() -> mlx::Whisper {
     let model = tiny_en();
     let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
-    let twin = mlx::Whisper::new(
+    mlx::Whisper::new(
         &runtime,
         &model.weights,
         &model.dims,
         &model.masks,
         Execution::Best,
     )
-    .unwrap();
-    check_transcript("MLX", &twin);
+    .unwrap()
+}
+
+#[test]
+fn mlx_transcribes_jfk_word_for_word() {
+    check_transcript("MLX", &twin());
 }
 
 #[test]
 fn longer_audio_is_transcribed_window_by_window() {
-    // the clip, silence up to the 30 s mark, the clip again: two windows,
-    // each holding one full sentence
-    let model = tiny_en();
-    let clip = jfk().samples;
-    let mut long = clip.clone();
-    long.resize(30 * 16000, 0.0);
-    long.extend_from_slice(&clip);
-    let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
-    let twin = mlx::Whisper::new(
-        &runtime,
-        &model.weights,
-        &model.dims,
-        &model.masks,
-        Execution::Best,
-    )
-    .unwrap();
-    let transcript = tiny_en_transcriber().transcribe(&twin, &long).unwrap();
-    assert_eq!(transcript.windows, 2);
-    assert_eq!(
-        normalize(&transcript.text),
-        format!("{JFK_WORDS} {JFK_WORDS}"),
-        "{}",
-        transcript.text
-    );
-    assert_eq!(transcript.decoder_steps, transcript.tokens.len() + 2);
+    check_two_window_transcript("MLX", &twin());
 }

@@ -64,3 +64,22 @@ pub fn check_transcript<T: WhisperTwin>(name: &str, twin: &T) {
     // the end of text is a decoder step but not a token
     assert_eq!(transcript.decoder_steps, transcript.tokens.len() + 1);
 }
+
+/// The twin transcribes the clip, silence up to the 30 s mark, and the
+/// clip again window by window: two windows, each holding one full
+/// sentence, each window's decoder a session of its own.
+pub fn check_two_window_transcript<T: WhisperTwin>(name: &str, twin: &T) {
+    let clip = jfk().samples;
+    let mut long = clip.clone();
+    long.resize(30 * 16000, 0.0);
+    long.extend_from_slice(&clip);
+    let transcript = tiny_en_transcriber().transcribe(twin, &long).unwrap();
+    assert_eq!(transcript.windows, 2);
+    assert_eq!(
+        normalize(&transcript.text),
+        format!("{JFK_WORDS} {JFK_WORDS}"),
+        "{name} transcribed: {}",
+        transcript.text
+    );
+    assert_eq!(transcript.decoder_steps, transcript.tokens.len() + 2);
+}
