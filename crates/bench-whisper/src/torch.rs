@@ -12,7 +12,7 @@
 //! included; off CUDA the same step runs op by op. The prompt and the
 //! encoder run eagerly in both modes.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use anyhow::{anyhow, ensure, Context, Result};
 use bench_core::host::HostTensor;
@@ -236,6 +236,8 @@ pub struct Whisper {
     /// Best mode: the static decoder; None: eager (a growing cache).
     /// Shared by the sessions, which run one at a time.
     static_decoder: Option<RefCell<StaticDecoder>>,
+    /// Sessions made so far: each one's id.
+    sessions: Cell<u64>,
 }
 
 /// The best mode's decoder state on the device: self-attention caches of
@@ -257,6 +259,8 @@ struct StaticDecoder {
     key_positions: Tensor,
     /// Best mode on CUDA; None: the step runs op by op.
     graph: Option<GraphedStep<()>>,
+    /// The session whose prompt filled the caches last: only it may go on.
+    owner: Option<u64>,
 }
 
 impl StaticDecoder {
@@ -288,6 +292,7 @@ impl StaticDecoder {
             chosen: Tensor::f_zeros([context], int64)?,
             key_positions: Tensor::f_arange(context, int64)?,
             graph,
+            owner: None,
         })
     }
 }
@@ -333,6 +338,7 @@ impl Whisper {
                 )?)),
                 Execution::Eager => None,
             },
+            sessions: Cell::new(0),
         };
         Ok(model)
     }
@@ -383,7 +389,7 @@ impl Whisper {
                 }
             }
             Some(decoder) => {
-                let decoder = borrow(decoder)?;
+                let decoder = session.claim(decoder)?;
                 for ((block, cache), cross) in self
                     .decoder_blocks
                     .iter()
@@ -449,12 +455,11 @@ impl Whisper {
     }
 }
 
-/// The static decoder, or why it is in use elsewhere (a second session
-/// decoding while another one steps).
+/// The static decoder, borrowed for one call (no borrow outlives one).
 fn borrow(decoder: &RefCell<StaticDecoder>) -> Result<std::cell::RefMut<'_, StaticDecoder>> {
     decoder
         .try_borrow_mut()
-        .map_err(|_| anyhow!("the static decoder is in use by another session"))
+        .map_err(|_| anyhow!("the static decoder is borrowed elsewhere"))
 }
 
 /// The cross-attention keys and values of every decoder layer.
@@ -467,9 +472,14 @@ pub struct Session<'a> {
     /// Eager mode's growing cache (best mode's is the static decoder's).
     cache: Vec<Option<KeyValue>>,
     offset: usize,
-    /// Whether the static decoder's state holds this session's window and
-    /// the token its last step chose (so the next step needs no copy).
-    stepping: bool,
+    /// This session's id, to tell whether the static decoder is its own.
+    id: u64,
+    /// Whether the static decoder's cross-attention buffers hold this
+    /// session's window.
+    cross_loaded: bool,
+    /// The address of the choice this session's last step returned: fed
+    /// that, the next step finds the token in the decoder's state already.
+    last_choice: Option<usize>,
 }
 
 impl Session<'_> {
@@ -491,15 +501,36 @@ impl Session<'_> {
         let model = self.model;
         let logits = model.decoder(ids, self)?;
         self.offset += count;
-        self.stepping = false;
+        self.last_choice = None;
         Ok(logits)
     }
 
+    /// The static decoder for this session: its prompt (offset 0) makes
+    /// the decoder its own; any later call must find it still its own
+    /// (another session's prompt would have overwritten its caches).
+    fn claim<'d>(
+        &mut self,
+        decoder: &'d RefCell<StaticDecoder>,
+    ) -> Result<std::cell::RefMut<'d, StaticDecoder>> {
+        let mut decoder = borrow(decoder)?;
+        if self.offset == 0 {
+            decoder.owner = Some(self.id);
+            self.cross_loaded = false;
+        }
+        ensure!(
+            decoder.owner == Some(self.id),
+            "the static decoder serves one session at a time, each from its prompt: \
+             a later session has replaced this one's caches"
+        );
+        Ok(decoder)
+    }
+
     /// One step of the static decoder: its CUDA graph's replay where one
-    /// is captured, else its ops. The first step after the prompt loads
-    /// the window's cross-attention keys/values, the token and its
-    /// position into the decoder's state; each later step finds there the
-    /// token the step before chose. Returns that choice, left on the device.
+    /// is captured, else its ops. The session's first step loads its
+    /// window's cross-attention keys/values into the decoder (a device
+    /// copy, timed with decoding); a step fed anything but the choice of
+    /// the step before loads the token and its position. Returns the
+    /// step's choice, left on the device.
     fn step(&mut self, decoder: &RefCell<StaticDecoder>, previous: &Tensor) -> Result<Tensor> {
         ensure!(
             self.offset < self.model.dims.n_text_ctx,
@@ -508,14 +539,17 @@ impl Session<'_> {
             self.model.dims.n_text_ctx
         );
         let _no_grad = tch::no_grad_guard();
-        let mut decoder = borrow(decoder)?;
-        if !self.stepping {
+        let mut decoder = self.claim(decoder)?;
+        if !self.cross_loaded {
             for ((keys, values), (window_keys, window_values)) in
                 decoder.cross.iter().zip(&self.cross.0)
             {
                 keys.shallow_clone().f_copy_(window_keys)?;
                 values.shallow_clone().f_copy_(window_values)?;
             }
+            self.cross_loaded = true;
+        }
+        if self.last_choice != Some(previous.data_ptr() as usize) {
             decoder
                 .token
                 .shallow_clone()
@@ -524,7 +558,6 @@ impl Session<'_> {
                 .position
                 .shallow_clone()
                 .f_fill_(self.offset as i64)?;
-            self.stepping = true;
         }
         let model = self.model;
         let mut graph = decoder.graph.take();
@@ -536,6 +569,7 @@ impl Session<'_> {
         outcome?;
         let chosen = decoder.chosen.f_select(0, self.offset as i64)?;
         self.offset += 1;
+        self.last_choice = Some(chosen.data_ptr() as usize);
         Ok(chosen)
     }
 
@@ -623,25 +657,30 @@ impl WhisperTwin for Whisper {
     }
 
     fn session<'a>(&'a self, cross: &'a CrossKv) -> Session<'a> {
+        let id = self.sessions.get() + 1;
+        self.sessions.set(id);
         Session {
             model: self,
             cross,
             cache: (0..self.dims.n_text_layer).map(|_| None).collect(),
             offset: 0,
-            stepping: false,
+            id,
+            cross_loaded: false,
+            last_choice: None,
         }
     }
 
     fn execution(&self) -> &'static str {
-        let graphed = self
-            .static_decoder
-            .as_ref()
-            .and_then(|decoder| decoder.try_borrow().ok())
-            .is_some_and(|decoder| decoder.graph.as_ref().is_some_and(GraphedStep::is_captured));
+        let Some(decoder) = &self.static_decoder else {
+            return "eager";
+        };
+        let graphed = decoder
+            .try_borrow()
+            .is_ok_and(|decoder| decoder.graph.as_ref().is_some_and(GraphedStep::is_captured));
         if graphed {
             "cuda-graph decode step, eager prompt and encoder"
         } else {
-            "eager"
+            "static-cache decode step, op by op"
         }
     }
 }

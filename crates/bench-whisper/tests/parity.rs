@@ -140,6 +140,17 @@ fn small_random_model_scaled(scale: impl Fn(&str) -> f32) -> (ModelDims, Whisper
     (dims, weights)
 }
 
+/// [`small_random_model`] with cross-attention weights 4 times larger.
+fn cross_attention_heavy_model() -> (ModelDims, WhisperWeights) {
+    small_random_model_scaled(|name| {
+        if name.contains("encoder_attn.") {
+            4.0
+        } else {
+            1.0
+        }
+    })
+}
+
 /// Nothing suppressed: the raw logits of every token.
 fn no_suppression(dims: &ModelDims) -> SuppressMasks {
     SuppressMasks {
@@ -278,13 +289,7 @@ fn incremental_decoding_matches_a_full_recompute() {
 fn the_static_decoder_chooses_the_eager_tokens_window_after_window() {
     // cross-attention strong enough that each window's audio changes what
     // is decoded (so a stale window in the static decoder would show)
-    let (dims, weights) = small_random_model_scaled(|name| {
-        if name.contains("encoder_attn.") {
-            4.0
-        } else {
-            1.0
-        }
-    });
+    let (dims, weights) = cross_attention_heavy_model();
     let masks = no_suppression(&dims);
     let special = SpecialTokens {
         prompt: vec![1, 2, 3],
@@ -315,7 +320,12 @@ fn the_static_decoder_chooses_the_eager_tokens_window_after_window() {
                 .tokens
         });
         assert_eq!(tokens, mlx_tokens, "{execution:?}");
-        assert_eq!(twin.execution(), "eager", "no CUDA graph on the CPU");
+        // no CUDA graph on the CPU: best mode says what ran instead
+        let ran = match execution {
+            Execution::Eager => "eager",
+            Execution::Best => "static-cache decode step, op by op",
+        };
+        assert_eq!(twin.execution(), ran);
     }
     assert_ne!(
         mlx_tokens[0], mlx_tokens[1],
@@ -343,4 +353,42 @@ fn the_static_decoder_refuses_to_step_past_the_text_context() {
     session.read(&token).unwrap();
     let error = session.follow(&token).unwrap_err().to_string();
     assert!(error.contains("past the text context"), "{error}");
+}
+
+/// Fed a token other than the choice of the step before, the static
+/// decoder feeds that token, as eager mode does; and a session whose
+/// caches a later session's prompt replaced stops with an error, instead
+/// of decoding from the other's state.
+#[test]
+fn the_static_decoder_feeds_what_it_is_given_and_serves_one_session() {
+    let (dims, weights) = small_random_model();
+    let masks = no_suppression(&dims);
+    let mel = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 7);
+    let runtime = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
+    let logits_after = [Execution::Eager, Execution::Best].map(|execution| {
+        let twin = torch::Whisper::new(&runtime, &weights, &dims, &masks, execution).unwrap();
+        let cross = twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap();
+        let mut session = twin.session(&cross);
+        let first = session.start(&[1, 2, 3]).unwrap();
+        let second = session.follow(&first).unwrap();
+        // a token of the caller's, not the step before's choice
+        let third = session.follow(&tch::Tensor::from(7i64)).unwrap();
+        let chosen = [&second, &third].map(|token| session.read(token).unwrap());
+        // the logits after what was fed: 3 prompt tokens, the first
+        // choice, 7, then 9
+        (chosen, session.logits(&[9]).unwrap())
+    });
+    let [(eager_chosen, eager_logits), (best_chosen, best_logits)] = logits_after;
+    assert_eq!(eager_chosen, best_chosen);
+    let diff = eager_logits.max_abs_diff(&best_logits).unwrap();
+    assert!(diff < 1e-5, "eager and best logits differ by {diff}");
+
+    let twin = torch::Whisper::new(&runtime, &weights, &dims, &masks, Execution::Best).unwrap();
+    let cross = twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap();
+    let mut first = twin.session(&cross);
+    let token = first.start(&[1, 2, 3]).unwrap();
+    let mut later = twin.session(&cross);
+    let _later_token = later.start(&[1, 2, 3]).unwrap();
+    let error = first.follow(&token).unwrap_err().to_string();
+    assert!(error.contains("one session at a time"), "{error}");
 }

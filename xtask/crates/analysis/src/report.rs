@@ -94,8 +94,15 @@ pub fn generate(root: &Path, update_readme: bool) -> Result<()> {
         .filter(|r| !superseded::is_superseded(&superseded, r))
         .cloned()
         .collect();
-    let headline = twins::headline(&twins::history(&current, &suite));
+    let current_history = twins::history(&current, &suite);
+    let headline = twins::headline(&current_history);
     let left_out = superseded::notes(&superseded, &loaded.rows);
+    for entry in superseded::unused(&superseded, &loaded.rows) {
+        eprintln!(
+            "warning: reports/superseded.csv: no row is of {} at {}: check the device and commit",
+            entry.device, entry.commit
+        );
+    }
     let pairs: Vec<twins::Pair> = headline
         .iter()
         .flat_map(|run| twins::pairs(&run.rows, &titles))
@@ -107,7 +114,11 @@ pub fn generate(root: &Path, update_readme: bool) -> Result<()> {
         &references::comparisons(&current),
         &titles,
     )?;
-    let scaling = scaling_chart::write(&chart_dir, &newest_sweeps(&history, &titles), &titles)?;
+    let scaling = scaling_chart::write(
+        &chart_dir,
+        &newest_sweeps(&current_history, &titles),
+        &titles,
+    )?;
     remove_stale_charts(&chart_dir, &[charts.as_slice(), &scaling].concat())?;
 
     let charts = Charts {

@@ -2,8 +2,9 @@
 //! device's runs at one commit whose figures a later campaign showed to be
 //! unsound (references weaker than their framework's best, sittings
 //! pooled across hosts). The headline table and "each framework at its
-//! fastest" leave those rows out and say so, naming the reason; RESULTS.md
-//! still lists them under every run, so nothing measured is lost.
+//! fastest" (and the scaling charts) leave those rows out and say so,
+//! naming the reason; RESULTS.md still lists them under every run and
+//! beside the references, so nothing measured is lost.
 //!
 //! The file's columns: `device` (as the tables print it, e.g. `GPU: NVIDIA
 //! H200`), `commit` (its first characters suffice) and `reason`.
@@ -63,6 +64,13 @@ pub fn is_superseded(list: &[Superseded], row: &Row) -> bool {
     list.iter().any(|s| s.covers(row))
 }
 
+/// The entries that cover none of `rows` (a device or commit mistyped).
+pub fn unused<'a>(list: &'a [Superseded], rows: &[Row]) -> Vec<&'a Superseded> {
+    list.iter()
+        .filter(|entry| !rows.iter().any(|r| entry.covers(r)))
+        .collect()
+}
+
 /// A line per entry that covers some of `rows`, for below the headline.
 pub fn notes(list: &[Superseded], rows: &[Row]) -> String {
     let mut out = String::new();
@@ -108,6 +116,8 @@ mod tests {
             "- CPU: EPYC (2 cores): the rows of commit `abc1234` (1) are left out of these tables: references weaker than their framework's best, two hosts pooled (listed in RESULTS.md under every run; `reports/superseded.csv`)\n"
         );
         assert_eq!(super::notes(&list, &[at("fff0000")]), "");
+        assert!(unused(&list, &[at("abc1234def567")]).is_empty());
+        assert_eq!(unused(&list, &[at("fff0000")]), vec![&list[0]]);
     }
 
     #[test]
