@@ -455,13 +455,6 @@ impl Whisper {
     }
 }
 
-/// The static decoder, borrowed for one call (no borrow outlives one).
-fn borrow(decoder: &RefCell<StaticDecoder>) -> Result<std::cell::RefMut<'_, StaticDecoder>> {
-    decoder
-        .try_borrow_mut()
-        .map_err(|_| anyhow!("the static decoder is borrowed elsewhere"))
-}
-
 /// The cross-attention keys and values of every decoder layer.
 pub struct CrossKv(Vec<KeyValue>);
 
@@ -512,7 +505,10 @@ impl Session<'_> {
         &mut self,
         decoder: &'d RefCell<StaticDecoder>,
     ) -> Result<std::cell::RefMut<'d, StaticDecoder>> {
-        let mut decoder = borrow(decoder)?;
+        // Borrowed for one call: no borrow outlives one.
+        let mut decoder = decoder
+            .try_borrow_mut()
+            .map_err(|_| anyhow!("the static decoder is borrowed elsewhere"))?;
         if self.offset == 0 {
             decoder.owner = Some(self.id);
             self.cross_loaded = false;

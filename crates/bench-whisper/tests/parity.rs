@@ -30,6 +30,11 @@ fn outputs<T: WhisperTwin>(twin: &T, mel: &HostTensor, prompt: &[u32]) -> (HostT
     (twin.features_to_host(&features).unwrap(), logits)
 }
 
+/// The cross-attention keys and values of one window's log-mel.
+fn cross_of<T: WhisperTwin>(twin: &T, mel: &HostTensor) -> T::CrossKv {
+    twin.cross_kv(&twin.encode(mel).unwrap()).unwrap()
+}
+
 /// Both twins' outputs at `precision`: MLX, then PyTorch eager and best.
 fn twins_outputs(
     precision: Precision,
@@ -178,15 +183,13 @@ fn small_random_config_agrees_at_every_step() {
     // later steps use the key/value cache: feed the same tokens to all three
     let (mlx_rt, torch_rt) = cpu_runtimes(Precision::F32, 2);
     let mlx_twin = mlx::Whisper::new(&mlx_rt, &weights, &dims, &masks, Execution::Best).unwrap();
-    let mlx_cross = mlx_twin.cross_kv(&mlx_twin.encode(&mel).unwrap()).unwrap();
+    let mlx_cross = cross_of(&mlx_twin, &mel);
     let mut mlx_session = mlx_twin.session(&mlx_cross);
     mlx_session.logits(&prompt).unwrap();
     let torch_twins = [Execution::Eager, Execution::Best].map(|execution| {
         torch::Whisper::new(&torch_rt, &weights, &dims, &masks, execution).unwrap()
     });
-    let torch_crosses = torch_twins
-        .each_ref()
-        .map(|twin| twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap());
+    let torch_crosses = torch_twins.each_ref().map(|twin| cross_of(twin, &mel));
     let mut torch_sessions: Vec<_> = torch_twins
         .iter()
         .zip(&torch_crosses)
@@ -251,7 +254,7 @@ fn incremental_decoding_matches_a_full_recompute() {
     let tokens = [5u32, 6, 7, 8, 9];
     for execution in [Execution::Eager, Execution::Best] {
         let twin = torch::Whisper::new(&runtime, &weights, &dims, &masks, execution).unwrap();
-        let cross = twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap();
+        let cross = cross_of(&twin, &mel);
         let mut session = twin.session(&cross);
         session.logits(&tokens[..2]).unwrap();
         session.logits(&tokens[2..3]).unwrap();
@@ -268,7 +271,7 @@ fn incremental_decoding_matches_a_full_recompute() {
 
     let runtime = MlxRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
     let twin = mlx::Whisper::new(&runtime, &weights, &dims, &masks, Execution::Best).unwrap();
-    let cross = twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap();
+    let cross = cross_of(&twin, &mel);
     let mut session = twin.session(&cross);
     session.logits(&tokens[..2]).unwrap();
     session.logits(&tokens[2..3]).unwrap();
@@ -306,7 +309,7 @@ fn the_static_decoder_chooses_the_eager_tokens_window_after_window() {
     let decode_all = |twin: &dyn Fn(&HostTensor) -> Vec<u32>| mels.each_ref().map(twin);
     let mlx_twin = mlx::Whisper::new(&mlx_rt, &weights, &dims, &masks, Execution::Best).unwrap();
     let mlx_tokens = decode_all(&|mel| {
-        let cross = mlx_twin.cross_kv(&mlx_twin.encode(mel).unwrap()).unwrap();
+        let cross = cross_of(&mlx_twin, mel);
         greedy_decode(&mut mlx_twin.session(&cross), &special, max_tokens)
             .unwrap()
             .tokens
@@ -314,7 +317,7 @@ fn the_static_decoder_chooses_the_eager_tokens_window_after_window() {
     for execution in [Execution::Eager, Execution::Best] {
         let twin = torch::Whisper::new(&torch_rt, &weights, &dims, &masks, execution).unwrap();
         let tokens = decode_all(&|mel| {
-            let cross = twin.cross_kv(&twin.encode(mel).unwrap()).unwrap();
+            let cross = cross_of(&twin, mel);
             greedy_decode(&mut twin.session(&cross), &special, max_tokens)
                 .unwrap()
                 .tokens
@@ -343,7 +346,7 @@ fn the_static_decoder_refuses_to_step_past_the_text_context() {
     let mel = HostTensor::uniform(vec![dims.n_mels, dims.input_frames()], 7);
     let runtime = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
     let twin = torch::Whisper::new(&runtime, &weights, &dims, &masks, Execution::Best).unwrap();
-    let cross = twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap();
+    let cross = cross_of(&twin, &mel);
     let mut session = twin.session(&cross);
     let mut token = session.start(&[1, 2, 3]).unwrap();
     // 12 positions: 3 for the prompt, 9 steps, then an error
@@ -367,7 +370,7 @@ fn the_static_decoder_feeds_what_it_is_given_and_serves_one_session() {
     let runtime = TorchRuntime::new(DeviceKind::Cpu, Precision::F32, 2).unwrap();
     let logits_after = [Execution::Eager, Execution::Best].map(|execution| {
         let twin = torch::Whisper::new(&runtime, &weights, &dims, &masks, execution).unwrap();
-        let cross = twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap();
+        let cross = cross_of(&twin, &mel);
         let mut session = twin.session(&cross);
         let first = session.start(&[1, 2, 3]).unwrap();
         let second = session.follow(&first).unwrap();
@@ -384,7 +387,7 @@ fn the_static_decoder_feeds_what_it_is_given_and_serves_one_session() {
     assert!(diff < 1e-5, "eager and best logits differ by {diff}");
 
     let twin = torch::Whisper::new(&runtime, &weights, &dims, &masks, Execution::Best).unwrap();
-    let cross = twin.cross_kv(&twin.encode(&mel).unwrap()).unwrap();
+    let cross = cross_of(&twin, &mel);
     let mut first = twin.session(&cross);
     let token = first.start(&[1, 2, 3]).unwrap();
     let mut later = twin.session(&cross);
